@@ -1,0 +1,138 @@
+"""The run plan: everything Locust users need to know, as plain data.
+
+The runner builds a ``Plan`` from a scenario and writes it as JSON; every Locust
+process (in-process, master or worker) loads it from the path in ``LQH_PLAN``. Keeping
+it plain data is what lets worker processes start with nothing but that file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.errors import HarnessError
+
+PLAN_ENV = "LQH_PLAN"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """How to reach the target: its driver name, URL and credentials."""
+
+    name: str  # "kalamdb" (also used for the reference server) or "parse"
+    url: str
+    user: str
+    password: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a writer's program.
+
+    ``op`` is ``insert``, ``update`` (the writer's oldest live row not yet updated in
+    this round, cycling), ``delete`` (the writer's oldest live row), ``mix`` (random ops
+    by ``weights``), or ``pause`` (sleep ``seconds``). ``count`` bounds the operations
+    of the step; ``seconds`` bounds its duration; either may be None but not both
+    (except for ``pause``). ``rate`` caps operations per second for this writer.
+    """
+
+    op: str
+    count: int | None = None
+    seconds: float | None = None
+    rate: float | None = None
+    weights: dict[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSpec:
+    """One writer stream: a writer id, the conversation it writes into, its program.
+
+    A Locust WriterUser may drive several streams (an AI agent writing into several
+    conversations is one user with one stream per conversation, taking turns).
+    """
+
+    writer_id: int
+    conversation_id: int
+    program: tuple[Step, ...]
+    user: str | None = None  # target user the writer logs in as (USER tables are per user)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectSpec:
+    """Disconnect after ``after_changes`` received, stay away ``away_seconds``, resume."""
+
+    after_changes: int
+    away_seconds: float
+    resume: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    listener_id: str
+    conversation_id: int | None = None  # None: unfiltered; else WHERE conversation_id = N
+    user: str | None = None
+    reconnect: ReconnectSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    run_id: str
+    scenario: str
+    target: TargetSpec
+    namespace: str
+    table: str
+    table_type: str  # USER or SHARED
+    app_user: str  # the user writers and listeners log in as unless a spec names another
+    app_password: str
+    payload_bytes: int
+    writers: tuple[WriterSpec, ...]
+    listeners: tuple[ListenerSpec, ...]
+    writer_groups: tuple[tuple[int, ...], ...]  # writer ids driven together by one Locust user
+    drain_seconds: float  # after the last write, how long listeners keep receiving
+    ready_timeout: float = 30.0  # how long writers wait for listeners to be ready
+    summary_timeout: float = 30.0  # how long the master waits for worker final summaries
+    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific knobs (queriers, churn, ...)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            **{
+                **data,
+                "target": TargetSpec(**data["target"]),
+                "writers": tuple(
+                    WriterSpec(
+                        **{**w, "program": tuple(Step(**s) for s in w["program"])},
+                    )
+                    for w in data["writers"]
+                ),
+                "listeners": tuple(
+                    ListenerSpec(
+                        **{**li, "reconnect": ReconnectSpec(**li["reconnect"]) if li.get("reconnect") else None}
+                    )
+                    for li in data["listeners"]
+                ),
+                "writer_groups": tuple(tuple(g) for g in data["writer_groups"]),
+            }
+        )
+
+    def write(self, path: Path) -> None:
+        path.write_bytes(self.to_json())
+
+
+def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
+    """Load the plan from ``path`` or from the file named by ``$LQH_PLAN``."""
+    path = path or os.environ.get(PLAN_ENV)
+    if not path:
+        raise HarnessError(f"no run plan: set {PLAN_ENV} to a plan file written by `lqharness run`")
+    try:
+        return Plan.from_dict(orjson.loads(Path(path).read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise HarnessError(f"cannot read run plan {path}: {exc}") from exc
