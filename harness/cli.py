@@ -1,7 +1,8 @@
 """``lqharness``: the command line. Each subcommand lives in the module named for its room.
 
-A command module exposes ``add_arguments(parser)`` and ``main(args) -> int`` and keeps
-heavy imports (locust, pandas, aiohttp) inside ``main`` so ``--help`` stays fast.
+A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. Only the
+chosen command's module is imported, so ``--help`` and light commands stay fast and one
+command's heavy dependencies (locust, pandas, aiohttp) never load for another.
 """
 
 from __future__ import annotations
@@ -10,25 +11,33 @@ import argparse
 import importlib
 import sys
 
-COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("serve", "harness.refserver.command", "run the embedded reference server (KalamDB v1 protocol over SQLite)"),
-    ("run", "harness.run_command", "run scenarios against a target and judge them"),
-    ("list", "harness.list_command", "list the scenario catalogue"),
-    ("monitor", "monitors.command", "sample a server process (and target statistics) to a JSON-lines file"),
-    ("judge", "reports.command", "judge a run folder again, optionally with another criteria file"),
-)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("harness.refserver.command", "run the embedded reference server (KalamDB v1 protocol over SQLite)"),
+    "run": ("harness.run_command", "run scenarios against a target and judge them"),
+    "list": ("harness.list_command", "list the scenario catalogue"),
+    "monitor": ("monitors.command", "sample a server process (and target statistics) to a JSON-lines file"),
+    "judge": ("reports.command", "judge a run folder again, optionally with another criteria file"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser with every command listed and only ``command``'s arguments loaded."""
     parser = argparse.ArgumentParser(
         prog="lqharness",
         description="Stress and correctness harness for databases with live queries.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name, help_text in COMMANDS:
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
-        doc = (module.__doc__ or help_text).strip()
-        cmd = sub.add_parser(name, help=help_text, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser
@@ -37,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from harness.errors import HarnessError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return int(args._module.main(args) or 0)
     except HarnessError as exc:
