@@ -1,0 +1,64 @@
+"""Run scenarios against a target, write one run folder per scenario, judge each.
+
+By default the embedded reference server is started on a free loopback port; with
+--target-url an already running KalamDB-protocol server is used instead. Exit code:
+0 pass, 1 fail, 2 inconclusive or harness error (over all scenarios: fail wins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario or group names (see `lqharness list`)")
+    parser.add_argument("--target", choices=("ref", "kalamdb"), default="ref",
+                        help="ref: start the embedded reference server (default); kalamdb: needs --target-url")
+    parser.add_argument("--target-url", metavar="URL",
+                        help="use an already running KalamDB-protocol server, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--user", default=os.environ.get("KALAMDB_USER", "root"),
+                        help="admin user for --target-url (default: $KALAMDB_USER or root)")
+    parser.add_argument("--password", default=os.environ.get("KALAMDB_PASSWORD"),
+                        help="admin password for --target-url (default: $KALAMDB_PASSWORD)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="Locust worker processes; 0 runs Locust in one process (default)")
+    parser.add_argument("--quick", action="store_true", help="short waits and profiles, for CI (live counts unchanged)")
+    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="parent of run folders (default: runs)")
+    parser.add_argument("--criteria", type=Path, metavar="FILE", help="criteria file (TOML) overriding the defaults")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                        help="start the reference server with this fault (see `lqharness serve --help`); repeatable")
+
+
+def main(args: argparse.Namespace) -> int:
+    from harness.catalogue import resolve
+    from harness.errors import HarnessError
+    from harness.runner import Runner, RunOptions, combine
+
+    if args.workers < 0:
+        raise HarnessError("--workers must be 0 or more")
+    if args.criteria is not None and not args.criteria.is_file():
+        raise HarnessError(f"criteria file not found: {args.criteria}")
+    if args.fault and args.target_url:
+        raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
+    scenarios = resolve(args.scenarios)
+    options = RunOptions(
+        target="kalamdb" if args.target_url else args.target,
+        target_url=args.target_url,
+        user=args.user,
+        password=args.password,
+        workers=args.workers,
+        quick=args.quick,
+        out_dir=args.out,
+        criteria=args.criteria,
+        server_args=tuple(a for spec in args.fault for a in ("--fault", spec)),
+    )
+    runner = Runner(options)
+    codes = [runner.run(s) for s in scenarios]
+    code = combine(codes)
+    if len(scenarios) > 1:
+        word = {0: "PASS", 1: "FAIL"}.get(code, "INCONCLUSIVE")
+        print(f"{len(scenarios)} scenarios: {codes.count(0)} passed, {codes.count(1)} failed, "
+              f"{len(codes) - codes.count(0) - codes.count(1)} inconclusive -> {word}")
+    return code

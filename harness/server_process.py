@@ -1,0 +1,100 @@
+"""Start the embedded reference server as a child process and wait until it listens.
+
+Used by ``lqharness run`` (the default ``ref`` target) and by the integration tests,
+so both exercise the server exactly as a user's ``lqharness serve`` would run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from harness.errors import HarnessError
+
+
+@dataclass
+class LocalServer:
+    """A running ``lqharness serve`` child: its URL, pid, root password and log file."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    root_password: str
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/v1/ws"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_local_server(
+    work_dir: Path,
+    extra_args: list[str] | tuple[str, ...] = (),
+    *,
+    root_password: str | None = None,
+    timeout: float = 20.0,
+) -> LocalServer:
+    """Start ``lqharness serve --port 0`` with its data under ``work_dir``; wait for its ready file."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    password = root_password or "Root-" + secrets.token_hex(8)
+    ready = work_dir / "server.ready.json"
+    ready.unlink(missing_ok=True)
+    log_path = work_dir / "server.log"
+    args = [
+        sys.executable, "-m", "harness.cli", "serve",
+        "--host", "127.0.0.1", "--port", "0",
+        "--data-dir", str(work_dir / "server-data"),
+        "--root-password", password,
+        "--ready-file", str(ready),
+        *extra_args,
+    ]  # fmt: skip
+    log = log_path.open("ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise HarnessError(f"reference server exited with code {proc.returncode}: {tail[0]}")
+        if ready.exists():
+            try:
+                info = orjson.loads(ready.read_bytes())
+                return LocalServer(proc=proc, url=info["url"], root_password=password, log_path=log_path, args=args)
+            except (orjson.JSONDecodeError, KeyError):
+                pass  # half-written; read again
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(5)
+    raise HarnessError(f"reference server did not become ready within {timeout:.0f} s (log: {log_path})")
