@@ -61,7 +61,10 @@ _KNOWN_KEYS = {
 
 def _load_file(filename: str) -> dict[str, Scenario]:
     text = resources.files("harness.scenarios").joinpath(filename).read_text()
-    data = tomllib.loads(text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"scenario catalogue {filename} is not valid TOML: {exc}") from exc
     defaults = data.get("defaults", {})
     out: dict[str, Scenario] = {}
     for name, raw in data.get("scenario", {}).items():

@@ -1,0 +1,80 @@
+"""The ten live-query scenarios, run through the same runner as `lqharness run live --quick`.
+
+Each scenario must pass against the reference server, and its delivery summary must
+count exactly the changes the catalogue defines (summed over its listeners).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.catalogue import resolve
+from harness.runner import Runner, RunOptions
+from harness.server_process import start_local_server
+
+LIVE = resolve(["live"])
+
+
+def _run(tmp_path: Path, scenario_name: str, **options) -> tuple[int, dict, dict]:
+    out = tmp_path / "runs"
+    runner = Runner(RunOptions(quick=True, out_dir=out, progress=lambda _msg: None, **options))
+    (scenario,) = resolve([scenario_name])
+    code = runner.run(scenario)
+    (run_dir,) = [p for p in out.iterdir() if p.name.endswith(scenario_name)]
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    delivery = json.loads((run_dir / "delivery.json").read_text())
+    return code, verdict, delivery
+
+
+def _summary(verdict: dict) -> str:
+    return "; ".join(
+        f"{c['id']}={c['verdict']} ({c.get('evidence')})"
+        for s in verdict["scenarios"]
+        for c in s["criteria"]
+        if c["verdict"] != "pass"
+    )
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("scenario", LIVE, ids=[s.name for s in LIVE])
+def test_live_scenario_passes_with_exact_counts(tmp_path: Path, scenario) -> None:
+    code, verdict, delivery = _run(tmp_path, scenario.name)
+    assert verdict["verdict"] == "pass", _summary(verdict)
+    assert code == 0
+    totals = delivery["totals"]
+    assert totals["expected"] == scenario.expected
+    assert totals["delivered"] == scenario.expected
+    for key in ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors"):
+        assert totals[key] == 0, key
+    (scenario_verdict,) = verdict["scenarios"]
+    assert scenario_verdict["delivery"]["expected"] == scenario.expected
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["live.concurrent-writers", "live.multi-listener", "live.ai-agent"])
+def test_distributed_workers_give_identical_totals(tmp_path: Path, name: str) -> None:
+    _, _, local = _run(tmp_path / "local", name)
+    code, verdict, dist = _run(tmp_path / "dist", name, workers=2)
+    assert verdict["verdict"] == "pass", _summary(verdict)
+    keys = ("expected", "delivered", "lost", "duplicates", "out_of_order", "phantom")
+    assert {k: dist["totals"][k] for k in keys} == {k: local["totals"][k] for k in keys}
+    assert dist["aggregation"]["timed_out"] is False
+    assert dist["aggregation"]["summaries_received"] == 2
+
+
+@pytest.mark.timeout(90)
+def test_external_target_url_starts_no_embedded_server(tmp_path: Path) -> None:
+    with start_local_server(tmp_path / "external") as server:
+        code, verdict, delivery = _run(
+            tmp_path, "live.updates", target_url=server.url, user="root", password=server.root_password
+        )
+        assert server.alive()
+    assert verdict["verdict"] == "pass", _summary(verdict)
+    assert delivery["totals"]["expected"] == 100
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "server.log").exists(), "an embedded server was started"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["target"]["url"] == server.url
