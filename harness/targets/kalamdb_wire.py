@@ -1,0 +1,251 @@
+"""Pure KalamDB v1 wire helpers: SQL text, value conversion, frames and messages to ``Change``.
+
+Kept free of I/O so the encoding rules of ``docs/kalamdb-protocol.md`` (BIGINT as JSON
+strings, Snowflake ``_seq``, gzip binary frames, change/old-value shapes) are unit-testable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from harness.targets.base import Change, Op, Outcome, Row, Schema, TargetError
+
+SEQ_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the Snowflake epoch of `_seq`
+GZIP_MAGIC = b"\x1f\x8b"
+BIGINT_SQL_TYPES = frozenset({"BIGINT", "INT8"})
+BIGINT_WIRE_TYPES = frozenset({"BigInt"})  # `data_type` names whose values travel as JSON strings
+SYSTEM_BIGINTS = frozenset({"_seq"})
+# 5xx codes that mean the server refused the statement before running it.
+REFUSAL_5XX_CODES = frozenset({"NOT_LEADER", "TOO_MANY_CONNECTIONS"})
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
+_JOB_ID = re.compile(r"Job ID:\s*([A-Za-z0-9_:.\-]*[A-Za-z0-9_])")
+
+
+class WireError(TargetError):
+    """A frame or message the protocol does not allow."""
+
+
+def identifier(name: str) -> str:
+    """Return ``name`` if it is a valid KalamDB identifier, else raise (keeps SQL text injection-free)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise TargetError(f"invalid identifier {name!r}: only letters, digits and _ are allowed")
+    return name
+
+
+def qualified(schema: Schema) -> str:
+    return f"{identifier(schema.namespace)}.{identifier(schema.table)}"
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal with embedded quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def committed_ns(seq: int) -> int:
+    """Commit time of a Snowflake ``_seq`` (41 bits of ms since 2024-01-01) in Unix nanoseconds."""
+    return ((seq >> 22) + SEQ_EPOCH_MS) * 1_000_000
+
+
+def schema_bigints(schema: Schema) -> frozenset[str]:
+    """Columns of ``schema`` whose values arrive as JSON strings, plus ``_seq``."""
+    return SYSTEM_BIGINTS | {c.name for c in schema.columns if c.sql_type.upper() in BIGINT_SQL_TYPES}
+
+
+def wire_bigints(fields: Iterable[Mapping[str, Any]] | None) -> frozenset[str]:
+    """BIGINT columns named by a result or subscription ``schema`` list."""
+    return frozenset(f["name"] for f in fields or () if f.get("data_type") in BIGINT_WIRE_TYPES)
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def convert_row(row: Mapping[str, Any], bigints: frozenset[str]) -> Row:
+    """Copy of ``row`` with the BIGINT columns' string values turned into ints."""
+    return {k: (_to_int(v) if k in bigints else v) for k, v in row.items()}
+
+
+def result_rows(result: Mapping[str, Any], bigints: frozenset[str] = frozenset()) -> list[Row]:
+    """Rows of one HTTP statement result (positional arrays) as dicts keyed by column name."""
+    fields = result.get("schema") or []
+    names = [f["name"] for f in sorted(fields, key=lambda f: f.get("index", 0))]
+    all_bigints = bigints | wire_bigints(fields)
+    return [convert_row(dict(zip(names, values, strict=False)), all_bigints) for values in result.get("rows") or []]
+
+
+def error_of(body: Any) -> tuple[str, str] | None:
+    """(code, message) of a KalamDB error body in either of its shapes, or None if it is not one."""
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("code") or "ERROR"), str(err.get("message") or "")
+    if isinstance(err, str):
+        return err, str(body.get("message") or "")
+    if body.get("status") == "error":
+        return "ERROR", str(body.get("message") or "")
+    return None
+
+
+def classify(status: int, body: Any) -> tuple[Outcome, str | None]:
+    """Outcome of a write from the HTTP status and decoded body (the write got an answer)."""
+    err = error_of(body)
+    if status == 200 and err is None:
+        return Outcome.OK, None
+    text = f"HTTP {status}" + (f" {err[0]}: {err[1]}" if err else "")
+    if err is not None and (400 <= status < 500 or status == 200 or err[0] in REFUSAL_5XX_CODES):
+        return Outcome.FAILED, text
+    return Outcome.INDETERMINATE, text
+
+
+def rows_affected(body: Any) -> int | None:
+    results = body.get("results") if isinstance(body, dict) else None
+    if results and isinstance(results[0], dict) and isinstance(results[0].get("row_count"), int):
+        return results[0]["row_count"]
+    return None
+
+
+def insert_sql(table: str, columns: Sequence[str]) -> str:
+    cols = ", ".join(identifier(c) for c in columns)
+    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return f"INSERT INTO {table} ({cols}) VALUES ({marks})"
+
+
+def update_sql(table: str, key: str, columns: Sequence[str]) -> str:
+    sets = ", ".join(f"{identifier(c)} = ${i}" for i, c in enumerate(columns, 1))
+    return f"UPDATE {table} SET {sets} WHERE {identifier(key)} = ${len(columns) + 1}"
+
+
+def delete_sql(table: str, key: str) -> str:
+    return f"DELETE FROM {table} WHERE {identifier(key)} = $1"
+
+
+def _option_value(value: str) -> str:
+    text = str(value)
+    if re.fullmatch(r"-?\d+", text) or text.upper() in ("TRUE", "FALSE"):
+        return text
+    return quote_literal(text)
+
+
+def create_table_sql(schema: Schema) -> str:
+    """``CREATE <type> TABLE IF NOT EXISTS ns.t (...) [WITH (...)]`` for ``schema``."""
+    kind = schema.table_type.upper()
+    if kind not in ("USER", "SHARED", "STREAM"):
+        raise TargetError(f"unknown table type {schema.table_type!r}")
+    cols = []
+    for c in schema.columns:
+        if not re.fullmatch(r"[A-Za-z0-9_(), ]+", c.sql_type):
+            raise TargetError(f"invalid column type {c.sql_type!r}")
+        parts = [identifier(c.name), c.sql_type]
+        if c.not_null:
+            parts.append("NOT NULL")
+        if c.primary_key:
+            parts.append("PRIMARY KEY")
+        cols.append(" ".join(parts))
+    sql = f"CREATE {kind} TABLE IF NOT EXISTS {qualified(schema)} ({', '.join(cols)})"
+    if schema.options:
+        opts = ", ".join(f"{identifier(k).upper()} = {_option_value(v)}" for k, v in schema.options.items())
+        sql += f" WITH ({opts})"
+    return sql
+
+
+def create_user_sql(user: str, password: str) -> str:
+    return f"CREATE USER {quote_literal(user)} WITH PASSWORD {quote_literal(password)} ROLE user"
+
+
+def job_id_of(message: str | None) -> str | None:
+    """The job id in a ``STORAGE FLUSH TABLE`` reply ("... Job ID: <id>"), None when none started."""
+    match = _JOB_ID.search(message or "")
+    return match.group(1) if match else None
+
+
+def decode_frame(data: bytes | str) -> dict[str, Any]:
+    """One server message from a text frame or a (possibly gzipped) binary frame."""
+    if isinstance(data, bytes) and data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise WireError(f"bad gzip frame: {exc}") from None
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(f"frame is not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise WireError(f"frame is not a JSON object: {type(msg).__name__}")
+    return msg
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` bytes spread over ``parts`` rows, summing to ``total``."""
+    base, rest = divmod(total, parts)
+    return [base + rest] + [base] * (parts - 1)
+
+
+def _seq_of(row: Row | None) -> int | None:
+    seq = row.get("_seq") if row else None
+    return seq if isinstance(seq, int) else None
+
+
+def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], received_ns: int, size: int) -> Change:
+    seq = _seq_of(row if row is not None else old)
+    deleted = sent.get("_deleted")
+    return Change(
+        op=op,
+        row=row,
+        old_row=old,
+        server_seq=seq,
+        received_ns=received_ns,
+        wire_bytes=size,
+        deleted=deleted if isinstance(deleted, bool) else None,
+        committed_ns=committed_ns(seq) if seq is not None and seq > 0 else None,
+    )
+
+
+def change_events(msg: Mapping[str, Any], received_ns: int, wire_bytes: int, bigints: frozenset[str]) -> list[Change]:
+    """The ``Change``s of one ``change`` message (one per row of ``rows`` / ``old_values``)."""
+    kind = msg.get("change_type")
+    rows = msg.get("rows") or []
+    olds = msg.get("old_values") or []
+    if kind == "insert":
+        pairs = [(Op.INSERT, r, None, r) for r in rows]
+    elif kind == "update":
+        pairs = [(Op.UPDATE, r, olds[i] if i < len(olds) else None, r) for i, r in enumerate(rows)]
+    elif kind == "delete":
+        pairs = [(Op.DELETE, None, o, o) for o in olds]
+    else:
+        raise WireError(f"unknown change_type {kind!r}")
+    if not pairs:
+        return []
+    return [
+        _change(
+            op,
+            convert_row(new, bigints) if new is not None else None,
+            convert_row(old, bigints) if old is not None else None,
+            sent,
+            received_ns,
+            size,
+        )
+        for (op, new, old, sent), size in zip(pairs, _split(wire_bytes, len(pairs)), strict=True)
+    ]
+
+
+def snapshot_events(
+    rows: Sequence[Mapping[str, Any]], received_ns: int, wire_bytes: int, bigints: frozenset[str]
+) -> list[Change]:
+    """The ``Op.SNAPSHOT`` changes of one ``initial_data_batch``'s rows."""
+    if not rows:
+        return []
+    return [
+        _change(Op.SNAPSHOT, convert_row(r, bigints), None, r, received_ns, size)
+        for r, size in zip(rows, _split(wire_bytes, len(rows)), strict=True)
+    ]
