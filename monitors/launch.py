@@ -1,0 +1,78 @@
+"""Start and stop ``lqharness monitor`` as a sidecar subprocess: the runner's entry point.
+
+A separate process keeps sampling independent of the runner's own load (gevent, Locust)
+and keeps the samples on disk even if the runner dies.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from harness.plan import TargetSpec
+from monitors.command import PASSWORD_ENV
+
+
+def start_monitor_process(
+    server_pid: int,
+    out_dir: Path,
+    generator_parent: int | None = None,
+    target_spec: TargetSpec | None = None,
+    interval: float = 1.0,
+    *,
+    uss: bool = False,
+    duration: float | None = None,
+    stderr: IO[bytes] | int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Launch the monitor on ``server_pid``, writing ``out_dir/monitor.jsonl``.
+
+    With ``generator_parent`` it also writes ``out_dir/generator.jsonl`` (Locust processes
+    under that pid); with ``target_spec`` it polls the target's statistics (the password
+    goes through the environment, not the command line). Stop it with
+    ``stop_monitor_process``; it exits 0 by itself when the server process dies, after
+    writing a last ``alive: false`` row. A bad pid makes it exit 2 at once.
+    """
+    out_dir = Path(out_dir)
+    cmd = [
+        sys.executable, "-m", "harness.cli", "monitor",
+        "--pid", str(server_pid),
+        "--interval", str(interval),
+        "--out", str(out_dir / "monitor.jsonl"),
+    ]  # fmt: skip
+    env = dict(os.environ)
+    if uss:
+        cmd.append("--uss")
+    if duration is not None:
+        cmd += ["--duration", str(duration)]
+    if generator_parent is not None:
+        cmd += [
+            "--generator-parent",
+            str(generator_parent),
+            "--generator-out",
+            str(out_dir / "generator.jsonl"),
+        ]
+    if target_spec is not None:
+        cmd += [
+            "--target-url",
+            target_spec.url,
+            "--target-name",
+            target_spec.name,
+            "--target-user",
+            target_spec.user,
+        ]
+        env[PASSWORD_ENV] = target_spec.password
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stderr=stderr)
+
+
+def stop_monitor_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
+    """SIGTERM the monitor and wait for its final flush; kill it if it does not end in ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(timeout)

@@ -1,0 +1,167 @@
+"""Monitor building blocks: roles, the JSON-lines writer, the stats poller, the loop's schedule."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+
+from monitors.generator import role_of
+from monitors.jsonl import JsonlWriter
+from monitors.loop import StopReason, run_monitor
+from monitors.sampler import ProcessSampler
+from monitors.stats import StatsPoller
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "role"),
+    [
+        (["locust", "-f", "x.py", "--worker", "--master-host", "127.0.0.1"], "worker"),
+        (["/venv/bin/python", "/venv/bin/locust", "--master", "--expect-workers", "2"], "master"),
+        (["python", "-m", "harness.cli", "run", "-f", "locustfiles/users.py"], "local"),
+        (["python", "-m", "harness.cli", "serve", "--master"], None),
+        ([], None),
+    ],
+)
+def test_role_of_command_lines(cmdline: list[str], role: str | None) -> None:
+    assert role_of(cmdline) == role
+
+
+def test_jsonl_writer_appends_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "monitor.jsonl"
+    writer = JsonlWriter(path, fsync_every=0.0)
+    writer.write({"t": 1.5, "conns": {"ESTABLISHED": 2}, "stats": None})
+    assert path.read_bytes().endswith(b"\n")  # flushed before close
+    writer.close()
+    writer.close()
+    again = JsonlWriter(path)
+    again.write({"t": 2.5})
+    again.close()
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert rows == [{"t": 1.5, "conns": {"ESTABLISHED": 2}, "stats": None}, {"t": 2.5}]
+
+
+class FlakyAdmin:
+    """Fails its first stats call, then answers; counts sessions closed."""
+
+    instances: list[FlakyAdmin] = []
+
+    def __init__(self) -> None:
+        self.closed = False
+        FlakyAdmin.instances.append(self)
+
+    def stats(self) -> dict[str, str] | None:
+        if len(FlakyAdmin.instances) == 1:
+            raise ConnectionError("connection reset")
+        return {"active_connections": "4"}
+
+    def live_subscriptions(self) -> dict[str, int] | None:
+        return None  # a target without a changes counter
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(10)
+def test_stats_poller_reconnects_after_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    FlakyAdmin.instances = []
+    poller = StatsPoller(FlakyAdmin, interval=0.05)
+    assert poller.latest() == (None, None)
+    poller.start()
+    try:
+        _wait_for(lambda: poller.latest()[0] is not None)
+    finally:
+        poller.stop()
+    assert poller.latest() == ({"active_connections": "4"}, None)
+    assert FlakyAdmin.instances[0].closed
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "lqharness monitor: target statistics unavailable: connection reset",
+        "lqharness monitor: target statistics available again",
+    ]
+
+
+class FreezingAdmin:
+    """Answers until ``freeze`` is set, then blocks until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.freeze = threading.Event()
+        self.release = threading.Event()
+
+    def stats(self) -> dict[str, str] | None:
+        if self.freeze.is_set():
+            self.release.wait(10)
+        return {"memory": "1"}
+
+    def live_subscriptions(self) -> dict[str, int] | None:
+        return {"a": 1}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(10)
+def test_stats_turn_null_when_the_target_stalls() -> None:
+    admin = FreezingAdmin()
+    poller = StatsPoller(lambda: admin, interval=0.05, stale_after=0.3)
+    poller.start()
+    try:
+        _wait_for(lambda: poller.latest() == ({"memory": "1"}, 1))
+        admin.freeze.set()
+        _wait_for(lambda: poller.latest() == (None, None))
+    finally:
+        admin.release.set()
+        poller.stop()
+
+
+class SlowSampler(ProcessSampler):
+    """A real sampler of this process whose every third sample overruns the interval."""
+
+    def __init__(self) -> None:
+        super().__init__(psutil.Process())
+        self.calls = 0
+
+    def sample(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            time.sleep(0.22)
+        return super().sample()
+
+
+@pytest.mark.timeout(10)
+def test_loop_keeps_a_drift_free_schedule_and_skips_missed_ticks(tmp_path: Path) -> None:
+    out = JsonlWriter(tmp_path / "m.jsonl")
+    started = time.time()
+    reason = run_monitor(SlowSampler(), out, 0.1, threading.Event(), duration=1.0)
+    out.close()
+    assert reason is StopReason.DURATION
+    offsets = [orjson.loads(line)["t"] - started for line in (tmp_path / "m.jsonl").read_bytes().splitlines()]
+    # Samples start on the 0.1 s grid (the slow ones 0.22 s late), never in a catch-up burst.
+    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    assert min(gaps) > 0.03, gaps
+    assert 5 <= len(offsets) <= 9
+    assert offsets[-1] < 1.3
+
+
+@pytest.mark.timeout(10)
+def test_loop_returns_at_once_when_stopped(tmp_path: Path) -> None:
+    out = JsonlWriter(tmp_path / "m.jsonl")
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    reason = run_monitor(ProcessSampler(psutil.Process()), out, 5.0, stop)
+    out.close()
+    assert reason is StopReason.STOPPED
+    assert time.monotonic() - started < 2.0
