@@ -32,9 +32,8 @@ class StatsPoller:
         self.stale_after = stale_after if stale_after is not None else max(3 * interval, 5.0)
         self._lock = threading.Lock()
         self._stats: dict[str, Any] | None = None
-        self._stats_at = float("-inf")
         self._live: int | None = None
-        self._live_at = float("-inf")
+        self._polled_at = float("-inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lqh-stats-poller", daemon=True)
         self._failing = False
@@ -49,11 +48,10 @@ class StatsPoller:
 
     def latest(self) -> tuple[dict[str, Any] | None, int | None]:
         """``(stats, live_count)`` from recent polls; each is None if unavailable or stale."""
-        now = time.monotonic()
         with self._lock:
-            stats = self._stats if now - self._stats_at <= self.stale_after else None
-            live = self._live if now - self._live_at <= self.stale_after else None
-        return stats, live
+            if time.monotonic() - self._polled_at > self.stale_after:
+                return None, None
+            return self._stats, self._live
 
     def _run(self) -> None:
         admin: Admin | None = None
@@ -63,9 +61,8 @@ class StatsPoller:
                 if admin is None:
                     admin = self._connect()
                 stats = admin.stats()
-                self._store_stats(dict(stats) if stats is not None else None)
                 live = admin.live_subscriptions()
-                self._store_live(len(live) if live is not None else None)
+                self._store(dict(stats) if stats is not None else None, len(live) if live is not None else None)
                 self._report(None)
             except Exception as exc:  # any target failure must leave sampling running
                 self._report(exc)
@@ -77,13 +74,9 @@ class StatsPoller:
             self._stop.wait(next_poll - now)
         self._drop(admin)
 
-    def _store_stats(self, stats: dict[str, Any] | None) -> None:
+    def _store(self, stats: dict[str, Any] | None, live: int | None) -> None:
         with self._lock:
-            self._stats, self._stats_at = stats, time.monotonic()
-
-    def _store_live(self, live: int | None) -> None:
-        with self._lock:
-            self._live, self._live_at = live, time.monotonic()
+            self._stats, self._live, self._polled_at = stats, live, time.monotonic()
 
     def _report(self, exc: Exception | None) -> None:
         """One stderr line when polling starts failing and one when it recovers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
@@ -382,3 +383,66 @@ def test_launcher_starts_and_stops_the_sidecar(server: Server, tmp_path: Path) -
     rows = read_jsonl(tmp_path / "monitor.jsonl")
     assert all(r["pid"] == server.pid and r["alive"] for r in rows)
     assert {r["pid"] for r in read_jsonl(tmp_path / "generator.jsonl")} == {worker.pid}
+
+
+class FakeKalamStats(http.server.BaseHTTPRequestHandler):
+    """Just enough of KalamDB's HTTP API for statistics: login, ``system.stats``, ``system.live``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server handler name
+        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/v1/api/auth/login":
+            ok = body == {"user": "root", "password": "pw-from-env"}
+            self._reply(200 if ok else 401, {"access_token": "tok"} if ok else {"error": "bad credentials"})
+        elif self.headers.get("Authorization") != "Bearer tok":
+            self._reply(401, {"error": {"code": "UNAUTHORIZED", "message": "no token"}})
+        elif "system.stats" in body["sql"]:
+            schema = [{"name": "metric_name", "index": 0}, {"name": "metric_value", "index": 1}]
+            self._reply(
+                200, {"results": [{"schema": schema, "rows": [["active_connections", "5"], ["pid", "1"]]}]}
+            )
+        else:
+            schema = [
+                {"name": n, "index": i} for i, n in enumerate(("live_id", "subscription_id", "changes"))
+            ]
+            rows = [[f"l{i}", f"s{i}", i] for i in range(3)]
+            self._reply(200, {"results": [{"schema": schema, "rows": rows}]})
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = orjson.dumps(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_cli_polls_target_statistics_through_the_target_driver(server: Server, tmp_path: Path) -> None:
+    fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeKalamStats)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "monitor.jsonl"
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "harness.cli", "monitor", "--pid", str(server.pid), "--interval", "0.2",
+                "--duration", "1.2", "--out", str(out), "--target-url", f"http://127.0.0.1:{fake.server_port}",
+            ],
+            env={**os.environ, "LQH_TARGET_PASSWORD": "pw-from-env"},
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )  # fmt: skip
+    finally:
+        fake.shutdown()
+        fake.server_close()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = read_jsonl(out)
+    polled = [r for r in rows if r["stats"] is not None]
+    assert len(polled) >= 2, rows
+    assert all(r["stats"] == {"active_connections": "5", "pid": "1"} and r["live_count"] == 3 for r in polled)
