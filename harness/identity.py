@@ -1,0 +1,162 @@
+"""Identity of the rows the harness writes, and how a notification is read back into it.
+
+Every row carries who wrote it and in which order (``writer_id``, ``wseq``), which
+version it is, a content derived from (``id``, ``version``) and the client send time,
+so a listener can check loss, duplication, order, old values and latency on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from harness.plan import Plan
+from harness.targets.base import Change, Column, Op, Row, Schema
+
+ROW_BITS = 32
+ROW_MASK = (1 << ROW_BITS) - 1
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "BIGINT", primary_key=True),
+    Column("conversation_id", "BIGINT", not_null=True),
+    Column("writer_id", "BIGINT", not_null=True),
+    Column("wseq", "BIGINT", not_null=True),
+    Column("version", "INT", not_null=True),
+    Column("content", "TEXT", not_null=True),
+    Column("sent_at", "BIGINT", not_null=True),
+)
+UPDATED_COLUMNS = ("version", "wseq", "content", "sent_at")
+
+
+def row_id(writer_id: int, n: int) -> int:
+    """Primary key of the writer's ``n``-th row (1-based): ``writer_id << 32 | n``."""
+    if not 0 < n <= ROW_MASK:
+        raise ValueError(f"row number {n} out of range")
+    return writer_id << ROW_BITS | n
+
+
+def split_id(rid: int) -> tuple[int, int]:
+    """Inverse of :func:`row_id`: (writer id, row number)."""
+    return rid >> ROW_BITS, rid & ROW_MASK
+
+
+def content(rid: int, version: int, payload_bytes: int) -> str:
+    """Deterministic content of row ``rid`` at ``version``, padded to ``payload_bytes`` characters.
+
+    The padding repeats a digest of (id, version), so two versions never share a content
+    and any old value is computable from the key alone.
+    """
+    head = f"r{rid}v{version}:"
+    digest = hashlib.blake2b(head.encode(), digest_size=8).hexdigest()
+    if payload_bytes <= len(head):
+        return head
+    reps = (payload_bytes - len(head)) // len(digest) + 1
+    return head + (digest * reps)[: payload_bytes - len(head)]
+
+
+def insert_row(
+    writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_us: int, payload_bytes: int
+) -> Row:
+    """All columns of a new row (version 1)."""
+    rid = row_id(writer_id, n)
+    return {
+        "id": rid,
+        "conversation_id": conversation_id,
+        "writer_id": writer_id,
+        "wseq": wseq,
+        "version": 1,
+        "content": content(rid, 1, payload_bytes),
+        "sent_at": sent_at_us,
+    }
+
+
+def update_changes(rid: int, version: int, wseq: int, sent_at_us: int, payload_bytes: int) -> Row:
+    """The columns an update sets to bring row ``rid`` to ``version``."""
+    return {
+        "version": version,
+        "wseq": wseq,
+        "content": content(rid, version, payload_bytes),
+        "sent_at": sent_at_us,
+    }
+
+
+def messages_schema(plan: Plan) -> Schema:
+    """The harness table of ``plan`` with the app user (and any user a spec names) and its password."""
+    users = {plan.app_user: plan.app_password}
+    for spec in (*plan.writers, *plan.listeners):
+        if spec.user and spec.user not in users:
+            users[spec.user] = plan.app_password
+    return Schema(
+        namespace=plan.namespace, table=plan.table, columns=COLUMNS, table_type=plan.table_type, users=users
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The identity a notification carries, read from its row (or tombstone for deletes).
+
+    For updates, ``old_version``/``old_content`` come from the reported old values (None
+    when absent). ``error`` is set when the notification cannot be read as a harness row.
+    """
+
+    op: Op
+    rid: int
+    writer_id: int
+    n: int
+    conversation_id: int | None
+    wseq: int
+    version: int
+    sent_at_us: int | None
+    content: str | None
+    old_version: int | None = None
+    old_content: str | None = None
+    error: str | None = None
+
+
+def _int(value: Any) -> int | None:
+    """Ints arrive as numbers or (KalamDB BIGINT) as JSON strings."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_change(change: Change) -> Seen:
+    """Identity of ``change``: the new row for insert/update/snapshot, the tombstone for delete."""
+    row = change.old_row if change.op is Op.DELETE else change.row
+    old = change.old_row if change.op is Op.UPDATE else None
+    if not row:
+        return Seen(change.op, 0, 0, 0, None, 0, 0, None, None, error="notification carries no row")
+    rid, writer_id, wseq, version = (_int(row.get(k)) for k in ("id", "writer_id", "wseq", "version"))
+    if rid is None or writer_id is None or wseq is None or version is None:
+        return Seen(
+            change.op,
+            rid or 0,
+            writer_id or 0,
+            0,
+            None,
+            wseq or 0,
+            version or 0,
+            None,
+            None,
+            error=f"row lacks identity columns: {sorted(row)}",
+        )
+    w, n = split_id(rid)
+    text = row.get("content")
+    return Seen(
+        op=change.op,
+        rid=rid,
+        writer_id=writer_id,
+        n=n,
+        conversation_id=_int(row.get("conversation_id")),
+        wseq=wseq,
+        version=version,
+        sent_at_us=_int(row.get("sent_at")),
+        content=text if isinstance(text, str) else None,
+        old_version=_int(old.get("version")) if old else None,
+        old_content=old.get("content") if old and isinstance(old.get("content"), str) else None,
+        error=None if w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
+    )

@@ -1,0 +1,33 @@
+"""Latency histogram: merge, transport encoding and percentiles."""
+
+from harness.latency import LatencyHistogram
+
+
+def test_percentiles_within_three_significant_digits() -> None:
+    h = LatencyHistogram()
+    for ms in range(1, 1001):
+        h.record_us(ms * 1000)
+    p = h.percentiles_ms()
+    assert p["count"] == 1000
+    assert abs(p["p50"] - 500) <= 0.5 * 1.001 + 1
+    assert abs(p["p99"] - 990) <= 1
+    assert abs(p["max"] - 1000) <= 1
+
+
+def test_merge_of_decoded_parts_equals_whole() -> None:
+    whole, a, b = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for v in range(100, 50_000, 37):
+        whole.record_us(v)
+        (a if v % 2 else b).record_us(v)
+    merged = LatencyHistogram.decode(a.encode())
+    merged.merge(LatencyHistogram.decode(b.encode()))
+    assert merged.percentiles_ms() == whole.percentiles_ms()
+
+
+def test_empty_and_out_of_range_values() -> None:
+    h = LatencyHistogram.decode(LatencyHistogram().encode())
+    assert h.percentiles_ms() == {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
+    h.record_us(-5)
+    h.record_us(10**13)
+    assert h.count == 2 and h.clamped == 1
+    assert LatencyHistogram.decode(h.encode()).clamped == 1
