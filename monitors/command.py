@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-parent", type=int, metavar="PID", help="sample Locust processes under PID"
     )
     parser.add_argument(
+        "--generator-include-parent",
+        action="store_true",
+        help="sample the --generator-parent process itself too (Locust running in-process)",
+    )
+    parser.add_argument(
         "--generator-out",
         type=Path,
         metavar="FILE",
@@ -75,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     generator = None
     if args.generator_parent is not None:
         process_by_pid(args.generator_parent)
-        generator = GeneratorSampler(args.generator_parent)
+        generator = GeneratorSampler(args.generator_parent, args.generator_include_parent)
     stats = _stats_poller(args) if args.target_url else None
 
     sampler = ProcessSampler(proc, uss=args.uss, ports=[args.port] if args.port is not None else None)

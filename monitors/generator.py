@@ -35,14 +35,17 @@ class _Tracked:
 class GeneratorSampler:
     """Follows the Locust processes under one parent pid, including ones started later.
 
-    The parent itself is included when its own command line mentions ``locust``. Command
+    The parent itself is included when its own command line mentions ``locust``, or
+    always (role ``local`` unless its command line says otherwise) with ``include_parent``,
+    for a runner that runs Locust in its own process. Command
     lines of untracked descendants are read again at every sample, because a freshly
     forked child shows its parent's command line until it execs. A process's first row
     has ``cpu_core_pct`` null (CPU % needs two readings).
     """
 
-    def __init__(self, parent_pid: int) -> None:
+    def __init__(self, parent_pid: int, include_parent: bool = False) -> None:
         self.parent_pid = parent_pid
+        self.include_parent = include_parent
         self._tracked: dict[int, _Tracked] = {}
         self._own_pid = os.getpid()
 
@@ -90,5 +93,7 @@ class GeneratorSampler:
                 role = role_of(proc.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            if role is None and self.include_parent and proc is parent:
+                role = "local"
             if role is not None:
                 self._tracked[proc.pid] = _Tracked(proc, role)

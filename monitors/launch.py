@@ -25,15 +25,18 @@ def start_monitor_process(
     *,
     uss: bool = False,
     duration: float | None = None,
+    generator_in_process: bool = False,
     stderr: IO[bytes] | int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Launch the monitor on ``server_pid``, writing ``out_dir/monitor.jsonl``.
 
-    With ``generator_parent`` it also writes ``out_dir/generator.jsonl`` (Locust processes
-    under that pid); with ``target_spec`` it polls the target's statistics (the password
-    goes through the environment, not the command line). Stop it with
-    ``stop_monitor_process``; it exits 0 by itself when the server process dies, after
-    writing a last ``alive: false`` row. A bad pid makes it exit 2 at once.
+    With ``generator_parent`` it also writes ``out_dir/generator.jsonl``: the processes
+    under that pid whose command line mentions ``locust`` (roles from ``--master`` /
+    ``--worker``), and with ``generator_in_process`` the parent itself too, as ``local``.
+    With ``target_spec`` it polls the target's statistics (the password goes through the
+    environment, not the command line). Stop it with ``stop_monitor_process``; it exits 0
+    by itself when the server process dies, after writing a last ``alive: false`` row.
+    A bad pid makes it exit 2 at once.
     """
     out_dir = Path(out_dir)
     cmd = [
@@ -54,6 +57,8 @@ def start_monitor_process(
             "--generator-out",
             str(out_dir / "generator.jsonl"),
         ]
+        if generator_in_process:
+            cmd.append("--generator-include-parent")
     if target_spec is not None:
         cmd += [
             "--target-url",

@@ -290,6 +290,18 @@ def test_generator_sampler_follows_processes_that_start_and_end() -> None:
     assert sampler.sample() == []
 
 
+@pytest.mark.timeout(30)
+def test_generator_sampler_includes_an_in_process_parent_only_when_asked() -> None:
+    (runner,) = _sleepers(("run", "live"))
+    try:
+        assert GeneratorSampler(runner.pid).sample() == []
+        rows = GeneratorSampler(runner.pid, include_parent=True).sample()
+        assert [(r["pid"], r["role"]) for r in rows] == [(runner.pid, "local")]
+    finally:
+        runner.kill()
+        runner.wait(5)
+
+
 class HangingAdmin:
     """An admin whose every call blocks until released: a stalled target."""
 
