@@ -37,10 +37,10 @@ class GeneratorSampler:
 
     The parent itself is included when its own command line mentions ``locust``, or
     always (role ``local`` unless its command line says otherwise) with ``include_parent``,
-    for a runner that runs Locust in its own process. Command
-    lines of untracked descendants are read again at every sample, because a freshly
-    forked child shows its parent's command line until it execs. A process's first row
-    has ``cpu_core_pct`` null (CPU % needs two readings).
+    for a runner that runs Locust in its own process. Command lines of untracked
+    descendants are read again at every sample, because a freshly forked child shows its
+    parent's command line until it execs. A process's first row has ``cpu_core_pct`` null
+    (CPU % needs two readings).
     """
 
     def __init__(self, parent_pid: int, include_parent: bool = False) -> None:
