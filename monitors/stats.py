@@ -62,7 +62,9 @@ class StatsPoller:
                     admin = self._connect()
                 stats = admin.stats()
                 live = admin.live_subscriptions()
-                self._store(dict(stats) if stats is not None else None, len(live) if live is not None else None)
+                self._store(
+                    dict(stats) if stats is not None else None, len(live) if live is not None else None
+                )
                 self._report(None)
             except Exception as exc:  # any target failure must leave sampling running
                 self._report(exc)
