@@ -181,7 +181,9 @@ class Runner:
         finally:
             self._stop_children()
             if monitor is not None:
-                _terminate(monitor, 5)
+                from monitors.launch import stop_monitor_process
+
+                stop_monitor_process(monitor)
             if server is not None:
                 server.stop()
             folder.record["ended_at"] = time.time()
@@ -216,17 +218,16 @@ class Runner:
         return frozenset(target.features)
 
     def _start_monitor(self, run_dir: Path, server: LocalServer, spec: TargetSpec) -> subprocess.Popen[bytes]:
-        interval = "0.5" if self.options.quick else "1.0"
-        cmd = [
-            sys.executable, "-m", "harness.cli", "monitor", "--pid", str(server.pid), "--interval", interval,
-            "--out", str(run_dir / "monitor.jsonl"), "--generator-parent", str(os.getpid()),
-            "--generator-out", str(run_dir / "generator.jsonl"),
-            "--target-url", spec.url, "--target-user", spec.user, "--target-password", spec.password,
-        ]  # fmt: skip
+        from monitors.launch import start_monitor_process
+
         log = (run_dir / "monitor.log").open("ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        return proc
+        try:
+            return start_monitor_process(
+                server.pid, run_dir, generator_parent=os.getpid(), target_spec=spec,
+                interval=0.5 if self.options.quick else 1.0, stderr=log,
+            )  # fmt: skip
+        finally:
+            log.close()
 
     def _run_locust(self, plan: Plan, plan_path: Path, folder: RunFolder) -> None:
         opts = self.options
