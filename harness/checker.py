@@ -1,0 +1,303 @@
+"""The delivery checker: writers' ledgers × listeners' summaries → ``delivery.json``.
+
+Pure functions over plain data. For each listener the expected ("must") set is every
+write acked ok by a writer it should see (its conversation, or all when unfiltered),
+invoked after it was ready and acked before its end minus the drain window, outside
+disconnect gaps. Writes that race a boundary, fall in a gap, or are indeterminate are
+"may": they can arrive or not without an anomaly. Lost = must − delivered; phantom =
+delivered writes the ledger has as failed or never made (indeterminate ones never are).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.identity import row_id
+from harness.latency import LatencyHistogram
+from harness.ledger import INF, TimeIndex, WriterLedger
+from harness.rangeset import RangeSet
+from harness.tracker import ANOMALIES, MAX_WITNESSES
+
+COUNTERS = ("expected", "may", "delivered", "lost", *ANOMALIES, "late")
+MAX_WITNESSES_PER_KIND = 10
+DEFAULT_GAP_SLACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """A listener's time windows: where writes must arrive (``up``) and its whole life."""
+
+    up: tuple[tuple[int, int], ...]
+    life: tuple[int, int] | None
+
+
+def listener_windows(summary: dict[str, Any], drain_ns: int, gap_slack_ns: int) -> Windows:
+    """Up intervals: ready → first disconnect − slack, resume → next, ..., last resume → end − drain."""
+    ready, end = summary.get("ready_ns"), summary.get("end_ns")
+    if ready is None or end is None:
+        return Windows((), None)
+    up: list[tuple[int, int]] = []
+    start: int | None = ready
+    for gap in sorted(summary.get("disconnects", []), key=lambda d: d["down_ns"]):
+        if start is None:
+            break
+        up.append((start, gap["down_ns"] - gap_slack_ns))
+        start = gap["up_ns"] if gap.get("resumed") else None
+    if start is not None:
+        up.append((start, end - drain_ns))
+    return Windows(tuple((a, b) for a, b in up if a <= b), (ready, end))
+
+
+def _classify(
+    times: TimeIndex, windows: Windows, ok: RangeSet, possible: RangeSet
+) -> tuple[RangeSet, RangeSet]:
+    """(must, may) keys of one writer stream for one listener."""
+    must = RangeSet()
+    for start, stop in windows.up:
+        lo, hi = times.first_invoked_at_or_after(start), times.last_acked_at_or_before(stop)
+        if lo <= hi:
+            must.add_range(lo, hi)
+    must = must.intersection(ok)
+    if windows.life is None:
+        return must, RangeSet()
+    lo = times.first_possibly_acked_at_or_after(windows.life[0])
+    hi = times.last_possibly_invoked_at_or_before(windows.life[1])
+    life = RangeSet([(lo, hi)] if lo <= hi and lo < INF else [])
+    return must, life.intersection(possible).difference(must)
+
+
+def _first_ack_ns(times: TimeIndex, key: int) -> int | None:
+    """About when ``key`` was acked: the ack of the checkpoint at or before it."""
+    spans = times.spans()
+    i = bisect_right([first for first, _, _ in spans], key) - 1
+    return spans[i][2] if i >= 0 else None
+
+
+def _per_second(times: TimeIndex, keys: RangeSet) -> dict[int, int]:
+    """Count ``keys`` per second of (approximate) ack time, walking spans and ranges together."""
+    out: dict[int, int] = {}
+    ranges = keys.ranges()
+    j = 0
+    for first, last, ack in times.spans():
+        while j < len(ranges) and ranges[j][1] < first:
+            j += 1
+        k = j
+        n = 0
+        while k < len(ranges) and ranges[k][0] <= last:
+            n += min(last, ranges[k][1]) - max(first, ranges[k][0]) + 1
+            k += 1
+        if n:
+            second = ack // 1_000_000_000
+            out[second] = out.get(second, 0) + n
+    return out
+
+
+def check_listener(
+    summary: dict[str, Any],
+    ledgers: dict[int, WriterLedger],
+    plan_writers: set[int],
+    drain_ns: int,
+    gap_slack_ns: int = DEFAULT_GAP_SLACK_NS,
+) -> dict[str, Any]:
+    """Counters, witnesses and timeline of one listener (``ledgers``: the writers that arrived)."""
+    lid = summary["listener_id"]
+    cid = summary.get("conversation_id")
+    windows = listener_windows(summary, drain_ns, gap_slack_ns)
+    anomalies = summary.get("anomalies", {})
+    counts = {k: 0 for k in COUNTERS}
+    for kind in ANOMALIES:
+        counts[kind] = int(anomalies.get(kind, 0))
+    counts["late"] = int(summary.get("late", 0))
+    witnesses: list[dict[str, Any]] = list(summary.get("witnesses", []))
+    timeline: dict[tuple[int, str], int] = {}
+    for kind, per_second in summary.get("timeline", {}).items():
+        for second, n in per_second.items():
+            timeline[(int(second), kind)] = timeline.get((int(second), kind), 0) + n
+    delivered_by_writer = {int(w): v for w, v in summary.get("writers", {}).items()}
+    watched = [led for led in ledgers.values() if cid is None or led.conversation_id == cid]
+    for wid in sorted(set(delivered_by_writer) | {led.writer_id for led in watched}):
+        got = delivered_by_writer.get(wid, {})
+        got_w = RangeSet.from_list(got.get("delivered", []))
+        got_d = RangeSet.from_list(got.get("deleted", []))
+        counts["delivered"] += len(got_w) + len(got_d)
+        led = ledgers.get(wid)
+        if led is None:
+            if wid not in plan_writers:
+                counts["phantom"] += len(got_w) + len(got_d)
+                witnesses.append(
+                    _witness(
+                        "phantom",
+                        lid,
+                        wid,
+                        got_w.first(1),
+                        got_d.first(1),
+                        None,
+                        f"writer {wid} is not in the plan",
+                    )
+                )
+            continue
+        for keys, got_keys, times, ok, possible, failed, is_delete in (
+            (led.written, got_w, led.times, "ok", ("ok", "indeterminate"), "failed", False),
+            (led.deleted, got_d, led.delete_times, "ok", ("ok", "indeterminate"), "failed", True),
+        ):
+            must, may = _classify(times, windows, keys(ok), keys(*possible))
+            lost = must.difference(got_keys)
+            phantom = got_keys.difference(keys(*possible))
+            counts["expected"] += len(must)
+            counts["may"] += len(may)
+            counts["lost"] += len(lost)
+            counts["phantom"] += len(phantom)
+            what = "delete of row" if is_delete else "wseq"
+            for key in lost.first(MAX_WITNESSES):
+                ack = _first_ack_ns(times, key)
+                witnesses.append(
+                    _witness(
+                        "lost",
+                        lid,
+                        wid,
+                        [] if is_delete else [key],
+                        [key] if is_delete else [],
+                        None,
+                        f"{what} {key} acked ok (about {_secs(ack)}) and never delivered",
+                    )
+                )
+            for key in phantom.first(MAX_WITNESSES):
+                why = "failed" if key in keys(failed) else "never made"
+                witnesses.append(
+                    _witness(
+                        "phantom",
+                        lid,
+                        wid,
+                        [] if is_delete else [key],
+                        [key] if is_delete else [],
+                        None,
+                        f"{what} {key} delivered but the write {why}",
+                    )
+                )
+            for second, n in _per_second(times, lost).items():
+                timeline[(second, "lost")] = timeline.get((second, "lost"), 0) + n
+    hist = LatencyHistogram.decode(summary.get("latency", "0:"))
+    return {
+        "listener": lid,
+        "conversation_id": cid,
+        **counts,
+        "received": int(summary.get("received", 0)),
+        "latency_ms": hist.percentiles_ms(),
+        "deletes_without_latency": int(summary.get("deletes_without_latency", 0)),
+        "ready_at": _secs(summary.get("ready_ns")),
+        "end_at": _secs(summary.get("end_ns")),
+        "_histogram": hist,
+        "_witnesses": witnesses,
+        "_timeline": timeline,
+    }
+
+
+def _witness(
+    kind: str, lid: str, wid: int, wseqs: list[int], rows: list[int], received: float | None, detail: str
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "listener": lid,
+        "writer": wid,
+        "wseq": wseqs[0] if wseqs else None,
+        "row_id": row_id(wid, rows[0]) if rows else None,
+        "received_at": received,
+        "detail": detail,
+    }
+
+
+def _secs(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e9
+
+
+def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Listener seconds connected vs alive, and unexpected disconnects with witnesses."""
+    up = total = 0.0
+    unexpected = 0
+    witnesses: list[dict[str, Any]] = []
+    for s in summaries:
+        created, ready, end = s.get("created_ns"), s.get("ready_ns"), s.get("end_ns")
+        if created is None or end is None:
+            continue
+        total += (end - created) / 1e9
+        if ready is not None:
+            down = sum(((d["up_ns"] or end) - d["down_ns"]) for d in s.get("disconnects", []))
+            up += max(0, end - ready - down) / 1e9
+        for d in s.get("disconnects", []):
+            if d.get("expected"):
+                continue
+            unexpected += 1
+            if len(witnesses) < MAX_WITNESSES_PER_KIND:
+                witnesses.append(
+                    {
+                        "listener": s["listener_id"],
+                        "down_at": _secs(d["down_ns"]),
+                        "up_at": _secs(d.get("up_ns")),
+                        "reason": d.get("reason"),
+                        "resumed": bool(d.get("resumed")),
+                    }
+                )
+    return {
+        "listener_seconds_up": round(up, 3),
+        "listener_seconds_total": round(total, 3),
+        "unexpected_disconnects": unexpected,
+        "disconnect_witnesses": witnesses,
+    }
+
+
+def check(
+    ledgers: Iterable[WriterLedger | dict[str, Any]],
+    listener_summaries: Iterable[dict[str, Any]],
+    drain_ns: int,
+    plan_writers: Iterable[int] | None = None,
+    gap_slack_ns: int = DEFAULT_GAP_SLACK_NS,
+    aggregation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``delivery.json`` structure (see docs/run-folder.md) for one run.
+
+    ``plan_writers`` lists every writer id of the plan; a writer whose ledger is missing
+    (its summary never arrived) is neither expected nor phantom. Defaults to the ledgers.
+    """
+    by_id = {}
+    for led in ledgers:
+        led = led if isinstance(led, WriterLedger) else WriterLedger.from_dict(led)
+        by_id[led.writer_id] = led
+    known = set(plan_writers) if plan_writers is not None else set(by_id)
+    summaries = sorted(listener_summaries, key=lambda s: s["listener_id"])
+    rows = [check_listener(s, by_id, known, drain_ns, gap_slack_ns) for s in summaries]
+    totals: dict[str, Any] = {k: sum(r[k] for r in rows) for k in COUNTERS}
+    merged = LatencyHistogram()
+    witnesses: dict[str, list[dict[str, Any]]] = {}
+    timeline: dict[tuple[int, str], int] = {}
+    for r in rows:
+        merged.merge(r.pop("_histogram"))
+        for w in r.pop("_witnesses"):
+            kept = witnesses.setdefault(w["kind"], [])
+            if len(kept) < MAX_WITNESSES_PER_KIND:
+                kept.append(w)
+        for key, n in r.pop("_timeline").items():
+            timeline[key] = timeline.get(key, 0) + n
+    totals["latency_ms"] = merged.percentiles_ms()
+    totals["received"] = sum(r["received"] for r in rows)
+    deletes_without = sum(r["deletes_without_latency"] for r in rows)
+    notes = [
+        "late: notifications received in a listener's last drain window; they count as delivered "
+        "and their latency is in latency_ms",
+        "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows are excluded",
+    ]
+    if deletes_without:
+        notes.append(
+            f"{deletes_without} delete notifications carried no commit time and are not in latency_ms"
+        )
+    return {
+        "totals": totals,
+        "listeners": rows,
+        "witnesses": [w for kind in sorted(witnesses) for w in witnesses[kind]],
+        "timeline": [{"t": t, "kind": kind, "count": n} for (t, kind), n in sorted(timeline.items())],
+        "connections": connections(summaries),
+        "aggregation": aggregation or {},
+        "notes": notes,
+    }

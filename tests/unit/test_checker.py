@@ -1,0 +1,216 @@
+"""Checker: each planted anomaly is reported by the right counter, with a witness."""
+
+from dataclasses import replace
+
+from harness.checker import check
+from harness.targets.base import Change, Op, Outcome
+from tests.unit.delivery_world import DRAIN_NS, MS, T0, World
+
+ZERO = {
+    "lost": 0,
+    "duplicates": 0,
+    "out_of_order": 0,
+    "phantom": 0,
+    "old_value_errors": 0,
+    "delete_flag_errors": 0,
+}
+
+
+def _counts(report: dict) -> dict:
+    return {k: report["totals"][k] for k in ZERO}
+
+
+def _witness(report: dict, kind: str) -> dict:
+    found = [w for w in report["witnesses"] if w["kind"] == kind]
+    assert found, f"no {kind} witness in {report['witnesses']}"
+    return found[0]
+
+
+def test_clean_stream_reports_nothing() -> None:
+    world = World()
+    world.standard()
+    mine = [c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10]
+    report = world.check(world.listen(world.changes), world.listen(mine, conversation=10, lid="l2"))
+    assert _counts(report) == ZERO
+    rows = {r["listener"]: r for r in report["listeners"]}
+    assert rows["l1"]["expected"] == rows["l1"]["delivered"] == 16
+    assert rows["l2"]["expected"] == rows["l2"]["delivered"] == 8
+    assert (
+        report["totals"]["latency_ms"]["count"] == 21
+    )  # 14 + 7 inserts and updates; deletes carry no commit time
+    assert abs(report["totals"]["latency_ms"]["p50"] - 4.0) <= 0.004  # HDR: 3 significant digits
+    assert report["witnesses"] == [] and report["timeline"] == []
+    assert report["connections"]["unexpected_disconnects"] == 0
+
+
+def test_lost_write() -> None:
+    world = World()
+    world.standard()
+    dropped = world.changes[4]  # writer 1's third insert
+    report = world.check(world.listen([c for c in world.changes if c is not dropped]))
+    assert _counts(report) == {**ZERO, "lost": 1}
+    w = _witness(report, "lost")
+    assert (w["writer"], w["wseq"]) == (1, 3)
+    assert any(e["kind"] == "lost" and e["count"] == 1 for e in report["timeline"])
+
+
+def test_lost_delete() -> None:
+    world = World()
+    world.standard()
+    report = world.check(
+        world.listen([c for c in world.changes if c.op is not Op.DELETE or c.old_row["writer_id"] != 2])
+    )
+    assert _counts(report) == {**ZERO, "lost": 1}
+    assert _witness(report, "lost")["row_id"] == (2 << 32) | 1
+
+
+def test_duplicate() -> None:
+    world = World()
+    world.standard()
+    stream = world.changes[:7] + [world.changes[6]] + world.changes[7:]
+    report = world.check(world.listen(stream))
+    assert _counts(report) == {**ZERO, "duplicates": 1}
+    assert _witness(report, "duplicates")["writer"] == 1
+
+
+def test_swapped_notifications() -> None:
+    world = World()
+    world.standard()
+    stream = list(world.changes)
+    stream[0], stream[2] = stream[2], stream[0]  # writer 1's first two inserts swapped
+    report = world.check(world.listen(stream))
+    assert _counts(report) == {**ZERO, "out_of_order": 1}
+    w = _witness(report, "out_of_order")
+    assert (w["writer"], w["wseq"]) == (1, 1)
+
+
+def test_phantom_of_a_failed_write_and_of_a_write_never_made() -> None:
+    world = World()
+    world.standard()
+    world.insert(1, Outcome.FAILED, notify=True)
+    report = world.check(world.listen(world.changes))
+    assert _counts(report) == {**ZERO, "phantom": 1}
+    assert "failed" in _witness(report, "phantom")["detail"]
+
+    world = World()
+    world.standard()
+    ghost = world.changes[-1 - 2]  # writer 2's last update
+    ghost = replace(
+        ghost, row={**ghost.row, "wseq": 99, "version": 4}, old_row={**ghost.old_row, "version": 3}
+    )
+    report = world.check(world.listen([*world.changes, ghost]))
+    assert report["totals"]["phantom"] == 1
+    assert "never made" in _witness(report, "phantom")["detail"]
+
+
+def test_stale_old_value() -> None:
+    world = World()
+    world.standard()
+    stream = list(world.changes)
+    i = next(i for i, c in enumerate(stream) if c.op is Op.UPDATE)
+    stream[i] = replace(stream[i], old_row={**stream[i].old_row, "content": "stale"})
+    report = world.check(world.listen(stream))
+    assert _counts(report) == {**ZERO, "old_value_errors": 1}
+    assert "stale" in _witness(report, "old_value_errors")["detail"]
+
+
+def test_missing_deleted_flag() -> None:
+    world = World()
+    world.standard()
+    stream = [
+        replace(c, deleted=None) if c.op is Op.DELETE and c.old_row["writer_id"] == 1 else c
+        for c in world.changes
+    ]
+    report = world.check(world.listen(stream))
+    assert _counts(report) == {**ZERO, "delete_flag_errors": 1}
+    assert _witness(report, "delete_flag_errors")["row_id"] == (1 << 32) | 1
+
+
+def test_indeterminate_write_that_arrived_is_may_not_anomaly() -> None:
+    world = World()
+    world.standard()
+    world.insert(1, Outcome.INDETERMINATE, notify=True)
+    report = world.check(world.listen(world.changes))
+    assert _counts(report) == ZERO
+    assert report["totals"]["expected"] == 16 and report["totals"]["may"] == 1
+    assert report["totals"]["delivered"] == 17
+
+
+def test_indeterminate_write_that_did_not_arrive_is_no_anomaly() -> None:
+    world = World()
+    world.standard()
+    world.insert(2, Outcome.INDETERMINATE, notify=False)
+    report = world.check(world.listen(world.changes))
+    assert _counts(report) == ZERO
+    assert report["totals"]["may"] == 1 and report["totals"]["delivered"] == 16
+
+
+def test_late_notification_is_delivered_not_lost() -> None:
+    """A notification arriving after end - drain counts as delivered, in ``late`` and in latency."""
+    world = World()
+    world.standard()
+    end = world.end_ns()
+    stream = list(world.changes)
+    stream[-2] = replace(stream[-2], received_ns=end - DRAIN_NS + 500 * MS)  # writer 2's last update
+    stream[-1] = replace(stream[-1], received_ns=end - DRAIN_NS // 2)  # and its delete
+    report = world.check(world.listen(stream, end_ns=end))
+    assert _counts(report) == ZERO
+    assert report["totals"]["late"] == 2
+    assert report["totals"]["latency_ms"]["max"] > 500
+    assert _witness(report, "late")["writer"] == 2
+
+
+def test_filtered_listener_gets_only_its_conversation() -> None:
+    world = World()
+    world.standard()
+    mine = [c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10]
+    other = next(c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 20)
+    report = world.check(world.listen([*mine, other], conversation=10))
+    assert _counts(report) == {**ZERO, "phantom": 1}
+    assert "outside filter" in _witness(report, "phantom")["detail"]
+    assert report["totals"]["expected"] == 8
+
+
+def test_disconnect_gap_with_resume_makes_gap_writes_may() -> None:
+    """Writes in a gap are "may": a resume snapshot may deliver a row's current version only."""
+    world = World()
+    world.writer(1, 10)
+    for _ in range(10):
+        world.insert(1)
+    down = world.t
+    world.update(1, 3)
+    world.update(1, 3)
+    world.delete(1, 1)
+    up = world.t + 5 * MS
+    for _ in range(5):
+        world.insert(1)
+    before = [c for c in world.changes if c.received_ns < down - 1_500 * MS]
+    snapshot = Change(Op.SNAPSHOT, world.changes[11].row, None, 99, up, 100)  # row 3 at version 3
+    after = [c for c in world.changes if c.received_ns > up]
+    tracker = world.listen([])
+    tracker = type(tracker)("l1", None, 64, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(T0 + 500 * MS)
+    for c in before:
+        tracker.observe(c)
+    tracker.mark_disconnected(down, "planned", expected=True)
+    tracker.mark_resumed(up)
+    for c in [snapshot, *after]:
+        tracker.observe(c)
+    tracker.mark_end(world.end_ns())
+    report = check([world.writers[1].ledger], [tracker.summary()], DRAIN_NS, gap_slack_ns=1_000 * MS)
+    assert _counts(report) == ZERO
+    assert report["totals"]["may"] > 0
+    conn = report["connections"]
+    assert (
+        conn["unexpected_disconnects"] == 0 and conn["listener_seconds_up"] < conn["listener_seconds_total"]
+    )
+
+
+def test_unexpected_disconnect_without_resume_is_reported() -> None:
+    world = World()
+    world.standard()
+    tracker = world.listen(world.changes)
+    tracker.mark_disconnected(world.t, "reset by peer", expected=False)
+    report = world.check(tracker)
+    assert report["connections"]["unexpected_disconnects"] == 1
+    assert report["connections"]["disconnect_witnesses"][0]["reason"] == "reset by peer"

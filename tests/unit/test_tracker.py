@@ -1,0 +1,75 @@
+"""Listener tracker: checks on arrival, live deltas, and memory that does not grow with messages."""
+
+from dataclasses import replace
+
+import orjson
+import pytest
+
+from harness.identity import insert_row
+from harness.latency import LatencyHistogram
+from harness.targets.base import Change, Op
+from harness.tracker import ListenerTracker
+from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
+
+
+def test_observation_carries_latency_and_anomalies() -> None:
+    world = World()
+    world.standard()
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(T0)
+    first = tracker.observe(world.changes[0])
+    assert first.anomalies == () and first.op == "insert"
+    assert first.latency_ms == pytest.approx(4.0)
+    again = tracker.observe(world.changes[0])
+    assert again.anomalies == ("duplicates",)
+    delete = next(c for c in world.changes if c.op is Op.DELETE)
+    obs = tracker.observe(replace(delete, deleted=False, committed_ns=delete.received_ns - 2 * MS))
+    assert obs.anomalies == ("delete_flag_errors",) and obs.latency_ms == pytest.approx(2.0)
+
+
+def test_delta_reports_only_what_is_new() -> None:
+    world = World()
+    world.standard()
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    for c in world.changes[:5]:
+        tracker.observe(c)
+    d1 = tracker.delta()
+    assert d1["received"] == 5 and d1["duplicates"] == 0
+    assert LatencyHistogram.decode(d1["latency"]).count == 5
+    tracker.observe(world.changes[0])
+    d2 = tracker.delta()
+    assert d2["received"] == 1 and d2["duplicates"] == 1
+    assert LatencyHistogram.decode(d2["latency"]).count == 1
+
+
+def test_update_with_skipped_version_is_an_old_value_error() -> None:
+    world = World()
+    world.standard()
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    upd = next(c for c in world.changes if c.op is Op.UPDATE)
+    obs = tracker.observe(replace(upd, old_row={**upd.old_row, "version": 0}))
+    assert obs.anomalies == ("old_value_errors",)
+    assert tracker.summary()["witnesses"][0]["detail"].endswith("old version 0, expected 1")
+
+
+def _insert(n: int) -> Change:
+    row = insert_row(1, 10, n, n, (T0 + n * MS) // 1000, PAYLOAD)
+    return Change(Op.INSERT, row, None, n, T0 + n * MS + 3 * MS, 200)
+
+
+def _summary_after(count: int) -> dict:
+    tracker = ListenerTracker("l1", 10, PAYLOAD, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(T0)
+    for n in range(1, count + 1):
+        tracker.observe(_insert(n))
+    tracker.mark_end(T0 + (count + 10) * MS + DRAIN_NS // 2)
+    assert len(tracker._late_buckets) <= 102
+    return tracker.summary()
+
+
+def test_summary_size_does_not_grow_with_in_order_notifications() -> None:
+    small = _summary_after(1_000)
+    big = _summary_after(100_000)
+    assert big["received"] == 100_000 and big["writers"]["1"]["delivered"] == [[1, 100_000]]
+    assert small["late"] > 0 and big["late"] > 0
+    assert len(orjson.dumps(big)) < len(orjson.dumps(small)) + 100
