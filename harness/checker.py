@@ -45,7 +45,7 @@ def listener_windows(summary: dict[str, Any], drain_ns: int, gap_slack_ns: int) 
         if start is None:
             break
         up.append((start, gap["down_ns"] - gap_slack_ns))
-        start = gap["up_ns"] if gap.get("resumed") else None
+        start = gap.get("up_ns")
     if start is not None:
         up.append((start, end - drain_ns))
     return Windows(tuple((a, b) for a, b in up if a <= b), (ready, end))
