@@ -1,0 +1,262 @@
+"""The reference server process: wires store, engine, live fan-out, jobs and routes; runs until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from harness.errors import HarnessError
+from harness.refserver import auth
+from harness.refserver.auth import TokenError, Tokens
+from harness.refserver.catalog import TableDef
+from harness.refserver.engine import Change, Engine, Principal
+from harness.refserver.faults import Faults
+from harness.refserver.http_api import HttpApi
+from harness.refserver.jobs import Jobs
+from harness.refserver.live import LiveManager
+from harness.refserver.snowflake import Snowflake
+from harness.refserver.stats import Stats
+from harness.refserver.storage import Store, UserRecord, now_us
+from harness.refserver.ws import WsEndpoint
+
+log = logging.getLogger("lqharness.refserver")
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Every setting of ``lqharness serve`` (see its ``--help``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path | None = None
+    root_password: str | None = None
+    jwt_secret: str | None = None
+    node_id: int = 1
+    queue_size: int = 1024
+    queue_overflow: str = "block"
+    block_timeout: float = 10.0
+    heartbeat_timeout: float = 10.0
+    auth_timeout: float = 3.0
+    max_ws_message_size: int = 1 << 20
+    ready_file: Path | None = None
+    faults: Faults = field(default_factory=Faults)
+
+
+class RefServer:
+    """One running reference server (one event loop, one SQLite database)."""
+
+    def __init__(self, config: ServerConfig, data_dir: Path) -> None:
+        self.config = config
+        self.faults = config.faults
+        self.store = Store(data_dir / "kalamdb.sqlite3")
+        self.ids = Snowflake(config.node_id)
+        self.ids.observe(self.store.max_seq())
+        self.tokens = Tokens(config.jwt_secret or secrets.token_urlsafe(48))
+        self.jobs = Jobs(self.store, config.node_id)
+        self.live = LiveManager(
+            self.store, self.ids, self.faults, config.node_id, config.queue_size, config.queue_overflow,
+            config.block_timeout,
+        )
+        self.engine = Engine(self.store, self.ids, self, config.node_id)
+        self.stats = Stats(self)
+        self.shutting_down = False
+        self.stopping = asyncio.Event()
+        self._users: dict[str, UserRecord] = {}
+        self.app: web.Application | None = None
+        self._ensure_root(config.root_password)
+
+    # ------------------------------------------------------------ users
+
+    def _ensure_root(self, password: str | None) -> None:
+        record = self.store.user("root")
+        now = now_us()
+        if record is None:
+            record = UserRecord("root", "", "system", "root@localhost", now, now)
+        if password:
+            auth.check_password(password)
+            record.password_hash = auth.hash_password(password)
+            record.updated_at = now
+        self.store.put_user(record)
+
+    def needs_setup(self) -> bool:
+        record = self.store.user("root")
+        return record is None or record.password_hash == ""
+
+    def set_root_password(self, password: str) -> None:
+        record = self.store.user("root")
+        assert record is not None
+        record.password_hash = auth.hash_password(password)
+        record.updated_at = now_us()
+        self.store.put_user(record)
+
+    def principal_for(self, token: str) -> Principal:
+        """The caller of an access token; the user must still exist with the token's role."""
+        claims = self.tokens.verify(token, "access")
+        record = self._users.get(claims.user_id) or self.store.user(claims.user_id)
+        if record is None or record.role != claims.role:
+            self._users.pop(claims.user_id, None)
+            raise TokenError("INVALID_CREDENTIALS", "User does not exist or its role changed")
+        self._users[claims.user_id] = record
+        return Principal(record.user_id, record.role)
+
+    def may_read(self, table: TableDef, role: str) -> bool:
+        """Whether a role may read (or subscribe to) a table under its ACCESS_LEVEL."""
+        if table.kind != "SHARED" or role in ("dba", "system"):
+            return True
+        level = table.access_level
+        return level == "PUBLIC" or (level in ("PRIVATE", "RESTRICTED") and role == "service")
+
+    # ------------------------------------------------------------ engine hooks
+
+    def live_rows(self) -> list[tuple[Any, ...]]:
+        return self.live.live_rows()
+
+    def stats_rows(self) -> list[tuple[str, str]]:
+        return self.stats.rows()
+
+    def kill_live(self, live_id: str) -> bool:
+        return self.live.kill(live_id)
+
+    def start_flush(self, table: TableDef) -> str | None:
+        return self.jobs.start_flush(table)
+
+    def kill_job(self, job_id: str) -> bool:
+        return self.jobs.kill(job_id)
+
+    def on_changes(self, changes: list[Change]) -> None:
+        if changes:
+            self.jobs.note_writes(changes[0].table.key, len(changes))
+            self.live.publish(changes)
+
+    def on_user_dropped(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+        self.tokens.forget_user(user_id)
+        self.live.drop_user(user_id)
+
+    def on_table_dropped(self, key: str) -> None:
+        self.live.table_dropped(key)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=10 << 20)
+        app.add_routes(HttpApi(self).routes())
+        self.ws_endpoint = WsEndpoint(self)
+        app.add_routes([web.get("/v1/ws", self.ws_endpoint.handle)])
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self.shutting_down = True
+        self.stopping.set()
+        conns = list(self.live.connections)
+        for conn in conns:
+            conn.close_soon(1001, "Server shutting down")
+        if conns:
+            await asyncio.sleep(0.2)
+
+    async def serve(self) -> None:
+        """Listen, announce, run until SIGTERM/SIGINT (or a crash fault), then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        self.live.start()
+        watchdog = loop.create_task(self.ws_endpoint.watchdog())
+        assert self.app is not None
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2)
+        await runner.setup()
+        sock = _bind(self.config.host, self.config.port)
+        site = web.SockSite(runner, sock)
+        await site.start()
+        port = sock.getsockname()[1]
+        url = f"http://{self.config.host}:{port}"
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self._arm_faults(loop)
+        faults = f" faults: {self.faults.describe()}" if self.faults.active else ""
+        print(f"lqharness serve: listening on {url} (pid {os.getpid()}){faults}", flush=True)
+        if self.config.ready_file is not None:
+            tmp = self.config.ready_file.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid()}))
+            tmp.replace(self.config.ready_file)
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            watchdog.cancel()
+            await runner.cleanup()
+            if self.live.dispatcher is not None:
+                self.live.dispatcher.cancel()
+
+    def _arm_faults(self, loop: asyncio.AbstractEventLoop) -> None:
+        faults = self.faults
+        if faults.on("stall"):
+            after, duration = faults.param("stall", "after"), faults.param("stall", "for")
+            loop.call_later(after, _stall, duration)
+        if faults.on("crash"):
+            loop.call_later(faults.param("crash", "after"), _crash)
+
+
+def _stall(seconds: float) -> None:
+    """The stall fault: block the event loop, so nothing at all is processed for ``seconds``."""
+    log.warning("fault stall: stopping all processing for %s s", seconds)
+    time.sleep(seconds)
+
+
+def _crash() -> None:
+    """The crash fault: exit at once, without cleanup, as a crashing server would."""
+    log.error("fault crash: exiting now")
+    os._exit(70)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise HarnessError(f"cannot resolve --host {host}: {exc.strerror or exc}") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise HarnessError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def run_server(config: ServerConfig) -> int:
+    """Run the server to completion (the body of ``lqharness serve``)."""
+    owned = config.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="lqh-refserver-")) if owned else config.data_dir
+    assert data_dir is not None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return asyncio.run(_main(config, data_dir))
+    finally:
+        if owned:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _main(config: ServerConfig, data_dir: Path) -> int:
+    server = RefServer(config, data_dir)
+    try:
+        server.app = server.build_app()
+        await server.serve()
+    finally:
+        server.store.close()
+    return 0

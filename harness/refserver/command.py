@@ -1,0 +1,98 @@
+"""Run the embedded reference server: KalamDB's v1 protocol (HTTP SQL API + /v1/ws live queries) over SQLite.
+
+Examples:
+  lqharness serve --port 0 --root-password 'Root-Pass-123' --ready-file /tmp/ref.json
+  lqharness serve --queue-overflow drop --queue-size 128          # KalamDB's own overflow behaviour
+  lqharness serve --fault drop:every=100 --fault delay:ms=50      # misbehave, to test the judge
+
+Overflow: with --queue-overflow block (default) no notification is lost; a consumer whose queue
+stays full for --block-timeout seconds is disconnected with WebSocket close code 1013
+"Notification queue full" (and a log line). With drop, notifications are dropped as KalamDB does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.refserver.faults import FAULT_HELP
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the ``serve`` flags."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free port (default: 8080)")
+    parser.add_argument("--data-dir", type=Path, help="keep the SQLite data here (default: a temporary folder removed at exit)")
+    parser.add_argument("--root-password", help="root's password (or env KALAMDB_ROOT_PASSWORD); "
+                        "without either, root must be set up via POST /v1/api/auth/setup")
+    parser.add_argument("--jwt-secret", help="HS256 secret for tokens (default: random per start)")
+    parser.add_argument("--node-id", type=int, default=1, help="Snowflake node id 0..1023 (default: 1)")
+    parser.add_argument("--queue-size", type=int, default=1024, help="notifications queued per connection (default: 1024)")
+    parser.add_argument("--queue-overflow", choices=("block", "drop"), default="block",
+                        help="when a connection's queue is full: block (never lose; disconnect after "
+                        "--block-timeout with close 1013) or drop (KalamDB's behaviour) (default: block)")
+    parser.add_argument("--block-timeout", type=float, default=10.0,
+                        help="seconds a full queue may block fan-out before that consumer is disconnected (default: 10)")
+    parser.add_argument("--heartbeat-timeout", type=float, default=10.0,
+                        help="close an idle WebSocket after this many seconds, code 1000 (default: 10)")
+    parser.add_argument("--auth-timeout", type=float, default=3.0,
+                        help="seconds a WebSocket may stay unauthenticated, then close 1008 (default: 3)")
+    parser.add_argument("--max-ws-message-size", type=int, default=1 << 20,
+                        help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)")
+    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                        help="log level (default: warning)")
+    parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
+    parser.add_argument("--ready-file", type=Path,
+                        help='write {"url": ..., "pid": ...} here once listening (for parents starting it on port 0)')
+
+
+def main(args: argparse.Namespace) -> int:
+    """Validate the flags and run the server until SIGTERM/SIGINT."""
+    from harness.refserver.app import ServerConfig, run_server
+    from harness.refserver.auth import check_password
+    from harness.refserver.errors import SqlError
+    from harness.refserver.faults import FaultSpecError, parse_faults
+
+    if not 0 <= args.port <= 65535:
+        raise HarnessError(f"--port must be in 0..65535, not {args.port}")
+    if not 0 <= args.node_id <= 1023:
+        raise HarnessError(f"--node-id must be in 0..1023, not {args.node_id}")
+    for name in ("queue_size", "max_ws_message_size"):
+        if getattr(args, name) < 1:
+            raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("block_timeout", "heartbeat_timeout", "auth_timeout"):
+        if not getattr(args, name) > 0:
+            raise HarnessError(f"--{name.replace('_', '-')} must be positive")
+    try:
+        faults = parse_faults(args.fault)
+    except FaultSpecError as exc:
+        raise HarnessError(f"--fault: {exc}") from None
+    password = args.root_password or os.environ.get("KALAMDB_ROOT_PASSWORD") or None
+    if password:
+        try:
+            check_password(password)
+        except SqlError as exc:
+            raise HarnessError(f"root password rejected: {exc.message}") from None
+    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
+        raise HarnessError(f"--data-dir {args.data_dir} is not a directory")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        root_password=password,
+        jwt_secret=args.jwt_secret,
+        node_id=args.node_id,
+        queue_size=args.queue_size,
+        queue_overflow=args.queue_overflow,
+        block_timeout=args.block_timeout,
+        heartbeat_timeout=args.heartbeat_timeout,
+        auth_timeout=args.auth_timeout,
+        max_ws_message_size=args.max_ws_message_size,
+        ready_file=args.ready_file,
+        faults=faults,
+    )
+    return run_server(config)

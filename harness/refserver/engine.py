@@ -1,0 +1,870 @@
+"""SQL execution: permissions, DDL, DML with ``_seq``/soft delete and change events, SELECT through SQLite.
+
+Each statement plan from ``dialect`` is compiled once per table definition (and cached on the
+plan), so a repeated INSERT with parameters costs one SQLite statement and a few dict operations.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlglot import exp
+
+from harness.refserver import auth
+from harness.refserver.catalog import OWNER, RESERVED_NAMESPACES, TableDef, build_table, check_name
+from harness.refserver.dialect import (
+    LITERAL_BASE,
+    AlterUser,
+    Bound,
+    CreateNamespace,
+    CreateTable,
+    CreateUser,
+    DropNamespace,
+    DropTable,
+    DropUser,
+    ExecuteAs,
+    KillJob,
+    KillLiveQuery,
+    PlanCache,
+    Query,
+    StorageFlush,
+    split_statements,
+)
+from harness.refserver.errors import SqlError, denied, not_found
+from harness.refserver.exprs import Compiler, EvalContext, Fn, parameter_number
+from harness.refserver.snowflake import Snowflake
+from harness.refserver.storage import Store, UserRecord, now_us, quote
+from harness.refserver.values import (
+    BIGINT,
+    BOOLEAN,
+    DOUBLE,
+    INT,
+    JSON,
+    TEXT,
+    TIMESTAMP,
+    KType,
+    encoder,
+    infer_type,
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+SYSTEM_TABLES: dict[str, list[tuple[str, KType]]] = {
+    "system.live": [
+        ("live_id", TEXT), ("connection_id", TEXT), ("subscription_id", TEXT), ("namespace_id", TEXT),
+        ("table_name", TEXT), ("user_id", TEXT), ("query", TEXT), ("options", JSON), ("status", TEXT),
+        ("created_at", TIMESTAMP), ("last_update", TIMESTAMP), ("changes", BIGINT), ("node_id", BIGINT),
+        ("last_ping_at", TIMESTAMP),
+    ],
+    "system.stats": [("metric_name", TEXT), ("metric_value", TEXT)],
+    "system.jobs": [
+        ("job_id", TEXT), ("job_type", TEXT), ("status", TEXT), ("message", TEXT), ("exception_trace", TEXT),
+        ("retry_count", INT), ("created_at", TIMESTAMP), ("started_at", TIMESTAMP), ("finished_at", TIMESTAMP),
+        ("node_id", BIGINT), ("parameters", JSON),
+    ],
+    "system.users": [
+        ("user_id", TEXT), ("username", TEXT), ("role", TEXT), ("email", TEXT), ("auth_type", TEXT),
+        ("created_at", TIMESTAMP), ("updated_at", TIMESTAMP), ("last_seen", TIMESTAMP),
+    ],
+    "system.tables": [
+        ("table_id", TEXT), ("namespace_id", TEXT), ("table_name", TEXT), ("table_type", TEXT),
+        ("access_level", TEXT), ("options", JSON), ("created_at", TIMESTAMP),
+    ],
+    "system.namespaces": [("namespace_id", TEXT), ("name", TEXT), ("created_at", TIMESTAMP), ("table_count", BIGINT)],
+}
+_EPHEMERAL = ("system.live", "system.stats")  # computed on demand into TEMP tables
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: str
+    role: str
+
+
+@dataclass(slots=True)
+class Change:
+    """One committed row change, as the live-query fan-out needs it."""
+
+    table: TableDef
+    owner: str
+    kind: str  # insert, update, delete
+    new: dict[str, Any] | None  # the row after (delete: the tombstone)
+    old: dict[str, Any] | None  # the row before (insert: None)
+    seq: int
+
+
+class Hooks(Protocol):
+    """What the engine needs from the rest of the server."""
+
+    def live_rows(self) -> list[tuple[Any, ...]]: ...
+
+    def stats_rows(self) -> list[tuple[str, str]]: ...
+
+    def kill_live(self, live_id: str) -> bool: ...
+
+    def start_flush(self, table: TableDef) -> str | None: ...
+
+    def kill_job(self, job_id: str) -> bool: ...
+
+    def on_changes(self, changes: list[Change]) -> None: ...
+
+    def on_user_dropped(self, user_id: str) -> None: ...
+
+    def on_table_dropped(self, key: str) -> None: ...
+
+
+class StatementError(Exception):
+    """Statement ``index`` (1-based) of a request failed."""
+
+    def __init__(self, index: int, error: SqlError) -> None:
+        super().__init__(f"Statement {index} failed: {error.message}")
+        self.index = index
+        self.error = error
+
+
+@dataclass(slots=True)
+class _Out:
+    """Output column of a SELECT: name, type (None: inferred from values) and encoder."""
+
+    name: str
+    ktype: KType | None
+    flags: list[str]
+
+
+@dataclass(slots=True)
+class _Select:
+    sql: str
+    names: list[str]  # bound names used (p1.., l0.., __owner, __limit)
+    outputs: list[_Out]
+    limit: exp.Expression | None
+    refresh: str | None  # ephemeral system table to refresh first
+
+
+@dataclass(slots=True)
+class _Insert:
+    table: TableDef
+    sql: str
+    rows: list[list[tuple[str, Fn]]]
+    order: list[str]  # user columns in SQLite parameter order
+    defaults: list[tuple[str, Callable[[EvalContext], Any]]]
+
+
+@dataclass(slots=True)
+class _Modify:
+    table: TableDef
+    select: str
+    names: list[str]
+    sets: list[tuple[str, Fn, Callable[[Any], Any]]] = field(default_factory=list)
+    update_sql: str = ""
+
+
+class Engine:
+    """Runs SQL requests for authenticated principals against the store."""
+
+    def __init__(self, store: Store, ids: Snowflake, hooks: Hooks, node_id: int) -> None:
+        self.store = store
+        self.db = store.db
+        self.ids = ids
+        self.hooks = hooks
+        self.node_id = node_id
+        self.plans = PlanCache()
+        self._temp_created: set[str] = set()
+
+    # ------------------------------------------------------------ requests
+
+    def split(self, sql: str) -> list[str]:
+        """Statements of a request (cached plans make the split cheap for repeated texts)."""
+        return split_statements(sql)
+
+    def execute(
+        self, principal: Principal, statements: Sequence[str], params: list[Any], namespace: str
+    ) -> list[dict[str, Any]]:
+        """Run statements in order; stop at the first failure (``StatementError``), earlier ones stay done."""
+        results: list[dict[str, Any]] = []
+        folded: dict[str, list[Any]] = {}
+        batch = len(statements) > 1
+        for index, text in enumerate(statements, start=1):
+            try:
+                bound = self.plans.plan(text)
+                result, dml = self._run(bound, principal, principal.user_id, params, namespace)
+            except SqlError as exc:
+                raise StatementError(index, exc) from None
+            except sqlite3.Error as exc:
+                raise StatementError(index, SqlError("SQL_EXECUTION_ERROR", str(exc))) from None
+            if batch and dml is not None:
+                entry = folded.setdefault(dml, [0, result["as_user"]])
+                entry[0] += result["row_count"]
+            else:
+                results.append(result)
+        for kind, verb in (("insert", "Inserted"), ("update", "Updated"), ("delete", "Deleted")):
+            if kind in folded:
+                count, as_user = folded[kind]
+                results.append({"row_count": count, "as_user": as_user, "message": f"{verb} {count} row(s)"})
+        return results
+
+    def _run(
+        self, bound: Bound, principal: Principal, as_user: str, params: list[Any], namespace: str
+    ) -> tuple[dict[str, Any], str | None]:
+        stmt = bound.stmt
+        if isinstance(stmt, Query):
+            ctx = EvalContext(params, bound.literals, as_user, self.ids)
+            tree = stmt.tree
+            if isinstance(tree, exp.Select):
+                return self._select(stmt, principal, as_user, ctx, namespace), None
+            if isinstance(tree, exp.Insert):
+                return self._insert(stmt, principal, as_user, ctx, namespace), "insert"
+            if isinstance(tree, exp.Update):
+                return self._update(stmt, principal, as_user, ctx, namespace), "update"
+            return self._delete(stmt, principal, as_user, ctx, namespace), "delete"
+        if isinstance(stmt, ExecuteAs):
+            return self._execute_as(stmt, bound, principal, params, namespace)
+        handler = _DDL.get(type(stmt))
+        if handler is None:
+            raise SqlError("INVALID_SQL", f"Unsupported statement: {stmt.sql}")
+        message = handler(self, stmt, principal, namespace)
+        return {"row_count": 0, "as_user": as_user, "message": message}, None
+
+    # ------------------------------------------------------------ impersonation
+
+    def _execute_as(
+        self, stmt: ExecuteAs, bound: Bound, principal: Principal, params: list[Any], namespace: str
+    ) -> tuple[dict[str, Any], str | None]:
+        target = stmt.user
+        record = self.store.user(target)
+        target_role = record.role if record else "user"
+        allowed = {
+            "system": auth.ROLES,
+            "dba": ("dba", "service", "user"),
+            "service": ("service", "user"),
+            "user": (),
+        }[principal.role]
+        if target != principal.user_id and target_role not in allowed:
+            raise denied(f"Role '{principal.role}' cannot execute as user '{target}'")
+        if not isinstance(stmt.inner, Query):
+            raise SqlError("INVALID_SQL", "EXECUTE AS USER wraps one SELECT, INSERT, UPDATE or DELETE")
+        table = self._table(_target_table(stmt.inner.tree), namespace)
+        if table.kind == "SHARED":
+            raise SqlError("SQL_EXECUTION_ERROR", "EXECUTE AS USER is not allowed on SHARED tables")
+        inner = Bound(stmt.inner, bound.literals)
+        return self._run(inner, principal, target, params, namespace)
+
+    # ------------------------------------------------------------ tables and access
+
+    def _table(self, node: exp.Table, namespace: str) -> TableDef:
+        ns = (node.db or namespace).lower()
+        key = f"{ns}.{node.name.lower()}"
+        table = self.store.tables.get(key)
+        if table is None:
+            raise not_found(key)
+        return table
+
+    def _check_access(self, table: TableDef, principal: Principal, write: bool) -> None:
+        if table.kind != "SHARED" or principal.role in ("dba", "system"):
+            return
+        level = table.access_level
+        if level == "PUBLIC" and (not write or principal.role == "service"):
+            return
+        if level in ("PRIVATE", "RESTRICTED") and principal.role == "service":
+            return
+        raise denied(f"Access denied to shared table '{table.key}' ({level})")
+
+    # ------------------------------------------------------------ SELECT
+
+    def _select(
+        self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
+    ) -> dict[str, Any]:
+        tree = stmt.tree
+        source = _from_table(tree)
+        if source is not None and _is_system(source):
+            if principal.role not in ("dba", "system"):
+                raise denied("System tables are readable by dba and system roles only")
+            key: Any = f"system.{source.name.lower()}"
+            if key not in SYSTEM_TABLES:
+                raise not_found(key)
+            table = None
+        elif source is not None:
+            table = self._table(source, namespace)
+            self._check_access(table, principal, write=False)
+            key = (table.key, table.created_at)
+        else:
+            key, table = "", None
+        compiled = stmt.compiled.get(key)
+        if compiled is None:
+            compiled = _compile_select(tree, table, key if isinstance(key, str) else None)
+            stmt.compiled[key] = compiled
+        if compiled.refresh:
+            self._refresh(compiled.refresh)
+        binds = _binds(compiled.names, ctx, as_user)
+        if "__limit" in compiled.names:
+            binds["__limit"] = _limit(compiled.limit, ctx)
+        rows = self.db.execute(compiled.sql, binds).fetchall()
+        outputs = compiled.outputs
+        types = [o.ktype or _first_type(rows, i) for i, o in enumerate(outputs)]
+        encoders = [encoder(t) for t in types]
+        out_rows = [[enc(v) for enc, v in zip(encoders, row, strict=False)] for row in rows]
+        schema = []
+        for i, (o, t) in enumerate(zip(outputs, types, strict=True)):
+            entry: dict[str, Any] = {"name": o.name, "data_type": t.wire, "index": i}
+            if o.flags:
+                entry["flags"] = o.flags
+            schema.append(entry)
+        return {"schema": schema, "rows": out_rows, "row_count": len(out_rows), "as_user": as_user}
+
+    def _refresh(self, name: str) -> None:
+        cols = SYSTEM_TABLES[name]
+        if name not in self._temp_created:
+            spec = ", ".join(f"{quote(c)} {t.sqlite}" for c, t in cols)
+            self.db.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote(name)} ({spec})")
+            self._temp_created.add(name)
+        rows = self.hooks.live_rows() if name == "system.live" else self.hooks.stats_rows()
+        self.db.execute("BEGIN")
+        self.db.execute(f"DELETE FROM temp.{quote(name)}")
+        self.db.executemany(
+            f"INSERT INTO temp.{quote(name)} VALUES ({', '.join('?' for _ in cols)})", rows
+        )
+        self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------ INSERT
+
+    def _dml_table(self, tree: exp.Expression, principal: Principal, namespace: str) -> TableDef:
+        node = _target_table(tree)
+        if _is_system(node):
+            raise denied("DML on system tables is not allowed")
+        table = self._table(node, namespace)
+        self._check_access(table, principal, write=True)
+        return table
+
+    def _insert(
+        self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
+    ) -> dict[str, Any]:
+        table = self._dml_table(stmt.tree, principal, namespace)
+        key = (table.key, table.created_at)
+        plan = stmt.compiled.get(key)
+        if plan is None:
+            plan = stmt.compiled[key] = _compile_insert(stmt.tree, table)
+        owner = as_user if table.per_user else ""
+        changes: list[Change] = []
+        prepared: list[tuple[Any, ...]] = []
+        for row_fns in plan.rows:
+            row: dict[str, Any] = {}
+            for name, fn in row_fns:
+                row[name] = fn(row, ctx)
+            for name, default in plan.defaults:
+                if row.get(name) is None and name not in dict(row_fns):
+                    row[name] = default(ctx)
+            for col in table.user_columns:
+                if row.get(col.name) is None and col.not_null:
+                    raise SqlError("SQL_EXECUTION_ERROR", f"Column '{col.name}' cannot be null")
+            seq = self.ids.next()
+            row["_seq"] = seq
+            if table.kind != "STREAM":
+                row["_deleted"] = False
+            prepared.append((owner, *[row.get(c) for c in plan.order], seq))
+            changes.append(Change(table, owner, "insert", row, None, seq))
+        self._write_many(plan.sql, prepared, duplicate=table.pk.name)
+        self.hooks.on_changes(changes)
+        return {"row_count": len(changes), "as_user": as_user, "message": f"Inserted {len(changes)} row(s)"}
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]], duplicate: str) -> None:
+        single = len(rows) == 1
+        if not single:
+            self.db.execute("BEGIN")
+        try:
+            for values in rows:
+                if self.db.execute(sql, values).rowcount == 0:
+                    raise SqlError(
+                        "SQL_EXECUTION_ERROR", f"Primary key violation: a row with this {duplicate} already exists"
+                    )
+        except BaseException:
+            if not single:
+                self.db.execute("ROLLBACK")
+            raise
+        if not single:
+            self.db.execute("COMMIT")
+
+    # ------------------------------------------------------------ UPDATE / DELETE
+
+    def _modify_plan(self, stmt: Query, table: TableDef) -> _Modify:
+        key = (table.key, table.created_at)
+        plan = stmt.compiled.get(key)
+        if plan is None:
+            plan = stmt.compiled[key] = _compile_modify(stmt.tree, table)
+        return plan
+
+    def _matching(self, plan: _Modify, ctx: EvalContext, owner: str) -> list[tuple[int, dict[str, Any]]]:
+        binds = _binds(plan.names, ctx, owner)
+        names = [c.name for c in plan.table.columns]
+        found = []
+        for row in self.db.execute(plan.select, binds):
+            values = dict(zip(names, row[1:], strict=True))
+            if "_deleted" in values:
+                values["_deleted"] = bool(values["_deleted"])
+            found.append((row[0], values))
+        return found
+
+    def _update(
+        self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
+    ) -> dict[str, Any]:
+        table = self._dml_table(stmt.tree, principal, namespace)
+        if table.kind == "STREAM":
+            raise SqlError("SQL_EXECUTION_ERROR", "UPDATE is not supported on STREAM tables")
+        plan = self._modify_plan(stmt, table)
+        owner = as_user if table.per_user else ""
+        changes: list[Change] = []
+        writes: list[tuple[Any, ...]] = []
+        for rowid, old in self._matching(plan, ctx, owner):
+            new = dict(old)
+            for name, fn, coerce in plan.sets:
+                new[name] = coerce(fn(old, ctx))
+                if new[name] is None and table.by_name[name].not_null:
+                    raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' cannot be null")
+            seq = self.ids.next()
+            new["_seq"] = seq
+            writes.append((*[new[name] for name, _, _ in plan.sets], seq, rowid))
+            changes.append(Change(table, owner, "update", new, old, seq))
+        self._write_many(plan.update_sql, writes, duplicate=table.pk.name)
+        self.hooks.on_changes(changes)
+        return {"row_count": len(changes), "as_user": as_user, "message": f"Updated {len(changes)} row(s)"}
+
+    def _delete(
+        self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
+    ) -> dict[str, Any]:
+        table = self._dml_table(stmt.tree, principal, namespace)
+        plan = self._modify_plan(stmt, table)
+        owner = as_user if table.per_user else ""
+        changes: list[Change] = []
+        writes: list[tuple[Any, ...]] = []
+        hard = table.kind == "STREAM"
+        for rowid, old in self._matching(plan, ctx, owner):
+            seq = self.ids.next()
+            tombstone = dict(old)
+            tombstone["_seq"] = seq
+            if not hard:
+                tombstone["_deleted"] = True
+            writes.append((rowid,) if hard else (seq, rowid))
+            changes.append(Change(table, owner, "delete", tombstone, old, seq))
+        sql = (
+            f"DELETE FROM {quote(table.key)} WHERE rowid = ?"
+            if hard
+            else f"UPDATE {quote(table.key)} SET _seq = ?, _deleted = 1 WHERE rowid = ?"
+        )
+        self._write_many(sql, writes, duplicate=table.pk.name)
+        self.hooks.on_changes(changes)
+        return {"row_count": len(changes), "as_user": as_user, "message": f"Deleted {len(changes)} row(s)"}
+
+    # ------------------------------------------------------------ DDL and admin
+
+    def _require(self, principal: Principal, roles: Iterable[str], what: str) -> None:
+        if principal.role not in roles:
+            raise denied(f"Role '{principal.role}' may not {what}")
+
+    def _create_namespace(self, stmt: CreateNamespace, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "create namespaces")
+        name = check_name(stmt.name, "namespace")
+        if name in RESERVED_NAMESPACES:
+            raise SqlError("SQL_EXECUTION_ERROR", f"Namespace name '{name}' is reserved")
+        if name in self.store.namespaces:
+            if stmt.if_not_exists:
+                return f"Namespace '{name}' already exists"
+            raise SqlError("SQL_EXECUTION_ERROR", f"Namespace '{name}' already exists")
+        self.store.create_namespace(name)
+        return f"Namespace '{name}' created successfully"
+
+    def _drop_namespace(self, stmt: DropNamespace, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "drop namespaces")
+        name = stmt.name.lower()
+        if name not in self.store.namespaces:
+            if stmt.if_exists:
+                return f"Namespace '{name}' does not exist"
+            raise SqlError("SQL_EXECUTION_ERROR", f"Namespace '{name}' not found")
+        if name == "default":
+            raise SqlError("SQL_EXECUTION_ERROR", "The default namespace cannot be dropped")
+        if any(t.namespace == name for t in self.store.tables.values()) and not stmt.cascade:
+            raise SqlError("SQL_EXECUTION_ERROR", f"Namespace '{name}' is not empty (use CASCADE)")
+        dropped = [t.key for t in self.store.tables.values() if t.namespace == name]
+        self.store.drop_namespace(name)
+        for key in dropped:
+            self.hooks.on_table_dropped(key)
+        return f"Namespace '{name}' dropped successfully"
+
+    def _create_table(self, stmt: CreateTable, principal: Principal, namespace: str) -> str:
+        ns = check_name(stmt.namespace or namespace, "namespace")
+        if ns not in self.store.namespaces:
+            raise SqlError("SQL_EXECUTION_ERROR", f"Namespace '{ns}' does not exist")
+        table = build_table(stmt, ns, now_us())
+        allowed = {
+            "user": ("USER", "STREAM"),
+            "service": ("USER", "SHARED", "STREAM"),
+            "dba": ("USER", "SHARED", "STREAM"),
+            "system": ("USER", "SHARED", "STREAM"),
+        }[principal.role]
+        if table.kind not in allowed:
+            raise denied(f"Role '{principal.role}' may not create {table.kind} tables")
+        if table.key in self.store.tables:
+            if stmt.if_not_exists:
+                return f"Table '{table.key}' already exists"
+            raise SqlError("SQL_EXECUTION_ERROR", f"Table '{table.key}' already exists")
+        self.store.create_table(table)
+        return f"Table '{table.key}' created successfully"
+
+    def _drop_table(self, stmt: DropTable, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("service", "dba", "system"), "drop tables")
+        key = f"{(stmt.namespace or namespace).lower()}.{stmt.name.lower()}"
+        table = self.store.tables.get(key)
+        if table is None:
+            if stmt.if_exists:
+                return f"Table '{key}' does not exist"
+            raise not_found(key)
+        self.store.drop_table(table)
+        self.hooks.on_table_dropped(key)
+        return f"Table '{key}' dropped successfully"
+
+    def _create_user(self, stmt: CreateUser, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "create users")
+        role = auth.canonical_role(stmt.role)
+        if not stmt.user or len(stmt.user) > 128 or any(c.isspace() for c in stmt.user):
+            raise SqlError("INVALID_SQL", f"Invalid user name '{stmt.user}'")
+        if role == "system" and principal.role != "system":
+            raise denied("Only system users may create system users")
+        if self.store.user(stmt.user) is not None:
+            if stmt.if_not_exists:
+                return f"User '{stmt.user}' already exists"
+            raise SqlError("SQL_EXECUTION_ERROR", f"User '{stmt.user}' already exists")
+        auth.check_password(stmt.password)
+        now = now_us()
+        self.store.put_user(UserRecord(stmt.user, auth.hash_password(stmt.password), role, stmt.email, now, now))
+        return f"User '{stmt.user}' created successfully"
+
+    def _alter_user(self, stmt: AlterUser, principal: Principal, namespace: str) -> str:
+        record = self.store.user(stmt.user)
+        if record is None:
+            raise SqlError("SQL_EXECUTION_ERROR", f"User '{stmt.user}' not found")
+        self_password = stmt.user == principal.user_id and stmt.attribute == "password"
+        if not self_password:
+            self._require(principal, ("dba", "system"), "alter users")
+        if stmt.attribute == "password":
+            auth.check_password(stmt.value)
+            record.password_hash = auth.hash_password(stmt.value)
+        elif stmt.attribute == "role":
+            record.role = auth.canonical_role(stmt.value)
+        else:
+            record.email = stmt.value
+        record.updated_at = now_us()
+        self.store.put_user(record)
+        if stmt.attribute == "role":
+            self.hooks.on_user_dropped(stmt.user)
+        return f"User '{stmt.user}' updated successfully"
+
+    def _drop_user(self, stmt: DropUser, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "drop users")
+        if stmt.user == "root":
+            raise SqlError("SQL_EXECUTION_ERROR", "The root user cannot be dropped")
+        if not self.store.delete_user(stmt.user):
+            if stmt.if_exists:
+                return f"User '{stmt.user}' does not exist"
+            raise SqlError("SQL_EXECUTION_ERROR", f"User '{stmt.user}' not found")
+        self.hooks.on_user_dropped(stmt.user)
+        return f"User '{stmt.user}' dropped successfully"
+
+    def _storage_flush(self, stmt: StorageFlush, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("service", "dba", "system"), "flush tables")
+        if stmt.table is None:
+            ns = (stmt.namespace or namespace).lower()
+            started = [self.hooks.start_flush(t) for t in list(self.store.tables.values())
+                       if t.namespace == ns and t.kind != "STREAM"]
+            jobs = [j for j in started if j]
+            return f"Storage flush started for {len(jobs)} table(s) in namespace '{ns}'. Job IDs: {', '.join(jobs)}"
+        table = self._table(exp.Table(this=exp.to_identifier(stmt.table), db=exp.to_identifier(stmt.namespace)), namespace)
+        if table.kind == "STREAM":
+            raise SqlError("SQL_EXECUTION_ERROR", "STREAM tables cannot be flushed")
+        job_id = self.hooks.start_flush(table)
+        if job_id is None:
+            return f"Storage flush skipped: no pending writes for table '{table.key}'"
+        return f"Storage flush started for table '{table.key}'. Job ID: {job_id}"
+
+    def _kill_live(self, stmt: KillLiveQuery, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "kill live queries")
+        if not self.hooks.kill_live(stmt.live_id):
+            raise SqlError("SQL_EXECUTION_ERROR", f"Live query not found: {stmt.live_id}")
+        return f"Live query killed: {stmt.live_id}"
+
+    def _kill_job(self, stmt: KillJob, principal: Principal, namespace: str) -> str:
+        self._require(principal, ("dba", "system"), "kill jobs")
+        if not self.hooks.kill_job(stmt.job_id):
+            raise SqlError("SQL_EXECUTION_ERROR", f"Job not found or already finished: {stmt.job_id}")
+        return f"Job cancelled: {stmt.job_id}"
+
+
+_DDL: dict[type, Callable[[Engine, Any, Principal, str], str]] = {
+    CreateNamespace: Engine._create_namespace,
+    DropNamespace: Engine._drop_namespace,
+    CreateTable: Engine._create_table,
+    DropTable: Engine._drop_table,
+    CreateUser: Engine._create_user,
+    AlterUser: Engine._alter_user,
+    DropUser: Engine._drop_user,
+    StorageFlush: Engine._storage_flush,
+    KillLiveQuery: Engine._kill_live,
+    KillJob: Engine._kill_job,
+}
+
+
+# ---------------------------------------------------------------- compilation helpers
+
+
+def _from_table(tree: exp.Select) -> exp.Table | None:
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None:
+        return None
+    if tree.args.get("joins") or not isinstance(source.this, exp.Table):
+        raise SqlError("INVALID_SQL", "Only single-table SELECTs are supported")
+    return source.this
+
+
+def _target_table(tree: exp.Expression) -> exp.Table:
+    if isinstance(tree, exp.Select):
+        table = _from_table(tree)
+        if table is None:
+            raise SqlError("INVALID_SQL", "Statement has no table")
+        return table
+    node = tree.this
+    if isinstance(node, exp.Schema):
+        node = node.this
+    if not isinstance(node, exp.Table):
+        raise SqlError("INVALID_SQL", "Statement has no table")
+    return node
+
+
+def _is_system(node: exp.Table) -> bool:
+    return (node.db or "").lower() == "system"
+
+
+def _bind_name(n: int) -> str:
+    return f"l{n - LITERAL_BASE}" if n >= LITERAL_BASE else f"p{n}"
+
+
+def _binds(names: list[str], ctx: EvalContext, owner: str) -> dict[str, Any]:
+    binds: dict[str, Any] = {}
+    for name in names:
+        if name == "__owner":
+            binds[name] = owner
+        elif name == "__user":
+            binds[name] = ctx.user
+        elif name[0] == "l":
+            binds[name] = ctx.literals[int(name[1:])]
+        elif name[0] == "p":
+            binds[name] = ctx.bound(int(name[1:]))
+    return binds
+
+
+def to_sqlite(node: exp.Expression, table: TableDef | None, names: list[str]) -> exp.Expression:
+    """Rewrite parameters to named placeholders and strip column qualifiers; refuse hidden columns."""
+
+    def rewrite(n: exp.Expression) -> exp.Expression:
+        number = parameter_number(n)
+        if number is not None:
+            name = _bind_name(number)
+            if name not in names:
+                names.append(name)
+            return exp.Placeholder(this=name)
+        if isinstance(n, exp.Column):
+            if n.name.lower() == OWNER:
+                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{n.name}' not found")
+            if table is not None and n.name.lower() not in table.by_name and not isinstance(n.this, exp.Star):
+                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{n.name}' not found in table '{table.key}'")
+            return exp.column(n.name.lower(), quoted=True)
+        if isinstance(n, exp.CurrentUser):
+            if "__user" not in names:
+                names.append("__user")
+            return exp.Placeholder(this="__user")
+        return n
+
+    return node.transform(rewrite, copy=True)
+
+
+def _compile_select(tree: exp.Select, table: TableDef | None, system: str | None) -> _Select:
+    tree = tree.copy()
+    names: list[str] = []
+    if tree.args.get("with"):
+        raise SqlError("INVALID_SQL", "WITH is not supported")
+    system_cols = SYSTEM_TABLES.get(system or "")
+    if table is not None:
+        columns: list[tuple[str, KType, list[str]]] = [(c.name, c.ktype, c.flags) for c in table.columns]
+    elif system_cols is not None:
+        columns = [(c, t, []) for c, t in system_cols]
+    else:
+        columns = []
+    by_name = {c[0]: c for c in columns}
+    projections: list[exp.Expression] = []
+    for proj in tree.expressions:
+        if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)):
+            projections.extend(exp.column(name) for name, _, _ in columns)
+        else:
+            projections.append(proj)
+    outputs: list[_Out] = []
+    for proj in projections:
+        inner = proj.this if isinstance(proj, exp.Alias) else proj
+        if isinstance(proj, exp.Alias | exp.Column):
+            name = proj.alias_or_name.lower() if isinstance(proj, exp.Column) else proj.alias
+        else:
+            name = proj.sql(dialect="postgres").lower()
+        ktype, flags = _output_type(inner, by_name)
+        outputs.append(_Out(name, ktype, flags if isinstance(proj, exp.Column) else []))
+    tree.set("expressions", projections)
+    limit = tree.args.get("limit")
+    limit_expr = limit.expression if limit is not None else None
+    tree = to_sqlite(tree, table, names)
+    if system_cols is not None:
+        for col in tree.find_all(exp.Column):
+            if col.name not in by_name:
+                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{col.name}' not found in table '{system}'")
+    source = tree.args.get("from_")
+    if source is not None:
+        target = table.key if table is not None else system
+        source.set("this", exp.Table(this=exp.to_identifier(target, quoted=True)))
+    if table is not None:
+        extra = "_deleted = 0" if table.kind != "STREAM" else "1 = 1"
+        condition = exp.and_(exp.condition(extra), exp.condition(f"{OWNER} = :__owner")) if table.per_user \
+            else exp.condition(extra)
+        where = tree.args.get("where")
+        tree.set("where", exp.Where(this=exp.and_(exp.paren(where.this), condition) if where else condition))
+        if table.per_user and "__owner" not in names:
+            names.append("__owner")
+        aggregate = tree.find(exp.AggFunc) is not None or tree.args.get("group") is not None
+        if not tree.args.get("order") and not aggregate:
+            tree = tree.order_by(exp.column(table.pk.name, quoted=True))
+    if source is not None:
+        tree.set("limit", exp.Limit(expression=exp.Placeholder(this="__limit")))
+        names.append("__limit")
+    sql = tree.sql(dialect="sqlite")
+    return _Select(sql, names, outputs, limit_expr, system if system in _EPHEMERAL else None)
+
+
+def _output_type(node: exp.Expression, by_name: Mapping[str, tuple[str, KType, list[str]]]) -> tuple[KType | None, list[str]]:
+    if isinstance(node, exp.Column):
+        col = by_name.get(node.name.lower())
+        return (col[1], col[2]) if col else (None, [])
+    if isinstance(node, exp.Count):
+        return BIGINT, []
+    if isinstance(node, exp.Max | exp.Min):
+        inner, _ = _output_type(node.this, by_name)
+        return inner, []
+    if isinstance(node, exp.Sum):
+        inner, _ = _output_type(node.this, by_name)
+        return (BIGINT if inner is not None and inner.sqlite == "INTEGER" else DOUBLE), []
+    if isinstance(node, exp.Avg):
+        return DOUBLE, []
+    if isinstance(node, exp.Boolean):
+        return BOOLEAN, []
+    return None, []
+
+
+def _limit(node: exp.Expression | None, ctx: EvalContext) -> int:
+    if node is None:
+        return DEFAULT_LIMIT
+    number = parameter_number(node)
+    value = ctx.bound(number) if number is not None else (node.this if isinstance(node, exp.Literal) else None)
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise SqlError("INVALID_SQL", f"Invalid LIMIT: {node.sql()}") from None
+    return max(0, min(limit, MAX_LIMIT))
+
+
+def _first_type(rows: list[tuple[Any, ...]], index: int) -> KType:
+    for row in rows:
+        if row[index] is not None:
+            return infer_type(row[index])
+    return TEXT
+
+
+def _compile_insert(tree: exp.Insert, table: TableDef) -> _Insert:
+    target = tree.this
+    if isinstance(target, exp.Schema):
+        names = [e.name.lower() for e in target.expressions]
+    else:
+        names = [c.name for c in table.user_columns]
+    for name in names:
+        if name not in table.by_name or name.startswith("_"):
+            raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' not found in table '{table.key}'")
+    if len(set(names)) != len(names):
+        raise SqlError("SQL_EXECUTION_ERROR", "Duplicate column in INSERT")
+    values = tree.expression
+    if not isinstance(values, exp.Values):
+        raise SqlError("INVALID_SQL", "INSERT needs VALUES (...)")
+    compiler = Compiler({c.name: c.ktype for c in table.columns})
+    rows: list[list[tuple[str, Fn]]] = []
+    for tup in values.expressions:
+        items = tup.expressions if isinstance(tup, exp.Tuple) else [tup]
+        if len(items) != len(names):
+            raise SqlError("SQL_EXECUTION_ERROR", f"INSERT has {len(names)} columns but {len(items)} values")
+        row = []
+        for name, item in zip(names, items, strict=True):
+            col = table.by_name[name]
+            fn = compiler.compile(item)
+            row.append((name, _coerced(fn, col.coerce)))
+        rows.append(row)
+    defaults: list[tuple[str, Callable[[EvalContext], Any]]] = []
+    for col in table.user_columns:
+        if col.auto_id:
+            defaults.append((col.name, lambda ctx: ctx.ids.next()))
+        elif col.default is not None:
+            fn = _coerced(compiler.compile(col.default), col.coerce)
+            defaults.append((col.name, lambda ctx, fn=fn: fn({}, ctx)))
+    order = [c.name for c in table.user_columns]
+    cols = ", ".join([OWNER, *(quote(c) for c in order), "_seq"])
+    marks = ", ".join("?" for _ in range(len(order) + 2))
+    name = quote(table.key)
+    if table.kind == "STREAM":
+        sql = f"INSERT OR IGNORE INTO {name} ({cols}) VALUES ({marks})"
+    else:
+        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in [*order, "_seq"])
+        sql = (
+            f"INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT ({OWNER}, {quote(table.pk.name)}) "
+            f"DO UPDATE SET {updates}, _deleted = 0 WHERE {name}._deleted = 1"
+        )
+    return _Insert(table, sql, rows, order, defaults)
+
+
+def _coerced(fn: Fn, coerce: Callable[[Any], Any]) -> Fn:
+    return lambda row, ctx: coerce(fn(row, ctx))
+
+
+def _compile_modify(tree: exp.Update | exp.Delete, table: TableDef) -> _Modify:
+    where = tree.args.get("where")
+    verb = "UPDATE" if isinstance(tree, exp.Update) else "DELETE"
+    if where is None:
+        raise SqlError("SQL_EXECUTION_ERROR", f"{verb} requires a WHERE clause")
+    names: list[str] = []
+    condition = to_sqlite(where.this, table, names)
+    extra = "" if table.kind == "STREAM" else " AND _deleted = 0"
+    owner = f" AND {OWNER} = :__owner" if table.per_user else ""
+    if table.per_user:
+        names.append("__owner")
+    cols = ", ".join(quote(c.name) for c in table.columns)
+    select = (
+        f"SELECT rowid, {cols} FROM {quote(table.key)} WHERE ({condition.sql(dialect='sqlite')}){extra}{owner} "
+        f"ORDER BY _seq"
+    )
+    plan = _Modify(table, select, names)
+    if isinstance(tree, exp.Update):
+        compiler = Compiler({c.name: c.ktype for c in table.columns})
+        for assignment in tree.expressions:
+            if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
+                raise SqlError("INVALID_SQL", f"Unsupported SET item: {assignment.sql()}")
+            name = assignment.this.name.lower()
+            col = table.by_name.get(name)
+            if col is None or name.startswith("_"):
+                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' not found in table '{table.key}'")
+            if col.primary_key:
+                raise SqlError("SQL_EXECUTION_ERROR", f"Primary key column '{name}' cannot be updated")
+            plan.sets.append((name, compiler.compile(assignment.expression), col.coerce))
+        sets = ", ".join(f"{quote(name)} = ?" for name, _, _ in plan.sets)
+        plan.update_sql = f"UPDATE {quote(table.key)} SET {sets}, _seq = ? WHERE rowid = ?"
+    return plan

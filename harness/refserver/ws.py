@@ -1,0 +1,280 @@
+"""``GET /v1/ws``: KalamDB's live-query WebSocket (authenticate, subscribe, batches, changes, keepalive).
+
+Frames to the client all pass through the connection's ordered queue (see ``live``). Protocol
+errors close with 1011 "Invalid message: ...", auth failures with 1008, idle sockets with 1000
+"Heartbeat timeout", server shutdown with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from harness.refserver.auth import TokenError
+from harness.refserver.live import MAX_SUBS_PER_CONNECTION, Connection
+from harness.refserver.live_query import LiveQueryError, compile_live_query
+
+if TYPE_CHECKING:
+    from harness.refserver.app import RefServer
+
+log = logging.getLogger("lqharness.refserver.ws")
+
+
+class InvalidMessage(Exception):
+    """A client message that is not valid JSON of a known type with its required fields."""
+
+
+def _error(sub_id: str, code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "subscription_id": sub_id, "code": code, "message": message}
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise InvalidMessage(f"missing field `{name}`")
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise InvalidMessage(f"invalid type for field `{name}`")
+    return value
+
+
+class WsEndpoint:
+    """The WebSocket route and the watchdog enforcing auth and heartbeat timeouts."""
+
+    def __init__(self, server: RefServer) -> None:
+        self.server = server
+        self.cfg = server.config
+        self.live = server.live
+
+    async def watchdog(self) -> None:
+        """Close sockets that did not authenticate in time or went quiet (checked 4× per timeout)."""
+        interval = max(0.05, min(1.0, self.cfg.auth_timeout / 4, self.cfg.heartbeat_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for conn in list(self.live.connections):
+                if conn.closed:
+                    continue
+                if not conn.authenticated and now - conn.opened > self.cfg.auth_timeout:
+                    conn.send_control({"type": "auth_error", "message": "Authentication timeout"})
+                    conn.close_after(1008, "Authentication timeout")
+                    conn.closed = True
+                elif now - conn.last_activity > self.cfg.heartbeat_timeout:
+                    log.info("connection %s: heartbeat timeout", conn.connection_id)
+                    conn.close_soon(1000, "Heartbeat timeout")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Upgrade, authenticate (header or in-band), then serve messages until the socket ends."""
+        server = self.server
+        if server.shutting_down:
+            return web.json_response({"error": "SERVICE_UNAVAILABLE", "message": "Server shutting down"}, status=503)
+        compress = request.query.get("compress", "true").lower() != "false"
+        keep_closed = server.faults.on("keep-closed")
+        ws = web.WebSocketResponse(
+            autoping=False,
+            autoclose=not keep_closed,
+            max_msg_size=max(self.cfg.max_ws_message_size * 4, 4 << 20),
+            compress=False,
+        )
+        await ws.prepare(request)
+        conn = Connection(self.live, ws, compress)
+        self.live.add_connection(conn)
+        try:
+            header = request.headers.get("Authorization", "")
+            if header.lower().startswith("bearer "):
+                self._authenticate(conn, header[7:].strip(), {"serialization": "json", "compression": "gzip"})
+            await self._serve(conn, keep_closed)
+        finally:
+            self.live.remove_connection(conn)
+        return ws
+
+    async def _serve(self, conn: Connection, keep_closed: bool) -> None:
+        ws = conn.ws
+        while True:
+            if conn.closed:
+                await self._drain(conn)
+                return
+            msg = await ws.receive()
+            conn.touch()
+            if msg.type == WSMsgType.TEXT:
+                if len(msg.data.encode()) > self.cfg.max_ws_message_size:
+                    conn.send_control(_error("protocol", "MESSAGE_TOO_LARGE",
+                                             f"Message exceeds {self.cfg.max_ws_message_size} bytes"))
+                    continue
+                try:
+                    self._on_text(conn, msg.data)
+                except InvalidMessage as exc:
+                    conn.close_after(1011, f"Invalid message: {exc}"[:120])
+                    conn.closed = True
+            elif msg.type == WSMsgType.BINARY:
+                if len(msg.data) > self.cfg.max_ws_message_size:
+                    conn.send_control(_error("protocol", "MESSAGE_TOO_LARGE",
+                                             f"Message exceeds {self.cfg.max_ws_message_size} bytes"))
+                else:
+                    conn.send_control(_error("protocol", "UNSUPPORTED_DATA", "Binary frames are not supported in JSON mode"))
+            elif msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                continue
+            elif msg.type == WSMsgType.CLOSE and keep_closed:
+                await self._hold_half_open(conn)
+                return
+            else:
+                if msg.type == WSMsgType.ERROR:
+                    log.debug("connection %s: %s", conn.connection_id, ws.exception())
+                return
+
+    async def _drain(self, conn: Connection) -> None:
+        """Let the sender flush queued frames (and the closing frame) before the handler ends."""
+        if not conn.sender.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.sender), 5)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+
+    async def _hold_half_open(self, conn: Connection) -> None:
+        """keep-closed fault: never answer the client's close; keep its subscriptions listed."""
+        for sub_id in list(conn.subs):
+            self.live.unsubscribe(conn, sub_id)
+        self.live.connections.discard(conn)
+        await self.server.stopping.wait()
+
+    # ------------------------------------------------------------ messages
+
+    def _on_text(self, conn: Connection, text: str) -> None:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidMessage(str(exc)) from None
+        if not isinstance(message, dict):
+            raise InvalidMessage("expected a JSON object")
+        kind = _field(message, "type", str)
+        if kind == "authenticate":
+            method = _field(message, "method", str)
+            token = _field(message, "token", str)
+            protocol = _field(message, "protocol", dict)
+            if method != "jwt":
+                raise InvalidMessage(f"unknown variant `{method}`, expected `jwt`")
+            self._authenticate(conn, token, protocol)
+        elif kind == "subscribe":
+            request = _field(message, "subscription", dict)
+            sub_id = _field(request, "id", str)
+            sql = _field(request, "sql", str)
+            options = request.get("options")
+            if options is not None and not isinstance(options, dict):
+                raise InvalidMessage("invalid type for field `options`")
+            if not conn.authenticated:
+                conn.send_control(_error("subscribe", "AUTH_REQUIRED", "Authentication required"))
+                return
+            self._subscribe(conn, sub_id, sql, options)
+        elif kind == "next_batch":
+            sub_id = _field(message, "subscription_id", str)
+            last = message.get("last_seq_id")
+            if last is not None and (not isinstance(last, int) or isinstance(last, bool)):
+                raise InvalidMessage("invalid type for field `last_seq_id`")
+            if conn.authenticated:
+                self._next_batch(conn, sub_id, last)
+        elif kind == "unsubscribe":
+            sub_id = _field(message, "subscription_id", str)
+            if conn.authenticated:
+                self.live.unsubscribe(conn, sub_id)
+        elif kind != "ping":
+            raise InvalidMessage(f"unknown variant `{kind}`")
+
+    def _authenticate(self, conn: Connection, token: str, protocol: dict[str, Any]) -> None:
+        if conn.authenticated:
+            conn.send_control(self._auth_success(conn, protocol))
+            return
+        serialization = protocol.get("serialization", "json")
+        if serialization not in ("json", "msgpack") or protocol.get("compression", "none") not in ("gzip", "none"):
+            raise InvalidMessage("unknown variant in `protocol`")
+        try:
+            principal = self.server.principal_for(token)
+        except TokenError as exc:
+            log.info("connection %s: authentication failed: %s", conn.connection_id, exc.message)
+            conn.send_control({"type": "auth_error", "message": "Invalid credentials"})
+            conn.close_after(1008, "Authentication failed")
+            conn.closed = True
+            return
+        if serialization == "msgpack":
+            conn.send_control({"type": "auth_error", "message": "msgpack serialization is not supported by this server"})
+            conn.close_after(1008, "Authentication failed")
+            conn.closed = True
+            return
+        conn.user_id = principal.user_id
+        conn.role = principal.role
+        conn.send_control(self._auth_success(conn, protocol))
+
+    def _auth_success(self, conn: Connection, protocol: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "auth_success",
+            "user": conn.user_id,
+            "role": conn.role,
+            "protocol": {"serialization": "json", "compression": protocol.get("compression", "gzip")},
+        }
+
+    def _subscribe(self, conn: Connection, sub_id: str, sql: str, options: dict[str, Any] | None) -> None:
+        if not sub_id.strip():
+            conn.send_control(_error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty"))
+            return
+        if len(conn.subs) >= MAX_SUBS_PER_CONNECTION and sub_id not in conn.subs:
+            conn.send_control(_error(sub_id, "UNSUPPORTED",
+                                     f"At most {MAX_SUBS_PER_CONNECTION} subscriptions per connection"))
+            return
+        problem = _check_options(options)
+        if problem:
+            conn.send_control(_error(sub_id, "UNSUPPORTED", problem))
+            return
+        try:
+            query = compile_live_query(sql, self.server.store.tables)
+        except LiveQueryError as exc:
+            conn.send_control(_error(sub_id, exc.code, exc.message))
+            return
+        if not self.server.may_read(query.table, conn.role or "user"):
+            conn.send_control(_error(sub_id, "UNAUTHORIZED", f"Access denied to table '{query.table.key}'"))
+            return
+        sub = self.live.subscribe(conn, sub_id, sql, query, options)
+        ack: dict[str, Any] = {"type": "subscription_ack", "subscription_id": sub_id, "total_rows": 0}
+        if options is None:
+            ack["batch_control"] = {"batch_num": 0, "has_more": False, "status": "ready", "last_seq_id": None}
+            ack["schema"] = query.schema
+            conn.send_control(ack)
+            return
+        self.live.begin_snapshot(sub)
+        batch = self.live.snapshot_batch(sub, None)
+        ack["batch_control"] = batch["batch_control"]
+        ack["schema"] = query.schema
+        conn.send_control(ack)
+        conn.send_control(batch)
+        if not batch["batch_control"]["has_more"]:
+            self.live.finish_snapshot(sub)
+
+    def _next_batch(self, conn: Connection, sub_id: str, last_seq: int | None) -> None:
+        sub = conn.subs.get(sub_id)
+        if sub is None or not sub.loading:
+            conn.send_control(_error(sub_id, "BATCH_FETCH_FAILED", f"No snapshot in progress for '{sub_id}'"))
+            return
+        batch = self.live.snapshot_batch(sub, last_seq)
+        conn.send_control(batch)
+        if not batch["batch_control"]["has_more"]:
+            self.live.finish_snapshot(sub)
+
+
+def _check_options(options: dict[str, Any] | None) -> str | None:
+    if options is None:
+        return None
+    for key in ("batch_size", "last_rows", "from", "from_seq_id"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            return f"options.{key} must be a non-negative integer"
+    batch_size = options.get("batch_size") or 1000
+    if options.get("batch_size") == 0:
+        return "options.batch_size must be positive"
+    last_rows = options.get("last_rows")
+    if last_rows is not None and last_rows > batch_size:
+        return f"last_rows ({last_rows}) cannot exceed batch_size ({batch_size})"
+    return None
