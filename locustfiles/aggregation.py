@@ -1,0 +1,106 @@
+"""Aggregation on the coordinator: the live view from tracker deltas, and the run folder's end files.
+
+Workers send compact tracker deltas on Locust's report cycle (``LiveView``); at the end
+the coordinator runs the checker over every final summary and writes ``delivery.json``,
+``writes.json`` and ``target.json`` into the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.checker import DEFAULT_GAP_SLACK_NS, check
+from harness.latency import LatencyHistogram
+from harness.ledger import WriterLedger, writes_summary
+from harness.plan import Plan
+
+log = logging.getLogger("lqharness")
+
+
+def merge_deltas(deltas: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum tracker deltas (counters added, latency histograms merged)."""
+    out: dict[str, Any] = {}
+    hist = LatencyHistogram()
+    for delta in deltas:
+        for key, value in delta.items():
+            if key == "latency":
+                hist.merge(LatencyHistogram.decode(value))
+            else:
+                out[key] = out.get(key, 0) + value
+    out["latency"] = hist.encode()
+    return out
+
+
+class LiveView:
+    """Running totals over all listeners while the run goes (delivered, anomalies, latency)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.latency = LatencyHistogram()
+
+    def add(self, delta: dict[str, Any]) -> None:
+        for key, value in delta.items():
+            if key == "latency":
+                self.latency.merge(LatencyHistogram.decode(value))
+            else:
+                self.counters[key] = self.counters.get(key, 0) + int(value)
+
+    def totals(self) -> dict[str, Any]:
+        return {**self.counters, "latency_ms": self.latency.percentiles_ms()}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    os.replace(tmp, path)
+
+
+def write_outputs(
+    plan: Plan,
+    ledgers: list[dict[str, Any]],
+    listener_finals: list[dict[str, Any]],
+    target_side: dict[str, Any],
+    aggregation: dict[str, Any],
+    errors: list[str],
+) -> dict[str, Any]:
+    """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery."""
+    slack = plan.extra.get("gap_slack_seconds")
+    delivery = check(
+        ledgers,
+        [final["summary"] for final in listener_finals],
+        drain_ns=int(plan.drain_seconds * 1e9),
+        plan_writers=[w.writer_id for w in plan.writers],
+        gap_slack_ns=DEFAULT_GAP_SLACK_NS if slack is None else int(float(slack) * 1e9),
+        aggregation=aggregation,
+    )
+    delivery["error"] = "; ".join(errors) if errors else None
+    target = {
+        "live": target_side.get("live"),
+        "stats": target_side.get("stats"),
+        "jobs": {},
+        "listeners": {
+            final["listener_id"]: {
+                "subscription_id": final.get("subscription_id"),
+                "subscriptions": final.get("subscriptions", {}),
+                "received": final["summary"]["received"],
+            }
+            for final in sorted(listener_finals, key=lambda f: f["listener_id"])
+        },
+        "error": target_side.get("error"),
+    }
+    run_dir = plan.extra.get("run_dir")
+    if not run_dir:
+        log.warning("plan has no run_dir: delivery results are not written")
+        return delivery
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / "delivery.json", delivery)
+    _write_json(folder / "writes.json", writes_summary([WriterLedger.from_dict(d) for d in ledgers]))
+    _write_json(folder / "target.json", target)
+    return delivery

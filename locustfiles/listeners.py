@@ -1,0 +1,180 @@
+"""Listener users: one live subscription each, every notification checked on arrival.
+
+A listener subscribes (filtered by conversation when its spec says so), reports ready,
+then receives until the coordinator says stop, feeding its ``ListenerTracker`` and
+firing one Locust ``NOTIFY`` request event per notification (anomalies as failures).
+It leaves and resumes per its ``ReconnectSpec``, and reconnects with resume after an
+unexpected disconnect (recorded as such).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from locust import User, task
+
+from harness.plan import ListenerSpec
+from harness.targets.base import Disconnected, Listener, TargetError
+from harness.tracker import ListenerTracker
+from locustfiles import coordination
+
+log = logging.getLogger("lqharness")
+
+RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
+IDLE_SECONDS = 0.5
+MAX_ATTEMPTS = 10_000  # subscribe attempts per (re)connection; time bounds them first
+
+
+class DeliveryAnomaly(Exception):
+    """A notification that showed an anomaly (reported to Locust as a NOTIFY failure)."""
+
+
+class Subscription:
+    """The listener's current connection, opened again (with resume) when it ends."""
+
+    def __init__(self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float) -> None:
+        self.spec = spec
+        self.context = context
+        self._stop = stop  # set once the run is ending
+        self.deadline = deadline
+        self.where = None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
+        self.current: Listener | None = None
+        self.received: dict[str, int] = {}  # subscription id -> notifications received on it
+        self.last_seq: int | None = None
+        self.last_error: str | None = None
+
+    def stop(self) -> bool:
+        return self._stop.is_set()
+
+    def stop_wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the run ends first; True if it did."""
+        return self._stop.wait(timeout=seconds)
+
+    def open(self, resume_from: int | None, until: float) -> bool:
+        """Subscribe, retrying until ``until`` (monotonic) or stop; True once subscribed."""
+        for attempt in range(MAX_ATTEMPTS):
+            listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
+            try:
+                listener.subscribe(self.where, resume_from=resume_from)
+            except TargetError as exc:
+                listener.close()
+                self.last_error = str(exc)
+                pause = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                if self.stop() or time.monotonic() + pause >= min(until, self.deadline):
+                    return False
+                gevent.sleep(pause)
+                continue
+            self.current = listener
+            self.received.setdefault(listener.subscription_id or f"unnamed-{len(self.received) + 1}", 0)
+            return True
+        return False
+
+    def recv(self, timeout: float) -> Any:
+        assert self.current is not None
+        change = self.current.recv(timeout)
+        if change is not None:
+            sid = self.current.subscription_id or next(reversed(self.received))
+            self.received[sid] = self.received.get(sid, 0) + 1
+            if self.current.last_seq is not None:
+                self.last_seq = self.current.last_seq
+        return change
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+class ListenerUser(User):
+    """Holds the subscription of ``plan.listeners[i]`` (i claimed from the coordinator) for the whole run."""
+
+    abstract = True  # made concrete by locustfiles/live.py with the plan's listener count
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self._finished = False
+
+    @task
+    def listen(self) -> None:
+        if self._finished:
+            gevent.sleep(IDLE_SECONDS)
+            return
+        self._finished = True
+        ctx, link = coordination.context(), coordination.link()
+        plan = ctx.plan
+        index = link.claim("listener", timeout=plan.ready_timeout)
+        if index is None:
+            return
+        spec = plan.listeners[index]
+        tracker = ListenerTracker(spec.listener_id, spec.conversation_id, plan.payload_bytes,
+                                  int(plan.drain_seconds * 1e9))
+        link.trackers.append(tracker)
+        sub = Subscription(spec, ctx, link.stop, time.monotonic() + ctx.max_seconds)
+        error = None
+        try:
+            if sub.open(None, time.monotonic() + plan.ready_timeout):
+                tracker.mark_ready(time.time_ns())
+                link.send(coordination.READY, {"listener_id": spec.listener_id, "error": None})
+                self._receive(sub, tracker)
+            else:
+                error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"
+                link.send(coordination.READY, {"listener_id": spec.listener_id, "error": sub.last_error})
+        finally:
+            tracker.mark_end(time.time_ns())
+            current = sub.current.subscription_id if sub.current else None
+            sub.close()
+            link.send(
+                coordination.LISTENER_FINAL,
+                {
+                    "listener_id": spec.listener_id,
+                    "summary": tracker.summary(),
+                    "subscription_id": current,
+                    "subscriptions": dict(sub.received),
+                    "error": error,
+                },
+            )
+
+    def _receive(self, sub: Subscription, tracker: ListenerTracker) -> None:
+        reconnect = sub.spec.reconnect
+        on_connection = 0
+        while not sub.stop() and time.monotonic() < sub.deadline:
+            try:
+                change = sub.recv(RECV_SLICE)
+            except Disconnected as exc:
+                if sub.stop():
+                    return
+                tracker.mark_disconnected(time.time_ns(), exc.reason, expected=False)
+                sub.close()
+                if not sub.open(sub.last_seq, sub.deadline):
+                    return
+                tracker.mark_resumed(time.time_ns(), resumed=sub.last_seq is not None)
+                on_connection = 0
+                continue
+            if change is None:
+                continue
+            obs = tracker.observe(change)
+            self.environment.events.request.fire(
+                request_type="NOTIFY",
+                name=obs.op,
+                response_time=obs.latency_ms if obs.latency_ms is not None else 0,
+                response_length=change.wire_bytes,
+                exception=DeliveryAnomaly(", ".join(obs.anomalies)) if obs.anomalies else None,
+                context={},
+            )
+            on_connection += 1
+            if reconnect is not None and on_connection == reconnect.after_changes:
+                reconnect_spec, reconnect = reconnect, None  # a planned reconnect happens once
+                sub.close()
+                tracker.mark_disconnected(time.time_ns(), "planned reconnect", expected=True)
+                if sub.stop_wait(reconnect_spec.away_seconds):
+                    return
+                resume_from = sub.last_seq if reconnect_spec.resume else None
+                if not sub.open(resume_from, sub.deadline):
+                    return
+                tracker.mark_resumed(time.time_ns(), resumed=resume_from is not None)
+                on_connection = 0

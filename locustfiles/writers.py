@@ -1,0 +1,275 @@
+"""Writer users: each drives one group of writer streams through their programs.
+
+A stream writes rows carrying its identity (see ``harness.identity``), one operation in
+flight at a time, and records every outcome in its ledger. Streams of one user take
+turns. Writers start only when the coordinator says every listener is ready.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from bisect import bisect_left
+from typing import Any
+
+import gevent
+from locust import User, task
+
+from harness.identity import insert_row, row_id, update_changes
+from harness.ledger import WriterLedger
+from harness.plan import Plan, Step, WriterSpec
+from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
+from locustfiles import coordination
+
+IDLE_SECONDS = 0.5
+MIX_OPS = ("insert", "update", "delete")
+
+
+class LiveRows:
+    """The writer's live rows, oldest first, with their versions and the update cursor.
+
+    Deletes take the oldest row, updates cycle over live rows oldest first; a row whose
+    state became unknown (an indeterminate or failed update/delete) is retired.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[int] = []
+        self._head = 0
+        self._cursor = 0
+        self.versions: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows) - self._head
+
+    def add(self, n: int) -> None:
+        self._rows.append(n)
+        self.versions[n] = 1
+
+    def oldest(self) -> int | None:
+        return self._rows[self._head] if len(self) else None
+
+    def next_to_update(self) -> int | None:
+        if not len(self):
+            return None
+        if self._cursor < self._head or self._cursor >= len(self._rows):
+            self._cursor = self._head
+        n = self._rows[self._cursor]
+        self._cursor += 1
+        return n
+
+    def remove(self, n: int) -> None:
+        """Forget row ``n`` (deleted or retired)."""
+        self.versions.pop(n, None)
+        if len(self) and self._rows[self._head] == n:
+            self._head += 1
+        else:
+            i = bisect_left(self._rows, n, self._head)
+            if i < len(self._rows) and self._rows[i] == n:
+                del self._rows[i]
+                if i < self._cursor:
+                    self._cursor -= 1
+        if self._head > 1024 and self._head * 2 > len(self._rows):
+            del self._rows[: self._head]
+            self._cursor = max(0, self._cursor - self._head)
+            self._head = 0
+
+
+class WriterStream:
+    """One writer stream: its program cursor, live rows, sequence numbers and ledger."""
+
+    def __init__(self, spec: WriterSpec, payload_bytes: int, deadline: float) -> None:
+        self.spec = spec
+        self.payload_bytes = payload_bytes
+        self.deadline = deadline  # time.monotonic() bound of the whole program
+        self.ledger = WriterLedger(spec.writer_id, spec.conversation_id)
+        self.rows = LiveRows()
+        self.wseq = 0
+        self.n = 0
+        self.skipped = 0  # update/delete steps with no live row to act on
+        self._rng = random.Random(spec.writer_id)
+        self._step = -1
+        self._step_ops = 0
+        self._step_started = 0.0
+        self._next_at = 0.0
+        self._advance(time.monotonic())
+
+    @property
+    def done(self) -> bool:
+        return self._step >= len(self.spec.program) or time.monotonic() >= self.deadline
+
+    def _advance(self, now: float) -> None:
+        self._step += 1
+        self._step_ops = 0
+        self._step_started = now
+        self._next_at = now
+
+    def _current(self, now: float) -> Step | None:
+        """The step in force at ``now``, moving past finished ones."""
+        while self._step < len(self.spec.program):
+            step = self.spec.program[self._step]
+            elapsed = now - self._step_started
+            if step.op == "pause":
+                if elapsed < (step.seconds or 0.0):
+                    return step
+            elif not (step.count is not None and self._step_ops >= step.count) and not (
+                step.seconds is not None and elapsed >= step.seconds
+            ):
+                return step
+            self._advance(now)
+        return None
+
+    def next_due(self) -> float:
+        """Monotonic time at which this stream wants to act next (inf when done)."""
+        now = time.monotonic()
+        step = self._current(now)
+        if step is None or now >= self.deadline:
+            return float("inf")
+        if step.op == "pause":
+            return self._step_started + (step.seconds or 0.0)
+        return self._next_at
+
+    def act(self, session: WriterSession) -> tuple[str, WriteResult] | None:
+        """Do the current step's next operation if it is due; return (op, result), None if nothing done."""
+        now = time.monotonic()
+        step = self._current(now)
+        if step is None or step.op == "pause" or now < self._next_at or now >= self.deadline:
+            return None
+        self._step_ops += 1
+        self._next_at = now + (1.0 / step.rate if step.rate else 0.0)
+        op = step.op if step.op != "mix" else self._pick(step.weights or {})
+        if op == "insert":
+            return op, self._insert(session)
+        target = self.rows.oldest() if op == "delete" else self.rows.next_to_update()
+        if target is None:
+            self.skipped += 1
+            return None
+        return op, (self._delete(session, target) if op == "delete" else self._update(session, target))
+
+    def _pick(self, weights: dict[str, float]) -> str:
+        ops = [op for op in MIX_OPS if weights.get(op, 0) > 0]
+        if not ops:
+            return "insert"
+        return self._rng.choices(ops, weights=[weights[op] for op in ops])[0]
+
+    def _insert(self, session: WriterSession) -> WriteResult:
+        self.wseq += 1
+        self.n += 1
+        spec = self.spec
+        row = insert_row(spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes)
+        result = session.insert(row)
+        self.ledger.record("insert", self.wseq, result)
+        if result.outcome is Outcome.OK:
+            self.rows.add(self.n)
+        return result
+
+    def _update(self, session: WriterSession, n: int) -> WriteResult:
+        self.wseq += 1
+        rid = row_id(self.spec.writer_id, n)
+        version = self.rows.versions[n] + 1
+        result = session.update(rid, update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes))
+        self.ledger.record("update", self.wseq, result)
+        if result.outcome is Outcome.OK:
+            self.rows.versions[n] = version
+        elif result.outcome is Outcome.INDETERMINATE:
+            self.rows.remove(n)  # its version is unknown now: never touch it again
+        return result
+
+    def _delete(self, session: WriterSession, n: int) -> WriteResult:
+        result = session.delete(row_id(self.spec.writer_id, n))
+        self.ledger.record("delete", n, result)
+        self.rows.remove(n)  # deleted, or unknown: either way deletes stay in increasing row order
+        return result
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def run_streams(
+    streams: list[WriterStream], sessions: dict[str | None, WriterSession], on_result: Any, stop: Any
+) -> None:
+    """Drive ``streams`` in turns until all are done or ``stop()`` is true; ``on_result(op, result)`` per write."""
+    while not stop():
+        active = [s for s in streams if not s.done]
+        if not active:
+            return
+        due = min(active, key=lambda s: s.next_due())
+        wait = due.next_due() - time.monotonic()
+        if wait == float("inf"):
+            return
+        if wait > 0:
+            gevent.sleep(min(wait, IDLE_SECONDS))
+            continue
+        acted = due.act(sessions[due.spec.user])
+        if acted is not None:
+            on_result(*acted)
+        else:
+            gevent.sleep(0)
+
+
+def group_specs(plan: Plan, index: int) -> list[WriterSpec]:
+    by_id = {w.writer_id: w for w in plan.writers}
+    return [by_id[wid] for wid in plan.writer_groups[index]]
+
+
+class WriterUser(User):
+    """Drives ``plan.writer_groups[i]`` (i claimed from the coordinator) once, then idles until the end."""
+
+    abstract = True  # made concrete by locustfiles/live.py with the plan's group count
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self._finished = False
+
+    @task
+    def write(self) -> None:
+        if self._finished:
+            gevent.sleep(IDLE_SECONDS)
+            return
+        self._finished = True
+        ctx, link = coordination.context(), coordination.link()
+        plan = ctx.plan
+        index = link.claim("writer", timeout=plan.ready_timeout)
+        if index is None:
+            return
+        deadline = time.monotonic() + ctx.max_seconds
+        streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in group_specs(plan, index)]
+        if not link.go.wait(timeout=plan.ready_timeout):
+            error: str | None = f"writer group {index}: no go from the coordinator in {plan.ready_timeout:g} s"
+        elif not link.go_ok:
+            error = None  # listeners never became ready: the coordinator records why; nothing is written
+        else:
+            error = self._drive(plan, streams, link.stop.is_set)
+        link.send(
+            coordination.WRITER_FINAL,
+            {"group": index, "ledgers": [s.ledger.to_dict() for s in streams], "error": error},
+        )
+
+    def _drive(self, plan: Plan, streams: list[WriterStream], stop: Any) -> str | None:
+        ctx = coordination.context()
+        sessions: dict[str | None, WriterSession] = {}
+        try:
+            for spec in {s.spec.user: s.spec for s in streams}.values():
+                sessions[spec.user] = ctx.target.writer(ctx.schema, spec.user or plan.app_user)
+            run_streams(streams, sessions, self._fire, stop)
+        except TargetError as exc:
+            return f"writer {streams[0].spec.writer_id}: {exc}"
+        finally:
+            for session in sessions.values():
+                session.close()
+        return None
+
+    def _fire(self, op: str, result: WriteResult) -> None:
+        failed = result.outcome is not Outcome.OK
+        self.environment.events.request.fire(
+            request_type="SQL",
+            name=op,
+            response_time=(result.ack_ns - result.invoke_ns) / 1e6,
+            response_length=0,
+            exception=WriteFailed(f"{result.outcome}: {result.error}") if failed else None,
+            context={},
+        )
+
+
+class WriteFailed(Exception):
+    """A write that failed or got no answer (reported to Locust as a request failure)."""

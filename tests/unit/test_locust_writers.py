@@ -1,0 +1,140 @@
+"""Writer streams: programs, live-row choice, identity of the rows written, ledger outcomes."""
+
+import os
+
+# Locust patches the whole process with gevent on import; the test process must stay unpatched.
+os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from harness.identity import content, row_id, split_id  # noqa: E402
+from harness.plan import Step, WriterSpec  # noqa: E402
+from harness.targets.base import Outcome, Row, WriteResult  # noqa: E402
+from locustfiles.writers import LiveRows, WriterStream, run_streams  # noqa: E402
+
+
+class MemoryTable:
+    """A WriterSession over a dict: the table the stream writes to, with scripted outcomes."""
+
+    def __init__(self, outcomes: dict[int, Outcome] | None = None) -> None:
+        self.rows: dict[int, Row] = {}
+        self.log: list[tuple[str, int]] = []
+        self.outcomes = outcomes or {}  # call number (1-based) -> outcome to return instead of OK
+
+    def _result(self) -> WriteResult:
+        now = time.time_ns()
+        outcome = self.outcomes.get(len(self.log), Outcome.OK)
+        return WriteResult(outcome, now, now + 1000, None if outcome is Outcome.OK else "scripted")
+
+    def insert(self, row: Row) -> WriteResult:
+        self.log.append(("insert", row["id"]))
+        res = self._result()
+        if res.outcome is Outcome.OK:
+            self.rows[row["id"]] = dict(row)
+        return res
+
+    def update(self, key: Any, changes: Row) -> WriteResult:
+        self.log.append(("update", key))
+        res = self._result()
+        if res.outcome is Outcome.OK:
+            self.rows[key].update(changes)
+        return res
+
+    def delete(self, key: Any) -> WriteResult:
+        self.log.append(("delete", key))
+        res = self._result()
+        if res.outcome is Outcome.OK:
+            del self.rows[key]
+        return res
+
+    def select(self, where: str | None = None, limit: int | None = None) -> list[Row]:
+        return list(self.rows.values())
+
+    def close(self) -> None:
+        pass
+
+
+def _run(program: tuple[Step, ...], table: MemoryTable, seconds: float = 10.0) -> WriterStream:
+    stream = WriterStream(WriterSpec(3, 30, program), 40, time.monotonic() + seconds)
+    run_streams([stream], {None: table}, lambda op, res: None, lambda: False)
+    return stream
+
+
+def test_inserts_updates_deletes_follow_the_program() -> None:
+    table = MemoryTable()
+    stream = _run((Step("insert", count=4), Step("update", count=6), Step("delete", count=2)), table)
+    ops = [(op, split_id(key)[1]) for op, key in table.log]
+    assert ops[:4] == [("insert", n) for n in (1, 2, 3, 4)]
+    assert ops[4:10] == [("update", n) for n in (1, 2, 3, 4, 1, 2)]  # oldest first, cycling
+    assert ops[10:] == [("delete", 1), ("delete", 2)]  # always the oldest live row
+    assert sorted(split_id(k)[1] for k in table.rows) == [3, 4]
+    row = table.rows[row_id(3, 3)]
+    assert (row["version"], row["wseq"], row["conversation_id"], row["writer_id"]) == (2, 7, 30, 3)
+    assert row["content"] == content(row_id(3, 3), 2, 40)
+    assert stream.ledger.outcome_counts()["ok"] == {"insert": 4, "update": 6, "delete": 2}
+    assert stream.ledger.written("ok").ranges() == [(1, 10)]
+    assert stream.ledger.deleted("ok").ranges() == [(1, 2)]
+
+
+def test_indeterminate_update_retires_the_row() -> None:
+    table = MemoryTable(outcomes={5: Outcome.INDETERMINATE})  # call 5: the second update (row 2)
+    stream = _run((Step("insert", count=3), Step("update", count=4), Step("delete", count=3)), table)
+    touched = [(op, split_id(key)[1]) for op, key in table.log[3:]]
+    assert touched == [
+        ("update", 1),
+        ("update", 2),
+        ("update", 3),
+        ("update", 1),
+        ("delete", 1),
+        ("delete", 3),
+    ]
+    assert stream.ledger.outcome_counts()["indeterminate"]["update"] == 1
+    assert stream.skipped == 1  # the third delete found no live row
+
+
+def test_rate_and_seconds_bound_a_step() -> None:
+    table = MemoryTable()
+    t0 = time.monotonic()
+    _run((Step("insert", count=5, rate=50.0),), table)
+    assert time.monotonic() - t0 >= 4 / 50 - 0.005
+    table = MemoryTable()
+    t0 = time.monotonic()
+    _run(
+        (Step("insert", seconds=0.2, rate=100.0), Step("pause", seconds=0.1), Step("insert", count=1)), table
+    )
+    assert 0.3 <= time.monotonic() - t0 < 1.0
+    assert 15 <= len(table.log) <= 23
+
+
+def test_mix_is_seeded_by_writer_and_never_over_counts() -> None:
+    program = (
+        Step("insert", count=5),
+        Step("mix", count=40, weights={"insert": 2, "update": 1, "delete": 1}),
+    )
+    a, b = MemoryTable(), MemoryTable()
+    _run(program, a)
+    _run(program, b)
+    assert a.log == b.log and len(a.log) <= 45
+    assert {op for op, _ in a.log} == {"insert", "update", "delete"}
+
+
+@pytest.mark.timeout(10)
+def test_deadline_bounds_an_unbounded_program() -> None:
+    table = MemoryTable()
+    t0 = time.monotonic()
+    _run((Step("insert", seconds=100.0, rate=20.0),), table, seconds=0.3)
+    assert time.monotonic() - t0 < 1.0 and 3 <= len(table.log) <= 8
+
+
+def test_live_rows_compact_and_keep_order() -> None:
+    rows = LiveRows()
+    for n in range(1, 3001):
+        rows.add(n)
+    rows.remove(1500)
+    for _ in range(2000):
+        rows.remove(rows.oldest())
+    assert len(rows) == 999 and rows.oldest() == 2002
+    assert rows.next_to_update() == 2002 and rows.next_to_update() == 2003
