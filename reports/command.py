@@ -1,0 +1,42 @@
+"""Judge run folders again, optionally with another criteria file.
+
+Reads only the run folder(s); writes verdict.json, junit.xml and report.html into each and
+prints a short verdict table. Exit code: 0 pass, 1 fail, 2 inconclusive or error.
+Override thresholds with a TOML file holding any keys of the packaged reports/criteria.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``RUN_DIR...``, ``--criteria FILE``, ``--quiet``, ``--no-report``."""
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run folder(s) to judge")
+    parser.add_argument(
+        "--criteria", type=Path, default=None, metavar="FILE",
+        help="TOML file overriding the default thresholds (same tables and keys as reports/criteria.toml)",
+    )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument(
+        "--no-report", action="store_true", help="write verdict.json and junit.xml only, no report.html"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Judge each run folder; the exit code is the worst verdict."""
+    from harness.errors import HarnessError
+    from reports.judge import judge_run
+    from reports.verdict import EXIT_CODES
+
+    for run_dir in args.run_dirs:
+        if not run_dir.is_dir():
+            raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
+    codes = [
+        judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report)
+        for run_dir in args.run_dirs
+    ]
+    if EXIT_CODES["fail"] in codes:
+        return EXIT_CODES["fail"]
+    return max(codes)

@@ -1,0 +1,181 @@
+"""report.html: one self-contained page (inline CSS, figures as base64 PNG) for one judged run folder."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+from reports.criteria import Criteria
+from reports.plots import phase_legend, render_plots
+from reports.runfolder import RunFolder
+from reports.verdict import brief
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 24px; color: #222; max-width: 1200px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+.v { font-weight: bold; text-transform: uppercase; padding: 2px 8px; border-radius: 4px; white-space: nowrap; }
+.pass { background: #d9f2d9; color: #1a6b1a; } .fail { background: #f8d4d4; color: #9b1c1c; }
+.inconclusive { background: #fdf0c4; color: #7a5b00; } .na { background: #e6e6e6; color: #555; }
+.badge { font-size: 20px; }
+figure { margin: 18px 0; } figcaption { font-size: 13px; color: #444; margin-bottom: 4px; font-weight: bold; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+.note { color: #666; font-size: 12px; } .evidence { font-size: 12px; max-width: 640px; }
+"""
+
+
+def _cls(verdict: Any) -> str:
+    return {"pass": "pass", "fail": "fail", "inconclusive": "inconclusive"}.get(str(verdict), "na")
+
+
+def _badge(verdict: Any, extra: str = "") -> str:
+    return f'<span class="v {_cls(verdict)} {extra}">{escape(str(verdict))}</span>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _when(t: Any) -> str:
+    if not isinstance(t, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _run_facts(folder: RunFolder, document: dict[str, Any]) -> str:
+    run = folder.run or {}
+    target = run.get("target") if isinstance(run.get("target"), dict) else {}
+    started, ended = run.get("started_at"), run.get("ended_at")
+    duration = (
+        f"{ended - started:.1f} s"
+        if isinstance(started, int | float) and isinstance(ended, int | float)
+        else "-"
+    )
+    rows = [
+        ["run id", escape(str(run.get("run_id", "-")))],
+        ["run folder", escape(str(folder.path))],
+        ["status", escape(str(run.get("status", "unknown")))],
+        ["error", escape(str(run.get("error") or "-"))],
+        ["target", escape(f"{target.get('name', '-')} {target.get('url') or ''}")],
+        ["target features", escape(", ".join(target.get("features") or []) or "-")],
+        ["started / duration", escape(f"{_when(started)} / {duration}")],
+        ["workers", escape(str(run.get("workers", "-")))],
+        ["criteria file", escape(str(document.get("criteria_file")))],
+    ]
+    return _table(["", ""], rows)
+
+
+def _criteria_table(scenario: dict[str, Any]) -> str:
+    rows = [
+        [
+            escape(str(c.get("id"))),
+            escape(str(c.get("title", ""))),
+            _badge(c.get("verdict")),
+            escape(brief(c.get("value"))),
+            escape(brief(c.get("threshold"))),
+            f'<span class="evidence">{escape(str(c.get("evidence") or ""))}</span>',
+        ]
+        for c in scenario.get("criteria", [])
+    ]
+    return _table(["criterion", "title", "verdict", "value", "threshold", "evidence"], rows)
+
+
+def _delivery_table(scenario: dict[str, Any]) -> str:
+    delivery = scenario.get("delivery") or {}
+    rows = [[escape(k), escape(brief(v))] for k, v in delivery.items()]
+    return _table(["delivery", "value"], rows)
+
+
+def _witnesses(folder: RunFolder, limit: int = 20) -> str:
+    items = [w for w in (folder.delivery or {}).get("witnesses") or [] if isinstance(w, dict)][:limit]
+    if not items:
+        return '<p class="note">No anomaly witnesses recorded.</p>'
+    keys = ["kind", "listener", "writer", "wseq", "row_id", "received_at", "detail"]
+    return _table(keys, [[escape(brief(w.get(k))) for k in keys] for w in items])
+
+
+def _degradation(scenario: dict[str, Any]) -> str:
+    curve = scenario.get("degradation")
+    if not curve:
+        return ""
+    rows = [
+        [
+            escape(str(p["name"])), escape(brief(p.get("users"))), escape(brief(p.get("rate"))),
+            escape(brief(p.get("writes_per_s"))), escape(brief(p.get("notify_per_s"))), escape(brief(p.get("p95_ms"))),
+            escape(brief(p.get("error_ratio"))), _badge("fail" if p.get("breaks_slo") else "pass"),
+        ]
+        for p in curve.get("steps", [])
+    ]  # fmt: skip
+    capacity = brief(curve.get("capacity_writes_per_s"))
+    head = (
+        f"<p>SLO: NOTIFY p95 &le; {escape(brief(curve.get('slo_p95_ms')))} ms and error ratio &le; "
+        f"{escape(brief(curve.get('slo_max_error_ratio')))}. First step breaking it: "
+        f"<b>{escape(str(curve.get('first_break') or 'none'))}</b>; capacity: <b>{escape(capacity)} writes/s</b>.</p>"
+    )
+    return (
+        "<h2>Degradation per step</h2>"
+        + head
+        + _table(
+            ["step", "users", "rate", "writes/s", "notifications/s", "NOTIFY p95 ms", "error ratio", "SLO"],
+            rows,
+        )
+    )
+
+
+def _inputs(scenario: dict[str, Any]) -> str:
+    inputs = scenario.get("inputs") or {}
+    rows = [[escape(f), "missing or unusable", escape(r)] for f, r in (inputs.get("problems") or {}).items()]
+    rows += [[escape(f), "damaged, worked around", escape(r)] for f, r in (inputs.get("notes") or {}).items()]
+    if not rows:
+        return '<p class="note">All run-folder files were read.</p>'
+    return _table(["file", "state", "detail"], rows)
+
+
+def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteria) -> str:
+    """The whole report page as a string."""
+    scenario = document["scenarios"][0]
+    generator = scenario.get("generator") or {}
+    phases = phase_legend(folder)
+    phase_rows = [
+        [escape(str(p["name"])), f"{p['start']:.1f}", f"{p['end']:.1f}", f"{p['end'] - p['start']:.1f}",
+         escape(" ".join(f"{k}={v}" for k, v in p.items() if k not in ("name", "start", "end")))]
+        for p in phases
+    ]  # fmt: skip
+    figures = "".join(
+        f'<figure id="{plot.fig_id}"><figcaption>{escape(plot.title)}</figcaption>'
+        f'<img alt="{escape(plot.title)}" src="data:image/png;base64,{plot.png_b64}">'
+        + (f'<p class="note">{escape(plot.caption)}</p>' if plot.caption else "")
+        + "</figure>"
+        for plot in render_plots(folder, criteria)
+    )
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>lqharness report: {escape(str(scenario.get('name')))}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(str(scenario.get('name')))} {_badge(scenario.get('verdict'), 'badge')}</h1>",
+        f'<p class="note">{escape(str(folder.profile.get("title", "")))}</p>',
+        _run_facts(folder, document),
+        "<h2>Verdict</h2>",
+        f'<p class="note">Criteria from {escape(str(scenario.get("criteria_source")))}. Load generator: '
+        f"{escape(str(generator.get('state')))} — {escape(str(generator.get('evidence')))}</p>",
+        _criteria_table(scenario),
+        "<h2>Delivery</h2>",
+        _delivery_table(scenario),
+        "<h3>Anomaly witnesses</h3>",
+        _witnesses(folder),
+        _degradation(scenario),
+        "<h2>Phases</h2>",
+        _table(["phase", "start s", "end s", "duration s", "settings"], phase_rows)
+        if phase_rows
+        else '<p class="note">run.json records no phases.</p>',
+        "<h2>Inputs</h2>",
+        _inputs(scenario),
+        "<h2>Over time</h2>",
+        figures,
+        "</body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,216 @@
+"""The post-run judge: evaluates the criteria a run folder's scenario lists and writes its verdict.
+
+``judge_run`` is what ``lqharness run`` and ``lqharness judge`` call; it reads only the run
+folder, writes ``verdict.json``, ``junit.xml`` and ``report.html`` into it and returns the
+exit code (0 pass, 1 fail, 2 inconclusive or harness error).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.errors import HarnessError
+from reports import rules_delivery, rules_server
+from reports.criteria import Criteria, load_criteria
+from reports.degradation import degradation
+from reports.runfolder import RunFolder, load_run_folder
+from reports.saturation import Saturation, assess
+from reports.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    CriterionResult,
+    Finding,
+    Unsupported,
+    exit_code,
+    inconclusive,
+    worst,
+)
+
+VERDICT_FILE = "verdict.json"
+JUNIT_FILE = "junit.xml"
+REPORT_FILE = "report.html"
+
+Rule = Callable[[RunFolder, dict[str, Any], Criteria], Finding]
+RULES: dict[str, Rule] = {
+    "SC-051": rules_delivery.delivery_complete,
+    "SC-052": rules_delivery.update_values,
+    "SC-053": rules_delivery.delete_flags,
+    "SC-054": rules_delivery.delivery_latency,
+    "SC-055": rules_delivery.changes_counter,
+    "SC-056": rules_server.memory_growth,
+    "SC-057": rules_delivery.websocket_uptime,
+    "SC-058": rules_server.query_latency,
+    "SC-059": rules_server.memory_recovery,
+    "SC-060": rules_server.no_crash,
+    "CPU-1000": rules_server.cpu_at_rate,
+    "CONN-RELEASE": rules_server.connections_released,
+    "JOBS": rules_server.jobs_completed,
+    "MEM-BOUND": rules_server.memory_bound,
+}
+DELIVERY_KEYS = (
+    "expected", "delivered", "lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors",
+)  # fmt: skip
+LATENCY_KEYS = ("p50", "p95", "p99", "max")
+
+
+def criteria_ids(folder: RunFolder, criteria: Criteria) -> tuple[list[str], str]:
+    """The criterion ids that apply (run.json profile, else the defaults) and where they came from."""
+    listed = folder.profile.get("criteria")
+    if isinstance(listed, list) and listed:
+        return [str(c) for c in listed], "run.json profile"
+    return list(criteria["judge"]["default_criteria"]), "criteria file defaults (run.json lists none)"
+
+
+def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
+    if finding.verdict == FAIL:
+        return replace(
+            finding,
+            verdict=INCONCLUSIVE,
+            evidence=f"load generator saturated ({saturation.evidence}), so the failure may be the generator's; "
+            f"measured: {finding.evidence}",
+        )
+    if finding.verdict == PASS:
+        return replace(
+            finding, evidence=f"{finding.evidence}; note: load generator saturated ({saturation.evidence})"
+        )
+    return finding
+
+
+def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
+    """One criterion's finding; missing data and malformed files give inconclusive, never an exception."""
+    rule = RULES.get(cid)
+    if rule is None or cid not in criteria.tables:
+        return inconclusive(f"the judge has no rule for criterion {cid!r}")
+    try:
+        return rule(folder, criteria[cid], criteria)
+    except Unsupported as exc:
+        return inconclusive(str(exc))
+    except Exception as exc:  # a malformed file must give a verdict with the reason, never a traceback
+        return inconclusive(f"the run folder's data could not be evaluated ({type(exc).__name__}: {exc})")
+
+
+def delivery_summary(folder: RunFolder) -> dict[str, Any]:
+    """The delivery totals copied from delivery.json (None where it has no value)."""
+    totals = (folder.delivery or {}).get("totals")
+    totals = totals if isinstance(totals, dict) else {}
+    latency = totals.get("latency_ms") if isinstance(totals.get("latency_ms"), dict) else {}
+    out: dict[str, Any] = {k: totals.get(k) for k in DELIVERY_KEYS}
+    out["latency_ms"] = {k: latency.get(k) for k in LATENCY_KEYS}
+    return out
+
+
+def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
+    """The scenario verdict for one run folder, as written to verdict.json ``scenarios[]``."""
+    ids, source = criteria_ids(folder, criteria)
+    saturation = assess(folder, criteria["generator"])
+    affected = set(criteria["generator"]["affects"])
+    results: list[CriterionResult] = []
+    run_finding = rules_server.run_completed(folder)
+    if run_finding is not None:
+        results.append(CriterionResult("RUN", "Run completed", **_fields(run_finding)))
+    for cid in ids:
+        finding = evaluate_one(cid, folder, criteria)
+        if cid in affected and saturation.saturated:
+            finding = _apply_saturation(finding, saturation)
+        results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
+    scenario: dict[str, Any] = {
+        "name": folder.scenario,
+        "verdict": worst(r.verdict for r in results),
+        "criteria": [r.to_dict() for r in results],
+        "delivery": delivery_summary(folder),
+        "criteria_source": source,
+        "generator": saturation.to_dict(),
+        "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
+    }
+    curve = degradation(folder, criteria["report"])
+    if curve is not None:
+        scenario["degradation"] = curve.to_dict()
+    return scenario
+
+
+def _fields(finding: Finding) -> dict[str, Any]:
+    return {
+        "verdict": finding.verdict,
+        "value": finding.value,
+        "threshold": finding.threshold,
+        "evidence": finding.evidence,
+    }
+
+
+def verdict_document(
+    folder: RunFolder, criteria: Criteria, scenarios: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "verdict": worst(s["verdict"] for s in scenarios),
+        "run_id": (folder.run or {}).get("run_id"),
+        "run_dir": str(folder.path),
+        "judged_at": time.time(),
+        "criteria_file": criteria.source,
+        "scenarios": scenarios,
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def dump_json(data: Any) -> bytes:
+    return orjson.dumps(
+        data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    )
+
+
+def judge_run(
+    run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True
+) -> int:
+    """Judge one run folder, write verdict.json, junit.xml and (unless ``report`` is false) report.html into it,
+    return the exit code. A run folder that does not exist or an unusable criteria file raises ``HarnessError``.
+    """
+    from reports.html import render_report
+    from reports.junit import junit_xml
+    from reports.terminal import summary_table
+
+    criteria = load_criteria(criteria_path)
+    folder = load_run_folder(Path(run_dir))
+    document = verdict_document(folder, criteria, [evaluate(folder, criteria)])
+    _write(folder.path / VERDICT_FILE, dump_json(document))
+    _write(folder.path / JUNIT_FILE, junit_xml(document))
+    if report:
+        _write(folder.path / REPORT_FILE, render_report(folder, document, criteria).encode())
+    if not quiet:
+        print(summary_table(document))
+        if report:
+            print(f"report: {folder.path / REPORT_FILE}")
+    return exit_code(document["verdict"])
+
+
+def combine(verdict_paths: Iterable[Path], out: Path | None = None) -> int:
+    """The group exit code of several verdict.json files; writes their scenarios into ``out`` when given.
+
+    An unreadable verdict file counts as an inconclusive scenario.
+    """
+    scenarios: list[dict[str, Any]] = []
+    for path in verdict_paths:
+        try:
+            data = orjson.loads(Path(path).read_bytes())
+            scenarios.extend(data["scenarios"])
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            print(f"lqharness: warning: cannot read {path}: {exc}", file=sys.stderr)
+            scenarios.append({"name": str(path), "verdict": INCONCLUSIVE, "criteria": [], "delivery": {}})
+    document = {"verdict": worst(s.get("verdict", INCONCLUSIVE) for s in scenarios), "scenarios": scenarios}
+    if out is not None:
+        _write(Path(out), dump_json(document))
+    return exit_code(document["verdict"])

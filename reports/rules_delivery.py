@@ -1,0 +1,226 @@
+"""Delivery criteria (SC-051..SC-055, SC-057): what the listeners received, from delivery.json and target.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.criteria import Criteria
+from reports.measures import (
+    aggregation_gap,
+    attempted,
+    count,
+    delivery_totals,
+    target_record,
+    witnesses,
+    write_counts,
+)
+from reports.runfolder import RunFolder
+from reports.verdict import FAIL, PASS, Finding, Unsupported, inconclusive, not_applicable
+
+SC051_KINDS = ("lost", "duplicates", "out_of_order", "phantom")
+
+
+def delivery_complete(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-051: no lost, duplicate, out-of-order or phantom delivery (each limit in the criteria file)."""
+    totals = delivery_totals(folder)
+    values = {k: count(totals, k) for k in SC051_KINDS}
+    limits = {k: cfg[f"max_{k}"] for k in SC051_KINDS}
+    expected, delivered = count(totals, "expected"), count(totals, "delivered")
+    share = f" ({100.0 * min(delivered, expected) / expected:.2f}%)" if expected else ""
+    evidence = f"expected {expected}, delivered {delivered}{share}, may {count(totals, 'may')}; " + ", ".join(
+        f"{k.replace('_', ' ')} {v}" for k, v in values.items()
+    )
+    over = [k for k in SC051_KINDS if values[k] > limits[k]]
+    if over:
+        words = ("lost", "dup", "order", "phantom")
+        return Finding(FAIL, values, limits, evidence + witnesses(folder, *words))
+    gap = aggregation_gap(folder)
+    if gap:
+        return inconclusive(f"{gap}; {evidence}", values, limits)
+    if expected == 0:
+        return inconclusive(
+            f"no listener expected any write, nothing shows delivery works; {evidence}", values, limits
+        )
+    scenario_expected = folder.profile.get("expected")
+    if (
+        cfg["require_scenario_expected"]
+        and isinstance(scenario_expected, int)
+        and expected < scenario_expected
+    ):
+        return inconclusive(
+            f"only {expected} of the scenario's {scenario_expected} changes were acknowledged, so the rest "
+            f"were never checked; {evidence}",
+            values,
+            limits,
+        )
+    return Finding(PASS, values, limits, evidence)
+
+
+def _values_check(folder: RunFolder, cfg: dict[str, Any], op: str, errors_key: str, what: str) -> Finding:
+    """SC-052/SC-053: no value errors on ``op`` changes, and the acknowledged ones were delivered."""
+    totals = delivery_totals(folder)
+    errors = count(totals, errors_key)
+    limit = cfg[f"max_{errors_key}"]
+    if errors > limit:
+        words = ("old",) if op == "update" else ("delete", "flag")
+        return Finding(
+            FAIL, errors, limit, f"{errors} {what} error(s) (allowed {limit})" + witnesses(folder, *words)
+        )
+    writes = write_counts(folder)
+    tried, acked = attempted(writes, op), writes[("ok", op)]
+    if tried == 0:
+        return not_applicable(f"the scenario wrote no {op}s (writes.json)", limit)
+    if acked == 0:
+        return inconclusive(
+            f"none of the {tried} {op}(s) written was acknowledged, so none could be checked", errors, limit
+        )
+    gap = aggregation_gap(folder)
+    if gap:
+        return inconclusive(f"{gap}; {what} errors so far {errors}", errors, limit)
+    by_op = totals.get("delivered_by_op")
+    lost = count(totals, "lost")
+    if isinstance(by_op, dict) and isinstance(by_op.get(op), int):
+        if by_op[op] == 0:
+            return Finding(FAIL, errors, limit, f"{acked} {op}(s) acknowledged but none delivered")
+        delivered = f"{by_op[op]} {op} notification(s) delivered"
+    elif lost:
+        return inconclusive(
+            f"{lost} change(s) were lost (see SC-051), so it cannot be told whether the {acked} acknowledged "
+            f"{op}(s) were delivered; {what} errors {errors}",
+            errors,
+            limit,
+        )
+    else:
+        delivered = "all delivered (nothing lost)"
+    return Finding(PASS, errors, limit, f"{acked} {op}(s) acknowledged, {delivered}; {what} errors {errors}")
+
+
+def update_values(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-052: updates delivered with the right old and new values."""
+    return _values_check(folder, cfg, "update", "old_value_errors", "old-value")
+
+
+def delete_flags(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-053: deletes delivered with ``_deleted`` set."""
+    return _values_check(folder, cfg, "delete", "delete_flag_errors", "delete-flag")
+
+
+def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-054: the configured delivery latency percentile within the limit."""
+    totals = delivery_totals(folder)
+    latency = totals.get("latency_ms")
+    key, limit = str(cfg["percentile"]), float(cfg["max_latency_ms"])
+    if not isinstance(latency, dict) or not isinstance(latency.get(key), int | float):
+        raise Unsupported(f"delivery.json totals carry no latency_ms.{key}")
+    n = latency.get("count")
+    if isinstance(n, int) and n == 0:
+        raise Unsupported("no notification latency was measured (count 0)")
+    value = float(latency[key])
+    parts = ", ".join(
+        f"{k} {float(latency[k]):.1f}"
+        for k in ("p50", "p95", "p99", "max")
+        if isinstance(latency.get(k), int | float)
+    )
+    evidence = (
+        f"{key} {value:.1f} ms (limit {limit:g}); {parts} ms over {n if n is not None else '?'} notifications"
+    )
+    gap = aggregation_gap(folder)
+    if gap and value <= limit:
+        return inconclusive(f"{gap}; {evidence}", value, limit)
+    return Finding(PASS if value <= limit else FAIL, value, limit, evidence)
+
+
+def _changes(value: Any) -> int | None:
+    if isinstance(value, dict):
+        value = value.get("changes")
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _received_by_subscription(listeners: list[Any]) -> dict[str, int]:
+    """Subscription id -> change notifications received, where the checker recorded it."""
+    out: dict[str, int] = {}
+    for listener in listeners:
+        if not isinstance(listener, dict):
+            continue
+        for sub in listener.get("subscriptions") or []:
+            if isinstance(sub, dict) and sub.get("id") is not None and isinstance(sub.get("received"), int):
+                out[str(sub["id"])] = sub["received"]
+        if listener.get("subscription_id") is not None and isinstance(listener.get("received"), int):
+            out[str(listener["subscription_id"])] = listener["received"]
+    return out
+
+
+def _listener_received(listener: dict[str, Any]) -> int:
+    if isinstance(listener.get("received"), int):
+        return listener["received"]
+    return sum(count(listener, k) for k in ("delivered", "duplicates", "phantom"))
+
+
+def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-055: the target's per-subscription ``changes`` equals what the listener received."""
+    features = folder.features
+    if features is None:
+        raise Unsupported("run.json does not list the target's features")
+    if "changes_counter" not in features:
+        return not_applicable(
+            f"the target has no changes counter (features: {', '.join(sorted(features)) or 'none'})"
+        )
+    live_raw = target_record(folder).get("live")
+    if not isinstance(live_raw, dict) or not live_raw:
+        raise Unsupported("target.json records no live subscription counters")
+    live = {str(k): _changes(v) for k, v in live_raw.items()}
+    if any(v is None for v in live.values()):
+        raise Unsupported("target.json live counters are not numbers")
+    delivery_totals(folder)
+    listeners = [li for li in (folder.delivery or {}).get("listeners") or [] if isinstance(li, dict)]
+    received = _received_by_subscription(listeners)
+    matched = {sid: (live[sid], received[sid]) for sid in live if sid in received}
+    if matched:
+        wrong = {sid: pair for sid, pair in matched.items() if pair[0] != pair[1]}
+        server_total = sum(p[0] for p in matched.values())
+        client_total = sum(p[1] for p in matched.values())
+        value = {"server_changes": server_total, "received": client_total}
+        if wrong:
+            shown = "; ".join(f"{sid}: server {s}, received {r}" for sid, (s, r) in list(wrong.items())[:3])
+            return Finding(
+                FAIL, value, "equal", f"{len(wrong)} of {len(matched)} subscription(s) differ: {shown}"
+            )
+        return Finding(
+            PASS, value, "equal", f"{len(matched)} subscription(s) match, {server_total} changes in all"
+        )
+    disconnects = count(((folder.delivery or {}).get("connections") or {}), "unexpected_disconnects")
+    reconnecting = any(count(li, "reconnects") for li in listeners) or disconnects
+    if len(live) != len(listeners) or reconnecting or not listeners:
+        raise Unsupported(
+            f"cannot match {len(live)} live subscription(s) to {len(listeners)} listener(s): "
+            "delivery.json names no subscription ids"
+        )
+    server_total = sum(v for v in live.values() if v is not None)
+    client_total = sum(_listener_received(li) for li in listeners)
+    value = {"server_changes": server_total, "received": client_total}
+    evidence = f"summed over {len(live)} subscription(s): server changes {server_total}, listeners received {client_total}"
+    return Finding(PASS if server_total == client_total else FAIL, value, "equal", evidence)
+
+
+def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-057: listener connections up at least ``min_uptime_pct`` of the time, no unexpected disconnects."""
+    delivery_totals(folder)
+    conns = (folder.delivery or {}).get("connections")
+    if not isinstance(conns, dict):
+        raise Unsupported("delivery.json has no connections record")
+    up, total = conns.get("listener_seconds_up"), conns.get("listener_seconds_total")
+    if not isinstance(up, int | float) or not isinstance(total, int | float) or total <= 0:
+        raise Unsupported("delivery.json connections carry no listener time")
+    uptime = 100.0 * float(up) / float(total)
+    drops = count(conns, "unexpected_disconnects")
+    value = {"uptime_pct": round(uptime, 4), "unexpected_disconnects": drops}
+    limits = {
+        "min_uptime_pct": cfg["min_uptime_pct"],
+        "max_unexpected_disconnects": cfg["max_unexpected_disconnects"],
+    }
+    evidence = f"listeners up {float(up):.1f} of {float(total):.1f} s ({uptime:.3f}%), {drops} unexpected disconnect(s)"
+    shown = [w for w in conns.get("disconnect_witnesses") or [] if isinstance(w, dict)][:3]
+    if shown:
+        evidence += "; " + " | ".join(", ".join(f"{k} {v}" for k, v in w.items()) for w in shown)
+    ok = uptime >= float(cfg["min_uptime_pct"]) and drops <= int(cfg["max_unexpected_disconnects"])
+    return Finding(PASS if ok else FAIL, value, limits, evidence)

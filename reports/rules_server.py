@@ -1,0 +1,276 @@
+"""Server-health criteria (SC-056, SC-058..SC-060, CPU-1000, CONN-RELEASE, JOBS, MEM-BOUND, RUN).
+
+They read the monitor samples, Locust's stats and the target's end-of-load counters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.criteria import Criteria
+from reports.measures import (
+    MIB,
+    crash_signs,
+    error_ratio,
+    insert_rate,
+    live_samples,
+    load_window,
+    locust_rows,
+    memory_windows,
+    rel,
+    rss_window,
+    run_record,
+    sample_gap,
+    slope_mib_per_min,
+    step_error_ratios,
+    target_record,
+)
+from reports.runfolder import MONITOR, RunFolder
+from reports.verdict import FAIL, PASS, Finding, Unsupported, inconclusive, not_applicable
+
+
+def memory_growth(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-056: RSS growth from the early-load baseline to the end of the load, with the slope as evidence."""
+    base, last, inside = memory_windows(folder, criteria["memory"])
+    growth = 100.0 * (last.median_mib - base.median_mib) / base.median_mib
+    slope = slope_mib_per_min(inside)
+    limit = float(cfg["max_growth_pct"])
+    evidence = (
+        f"RSS baseline {base.median_mib:.1f} MiB (median of {base.samples} samples "
+        f"{rel(folder, base.start)}..{rel(folder, base.end)}), end {last.median_mib:.1f} MiB (median of "
+        f"{last.samples} samples {rel(folder, last.start)}..{rel(folder, last.end)}): growth {growth:+.1f}% "
+        f"(limit {limit:g}%), slope {slope:+.2f} MiB/min over {len(inside)} samples"
+    )
+    return Finding(PASS if growth < limit else FAIL, round(growth, 2), limit, evidence)
+
+
+def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-059: RSS back within the limit of the pre-load baseline ``settle_seconds`` after the load stops."""
+    start, end = load_window(folder)
+    samples = live_samples(folder)
+    need = int(criteria["memory"]["min_samples"])
+    base = rss_window(samples, start - float(cfg["baseline_seconds"]), start)
+    label = "pre-load"
+    if base.samples < need:
+        base = memory_windows(folder, criteria["memory"])[0]
+        label = "early-load (too few samples before the load)"
+    after_start = end + float(cfg["settle_seconds"])
+    after = rss_window(samples, after_start, after_start + float(cfg["window_seconds"]))
+    if after.samples < need:
+        observed = [p for p in folder.phases_named("observe")]
+        last_t = float(samples["t"].max()) if len(samples) else end
+        obs = (
+            f", observe phase ends {rel(folder, max(p.end for p in observed))}"
+            if observed
+            else ", no observe phase"
+        )
+        raise Unsupported(
+            f"the run observed the server only {max(0.0, last_t - end):.0f} s after the load stopped{obs}; "
+            f"needs {need} samples from {cfg['settle_seconds']:g} s to "
+            f"{float(cfg['settle_seconds']) + float(cfg['window_seconds']):g} s after"
+        )
+    above = 100.0 * (after.median_mib - base.median_mib) / base.median_mib
+    limit = float(cfg["max_above_baseline_pct"])
+    evidence = (
+        f"{label} baseline {base.median_mib:.1f} MiB (median of {base.samples} samples), "
+        f"{cfg['settle_seconds']:g} s after load {after.median_mib:.1f} MiB (median of {after.samples} samples "
+        f"{rel(folder, after.start)}..{rel(folder, after.end)}): {above:+.1f}% vs baseline (limit {limit:g}%)"
+    )
+    return Finding(PASS if above <= limit else FAIL, round(above, 2), limit, evidence)
+
+
+def query_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-058: the worst query row's percentile (Locust stats) under the limit."""
+    kind, column, limit = str(cfg["request_type"]), str(cfg["percentile"]), float(cfg["max_latency_ms"])
+    rows = locust_rows(folder, kind)
+    rows = rows[rows["Request Count"].fillna(0) > 0]
+    if rows.empty:
+        raise Unsupported(f"no {kind} request in locust_stats.csv")
+    if column not in rows or rows[column].isna().all():
+        raise Unsupported(f"locust_stats.csv has no {column} column for {kind} rows")
+    worst = rows.loc[rows[column].idxmax()]
+    value = float(worst[column])
+    total, failed = int(rows["Request Count"].sum()), int(rows["Failure Count"].fillna(0).sum())
+    evidence = (
+        f"{kind} {column} {value:.0f} ms (worst of {len(rows)} row(s), '{worst['Name']}'; limit {limit:g}); "
+        f"{total} queries, {failed} failed"
+    )
+    return Finding(PASS if value < limit else FAIL, value, limit, evidence)
+
+
+def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """SC-060: the server stayed up to the end and the error ratio stayed bounded (per step for ramps)."""
+    run = run_record(folder)
+    limit = float(cfg["max_error_ratio"])
+    limits = {"max_error_ratio": limit}
+    crash = crash_signs(folder)
+    if crash:
+        return Finding(FAIL, {"alive_to_end": False}, limits, "server crashed: " + crash)
+    if folder.monitor.empty:
+        raise Unsupported(f"cannot tell whether the server stayed up: {folder.why_missing(MONITOR)}")
+    gap = sample_gap(folder, float(cfg["max_sample_gap_seconds"]))
+    if gap:
+        raise Unsupported(f"monitor samples stop early ({gap}) though the server was not seen gone")
+    status = run.get("status")
+    if status != "completed":
+        raise Unsupported(f"run status {status!r}: {run.get('error') or 'the run did not complete'}")
+    ratio, failed, total, source = error_ratio(folder)
+    steps = step_error_ratios(folder)
+    worst_step = max(steps, key=lambda s: s[1]) if steps else None
+    value = {"alive_to_end": True, "error_ratio": round(ratio, 6)}
+    evidence = f"server alive to the end; {failed} of {total} requests failed ({ratio:.2%}, {source})"
+    if worst_step:
+        value["worst_step_error_ratio"] = round(worst_step[1], 6)
+        evidence += f"; worst step {worst_step[0]}: {worst_step[1]:.2%} of {worst_step[2]}"
+    ok = ratio <= limit and (worst_step is None or worst_step[1] <= limit)
+    return Finding(PASS if ok else FAIL, value, limits, evidence + f" (limit {limit:.2%})")
+
+
+def cpu_at_rate(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """CPU-1000: average machine CPU of the server during the load, at (close to) the target insert rate."""
+    start, end = load_window(folder)
+    frame = folder.monitor
+    if frame.empty or "cpu_machine_pct" not in frame:
+        raise Unsupported(folder.why_missing(MONITOR) or "monitor samples carry no cpu_machine_pct")
+    cpu = frame[frame["alive"] & (frame["t"] >= start) & (frame["t"] <= end)]["cpu_machine_pct"].dropna()
+    need = int(criteria["memory"]["min_samples"])
+    if len(cpu) < need:
+        raise Unsupported(f"{len(cpu)} CPU sample(s) during the load phase, need {need}")
+    avg, limit = float(cpu.mean()), float(cfg["max_cpu_machine_pct"])
+    target = float(folder.profile.get("target_insert_rate") or cfg["target_insert_rate"])
+    rate, source = insert_rate(folder, end - start)
+    evidence = (
+        f"average server CPU {avg:.1f}% of the machine (peak {float(cpu.max()):.1f}%, {len(cpu)} samples, "
+        f"limit {limit:g}%) at {rate:.0f} inserts/s ({source}; target {target:g}/s)"
+    )
+    if avg >= limit:
+        return Finding(FAIL, round(avg, 2), limit, evidence)
+    if rate < float(cfg["min_rate_fraction"]) * target:
+        return inconclusive(
+            f"the load reached only {rate / target:.0%} of the target insert rate; {evidence}",
+            round(avg, 2),
+            limit,
+        )
+    return Finding(PASS, round(avg, 2), limit, evidence)
+
+
+def _pick(record: dict[str, Any], moment: str, *names: str) -> int | None:
+    """A before/after count from ``released``, nested (``before: {live: n}``) or flat (``live_before``)."""
+    nested = record.get(moment)
+    for name in names:
+        for value in (
+            (nested or {}).get(name) if isinstance(nested, dict) else None,
+            record.get(f"{name}_{moment}"),
+        ):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return int(value)
+    return None
+
+
+def _monitor_connections(folder: RunFolder) -> str:
+    frame = folder.monitor
+    if frame.empty:
+        return "monitor: no samples"
+    live = frame[frame["alive"]]
+    parts = []
+    for column, name in (("conn_ESTABLISHED", "established sockets"), ("live_count", "live subscriptions")):
+        if column in live and live[column].notna().any():
+            series = live[column].dropna()
+            parts.append(f"{name} peak {int(series.max())}, last {int(series.iloc[-1])}")
+    return "monitor: " + ("; ".join(parts) if parts else "no connection counts")
+
+
+def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """CONN-RELEASE: after the churn closed its subscriptions, they and their sockets are gone."""
+    released = target_record(folder).get("released")
+    if not isinstance(released, dict):
+        raise Unsupported("target.json records no released counts (churn before/after)")
+    closed = released.get("closed", folder.profile.get("churn_closed"))
+    if not isinstance(closed, int):
+        raise Unsupported(
+            "neither target.json released.closed nor profile.churn_closed says how many were closed"
+        )
+    sockets_closed = released.get("sockets_closed", closed)
+    live_before, live_after = (
+        _pick(released, "before", "live", "subscriptions"),
+        _pick(released, "after", "live", "subscriptions"),
+    )
+    sock_before = _pick(released, "before", "sockets", "established")
+    sock_after = _pick(released, "after", "sockets", "established")
+    if live_before is None or live_after is None:
+        raise Unsupported("target.json released lacks live subscription counts before/after the close")
+    lingering = live_after - (live_before - closed)
+    value: dict[str, Any] = {"lingering_subscriptions": lingering}
+    limits = {k: cfg[f"max_{k}"] for k in ("lingering_subscriptions", "lingering_sockets")}
+    evidence = f"closed {closed}: live subscriptions {live_before} -> {live_after}"
+    sockets_known = sock_before is not None and sock_after is not None and isinstance(sockets_closed, int)
+    if sockets_known:
+        value["lingering_sockets"] = sock_after - (sock_before - sockets_closed)
+        evidence += f", sockets {sock_before} -> {sock_after} (closed {sockets_closed})"
+    evidence += "; " + _monitor_connections(folder)
+    failed = lingering > limits["lingering_subscriptions"] or (
+        sockets_known and value["lingering_sockets"] > limits["lingering_sockets"]
+    )
+    if failed:
+        return Finding(FAIL, value, limits, evidence)
+    if not sockets_known:
+        return inconclusive(
+            "target.json released lacks socket counts before/after; " + evidence, value, limits
+        )
+    return Finding(PASS, value, limits, evidence)
+
+
+def jobs_completed(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """JOBS: every flush job the run started reached a done status."""
+    jobs = target_record(folder).get("jobs")
+    features = folder.features
+    if not isinstance(jobs, dict) or not jobs:
+        if features is not None and "flush" not in features:
+            return not_applicable("the target has no flush jobs (feature 'flush' absent)")
+        raise Unsupported("target.json records no flush job")
+    ok = {str(s).lower() for s in cfg["ok_statuses"]}
+    status = {str(k): str(v.get("status") if isinstance(v, dict) else v) for k, v in jobs.items()}
+    stuck = {k: v for k, v in status.items() if v.lower() not in ok}
+    value = {"jobs": len(status), "not_done": len(stuck)}
+    if stuck:
+        shown = ", ".join(f"{k}: {v}" for k, v in list(stuck.items())[:5])
+        return Finding(
+            FAIL, value, {"not_done": 0}, f"{len(stuck)} of {len(status)} job(s) not done: {shown}"
+        )
+    return Finding(PASS, value, {"not_done": 0}, f"{len(status)} job(s), all {'/'.join(sorted(ok))}")
+
+
+def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """MEM-BOUND: the largest RSS sample within ``profile.memory_limit_mb``."""
+    limit = float(folder.profile.get("memory_limit_mb") or cfg["memory_limit_mb"])
+    if limit <= 0:
+        raise Unsupported(
+            "no memory limit: run.json profile has no memory_limit_mb and the criteria file sets none"
+        )
+    samples = live_samples(folder)
+    if samples.empty:
+        raise Unsupported("no live RSS sample")
+    peak = samples.loc[samples["rss"].idxmax()]
+    value = round(float(peak["rss"]) / MIB, 1)
+    evidence = f"max RSS {value:.1f} MiB at {rel(folder, float(peak['t']))} over {len(samples)} samples (limit {limit:g} MiB)"
+    if value > limit:
+        return Finding(FAIL, value, limit, evidence)
+    early = crash_signs(folder) or sample_gap(folder, float(criteria["SC-060"]["max_sample_gap_seconds"]))
+    if early:
+        return inconclusive(f"the server was not watched to the end ({early}); {evidence}", value, limit)
+    return Finding(PASS, value, limit, evidence)
+
+
+def run_completed(folder: RunFolder) -> Finding | None:
+    """RUN: a run that did not complete cannot pass; None when it completed."""
+    if folder.run is None:
+        return inconclusive(
+            f"{folder.why_missing('run.json')}: which criteria apply and what happened is unknown"
+        )
+    status = folder.run.get("status")
+    if status == "completed":
+        return None
+    error = folder.run.get("error") or "no error text"
+    if status == "target_crashed":
+        return Finding(FAIL, status, "completed", f"the target crashed: {error}")
+    return inconclusive(f"run status {status!r}: {error}", status, "completed")

@@ -1,0 +1,58 @@
+"""The short verdict table printed on the terminal after a run (at most 15 lines per scenario)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.verdict import FAIL, INCONCLUSIVE, brief
+
+WIDTHS = (12, 12, 40, 34)
+SHORT = {
+    "duplicates": "dup", "out_of_order": "ooo", "unexpected_disconnects": "drops", "lingering_subscriptions": "subs",
+    "lingering_sockets": "sockets", "server_changes": "server", "alive_to_end": "alive",
+    "worst_step_error_ratio": "worst_step", "max_": "", "min_": "",
+}  # fmt: skip
+MAX_LINES = 15
+REASON_WIDTH = 100
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    text = brief(value)
+    for long, short in SHORT.items():
+        text = text.replace(long, short)
+    return text
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    return "  " + "  ".join(_cut(v, w).ljust(w) for v, w in zip(cells, WIDTHS, strict=True)).rstrip()
+
+
+def summary_table(document: dict[str, Any]) -> str:
+    """criterion / verdict / value / threshold per scenario; failed and inconclusive ones get a reason line
+    while the scenario stays within 15 lines."""
+    lines = []
+    for scenario in document.get("scenarios", []):
+        criteria = scenario.get("criteria", [])
+        spare = MAX_LINES - 2 - len(criteria)
+        lines.append(f"{scenario.get('name')}: {str(scenario.get('verdict')).upper()}")
+        lines.append(_row(("criterion", "verdict", "value", "threshold")))
+        for c in criteria:
+            lines.append(
+                _row(
+                    (
+                        str(c.get("id")),
+                        str(c.get("verdict")),
+                        brief(c.get("value")),
+                        brief(c.get("threshold")),
+                    )
+                )
+            )
+            if spare > 0 and c.get("verdict") in (FAIL, INCONCLUSIVE) and c.get("evidence"):
+                lines.append("    " + _cut(str(c["evidence"]), REASON_WIDTH))
+                spare -= 1
+    lines.append(f"verdict: {str(document.get('verdict')).upper()}")
+    return "\n".join(lines)

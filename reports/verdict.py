@@ -1,0 +1,93 @@
+"""Verdict values, one criterion's finding, and how findings combine into a scenario verdict and exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+PASS = "pass"
+FAIL = "fail"
+INCONCLUSIVE = "inconclusive"
+NA = "n/a"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, NA)
+EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What one rule concluded: the verdict, the measured value, the threshold and the evidence."""
+
+    verdict: str
+    value: Any = None
+    threshold: Any = None
+    evidence: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionResult:
+    """A finding under its criterion id and title, as written to verdict.json."""
+
+    id: str
+    title: str
+    verdict: str
+    value: Any
+    threshold: Any
+    evidence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "verdict": self.verdict,
+            "value": self.value,
+            "threshold": self.threshold,
+            "evidence": self.evidence,
+        }
+
+
+class Unsupported(Exception):
+    """Raised by a rule or measure when the run folder cannot support a verdict; the message is the reason."""
+
+
+def inconclusive(reason: str, value: Any = None, threshold: Any = None) -> Finding:
+    return Finding(INCONCLUSIVE, value, threshold, reason)
+
+
+def not_applicable(reason: str, threshold: Any = None) -> Finding:
+    return Finding(NA, None, threshold, reason)
+
+
+def compare_max(value: float, limit: float) -> str:
+    """pass when ``value`` is at most ``limit``."""
+    return PASS if value <= limit else FAIL
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    """fail if any failed, else inconclusive if any was, else pass (n/a ignored; nothing at all = inconclusive)."""
+    seen = [v for v in verdicts if v != NA]
+    if FAIL in seen:
+        return FAIL
+    if INCONCLUSIVE in seen or not seen:
+        return INCONCLUSIVE
+    return PASS
+
+
+def exit_code(verdict: str) -> int:
+    """0 pass, 1 fail, 2 inconclusive (and anything unknown)."""
+    return EXIT_CODES.get(verdict, 2)
+
+
+def brief(value: Any) -> str:
+    """A value or threshold as short text for tables: dicts as ``k=v`` pairs, floats to 4 digits."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={brief(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(brief(v) for v in value)
+    return str(value)

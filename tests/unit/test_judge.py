@@ -1,0 +1,386 @@
+"""The judge over synthetic run folders: each criterion passes, fails or is inconclusive for the right reason,
+and says so both in verdict.json and in junit.xml."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from harness.cli import main as cli_main
+from reports.judge import combine, judge_run
+from tests.unit.test_judge_synthetic import T0, Synthetic, ramp_phases, truncate, write_run
+
+
+def judged(run_dir: Path, criteria: Path | None = None) -> tuple[int, dict[str, Any], ET.Element]:
+    code = judge_run(run_dir, criteria, quiet=True, report=False)
+    document = orjson.loads((run_dir / "verdict.json").read_bytes())
+    return code, document, ET.parse(run_dir / "junit.xml").getroot()
+
+
+def criterion(document: dict[str, Any], cid: str) -> dict[str, Any]:
+    return next(c for c in document["scenarios"][0]["criteria"] if c["id"] == cid)
+
+
+def junit_case(root: ET.Element, cid: str) -> ET.Element:
+    return next(case for case in root.iter("testcase") if case.get("name", "").startswith(cid + " "))
+
+
+def junit_state(root: ET.Element, cid: str) -> tuple[str, str]:
+    """("failure" | "skipped" | "pass", message) for one criterion's testcase."""
+    case = junit_case(root, cid)
+    for tag in ("failure", "skipped"):
+        element = case.find(tag)
+        if element is not None:
+            return tag, element.get("message", "")
+    return "pass", (case.findtext("system-out") or "")
+
+
+def climb(percent: float, start: float = 10.0, end: float = 110.0, base: float = 100.0, stay: bool = True):
+    """RSS rising linearly by ``percent`` over the load, then staying up (or dropping back)."""
+
+    def rss(t: float) -> float:
+        if t < start:
+            return base
+        if t <= end:
+            return base * (1 + percent / 100 * (t - start) / (end - start))
+        return base * (1 + percent / 100) if stay else base
+
+    return rss
+
+
+def test_healthy_run_passes_every_criterion(tmp_path: Path) -> None:
+    code, doc, root = judged(write_run(tmp_path))
+    assert code == 0 and doc["verdict"] == "pass"
+    assert {c["verdict"] for c in doc["scenarios"][0]["criteria"]} == {"pass"}
+    assert len(list(root.iter("testcase"))) == 14
+    assert root.get("failures") == "0" and root.get("skipped") == "0"
+    delivery = doc["scenarios"][0]["delivery"]
+    assert delivery["expected"] == 9000 and delivery["lost"] == 0 and delivery["latency_ms"]["p99"] == 20.0
+
+
+def test_flat_memory_passes_sc056(tmp_path: Path) -> None:
+    _, doc, root = judged(write_run(tmp_path, Synthetic(criteria=["SC-056"])))
+    found = criterion(doc, "SC-056")
+    assert found["verdict"] == "pass"
+    assert abs(found["value"]) < 1.0
+    assert "growth +0." in found["evidence"] or "growth -0." in found["evidence"]
+    assert junit_state(root, "SC-056")[0] == "pass"
+
+
+def test_15_percent_climb_fails_sc056_with_growth_and_slope(tmp_path: Path) -> None:
+    code, doc, root = judged(write_run(tmp_path, Synthetic(criteria=["SC-056"], rss_mib=climb(15.0))))
+    found = criterion(doc, "SC-056")
+    assert code == 1 and found["verdict"] == "fail"
+    # baseline window = first 10 s of the load (median at +5 s), end window = last 10 s (median at +95 s)
+    expected_growth = 100 * ((1 + 0.15 * 0.95) - (1 + 0.15 * 0.05)) / (1 + 0.15 * 0.05)
+    assert found["value"] == pytest.approx(expected_growth, abs=0.5)
+    assert f"growth +{found['value']:.1f}%" in found["evidence"]
+    assert (
+        "slope +9." in found["evidence"] and "MiB/min" in found["evidence"]
+    )  # 15 MiB over 100 s = 9 MiB/min
+    state, message = junit_state(root, "SC-056")
+    assert state == "failure" and "growth +13." in message and "slope +9." in message
+
+
+def test_looser_criteria_file_flips_sc056_to_pass(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-056", "SC-054"], rss_mib=climb(15.0)))
+    assert judged(run_dir)[1]["verdict"] == "fail"
+    loose = tmp_path / "loose.toml"
+    loose.write_text("[SC-056]\nmax_growth_pct = 20.0\n")
+    code, doc, root = judged(run_dir, loose)
+    assert code == 0 and criterion(doc, "SC-056")["verdict"] == "pass"
+    assert criterion(doc, "SC-056")["threshold"] == 20.0
+    assert doc["criteria_file"] == str(loose)
+    assert junit_state(root, "SC-056")[0] == "pass"
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[SC-054]\nmax_latency_ms = 10\n")
+    code, doc, root = judged(run_dir, strict)
+    assert code == 1 and criterion(doc, "SC-054")["verdict"] == "fail"
+    assert junit_state(root, "SC-054")[0] == "failure"
+
+
+def test_memory_that_does_not_come_back_fails_sc059(tmp_path: Path) -> None:
+    _, doc, root = judged(write_run(tmp_path, Synthetic(criteria=["SC-059"], rss_mib=climb(30.0, stay=True))))
+    found = criterion(doc, "SC-059")
+    assert found["verdict"] == "fail"
+    assert found["value"] == pytest.approx(30.0, abs=1.0)
+    assert "pre-load baseline 100." in found["evidence"] and "60 s after load 130." in found["evidence"]
+    state, message = junit_state(root, "SC-059")
+    assert state == "failure" and "+30." in message
+
+
+def test_memory_that_comes_back_passes_sc059(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-059"], rss_mib=climb(30.0, stay=False))))
+    assert criterion(doc, "SC-059")["verdict"] == "pass"
+
+
+def test_too_short_observation_makes_sc059_inconclusive(tmp_path: Path) -> None:
+    phases = [*Synthetic().phases[:4], ("observe", 115.0, 140.0, {})]
+    _, doc, root = judged(write_run(tmp_path, Synthetic(criteria=["SC-059"], phases=phases)))
+    found = criterion(doc, "SC-059")
+    assert found["verdict"] == "inconclusive"
+    assert "observed the server only 30 s after the load stopped" in found["evidence"]
+    assert junit_state(root, "SC-059")[0] == "skipped"
+
+
+def test_saturated_generator_makes_latency_inconclusive_not_fail(tmp_path: Path) -> None:
+    slow = {"latency_ms": {"p50": 30.0, "p95": 70.0, "p99": 90.0, "max": 200.0, "count": 9000}}
+    base = Synthetic(criteria=["SC-054", "SC-051"], totals=slow)
+    _, doc, root = judged(write_run(tmp_path / "a", base))
+    assert criterion(doc, "SC-054")["verdict"] == "fail"
+
+    hot = Synthetic(
+        criteria=["SC-054", "SC-051"], totals=slow, generator_cpu=lambda t: 99.0 if 20 <= t <= 100 else 30.0
+    )
+    code, doc, root = judged(write_run(tmp_path / "b", hot))
+    found = criterion(doc, "SC-054")
+    assert code == 2 and doc["verdict"] == "inconclusive"
+    assert found["verdict"] == "inconclusive" and found["value"] == 90.0
+    assert "load generator saturated" in found["evidence"] and "worker pid 5001" in found["evidence"]
+    assert criterion(doc, "SC-051")["verdict"] == "pass"  # delivery completeness is not generator-sensitive
+    assert doc["scenarios"][0]["generator"]["state"] == "saturated"
+    state, message = junit_state(root, "SC-054")
+    assert state == "skipped" and "saturated" in message
+
+
+def test_crashed_server_fails_sc060_with_evidence(tmp_path: Path) -> None:
+    spec = Synthetic(criteria=["SC-060", "SC-056", "MEM-BOUND"], crash_at=60.0, status="target_crashed",
+                     error="reference server exited with code -9")  # fmt: skip
+    code, doc, root = judged(write_run(tmp_path, spec))
+    found = criterion(doc, "SC-060")
+    assert code == 1 and found["verdict"] == "fail"
+    assert "target_crashed" in found["evidence"] and "code -9" in found["evidence"]
+    assert "pid 4242 gone (alive:false) at +61.0 s" in found["evidence"]
+    assert "last live sample at +60.0 s" in found["evidence"]
+    assert criterion(doc, "RUN")["verdict"] == "fail"
+    assert criterion(doc, "SC-056")["verdict"] == "inconclusive"  # no end window: not a pass
+    assert criterion(doc, "MEM-BOUND")["verdict"] == "inconclusive"
+    state, message = junit_state(root, "SC-060")
+    assert state == "failure" and "alive:false" in message
+
+
+def test_crash_seen_only_by_the_monitor_still_fails(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-060"], crash_at=50.0)))
+    found = criterion(doc, "SC-060")
+    assert found["verdict"] == "fail" and "alive:false" in found["evidence"]
+
+
+def test_monitor_stopping_early_without_a_death_is_inconclusive(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-060"], samples_until=80.0)))
+    found = criterion(doc, "SC-060")
+    assert found["verdict"] == "inconclusive" and "samples stop early" in found["evidence"]
+
+
+def test_error_ratio_above_limit_fails_sc060(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-060"], sql_failures=300)))
+    found = criterion(doc, "SC-060")
+    assert found["verdict"] == "fail" and found["value"]["error_ratio"] == pytest.approx(300 / 9500, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("missing", "affected"),
+    [
+        ("delivery.json", ["SC-051", "SC-052", "SC-053", "SC-054", "SC-055", "SC-057"]),
+        ("monitor.jsonl", ["SC-056", "SC-059", "SC-060", "CPU-1000", "MEM-BOUND"]),
+        ("target.json", ["SC-055", "CONN-RELEASE", "JOBS"]),
+        ("locust_stats.csv", ["SC-058"]),
+    ],
+)
+def test_missing_files_give_inconclusive_not_pass(tmp_path: Path, missing: str, affected: list[str]) -> None:
+    code, doc, root = judged(write_run(tmp_path, Synthetic(omit={missing})))
+    assert code == 2 and doc["verdict"] == "inconclusive"
+    for cid in affected:
+        found = criterion(doc, cid)
+        assert found["verdict"] == "inconclusive", cid
+        assert f"{missing}: missing" in found["evidence"], (cid, found["evidence"])
+        assert junit_state(root, cid)[0] == "skipped"
+    assert doc["scenarios"][0]["inputs"]["problems"] == {missing: "missing"}
+
+
+def test_missing_run_json_is_inconclusive_and_uses_default_criteria(tmp_path: Path) -> None:
+    code, doc, _ = judged(write_run(tmp_path, Synthetic(omit={"run.json"})))
+    assert code == 2
+    assert criterion(doc, "RUN")["verdict"] == "inconclusive"
+    assert "default" in doc["scenarios"][0]["criteria_source"]
+    assert criterion(doc, "SC-056")["verdict"] == "inconclusive"
+
+
+def test_truncated_files_never_pass(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path)
+    truncate(run_dir / "delivery.json", 0.5)
+    truncate(run_dir / "monitor.jsonl", 0.4)
+    code, doc, _ = judged(run_dir)
+    assert code == 2
+    for cid in ("SC-051", "SC-054", "SC-056", "SC-059"):
+        assert criterion(doc, cid)["verdict"] == "inconclusive", cid
+    assert "truncated" in criterion(doc, "SC-051")["evidence"]
+
+
+def test_delivery_anomalies_fail_sc051_to_sc053(tmp_path: Path) -> None:
+    spec = Synthetic(
+        criteria=["SC-051", "SC-052", "SC-053"],
+        totals={"lost": 3, "duplicates": 1, "delivered": 8997, "old_value_errors": 2, "delete_flag_errors": 1},
+        witnesses=[
+            {"kind": "lost", "listener": "L1", "writer": 2, "wseq": 17, "row_id": 8589934609, "received_at": None,
+             "detail": "never received"},
+            {"kind": "old_value", "listener": "L1", "writer": 1, "wseq": 40, "row_id": 4294967336,
+             "received_at": T0 + 50, "detail": "old version 1 expected 2"},
+            {"kind": "delete_flag", "listener": "L1", "writer": 1, "wseq": 90, "row_id": 4294967386,
+             "received_at": T0 + 80, "detail": "_deleted missing"},
+        ],
+        timeline=[{"t": T0 + 40, "kind": "lost", "count": 3}, {"t": T0 + 50, "kind": "old_value", "count": 2}],
+    )  # fmt: skip
+    code, doc, root = judged(write_run(tmp_path, spec))
+    assert code == 1
+    sc051, sc052, sc053 = (criterion(doc, c) for c in ("SC-051", "SC-052", "SC-053"))
+    assert sc051["verdict"] == "fail" and sc051["value"] == {
+        "lost": 3,
+        "duplicates": 1,
+        "out_of_order": 0,
+        "phantom": 0,
+    }
+    assert "writer 2 wseq 17" in sc051["evidence"]
+    assert (
+        sc052["verdict"] == "fail" and sc052["value"] == 2 and "old version 1 expected 2" in sc052["evidence"]
+    )
+    assert sc053["verdict"] == "fail" and sc053["value"] == 1 and "_deleted missing" in sc053["evidence"]
+    for cid in ("SC-051", "SC-052", "SC-053"):
+        assert junit_state(root, cid)[0] == "failure"
+    assert "lost 3" in junit_state(root, "SC-051")[1]
+
+
+def test_scenario_without_updates_gets_na_for_sc052(tmp_path: Path) -> None:
+    spec = Synthetic(criteria=["SC-051", "SC-052"], writes={"insert": 100, "update": 0, "delete": 0},
+                     server_changes=100, received=100)  # fmt: skip
+    code, doc, root = judged(write_run(tmp_path, spec))
+    assert (
+        criterion(doc, "SC-052")["verdict"] == "n/a" and "no updates" in criterion(doc, "SC-052")["evidence"]
+    )
+    assert code == 0 and doc["verdict"] == "pass"  # n/a is ignored
+    assert junit_state(root, "SC-052")[0] == "skipped"
+
+
+def test_changes_counter_na_without_the_feature_and_fail_when_skewed(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path / "a", Synthetic(criteria=["SC-055"], features=["resume"])))
+    assert criterion(doc, "SC-055")["verdict"] == "n/a"
+    assert doc["verdict"] == "inconclusive"  # nothing applicable was checked: no pass without evidence
+    _, doc, _ = judged(write_run(tmp_path / "b", Synthetic(criteria=["SC-055"], server_changes=9050)))
+    found = criterion(doc, "SC-055")
+    assert found["verdict"] == "fail" and "sub-1: server 9050, received 9000" in found["evidence"]
+
+
+def test_websocket_drops_fail_sc057(tmp_path: Path) -> None:
+    conns = {"listener_seconds_up": 99.0, "unexpected_disconnects": 2,
+             "disconnect_witnesses": [{"listener": "L1", "at": T0 + 40, "reason": "1006 abnormal"}]}  # fmt: skip
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-057"], connections=conns)))
+    found = criterion(doc, "SC-057")
+    assert found["verdict"] == "fail" and found["value"] == {"uptime_pct": 99.0, "unexpected_disconnects": 2}
+    assert "1006 abnormal" in found["evidence"]
+
+
+def test_slow_queries_fail_sc058(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-058"], query_p95_ms=750.0)))
+    found = criterion(doc, "SC-058")
+    assert found["verdict"] == "fail" and found["value"] == 750.0 and "select recent" in found["evidence"]
+
+
+def test_cpu_criterion_fails_when_hot_and_is_inconclusive_when_under_rate(tmp_path: Path) -> None:
+    _, doc, _ = judged(
+        write_run(tmp_path / "a", Synthetic(criteria=["CPU-1000"], cpu_machine_pct=lambda t: 91.0))
+    )
+    assert criterion(doc, "CPU-1000")["verdict"] == "fail"
+    slow = Synthetic(criteria=["CPU-1000"], profile={"target_insert_rate": 1000})
+    _, doc, _ = judged(write_run(tmp_path / "b", slow))
+    found = criterion(doc, "CPU-1000")
+    assert found["verdict"] == "inconclusive" and "only 6% of the target insert rate" in found["evidence"]
+
+
+def test_lingering_subscriptions_fail_conn_release(tmp_path: Path) -> None:
+    released = {"closed": 50, "before": {"live": 60, "sockets": 61}, "after": {"live": 35, "sockets": 11}}
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["CONN-RELEASE"], released=released)))
+    found = criterion(doc, "CONN-RELEASE")
+    assert found["verdict"] == "fail" and found["value"]["lingering_subscriptions"] == 25
+    assert (
+        "live subscriptions 60 -> 35" in found["evidence"]
+        and "monitor: established sockets peak 61" in found["evidence"]
+    )
+
+
+def test_stuck_job_fails_jobs(tmp_path: Path) -> None:
+    jobs = {"job-1": "completed", "job-2": "running"}
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["JOBS"], jobs=jobs)))
+    found = criterion(doc, "JOBS")
+    assert found["verdict"] == "fail" and "job-2: running" in found["evidence"]
+
+
+def test_rss_over_the_limit_fails_mem_bound(tmp_path: Path) -> None:
+    _, doc, _ = judged(
+        write_run(tmp_path, Synthetic(criteria=["MEM-BOUND"], profile={"memory_limit_mb": 64}))
+    )
+    found = criterion(doc, "MEM-BOUND")
+    assert found["verdict"] == "fail" and found["value"] > 64 and found["threshold"] == 64.0
+
+
+def test_ramp_run_records_the_degradation_curve(tmp_path: Path) -> None:
+    p95 = [10.0, 20.0, 40.0, 120.0]
+    phases = ramp_phases(p95)
+
+    def notify_p95(t: float) -> float:
+        step = min(int((t - 10) // 20), len(p95) - 1)
+        return p95[max(step, 0)]
+
+    spec = Synthetic(criteria=["SC-060"], phases=phases, notify_p95_ms=notify_p95)
+    _, doc, _ = judged(write_run(tmp_path, spec))
+    curve = doc["scenarios"][0]["degradation"]
+    assert [s["name"] for s in curve["steps"]] == ["step-1", "step-2", "step-3", "step-4"]
+    assert curve["first_break"] == "step-4"
+    assert [s["breaks_slo"] for s in curve["steps"]] == [False, False, False, True]
+    assert curve["capacity_writes_per_s"] == pytest.approx(9000 / 80, rel=0.05)
+
+
+def test_unknown_criterion_is_inconclusive(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-051", "SC-999"])))
+    assert criterion(doc, "SC-999")["verdict"] == "inconclusive"
+
+
+def test_combine_gives_the_group_exit_code(tmp_path: Path) -> None:
+    good = write_run(tmp_path / "a", Synthetic(criteria=["SC-051"]))
+    bad = write_run(tmp_path / "b", Synthetic(criteria=["SC-051"], totals={"lost": 1}))
+    judge_run(good, quiet=True, report=False)
+    judge_run(bad, quiet=True, report=False)
+    out = tmp_path / "group.json"
+    assert combine([good / "verdict.json"]) == 0
+    assert combine([good / "verdict.json", bad / "verdict.json"], out) == 1
+    assert [s["verdict"] for s in orjson.loads(out.read_bytes())["scenarios"]] == ["pass", "fail"]
+    assert combine([good / "verdict.json", tmp_path / "missing.json"]) == 2
+
+
+def test_cli_judge_bad_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["judge", str(tmp_path / "no-such-run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lqharness: error: run folder") and "\n" not in err
+
+
+def test_cli_judge_bad_criteria_file_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-051"]))
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[SC-056]\nmax_growth = 20\n")
+    assert cli_main(["judge", str(run_dir), "--criteria", str(typo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key 'max_growth' in [SC-056]" in err and "\n" not in err
+    assert not (run_dir / "verdict.json").exists()
+
+
+def test_cli_judge_prints_a_short_table_and_returns_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-051", "SC-056"], rss_mib=climb(15.0)))
+    assert cli_main(["judge", str(run_dir), "--no-report"]) == 1
+    out = capsys.readouterr().out
+    assert "SC-056        fail" in out and "verdict: FAIL" in out
