@@ -60,16 +60,22 @@ def count(totals: dict[str, Any], key: str) -> int:
 
 
 def aggregation_gap(folder: RunFolder) -> str | None:
-    """Why the delivery summary may be incomplete (a worker's final summary missing), or None."""
-    agg = (folder.delivery or {}).get("aggregation")
-    if not isinstance(agg, dict):
-        return None
-    expected, received = agg.get("workers_expected"), agg.get("summaries_received")
-    if agg.get("timed_out") or (
-        isinstance(expected, int) and isinstance(received, int) and received < expected
-    ):
-        return f"only {received} of {expected} worker summaries reached the master (timed out)"
-    return None
+    """Why the delivery summary may be incomplete (summaries missing, listeners that never subscribed), or None."""
+    delivery = folder.delivery or {}
+    reasons = []
+    agg = delivery.get("aggregation")
+    if isinstance(agg, dict):
+        expected = agg.get("summaries_expected", agg.get("workers_expected"))
+        received = agg.get("summaries_received")
+        short = isinstance(expected, int) and isinstance(received, int) and received < expected
+        if agg.get("timed_out") or short:
+            reasons.append(f"only {received} of {expected} final summaries reached the master")
+        for key in ("missing_listeners", "missing_writers"):
+            if agg.get(key):
+                reasons.append(f"{key.replace('_', ' ')}: {', '.join(map(str, agg[key]))}")
+    if delivery.get("error"):
+        reasons.append(f"run errors: {str(delivery['error'])[:200]}")
+    return "; ".join(reasons) if reasons else None
 
 
 def witnesses(folder: RunFolder, *words: str, limit: int = 3) -> str:

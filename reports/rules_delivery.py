@@ -136,28 +136,26 @@ def _changes(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _received_by_subscription(listeners: list[Any]) -> dict[str, int]:
-    """Subscription id -> change notifications received, where the checker recorded it."""
-    out: dict[str, int] = {}
-    for listener in listeners:
-        if not isinstance(listener, dict):
+def _received_by_subscription(target: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """From target.json ``listeners``: subscription id -> notifications received, and each listener's
+    current subscription id (listener id -> subscription id)."""
+    received: dict[str, int] = {}
+    current: dict[str, str] = {}
+    listeners = target.get("listeners")
+    for lid, record in listeners.items() if isinstance(listeners, dict) else ():
+        if not isinstance(record, dict):
             continue
-        for sub in listener.get("subscriptions") or []:
-            if isinstance(sub, dict) and sub.get("id") is not None and isinstance(sub.get("received"), int):
-                out[str(sub["id"])] = sub["received"]
-        if listener.get("subscription_id") is not None and isinstance(listener.get("received"), int):
-            out[str(listener["subscription_id"])] = listener["received"]
-    return out
-
-
-def _listener_received(listener: dict[str, Any]) -> int:
-    if isinstance(listener.get("received"), int):
-        return listener["received"]
-    return sum(count(listener, k) for k in ("delivered", "duplicates", "phantom"))
+        subs = record.get("subscriptions")
+        for sid, n in subs.items() if isinstance(subs, dict) else ():
+            if isinstance(n, int):
+                received[str(sid)] = n
+        if record.get("subscription_id") is not None:
+            current[str(lid)] = str(record["subscription_id"])
+    return received, current
 
 
 def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
-    """SC-055: the target's per-subscription ``changes`` equals what the listener received."""
+    """SC-055: the target's per-subscription ``changes`` equals what the listener received on it."""
     features = folder.features
     if features is None:
         raise Unsupported("run.json does not list the target's features")
@@ -165,41 +163,32 @@ def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
         return not_applicable(
             f"the target has no changes counter (features: {', '.join(sorted(features)) or 'none'})"
         )
-    live_raw = target_record(folder).get("live")
+    target = target_record(folder)
+    live_raw = target.get("live")
     if not isinstance(live_raw, dict) or not live_raw:
-        raise Unsupported("target.json records no live subscription counters")
-    live = {str(k): _changes(v) for k, v in live_raw.items()}
-    if any(v is None for v in live.values()):
-        raise Unsupported("target.json live counters are not numbers")
-    delivery_totals(folder)
-    listeners = [li for li in (folder.delivery or {}).get("listeners") or [] if isinstance(li, dict)]
-    received = _received_by_subscription(listeners)
-    matched = {sid: (live[sid], received[sid]) for sid in live if sid in received}
-    if matched:
-        wrong = {sid: pair for sid, pair in matched.items() if pair[0] != pair[1]}
-        server_total = sum(p[0] for p in matched.values())
-        client_total = sum(p[1] for p in matched.values())
-        value = {"server_changes": server_total, "received": client_total}
-        if wrong:
-            shown = "; ".join(f"{sid}: server {s}, received {r}" for sid, (s, r) in list(wrong.items())[:3])
-            return Finding(
-                FAIL, value, "equal", f"{len(wrong)} of {len(matched)} subscription(s) differ: {shown}"
-            )
-        return Finding(
-            PASS, value, "equal", f"{len(matched)} subscription(s) match, {server_total} changes in all"
-        )
-    disconnects = count(((folder.delivery or {}).get("connections") or {}), "unexpected_disconnects")
-    reconnecting = any(count(li, "reconnects") for li in listeners) or disconnects
-    if len(live) != len(listeners) or reconnecting or not listeners:
-        raise Unsupported(
-            f"cannot match {len(live)} live subscription(s) to {len(listeners)} listener(s): "
-            "delivery.json names no subscription ids"
-        )
-    server_total = sum(v for v in live.values() if v is not None)
-    client_total = sum(_listener_received(li) for li in listeners)
+        why = f" ({target['error']})" if target.get("error") else ""
+        raise Unsupported(f"target.json records no live subscription counters{why}")
+    live = {str(k): v for k, v in live_raw.items() if isinstance(v, int) and not isinstance(v, bool)}
+    received, current = _received_by_subscription(target)
+    if not received:
+        raise Unsupported("target.json records no per-subscription receive counts for the listeners")
+    matched = {sid: (live[sid], n) for sid, n in received.items() if sid in live}
+    gone = sorted(f"{lid} ({sid})" for lid, sid in current.items() if sid not in live)
+    note = f"; not in system.live at the end of load: {', '.join(gone[:5])}" if gone else ""
+    if not matched:
+        raise Unsupported(f"no listener subscription appears in system.live ({len(live)} live){note}")
+    wrong = {sid: pair for sid, pair in matched.items() if pair[0] != pair[1]}
+    server_total = sum(p[0] for p in matched.values())
+    client_total = sum(p[1] for p in matched.values())
     value = {"server_changes": server_total, "received": client_total}
-    evidence = f"summed over {len(live)} subscription(s): server changes {server_total}, listeners received {client_total}"
-    return Finding(PASS if server_total == client_total else FAIL, value, "equal", evidence)
+    if wrong:
+        shown = "; ".join(f"{sid}: server {s}, received {r}" for sid, (s, r) in list(wrong.items())[:3])
+        return Finding(
+            FAIL, value, "equal", f"{len(wrong)} of {len(matched)} subscription(s) differ: {shown}{note}"
+        )
+    return Finding(
+        PASS, value, "equal", f"{len(matched)} subscription(s) match, {server_total} changes in all{note}"
+    )
 
 
 def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:

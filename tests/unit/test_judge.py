@@ -184,7 +184,7 @@ def test_error_ratio_above_limit_fails_sc060(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("missing", "affected"),
     [
-        ("delivery.json", ["SC-051", "SC-052", "SC-053", "SC-054", "SC-055", "SC-057"]),
+        ("delivery.json", ["SC-051", "SC-052", "SC-053", "SC-054", "SC-057"]),
         ("monitor.jsonl", ["SC-056", "SC-059", "SC-060", "CPU-1000", "MEM-BOUND"]),
         ("target.json", ["SC-055", "CONN-RELEASE", "JOBS"]),
         ("locust_stats.csv", ["SC-058"]),
@@ -199,6 +199,18 @@ def test_missing_files_give_inconclusive_not_pass(tmp_path: Path, missing: str, 
         assert f"{missing}: missing" in found["evidence"], (cid, found["evidence"])
         assert junit_state(root, cid)[0] == "skipped"
     assert doc["scenarios"][0]["inputs"]["problems"] == {missing: "missing"}
+
+
+def test_missing_worker_summary_makes_delivery_inconclusive(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-051", "SC-054"]))
+    delivery = orjson.loads((run_dir / "delivery.json").read_bytes())
+    delivery["aggregation"].update(summaries_received=1, timed_out=True, missing_listeners=["L2"])
+    (run_dir / "delivery.json").write_bytes(orjson.dumps(delivery))
+    code, doc, _ = judged(run_dir)
+    assert code == 2
+    found = criterion(doc, "SC-051")
+    assert found["verdict"] == "inconclusive"
+    assert "only 1 of 2 final summaries" in found["evidence"] and "missing listeners: L2" in found["evidence"]
 
 
 def test_missing_run_json_is_inconclusive_and_uses_default_criteria(tmp_path: Path) -> None:
@@ -270,7 +282,7 @@ def test_changes_counter_na_without_the_feature_and_fail_when_skewed(tmp_path: P
     assert doc["verdict"] == "inconclusive"  # nothing applicable was checked: no pass without evidence
     _, doc, _ = judged(write_run(tmp_path / "b", Synthetic(criteria=["SC-055"], server_changes=9050)))
     found = criterion(doc, "SC-055")
-    assert found["verdict"] == "fail" and "sub-1: server 9050, received 9000" in found["evidence"]
+    assert found["verdict"] == "fail" and "lqh_L1_1: server 9050, received 9000" in found["evidence"]
 
 
 def test_websocket_drops_fail_sc057(tmp_path: Path) -> None:

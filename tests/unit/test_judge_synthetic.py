@@ -242,17 +242,26 @@ def write_run(root: Path, s: Synthetic | None = None) -> Path:
     }  # fmt: skip
     dump("delivery.json", {
         "totals": totals,
-        "listeners": [{"listener": "L1", "subscription_id": "sub-1", "received": s.received, **totals}],
+        "listeners": [{"listener": "L1", "conversation_id": None, **totals, "received": s.received}],
         "witnesses": s.witnesses,
         "timeline": s.timeline,
         "connections": {"listener_seconds_up": 100.0, "listener_seconds_total": 100.0, "unexpected_disconnects": 0,
                         "disconnect_witnesses": [], **s.connections},
-        "aggregation": {"workers_expected": 1, "summaries_received": 1, "timed_out": False},
+        "aggregation": {"workers_expected": 1, "summaries_expected": 2, "summaries_received": 2, "timed_out": False,
+                        "missing_listeners": [], "missing_writers": []},
+        "error": None,
     })  # fmt: skip
-    dump("writes.json", {"writers": {"1": {"ok": dict(ops), "failed": {k: 0 for k in ops},
-                                           "indeterminate": {k: 0 for k in ops}}}})  # fmt: skip
-    dump("target.json", {"live": {"sub-1": s.server_changes}, "jobs": s.jobs, "stats": {"active_connections": "11"},
-                         "released": s.released})  # fmt: skip
+    zero = dict.fromkeys(ops, 0)
+    dump("writes.json", {
+        "writers": {"1": {"conversation_id": 1, "ok": dict(ops), "failed": zero, "indeterminate": zero, "errors": []}},
+        "totals": {"ok": dict(ops), "failed": zero, "indeterminate": zero},
+    })  # fmt: skip
+    dump("target.json", {
+        "live": {"lqh_L1_1": s.server_changes, "other-client": 7}, "jobs": s.jobs,
+        "stats": {"active_connections": "11"}, "released": s.released, "error": None,
+        "listeners": {"L1": {"subscription_id": "lqh_L1_1", "subscriptions": {"lqh_L1_1": s.received},
+                             "received": s.received}},
+    })  # fmt: skip
     if "locust_stats.csv" not in s.omit:
         _write_stats(folder / "locust_stats.csv", s)
     if "locust_stats_history.csv" not in s.omit:
