@@ -238,6 +238,12 @@ class PlanCache:
 
 
 _WORD_TYPES = {TokenType.VAR, TokenType.STRING, TokenType.IDENTIFIER, TokenType.NUMBER}
+_BARE_WORD = re.compile(r"^[A-Za-z0-9_@.]+$")
+
+
+def _is_word(tok: Token) -> bool:
+    """A name: a string, a quoted identifier, or any bare word (keywords such as KEEP included)."""
+    return tok.token_type in _WORD_TYPES or bool(_BARE_WORD.match(tok.text))
 
 
 def _upper(tok: Token) -> str:
@@ -343,7 +349,7 @@ class _Cursor:
 
     def name(self, what: str) -> str:
         """A string literal, quoted identifier or bare word (user names may be quoted either way)."""
-        if self.done() or self.tokens[self.i].token_type not in _WORD_TYPES:
+        if self.done() or not _is_word(self.tokens[self.i]):
             raise SqlError("INVALID_SQL", f"Expected {what} in: {_snippet(self.sql)}")
         tok = self.tokens[self.i]
         self.i += 1
