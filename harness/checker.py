@@ -6,6 +6,10 @@ invoked after it was ready and acked before its end minus the drain window, outs
 disconnect gaps. Writes that race a boundary, fall in a gap, or are indeterminate are
 "may": they can arrive or not without an anomaly. Lost = must − delivered; phantom =
 delivered writes the ledger has as failed or never made (indeterminate ones never are).
+
+A disconnect gap starts ``slack`` before the disconnect (notifications still in flight
+then may be superseded or deleted before the resume): ``gap_slack_ns`` or twice the
+listener's p99 latency, whichever is more.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from harness.tracker import ANOMALIES, MAX_WITNESSES
 
 COUNTERS = ("expected", "may", "delivered", "lost", *ANOMALIES, "late")
 MAX_WITNESSES_PER_KIND = 10
-DEFAULT_GAP_SLACK_NS = 1_000_000_000
+DEFAULT_GAP_SLACK_NS = 200_000_000  # at least; twice the listener's p99 latency when that is more
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,10 @@ def check_listener(
     """Counters, witnesses and timeline of one listener (``ledgers``: the writers that arrived)."""
     lid = summary["listener_id"]
     cid = summary.get("conversation_id")
-    windows = listener_windows(summary, drain_ns, gap_slack_ns)
+    hist = LatencyHistogram.decode(summary.get("latency", "0:"))
+    p99_ms = hist.percentiles_ms()["p99"] or 0
+    slack_ns = max(gap_slack_ns, int(2 * p99_ms * 1_000_000))
+    windows = listener_windows(summary, drain_ns, slack_ns)
     anomalies = summary.get("anomalies", {})
     counts = {k: 0 for k in COUNTERS}
     for kind in ANOMALIES:
@@ -179,7 +186,6 @@ def check_listener(
                 )
             for second, n in _per_second(times, lost).items():
                 timeline[(second, "lost")] = timeline.get((second, "lost"), 0) + n
-    hist = LatencyHistogram.decode(summary.get("latency", "0:"))
     return {
         "listener": lid,
         "conversation_id": cid,
@@ -187,6 +193,7 @@ def check_listener(
         "received": int(summary.get("received", 0)),
         "latency_ms": hist.percentiles_ms(),
         "deletes_without_latency": int(summary.get("deletes_without_latency", 0)),
+        "gap_slack_ms": slack_ns / 1e6 if summary.get("disconnects") else None,
         "ready_at": _secs(summary.get("ready_ns")),
         "end_at": _secs(summary.get("end_ns")),
         "_histogram": hist,
