@@ -3,6 +3,10 @@
 Every row carries who wrote it and in which order (``writer_id``, ``wseq``), which
 version it is, a content derived from (``id``, ``version``) and the client send time,
 so a listener can check loss, duplication, order, old values and latency on its own.
+
+``wseq`` numbers a writer's inserts and updates (1-based, one per attempt). Deletes carry
+no wseq on the wire (the tombstone holds the last version's columns), so they take none
+and are numbered by the row they delete; that keeps a complete stream one range.
 """
 
 from __future__ import annotations

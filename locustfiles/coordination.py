@@ -241,15 +241,15 @@ class Coordinator:
             self._errors.append(error)
         workers = self.runner.worker_count if isinstance(self.runner, MasterRunner) else 0
         expected_ids = {s.listener_id for s in self.context.plan.listeners}
+        expected = len(expected_ids) + len(self.plan.writer_groups)
+        received = len(self._listener_finals) + len(self._groups_done)
         aggregation = {
             "workers_expected": workers,
-            "summaries_expected": len(expected_ids) + len(self.plan.writer_groups),
-            "summaries_received": len(self._listener_finals) + len(self._groups_done),
-            "timed_out": self._summary_timed_out,
+            "summaries_expected": expected,
+            "summaries_received": received,
+            "timed_out": self._summary_timed_out or received < expected,
             "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
-            "missing_writers": sorted(
-                {w.writer_id for w in self.plan.writers} - set(self._ledgers)
-            ),
+            "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
             "live_view": self.live_view.totals(),
         }
         write_outputs(
@@ -258,7 +258,7 @@ class Coordinator:
             list(self._listener_finals.values()),
             self._target_side,
             aggregation,
-            self._errors,
+            list(dict.fromkeys(self._errors)),
         )
 
 

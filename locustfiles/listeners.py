@@ -37,12 +37,16 @@ class DeliveryAnomaly(Exception):
 class Subscription:
     """The listener's current connection, opened again (with resume) when it ends."""
 
-    def __init__(self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float) -> None:
+    def __init__(
+        self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float
+    ) -> None:
         self.spec = spec
         self.context = context
         self._stop = stop  # set once the run is ending
         self.deadline = deadline
-        self.where = None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
+        self.where = (
+            None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
+        )
         self.current: Listener | None = None
         self.received: dict[str, int] = {}  # subscription id -> notifications received on it
         self.last_seq: int | None = None
@@ -58,7 +62,9 @@ class Subscription:
     def open(self, resume_from: int | None, until: float) -> bool:
         """Subscribe, retrying until ``until`` (monotonic) or stop; True once subscribed."""
         for attempt in range(MAX_ATTEMPTS):
-            listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
+            listener = self.context.target.listener(
+                self.context.schema, self.spec.user or self.context.plan.app_user
+            )
             try:
                 listener.subscribe(self.where, resume_from=resume_from)
             except TargetError as exc:
@@ -111,8 +117,9 @@ class ListenerUser(User):
         if index is None:
             return
         spec = plan.listeners[index]
-        tracker = ListenerTracker(spec.listener_id, spec.conversation_id, plan.payload_bytes,
-                                  int(plan.drain_seconds * 1e9))
+        tracker = ListenerTracker(
+            spec.listener_id, spec.conversation_id, plan.payload_bytes, int(plan.drain_seconds * 1e9)
+        )
         link.trackers.append(tracker)
         sub = Subscription(spec, ctx, link.stop, time.monotonic() + ctx.max_seconds)
         error = None

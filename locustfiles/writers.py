@@ -155,7 +155,9 @@ class WriterStream:
         self.wseq += 1
         self.n += 1
         spec = self.spec
-        row = insert_row(spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes)
+        row = insert_row(
+            spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes
+        )
         result = session.insert(row)
         self.ledger.record("insert", self.wseq, result)
         if result.outcome is Outcome.OK:
@@ -234,16 +236,19 @@ class WriterUser(User):
             return
         deadline = time.monotonic() + ctx.max_seconds
         streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in group_specs(plan, index)]
-        if not link.go.wait(timeout=plan.ready_timeout):
-            error: str | None = f"writer group {index}: no go from the coordinator in {plan.ready_timeout:g} s"
-        elif not link.go_ok:
-            error = None  # listeners never became ready: the coordinator records why; nothing is written
-        else:
-            error = self._drive(plan, streams, link.stop.is_set)
-        link.send(
-            coordination.WRITER_FINAL,
-            {"group": index, "ledgers": [s.ledger.to_dict() for s in streams], "error": error},
-        )
+        error: str | None = "writer stopped before its program ended"
+        try:
+            if not link.go.wait(timeout=plan.ready_timeout):
+                error = f"writer group {index}: no go from the coordinator in {plan.ready_timeout:g} s"
+            elif not link.go_ok:
+                error = None  # listeners never became ready: the coordinator records why; nothing is written
+            else:
+                error = self._drive(plan, streams, link.stop.is_set)
+        finally:  # also when Locust stops this user early: the ledger is what the checker needs
+            link.send(
+                coordination.WRITER_FINAL,
+                {"group": index, "ledgers": [s.ledger.to_dict() for s in streams], "error": error},
+            )
 
     def _drive(self, plan: Plan, streams: list[WriterStream], stop: Any) -> str | None:
         ctx = coordination.context()

@@ -10,6 +10,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +50,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_locust(plan: Plan, workers: int) -> dict[str, Any]:
+def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
     """Set the table up, run Locust in-process (``workers=0``) or distributed, return the run folder's JSON files."""
     run_dir = Path(plan.extra["run_dir"])
     run_dir.mkdir(parents=True)
     plan.write(run_dir / "plan.json")
-    admin = create_target(plan.target).admin()
-    try:
-        admin.setup(messages_schema(plan))
-    finally:
-        admin.close()
+    if setup:
+        admin = create_target(plan.target).admin()
+        try:
+            admin.setup(messages_schema(plan))
+        finally:
+            admin.close()
     env = {**os.environ, "LQH_PLAN": str(run_dir / "plan.json")}
     users = len(plan.listeners) + len(plan.writer_groups)
     base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
@@ -158,3 +161,15 @@ def test_server_faults_show_up_in_the_right_counters(tmp_path: Path) -> None:
     assert totals["phantom"] == 0
     failures = (tmp_path / "faults" / "locust_failures.csv").read_text()
     assert "NOTIFY" in failures and "duplicates" in failures
+
+
+@pytest.mark.timeout(60)
+def test_listeners_that_never_get_ready_end_the_run_with_an_error(tmp_path: Path, server: Any) -> None:
+    plan = replace(_inserts(tmp_path, server, "flow_unready"), ready_timeout=2.0)
+    t0 = time.monotonic()
+    result = run_locust(plan, workers=0, setup=False)  # no app user: nobody can log in
+    assert time.monotonic() - t0 < 20
+    delivery = result["delivery"]
+    assert "could not subscribe" in delivery["error"]
+    assert delivery["totals"]["delivered"] == 0 and delivery["totals"]["expected"] == 0
+    assert result["writes"]["totals"]["ok"]["insert"] == 0
