@@ -191,6 +191,15 @@ def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     )
 
 
+def _since_ready_seconds(folder: RunFolder) -> float | None:
+    """Summed listener time from first ready to end, when every listener records both (else None)."""
+    listeners = [li for li in (folder.delivery or {}).get("listeners") or [] if isinstance(li, dict)]
+    pairs = [(li.get("ready_at"), li.get("end_at")) for li in listeners]
+    if not pairs or not all(isinstance(r, int | float) and isinstance(e, int | float) for r, e in pairs):
+        return None
+    return sum(max(0.0, float(e) - float(r)) for r, e in pairs)
+
+
 def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
     """SC-057: listener connections up at least ``min_uptime_pct`` of the time, no unexpected disconnects."""
     delivery_totals(folder)
@@ -200,14 +209,22 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     up, total = conns.get("listener_seconds_up"), conns.get("listener_seconds_total")
     if not isinstance(up, int | float) or not isinstance(total, int | float) or total <= 0:
         raise Unsupported("delivery.json connections carry no listener time")
-    uptime = 100.0 * float(up) / float(total)
+    since = "creation"
+    if cfg["from_ready"]:
+        ready_total = _since_ready_seconds(folder)
+        if ready_total is not None and ready_total > 0:
+            total, since = ready_total, "first ready"
+    uptime = min(100.0, 100.0 * float(up) / float(total))
     drops = count(conns, "unexpected_disconnects")
     value = {"uptime_pct": round(uptime, 4), "unexpected_disconnects": drops}
     limits = {
         "min_uptime_pct": cfg["min_uptime_pct"],
         "max_unexpected_disconnects": cfg["max_unexpected_disconnects"],
     }
-    evidence = f"listeners up {float(up):.1f} of {float(total):.1f} s ({uptime:.3f}%), {drops} unexpected disconnect(s)"
+    evidence = (
+        f"listeners up {float(up):.1f} of {float(total):.1f} s since {since} ({uptime:.3f}%), "
+        f"{drops} unexpected disconnect(s)"
+    )
     shown = [w for w in conns.get("disconnect_witnesses") or [] if isinstance(w, dict)][:3]
     if shown:
         evidence += "; " + " | ".join(", ".join(f"{k} {v}" for k, v in w.items()) for w in shown)

@@ -32,25 +32,21 @@ def _row(cells: tuple[str, ...]) -> str:
 
 
 def summary_table(document: dict[str, Any]) -> str:
-    """criterion / verdict / value / threshold per scenario; failed and inconclusive ones get a reason line
-    while the scenario stays within 15 lines."""
-    lines = []
+    """A column header, then per scenario its verdict and one row per criterion (criterion, verdict, value,
+    threshold); failed and inconclusive ones get a reason line while the scenario stays within 15 lines."""
+    lines = [_row(("criterion", "verdict", "value", "threshold"))]
     for scenario in document.get("scenarios", []):
         criteria = scenario.get("criteria", [])
-        spare = MAX_LINES - 2 - len(criteria)
+        spare = MAX_LINES - 1 - len(criteria)
         lines.append(f"{scenario.get('name')}: {str(scenario.get('verdict')).upper()}")
-        lines.append(_row(("criterion", "verdict", "value", "threshold")))
         for c in criteria:
-            lines.append(
-                _row(
-                    (
-                        str(c.get("id")),
-                        str(c.get("verdict")),
-                        brief(c.get("value")),
-                        brief(c.get("threshold")),
-                    )
-                )
+            cells = (
+                str(c.get("id")),
+                str(c.get("verdict")),
+                _short(c.get("value")),
+                _short(c.get("threshold")),
             )
+            lines.append(_row(cells))
             if spare > 0 and c.get("verdict") in (FAIL, INCONCLUSIVE) and c.get("evidence"):
                 lines.append("    " + _cut(str(c["evidence"]), REASON_WIDTH))
                 spare -= 1

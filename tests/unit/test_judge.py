@@ -286,12 +286,26 @@ def test_changes_counter_na_without_the_feature_and_fail_when_skewed(tmp_path: P
 
 
 def test_websocket_drops_fail_sc057(tmp_path: Path) -> None:
-    conns = {"listener_seconds_up": 99.0, "unexpected_disconnects": 2,
+    conns = {"listener_seconds_up": 99.0, "listener_seconds_total": 100.0, "unexpected_disconnects": 2,
              "disconnect_witnesses": [{"listener": "L1", "at": T0 + 40, "reason": "1006 abnormal"}]}  # fmt: skip
     _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-057"], connections=conns)))
     found = criterion(doc, "SC-057")
     assert found["verdict"] == "fail" and found["value"] == {"uptime_pct": 99.0, "unexpected_disconnects": 2}
     assert "1006 abnormal" in found["evidence"]
+
+
+def test_uptime_counts_from_first_ready_unless_told_otherwise(tmp_path: Path) -> None:
+    run_dir = write_run(
+        tmp_path, Synthetic(criteria=["SC-057"])
+    )  # 2 s of subscribing before ready, then 100 s up
+    _, doc, _ = judged(run_dir)
+    found = criterion(doc, "SC-057")
+    assert found["verdict"] == "pass" and "100.0 of 100.0 s since first ready" in found["evidence"]
+    from_creation = tmp_path / "creation.toml"
+    from_creation.write_text("[SC-057]\nfrom_ready = false\n")
+    _, doc, _ = judged(run_dir, from_creation)
+    found = criterion(doc, "SC-057")
+    assert found["verdict"] == "fail" and found["value"]["uptime_pct"] == pytest.approx(100 / 1.02, abs=0.01)
 
 
 def test_slow_queries_fail_sc058(tmp_path: Path) -> None:

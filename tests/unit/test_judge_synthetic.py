@@ -242,10 +242,11 @@ def write_run(root: Path, s: Synthetic | None = None) -> Path:
     }  # fmt: skip
     dump("delivery.json", {
         "totals": totals,
-        "listeners": [{"listener": "L1", "conversation_id": None, **totals, "received": s.received}],
+        "listeners": [{"listener": "L1", "conversation_id": None, **totals, "received": s.received,
+                       "ready_at": T0 + 10.0, "end_at": T0 + 110.0}],
         "witnesses": s.witnesses,
         "timeline": s.timeline,
-        "connections": {"listener_seconds_up": 100.0, "listener_seconds_total": 100.0, "unexpected_disconnects": 0,
+        "connections": {"listener_seconds_up": 100.0, "listener_seconds_total": 102.0, "unexpected_disconnects": 0,
                         "disconnect_witnesses": [], **s.connections},
         "aggregation": {"workers_expected": 1, "summaries_expected": 2, "summaries_received": 2, "timed_out": False,
                         "missing_listeners": [], "missing_writers": []},
