@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from reports.criteria import Criteria
-from reports.plots import phase_legend, render_plots
+from reports.plots import render_plots
 from reports.runfolder import RunFolder
 from reports.verdict import brief
 
@@ -136,16 +136,23 @@ def _inputs(scenario: dict[str, Any]) -> str:
     return _table(["file", "state", "detail"], rows)
 
 
+def _phase_rows(folder: RunFolder) -> list[list[str]]:
+    """One row per phase with offsets from the run start and its extra settings (users, rate)."""
+    t0 = folder.t0 or 0.0
+    return [
+        [
+            escape(p.name), f"{p.start - t0:.1f}", f"{p.end - t0:.1f}", f"{p.end - p.start:.1f}",
+            escape(" ".join(f"{k}={v}" for k, v in p.extra.items())),
+        ]
+        for p in folder.phases
+    ]  # fmt: skip
+
+
 def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteria) -> str:
     """The whole report page as a string."""
     scenario = document["scenarios"][0]
     generator = scenario.get("generator") or {}
-    phases = phase_legend(folder)
-    phase_rows = [
-        [escape(str(p["name"])), f"{p['start']:.1f}", f"{p['end']:.1f}", f"{p['end'] - p['start']:.1f}",
-         escape(" ".join(f"{k}={v}" for k, v in p.items() if k not in ("name", "start", "end")))]
-        for p in phases
-    ]  # fmt: skip
+    phase_rows = _phase_rows(folder)
     figures = "".join(
         f'<figure id="{plot.fig_id}"><figcaption>{escape(plot.title)}</figcaption>'
         f'<img alt="{escape(plot.title)}" src="data:image/png;base64,{plot.png_b64}">'

@@ -19,7 +19,6 @@ MIB = 1024 * 1024
 OUTCOMES = ("ok", "failed", "indeterminate")
 OPS = {"insert": "insert", "inserts": "insert", "update": "update", "updates": "update",
        "delete": "delete", "deletes": "delete"}  # fmt: skip
-ANOMALY_KINDS = ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
 
 
 def rel(folder: RunFolder, t: float) -> str:

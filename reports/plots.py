@@ -11,7 +11,6 @@ import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -308,9 +307,3 @@ def render_plots(folder: RunFolder, criteria: Criteria) -> list[Plot]:
             reason = f"could not draw: {type(exc).__name__}: {exc}"
             out.append(Plot(fig_id, title, _placeholder(reason), reason))
     return out
-
-
-def phase_legend(folder: RunFolder) -> list[dict[str, Any]]:
-    """Phases with offsets from the run start, for the report's phase table."""
-    t0 = folder.t0 or 0.0
-    return [{"name": p.name, "start": p.start - t0, "end": p.end - t0, **p.extra} for p in folder.phases]

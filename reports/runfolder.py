@@ -44,10 +44,6 @@ class Phase:
     end: float
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.end - self.start)
-
 
 @dataclass
 class RunFolder:

@@ -10,7 +10,6 @@ PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
 NA = "n/a"
-VERDICTS = (PASS, FAIL, INCONCLUSIVE, NA)
 EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
 
 
@@ -56,11 +55,6 @@ def inconclusive(reason: str, value: Any = None, threshold: Any = None) -> Findi
 
 def not_applicable(reason: str, threshold: Any = None) -> Finding:
     return Finding(NA, None, threshold, reason)
-
-
-def compare_max(value: float, limit: float) -> str:
-    """pass when ``value`` is at most ``limit``."""
-    return PASS if value <= limit else FAIL
 
 
 def worst(verdicts: Iterable[str]) -> str:
