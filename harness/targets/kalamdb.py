@@ -30,6 +30,7 @@ from harness.targets.base import Change, Disconnected, Outcome, Row, Schema, Tar
 SQL_PATH = "/v1/api/sql"
 LOGIN_PATH = "/v1/api/auth/login"
 SETUP_PATH = "/v1/api/auth/setup"
+STATUS_PATH = "/v1/api/auth/status"
 FEATURES = frozenset({"changes_counter", "resume", "flush", "stats", "user_tables", "jobs"})
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BATCH_SIZE = 500  # snapshot rows per batch; below max_query_limit (1000), see protocol 2.4
@@ -113,11 +114,14 @@ class _Http:
         return self._client
 
     def post(self, path: str, payload: Any, token: str | None = None) -> tuple[int, Any]:
+        return self.request("POST", path, orjson.dumps(payload), token)
+
+    def request(self, method: str, path: str, body: bytes = b"", token: str | None = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            with self._get().request("POST", path, body=orjson.dumps(payload), headers=headers) as resp:
+            with self._get().request(method, path, body=body, headers=headers) as resp:
                 status, data = resp.status_code, resp.read()
         except (OSError, HTTPParseError, gevent.Timeout, RuntimeError) as exc:
             raise _TransportError(f"{self._endpoint.base_url}{path}: {_describe(exc)}") from None
@@ -195,7 +199,7 @@ class _Credentials:
     def _login(self, http: _Http) -> str:
         where = f"login as {self.user!r} at {self.endpoint.base_url}"
         status, body = self._post_login(http, where)
-        if status == 428 and self._root_password:
+        if status in (401, 428) and self._root_password and self._needs_setup(http):
             self._first_run_setup(http, where)
             status, body = self._post_login(http, where)
         if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
@@ -217,6 +221,14 @@ class _Credentials:
                 return status, body
             time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _needs_setup(self, http: _Http) -> bool:
+        """``GET /v1/api/auth/status`` (local servers only): does root still lack a password?"""
+        try:
+            status, body = http.request("GET", STATUS_PATH)
+        except _TransportError:
+            return False
+        return status == 200 and isinstance(body, dict) and body.get("needs_setup") is True
 
     def _first_run_setup(self, http: _Http, where: str) -> None:
         dba = self.user if self.user != "root" else self._setup_user
@@ -559,17 +571,15 @@ class KalamListener:
             raise
 
     def _pump(self, timeout: float) -> None:
-        """Read for at most ``timeout`` s (in slices that keep the heartbeat going) until one message."""
+        """Read until one message or ``timeout`` s (at least one poll), in slices that keep the heartbeat going."""
         deadline = time.monotonic() + timeout
         while True:
             self._heartbeat()
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            wait = max(0.0, min(deadline, self._next_ping) - now)
-            got = self._read(wait)
+            got = self._read(max(0.0, min(deadline, self._next_ping) - time.monotonic()))
             if got is not None:
                 self._handle(*got)
+                return
+            if time.monotonic() >= deadline:
                 return
 
     def _handle(self, msg: dict[str, Any], received_ns: int, size: int) -> None:
@@ -600,11 +610,9 @@ class KalamListener:
         while not self._buffer:
             if self._dead is not None:
                 raise self._dead
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._heartbeat()
+            self._pump(max(0.0, deadline - time.monotonic()))
+            if not self._buffer and time.monotonic() >= deadline:
                 return None
-            self._pump(remaining)
         self._heartbeat()
         change = self._buffer.popleft()
         if change.server_seq is not None and (self._last_seq is None or change.server_seq > self._last_seq):
