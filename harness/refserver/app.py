@@ -173,6 +173,7 @@ class RefServer:
         loop = asyncio.get_running_loop()
         self.live.start()
         watchdog = loop.create_task(self.ws_endpoint.watchdog())
+        checkpoints = loop.create_task(self.jobs.checkpoint_loop())
         assert self.app is not None
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
@@ -196,6 +197,7 @@ class RefServer:
         finally:
             log.info("shutting down")
             watchdog.cancel()
+            checkpoints.cancel()
             await runner.cleanup()
             if self.live.dispatcher is not None:
                 self.live.dispatcher.cancel()
@@ -245,8 +247,11 @@ def run_server(config: ServerConfig) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="lqh-refserver-")) if owned else config.data_dir
     assert data_dir is not None
     data_dir.mkdir(parents=True, exist_ok=True)
+    import uvloop
+
     try:
-        return asyncio.run(_main(config, data_dir))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_main(config, data_dir))
     finally:
         if owned:
             shutil.rmtree(data_dir, ignore_errors=True)

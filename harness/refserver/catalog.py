@@ -67,9 +67,13 @@ class TableDef:
     create_sql: str
     created_at: int
     by_name: dict[str, ColumnDef] = field(init=False)
+    user_columns: list[ColumnDef] = field(init=False)  # without _seq/_deleted
+    required: list[str] = field(init=False)  # NOT NULL user columns
 
     def __post_init__(self) -> None:
         self.by_name = {c.name: c for c in self.columns}
+        self.user_columns = [c for c in self.columns if not c.name.startswith("_")]
+        self.required = [c.name for c in self.user_columns if c.not_null]
 
     @property
     def key(self) -> str:
@@ -79,10 +83,6 @@ class TableDef:
     @property
     def pk(self) -> ColumnDef:
         return next(c for c in self.columns if c.primary_key)
-
-    @property
-    def user_columns(self) -> list[ColumnDef]:
-        return [c for c in self.columns if not c.name.startswith("_")]
 
     @property
     def per_user(self) -> bool:

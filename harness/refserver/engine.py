@@ -175,12 +175,19 @@ class Engine:
         self.node_id = node_id
         self.plans = PlanCache()
         self._temp_created: set[str] = set()
+        self._splits: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------ requests
 
     def split(self, sql: str) -> list[str]:
-        """Statements of a request (cached plans make the split cheap for repeated texts)."""
-        return split_statements(sql)
+        """Statements of a request, cached by text (clients repeat their DML texts)."""
+        parts = self._splits.get(sql)
+        if parts is None:
+            parts = split_statements(sql)
+            if len(self._splits) > 4096:
+                self._splits.clear()
+            self._splits[sql] = parts
+        return parts
 
     def execute(
         self, principal: Principal, statements: Sequence[str], params: list[Any], namespace: str
@@ -257,8 +264,7 @@ class Engine:
     # ------------------------------------------------------------ tables and access
 
     def _table(self, node: exp.Table, namespace: str) -> TableDef:
-        ns = (node.db or namespace).lower()
-        key = f"{ns}.{node.name.lower()}"
+        key = _table_key(node, namespace)
         table = self.store.tables.get(key)
         if table is None:
             raise not_found(key)
@@ -356,11 +362,11 @@ class Engine:
             for name, fn in row_fns:
                 row[name] = fn(row, ctx)
             for name, default in plan.defaults:
-                if row.get(name) is None and name not in dict(row_fns):
+                if name not in row:
                     row[name] = default(ctx)
-            for col in table.user_columns:
-                if row.get(col.name) is None and col.not_null:
-                    raise SqlError("SQL_EXECUTION_ERROR", f"Column '{col.name}' cannot be null")
+            for name in table.required:
+                if row.get(name) is None:
+                    raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' cannot be null")
             seq = self.ids.next()
             row["_seq"] = seq
             if table.kind != "STREAM":
@@ -639,6 +645,17 @@ def _target_table(tree: exp.Expression) -> exp.Table:
     if not isinstance(node, exp.Table):
         raise SqlError("INVALID_SQL", "Statement has no table")
     return node
+
+
+def _table_key(node: exp.Table, namespace: str) -> str:
+    """``ns.table`` of a table node, memoized in the node's meta (sqlglot accessors are slow)."""
+    memo = node.meta.get("kdb_keys")
+    if memo is None:
+        memo = node.meta["kdb_keys"] = {}
+    key = memo.get(namespace)
+    if key is None:
+        key = memo[namespace] = f"{(node.db or namespace).lower()}.{node.name.lower()}"
+    return key
 
 
 def _is_system(node: exp.Table) -> bool:

@@ -24,10 +24,23 @@ class Jobs:
         self.node_id = node_id
         self.pending_writes: dict[str, int] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.writes_since_checkpoint = 0
 
     def note_writes(self, table_key: str, count: int) -> None:
         """Remember that a table has writes not yet flushed."""
         self.pending_writes[table_key] = self.pending_writes.get(table_key, 0) + count
+        self.writes_since_checkpoint += count
+
+    async def checkpoint_loop(self, interval: float = 1.0) -> None:
+        """Background auto-flush: checkpoint the WAL in a worker thread once a second when there were writes."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.writes_since_checkpoint:
+                self.writes_since_checkpoint = 0
+                try:
+                    await asyncio.to_thread(_checkpoint, str(self.store.path))
+                except sqlite3.Error as exc:
+                    log.warning("background checkpoint failed: %s", exc)
 
     def start_flush(self, table: TableDef) -> str | None:
         """Queue a flush of ``table``; None when it has no pending writes (KalamDB then skips)."""

@@ -73,6 +73,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA temp_store=MEMORY")
+        # Checkpoints (with their fsyncs) run in a background thread (see jobs.Jobs.checkpoint_loop),
+        # not inside the commit of whichever request happens to cross the threshold.
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
         self.db.executescript(_INTERNAL)
         self.namespaces: dict[str, int] = dict(self.db.execute("SELECT name, created_at FROM __namespaces"))
         if "default" not in self.namespaces:
