@@ -1,0 +1,161 @@
+"""Each ``--fault`` of ``lqharness serve`` has a visible, deterministic effect on the wire."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import websocket
+
+from tests.integration.refserver_fixture import Http, WsClient, start_refserver
+
+pytestmark = pytest.mark.timeout(60)
+
+SQL = "SELECT * FROM app.items"
+
+
+def prepare(srv) -> tuple[Http, str, WsClient]:
+    """Namespace, table, and one subscribed WebSocket (live changes only)."""
+    http = Http(srv.url)
+    token = http.login("root", srv.root_password)
+    http.ok(token, "CREATE NAMESPACE app")
+    http.ok(token, "CREATE USER TABLE app.items (id BIGINT PRIMARY KEY, v TEXT)")
+    ws = WsClient(srv.ws_url)
+    assert ws.authenticate(token)["type"] == "auth_success"
+    assert ws.subscribe("s", SQL)["type"] == "subscription_ack"
+    return http, token, ws
+
+
+def insert(http: Http, token: str, *keys: int) -> None:
+    for key in keys:
+        http.ok(token, "INSERT INTO app.items (id, v) VALUES ($1, $2)", [key, f"v{key}"])
+
+
+def received_ids(ws: WsClient, timeout: float = 0.7) -> list[int]:
+    """Ids of change rows until the socket is quiet for ``timeout``."""
+    ids = []
+    while True:
+        try:
+            msg = ws.recv(timeout)
+        except websocket.WebSocketTimeoutException:
+            return ids
+        ids.append(int((msg.get("rows") or msg["old_values"])[0]["id"]))
+
+
+def live_changes(http: Http, token: str) -> int:
+    return int(http.ok(token, "SELECT changes FROM system.live WHERE subscription_id = 's'")[0]["rows"][0][0])
+
+
+def test_drop_every_n(tmp_path):
+    with start_refserver(tmp_path, "--fault", "drop:every=3") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3, 4, 5, 6, 7)
+        assert received_ids(ws) == [1, 2, 4, 5, 7]
+        assert live_changes(http, token) == 5
+
+
+def test_duplicate_every_n(tmp_path):
+    with start_refserver(tmp_path, "--fault", "duplicate:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3, 4)
+        assert received_ids(ws) == [1, 2, 2, 3, 4, 4]
+
+
+def test_reorder_every_n(tmp_path):
+    with start_refserver(tmp_path, "--fault", "reorder:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3, 4, 5)
+        assert received_ids(ws) == [1, 3, 2, 5, 4]
+
+
+def test_delay_every_k(tmp_path):
+    with start_refserver(tmp_path, "--fault", "delay:ms=400,every=2") as srv:
+        http, token, ws = prepare(srv)
+        timings = []
+        for key in (1, 2):
+            started = time.monotonic()
+            insert(http, token, key)
+            ws.recv()
+            timings.append(time.monotonic() - started)
+        assert timings[0] < 0.35 and timings[1] >= 0.39
+
+
+def test_stale_old_values(tmp_path):
+    with start_refserver(tmp_path, "--fault", "stale-old") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        ws.recv()
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        first = ws.recv()
+        assert first["old_values"][0]["v"] != "v1"
+        http.ok(token, "UPDATE app.items SET v = 'third' WHERE id = 1")
+        second = ws.recv()
+        assert second["old_values"][0]["v"] == "v1"  # one version too old
+
+
+def test_no_deleted_flag(tmp_path):
+    with start_refserver(tmp_path, "--fault", "no-deleted") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        ws.recv()
+        http.ok(token, "DELETE FROM app.items WHERE id = 1")
+        tomb = ws.recv()["old_values"][0]
+        assert tomb["id"] == "1" and "_deleted" not in tomb
+
+
+def test_skew_changes_counter(tmp_path):
+    with start_refserver(tmp_path, "--fault", "skew-changes:by=5") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2)
+        assert received_ids(ws) == [1, 2]
+        assert live_changes(http, token) == 7
+
+
+def test_leak_grows_rss(tmp_path):
+    with start_refserver(tmp_path, "--fault", "leak:bytes=1000000") as srv:
+        http, token, ws = prepare(srv)
+
+        def rss() -> int:
+            rows = http.ok(token, "SELECT metric_value FROM system.stats WHERE metric_name = 'memory_rss_bytes'")
+            return int(rows[0]["rows"][0][0])
+
+        before = rss()
+        insert(http, token, *range(1, 61))
+        assert len(received_ids(ws)) == 60
+        assert rss() - before > 40_000_000
+
+
+def test_keep_closed_leaves_half_open_socket_and_listing(tmp_path):
+    with start_refserver(tmp_path, "--fault", "keep-closed") as srv:
+        http, token, ws = prepare(srv)
+        ws.ws.send_close(status=1000, reason=b"bye")
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv_frame(timeout=1.0)
+        rows = http.ok(token, "SELECT subscription_id, status FROM system.live")[0]["rows"]
+        assert rows == [["s", "active"]]
+
+
+def test_stall_stops_everything(tmp_path):
+    with start_refserver(tmp_path, "--fault", "stall:after=1,for=2") as srv:
+        http = Http(srv.url)
+        time.sleep(1.3)
+        started = time.monotonic()
+        assert http.request("GET", "/health")[0] == 200
+        assert time.monotonic() - started > 1.0
+
+
+def test_crash_exits_hard(tmp_path):
+    with start_refserver(tmp_path, "--fault", "crash:after=1") as srv:
+        assert srv.proc.wait(10) == 70
+        assert "fault crash" in srv.log()
+
+
+@pytest.mark.parametrize("spec", ["explode", "drop", "drop:every=0", "delay:ms=x", "stall:after=1", "drop:often=2"])
+def test_bad_fault_spec_is_one_line_error(spec):
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--port", "0", "--fault", spec],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("lqharness: error: --fault")
+    assert "Traceback" not in proc.stderr
