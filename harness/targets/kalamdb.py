@@ -243,7 +243,11 @@ class _Credentials:
 
 
 class _SqlSession:
-    """``POST /v1/api/sql`` as one user over one connection; re-logs in once on TOKEN_EXPIRED."""
+    """``POST /v1/api/sql`` as one user over one connection.
+
+    A 401 (token expired, or signed with a secret the server no longer has after a restart)
+    means the statement was not run: the token is dropped, and one fresh login and retry follow.
+    """
 
     def __init__(self, endpoint: _Endpoint, creds: _Credentials, timeout: float) -> None:
         self.creds = creds
@@ -258,8 +262,7 @@ class _SqlSession:
         for attempt in range(2):
             token = self.creds.token(self.http, self.timeout)
             status, body = self.http.post(SQL_PATH, payload, token)
-            err = wire.error_of(body)
-            if status == 401 and err is not None and err[0] == "TOKEN_EXPIRED" and attempt == 0:
+            if status == 401 and attempt == 0:
                 self.creds.invalidate(token)
                 continue
             return status, body

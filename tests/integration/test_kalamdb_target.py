@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.plan import TargetSpec
-from harness.targets import create_target
+from harness.targets import create_target, kalamdb
 from harness.targets.base import Change, Column, Disconnected, Op, Outcome, Schema, Target, TargetError
 from tests.integration.refserver_fixture import Http, start_refserver
 
@@ -328,3 +328,24 @@ def test_server_loss_makes_writes_indeterminate_and_listeners_disconnected(tmp_p
     assert time.monotonic() - started < 6
     listener.close()
     writer.close()
+
+
+@pytest.mark.timeout(20)
+def test_rejected_cached_tokens_are_renewed(server) -> None:
+    target = _target(server)
+    schema = _schema(target)
+    (user,) = schema.users
+    writer = target.writer(schema, user)
+    key = (target.endpoint.base_url, user)
+    try:
+        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        assert writer.insert(_row(1)).outcome is Outcome.OK
+        assert kalamdb._TOKENS[key].access != "not-a-valid-jwt"
+        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        listener = target.listener(schema, user)
+        listener.subscribe(snapshot=True)
+        (snap,) = _drain(listener, 1)
+        assert snap.op is Op.SNAPSHOT and snap.row["id"] == 1
+        listener.close()
+    finally:
+        writer.close()

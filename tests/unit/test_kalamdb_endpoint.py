@@ -1,0 +1,36 @@
+"""KalamDB target URL handling and one-line transport error texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.targets.base import TargetError
+from harness.targets.kalamdb import _describe, _Endpoint
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "ws", "loopback"),
+    [
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "ws://127.0.0.1:8080/v1/ws", True),
+        ("localhost:9000", "http://localhost:9000", "ws://localhost:9000/v1/ws", True),
+        ("https://db.example.com", "https://db.example.com:443", "wss://db.example.com:443/v1/ws", False),
+        ("http://[::1]:8088", "http://[::1]:8088", "ws://[::1]:8088/v1/ws", True),
+        ("http://10.0.0.5:8080", "http://10.0.0.5:8080", "ws://10.0.0.5:8080/v1/ws", False),
+    ],
+)
+def test_endpoint_urls(url: str, base: str, ws: str, loopback: bool) -> None:
+    endpoint = _Endpoint(url)
+    assert (endpoint.base_url, endpoint.ws_url, endpoint.loopback) == (base, ws, loopback)
+
+
+@pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://host:99999"])
+def test_bad_urls_are_one_line_target_errors(url: str) -> None:
+    with pytest.raises(TargetError) as err:
+        _Endpoint(url)
+    assert "\n" not in str(err.value)
+
+
+def test_transport_errors_read_as_one_line() -> None:
+    assert _describe(ConnectionRefusedError(111, "Connection refused")) == "connection refused"
+    assert _describe(TimeoutError("timed out")) == "timed out"
+    assert _describe(OSError("first line\nsecond line")) == "OSError: first line"
