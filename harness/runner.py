@@ -232,7 +232,9 @@ class Runner:
     def _run_locust(self, plan: Plan, plan_path: Path, folder: RunFolder) -> None:
         opts = self.options
         run_dir = folder.path
-        env = {**os.environ, PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1"}
+        # Locust must run gevent-patched whatever the caller's environment says.
+        env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
+        env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1"})
         bound = _run_time_bound(plan)
         port = _free_port()
         role = "master" if opts.workers > 0 else "local"
