@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gevent import monkey
 from locust import events
 
+from harness.errors import HarnessError
 from harness.identity import messages_schema
 from harness.plan import load_plan
 from harness.targets import create_target
 from locustfiles import coordination, listeners, writers
 
+if not monkey.is_module_patched("socket"):
+    raise HarnessError(
+        "Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it"
+    )
 PLAN = load_plan()
 
 

@@ -61,7 +61,10 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
             admin.setup(messages_schema(plan))
         finally:
             admin.close()
-    env = {**os.environ, "LQH_PLAN": str(run_dir / "plan.json")}
+    env = {
+        k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"
+    }  # Locust needs gevent's patching
+    env["LQH_PLAN"] = str(run_dir / "plan.json")
     users = len(plan.listeners) + len(plan.writer_groups)
     base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
     main = [*base, "--headless", "-u", str(users), "-r", str(users), "--run-time", "60s", "--stop-timeout", "10",

@@ -2,8 +2,10 @@
 
 import os
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched.
-os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+# Locust patches the whole process with gevent on import; the test process must stay unpatched,
+# and the variable must not leak into Locust subprocesses that other tests start.
+_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 
 import orjson  # noqa: E402
 from locust.env import Environment  # noqa: E402
@@ -14,6 +16,11 @@ from harness.tracker import ListenerTracker  # noqa: E402
 from locustfiles import coordination  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
 from tests.unit.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
+
+if _PREVIOUS is None:
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+else:
+    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
 
 
 def _plan(run_dir: str = "") -> Plan:

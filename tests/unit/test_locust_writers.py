@@ -2,8 +2,10 @@
 
 import os
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched.
-os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+# Locust patches the whole process with gevent on import; the test process must stay unpatched,
+# and the variable must not leak into Locust subprocesses that other tests start.
+_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 
 import time  # noqa: E402
 from typing import Any  # noqa: E402
@@ -14,6 +16,11 @@ from harness.identity import content, row_id, split_id  # noqa: E402
 from harness.plan import Step, WriterSpec  # noqa: E402
 from harness.targets.base import Outcome, Row, WriteResult  # noqa: E402
 from locustfiles.writers import LiveRows, WriterStream, run_streams  # noqa: E402
+
+if _PREVIOUS is None:
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+else:
+    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
 
 
 class MemoryTable:
