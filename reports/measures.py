@@ -217,7 +217,7 @@ def crash_signs(folder: RunFolder) -> str | None:
     frame = folder.monitor
     if not frame.empty:
         end = run_end(folder)
-        dead = frame[~frame["alive"]]
+        dead = frame[frame["dead"]]
         if end is not None:
             dead = dead[dead["t"] <= end]
         if len(dead):

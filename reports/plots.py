@@ -124,7 +124,7 @@ def memory_plot(folder: RunFolder, criteria: Criteria) -> str:
 
 
 def _mark_deaths(ax: Axes, folder: RunFolder, frame: pd.DataFrame) -> None:
-    dead = frame[~frame["alive"]]
+    dead = frame[frame["dead"]]
     if len(dead):
         ax.axvline(float(dead["t"].iloc[0]) - (folder.t0 or 0.0), color="black", lw=1.5, label="server gone")
 

@@ -187,10 +187,14 @@ def _monitor_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in (*MONITOR_NUMERIC, *[c for c in frame.columns if c.startswith("conn_")]):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    if "alive" in frame:
-        frame["alive"] = frame["alive"].map(lambda v: v is True)
-    else:
-        frame["alive"] = True
+    has_rss = frame["rss"].notna() if "rss" in frame else pd.Series(False, index=frame.index)
+    flags = frame["alive"] if "alive" in frame else pd.Series(None, index=frame.index, dtype=object)
+    # ``dead`` only on an explicit alive:false; a sample without a boolean ``alive`` counts as alive
+    # when it carries a reading, and as neither when it does not
+    frame["dead"] = [v is False for v in flags]
+    frame["alive"] = [
+        v is True or (not isinstance(v, bool) and bool(r)) for v, r in zip(flags, has_rss, strict=True)
+    ]
     frame = frame.dropna(subset=["t"]) if "t" in frame else pd.DataFrame()
     return frame.sort_values("t").reset_index(drop=True)
 

@@ -410,3 +410,22 @@ def test_cli_judge_prints_a_short_table_and_returns_the_verdict(
     assert cli_main(["judge", str(run_dir), "--no-report"]) == 1
     out = capsys.readouterr().out
     assert "SC-056        fail" in out and "verdict: FAIL" in out
+
+
+def test_criteria_file_with_a_wrong_type_or_table_is_rejected(tmp_path: Path) -> None:
+    from harness.errors import HarnessError
+    from reports.criteria import load_criteria
+
+    wrong_type = tmp_path / "type.toml"
+    wrong_type.write_text('[SC-054]\nmax_latency_ms = "fast"\n')
+    with pytest.raises(HarnessError, match=r"\[SC-054\] max_latency_ms must be a float"):
+        load_criteria(wrong_type)
+    wrong_table = tmp_path / "table.toml"
+    wrong_table.write_text("[SC-0566]\nmax_growth_pct = 1\n")
+    with pytest.raises(HarnessError, match=r"unknown criteria table \[SC-0566\]"):
+        load_criteria(wrong_table)
+    not_toml = tmp_path / "bad.toml"
+    not_toml.write_text("[SC-056\n")
+    with pytest.raises(HarnessError, match="not valid TOML"):
+        load_criteria(not_toml)
+    assert load_criteria(None)["SC-056"]["max_growth_pct"] == 10.0
