@@ -238,7 +238,9 @@ def anomalies_plot(folder: RunFolder, criteria: Criteria) -> str:
         raise NoData("no delivery anomaly recorded: nothing lost, duplicated, reordered or wrong")
     fig, ax = _axes(folder, "cumulative anomalies")
     for kind, group in frame.sort_values("t").groupby("kind"):
-        ax.step(_seconds(folder, group["t"]), group["count"].cumsum(), where="post", label=str(kind), lw=1.5)
+        ax.step(_seconds(folder, group["t"]), group["count"].cumsum(), where="post", label=str(kind), lw=1.5,
+                marker="o", ms=4)  # fmt: skip
+    ax.set_ylim(bottom=0)
     return _finish(fig, ax)
 
 
