@@ -16,6 +16,7 @@ run: $(STAMP)
 	$(BIN)/lqharness run live --quick
 
 test: $(STAMP)
+	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
