@@ -2,13 +2,15 @@
 
 Pure functions over plain data. For each listener the expected ("must") set is every
 write acked ok by a writer it should see (its conversation, or all when unfiltered),
-invoked after it was ready and acked before its end minus the drain window, outside
-disconnect gaps. Writes that race a boundary, fall in a gap, or are indeterminate are
-"may": they can arrive or not without an anomaly. Lost = must − delivered; phantom =
+invoked after it was ready and acked before its end minus the drain window. Writes that
+race a boundary, fall in a gap without resume, or are indeterminate are "may": they can
+arrive or not without an anomaly. In a gap with resume (KalamDB sends the rows changed
+since the last seen ``_seq``, current versions only), a write stays "must" unless its row
+version was replaced before the listener came back; deletes there are "may". Lost = must − delivered; phantom =
 delivered writes the ledger has as failed or never made (indeterminate ones never are).
 
 A disconnect gap starts ``slack`` before the disconnect (notifications still in flight
-then may be superseded or deleted before the resume): ``gap_slack_ns`` or twice the
+then may be replaced or deleted before the resume): ``gap_slack_ns`` or twice the
 listener's p99 latency, whichever is more.
 """
 
@@ -32,44 +34,64 @@ DEFAULT_GAP_SLACK_NS = 200_000_000  # at least; twice the listener's p99 latency
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """A listener's time windows: where writes must arrive (``up``) and its whole life."""
+    """A listener's time windows.
+
+    ``up``: where acked writes must arrive. ``soft``: resumed disconnect gaps (from
+    ``slack`` before the disconnect to the resume), where a write whose row version was
+    later replaced, and any delete, may be missing (a resume sends current rows only).
+    ``life``: ready to end, where anything may arrive.
+    """
 
     up: tuple[tuple[int, int], ...]
+    soft: tuple[tuple[int, int], ...]
     life: tuple[int, int] | None
 
 
 def listener_windows(summary: dict[str, Any], drain_ns: int, gap_slack_ns: int) -> Windows:
-    """Up intervals: ready → first disconnect − slack, resume → next, ..., last resume → end − drain."""
+    """Up intervals from ready to end − drain, cut by gaps without resume, softened by resumed ones."""
     ready, end = summary.get("ready_ns"), summary.get("end_ns")
     if ready is None or end is None:
-        return Windows((), None)
+        return Windows((), (), None)
     up: list[tuple[int, int]] = []
+    soft: list[tuple[int, int]] = []
     start: int | None = ready
     for gap in sorted(summary.get("disconnects", []), key=lambda d: d["down_ns"]):
         if start is None:
             break
+        if gap.get("resumed") and gap.get("up_ns") is not None:
+            soft.append((gap["down_ns"] - gap_slack_ns, gap["up_ns"]))
+            continue
         up.append((start, gap["down_ns"] - gap_slack_ns))
         start = gap.get("up_ns")
     if start is not None:
         up.append((start, end - drain_ns))
-    return Windows(tuple((a, b) for a, b in up if a <= b), (ready, end))
+    return Windows(tuple((a, b) for a, b in up if a <= b), tuple(soft), (ready, end))
+
+
+def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
+    """Keys whose operation may overlap ``[start, stop]``."""
+    lo = times.first_possibly_acked_at_or_after(start)
+    hi = times.last_possibly_invoked_at_or_before(stop)
+    return RangeSet([(lo, hi)] if lo <= hi and lo < INF else [])
 
 
 def _classify(
-    times: TimeIndex, windows: Windows, ok: RangeSet, possible: RangeSet
+    times: TimeIndex, windows: Windows, ok: RangeSet, possible: RangeSet, replaced: RangeSet | None
 ) -> tuple[RangeSet, RangeSet]:
-    """(must, may) keys of one writer stream for one listener."""
+    """(must, may) keys of one writer stream for one listener; ``replaced`` keys (all when None)
+    are excused inside soft windows."""
     must = RangeSet()
     for start, stop in windows.up:
         lo, hi = times.first_invoked_at_or_after(start), times.last_acked_at_or_before(stop)
         if lo <= hi:
             must.add_range(lo, hi)
     must = must.intersection(ok)
+    for start, stop in windows.soft:
+        gap = _touching(times, start, stop)
+        must = must.difference(gap if replaced is None else gap.intersection(replaced))
     if windows.life is None:
         return must, RangeSet()
-    lo = times.first_possibly_acked_at_or_after(windows.life[0])
-    hi = times.last_possibly_invoked_at_or_before(windows.life[1])
-    life = RangeSet([(lo, hi)] if lo <= hi and lo < INF else [])
+    life = _touching(times, *windows.life)
     return must, life.intersection(possible).difference(must)
 
 
@@ -146,13 +168,14 @@ def check_listener(
                     )
                 )
             continue
-        for keys, got_keys, times, ok, possible, failed, is_delete in (
-            (led.written, got_w, led.times, "ok", ("ok", "indeterminate"), "failed", False),
-            (led.deleted, got_d, led.delete_times, "ok", ("ok", "indeterminate"), "failed", True),
+        for keys, got_keys, times, replaced, is_delete in (
+            (led.written, got_w, led.times, led.superseded, False),
+            (led.deleted, got_d, led.delete_times, None, True),
         ):
-            must, may = _classify(times, windows, keys(ok), keys(*possible))
+            possible = keys("ok", "indeterminate")
+            must, may = _classify(times, windows, keys("ok"), possible, replaced)
             lost = must.difference(got_keys)
-            phantom = got_keys.difference(keys(*possible))
+            phantom = got_keys.difference(possible)
             counts["expected"] += len(must)
             counts["may"] += len(may)
             counts["lost"] += len(lost)
@@ -172,7 +195,7 @@ def check_listener(
                     )
                 )
             for key in phantom.first(MAX_WITNESSES):
-                why = "failed" if key in keys(failed) else "never made"
+                why = "failed" if key in keys("failed") else "never made"
                 witnesses.append(
                     _witness(
                         "phantom",
@@ -221,19 +244,27 @@ def _secs(ns: int | None) -> float | None:
 
 
 def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Listener seconds connected vs alive, and unexpected disconnects with witnesses."""
-    up = total = 0.0
+    """Listener seconds connected vs meant to be connected, and unexpected disconnects with witnesses.
+
+    Planned time away (a scenario's reconnect) counts in neither; unexpected gaps count as down.
+    ``listener_seconds_since_ready`` is the same total counted from each listener's ready time.
+    """
+    up = total = planned_total = since_ready = 0.0
     unexpected = 0
     witnesses: list[dict[str, Any]] = []
     for s in summaries:
         created, ready, end = s.get("created_ns"), s.get("ready_ns"), s.get("end_ns")
         if created is None or end is None:
             continue
-        total += (end - created) / 1e9
+        gaps = s.get("disconnects", [])
+        planned = sum((d["up_ns"] or end) - d["down_ns"] for d in gaps if d.get("expected"))
+        down = sum((d["up_ns"] or end) - d["down_ns"] for d in gaps if not d.get("expected"))
+        total += (end - created - planned) / 1e9
+        planned_total += planned / 1e9
         if ready is not None:
-            down = sum(((d["up_ns"] or end) - d["down_ns"]) for d in s.get("disconnects", []))
-            up += max(0, end - ready - down) / 1e9
-        for d in s.get("disconnects", []):
+            up += max(0, end - ready - planned - down) / 1e9
+            since_ready += max(0, end - ready - planned) / 1e9
+        for d in gaps:
             if d.get("expected"):
                 continue
             unexpected += 1
@@ -250,6 +281,8 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {
         "listener_seconds_up": round(up, 3),
         "listener_seconds_total": round(total, 3),
+        "listener_seconds_since_ready": round(since_ready, 3),
+        "planned_away_seconds": round(planned_total, 3),
         "unexpected_disconnects": unexpected,
         "disconnect_witnesses": witnesses,
     }

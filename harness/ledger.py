@@ -1,7 +1,8 @@
 """The writers' ledger: what each writer did and what it knows about the outcome, compactly.
 
 Per writer: range sets of insert/update sequence numbers (``wseq``) per outcome,
-range sets of deleted row numbers per outcome, counts by kind, and coarse time indexes (checkpoints of
+range sets of deleted row numbers per outcome, the wseqs whose row version was later
+replaced (updated or deleted), counts by kind, and coarse time indexes (checkpoints of
 invoke/ack times) from which the checker bounds when any operation happened. Memory
 grows with outcome changes and run time, never with one entry per operation.
 """
@@ -125,15 +126,22 @@ class WriterLedger:
     wseqs: dict[str, RangeSet] = field(default_factory=dict)
     deleted_rows: dict[str, RangeSet] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    superseded: RangeSet = field(default_factory=RangeSet)
     times: TimeIndex = field(default_factory=TimeIndex)
     delete_times: TimeIndex = field(default_factory=TimeIndex)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, kind: str, key: int, result: WriteResult) -> None:
-        """Record one operation: ``key`` is the wseq of an insert/update, the row number of a delete."""
+    def record(self, kind: str, key: int, result: WriteResult, supersedes: int | None = None) -> None:
+        """Record one operation: ``key`` is the wseq of an insert/update, the row number of a delete.
+
+        ``supersedes`` is the wseq of the row version an update or delete replaces: a listener
+        away at that time may never see that version (a resume sends current rows only).
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown op kind {kind!r}")
         outcome = str(Outcome(result.outcome))
+        if supersedes is not None and outcome != Outcome.FAILED:
+            self.superseded.add(supersedes)
         if kind == "delete":
             self.deleted_rows.setdefault(outcome, RangeSet()).add(key)
             self.delete_times.add(key, result.invoke_ns, result.ack_ns)
@@ -166,6 +174,7 @@ class WriterLedger:
             "wseqs": {o: rs.to_list() for o, rs in self.wseqs.items()},
             "deleted_rows": {o: rs.to_list() for o, rs in self.deleted_rows.items()},
             "counts": self.outcome_counts(),
+            "superseded": self.superseded.to_list(),
             "times": self.times.to_list(),
             "delete_times": self.delete_times.to_list(),
             "errors": list(self.errors),
@@ -179,6 +188,7 @@ class WriterLedger:
             wseqs={o: RangeSet.from_list(r) for o, r in data["wseqs"].items()},
             deleted_rows={o: RangeSet.from_list(r) for o, r in data["deleted_rows"].items()},
             counts={o: dict(c) for o, c in data["counts"].items()},
+            superseded=RangeSet.from_list(data.get("superseded", [])),
             times=TimeIndex.from_list(data["times"]),
             delete_times=TimeIndex.from_list(data["delete_times"]),
             errors=list(data.get("errors", [])),

@@ -89,6 +89,7 @@ def write_outputs(
                 "subscription_id": final.get("subscription_id"),
                 "subscriptions": final.get("subscriptions", {}),
                 "received": final["summary"]["received"],
+                "snapshot_rows": final["summary"]["by_op"].get("snapshot", 0),
             }
             for final in sorted(listener_finals, key=lambda f: f["listener_id"])
         },

@@ -10,8 +10,8 @@ drain → target counters → stop listeners → final summaries → checker →
 from __future__ import annotations
 
 import itertools
-import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,6 @@ from harness.plan import Plan
 from harness.targets.base import Schema, Target, TargetError
 from harness.tracker import ListenerTracker
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs
-
-log = logging.getLogger("lqharness")
 
 CLAIM = "lqh_claim"  # user -> coordinator: {kind, token}
 CLAIMED = "lqh_claimed"  # coordinator -> user: {token, index|None}
@@ -176,7 +174,7 @@ class Coordinator:
         reserve = self.plan.drain_seconds + self.plan.summary_timeout + END_MARGIN_SECONDS
         return self._started + max(self.context.max_seconds - reserve, 1.0)
 
-    def _wait(self, done: Any, until: float, local_link: UserLink | None) -> bool:
+    def _wait(self, done: Callable[[], bool], until: float, local_link: UserLink | None) -> bool:
         while not done():
             if time.monotonic() >= until:
                 return False

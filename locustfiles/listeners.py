@@ -9,7 +9,6 @@ unexpected disconnect (recorded as such).
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -18,11 +17,9 @@ from gevent.event import Event
 from locust import User, task
 
 from harness.plan import ListenerSpec
-from harness.targets.base import Disconnected, Listener, TargetError
+from harness.targets.base import Disconnected, Listener, Op, TargetError
 from harness.tracker import ListenerTracker
 from locustfiles import coordination
-
-log = logging.getLogger("lqharness")
 
 RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
@@ -48,7 +45,7 @@ class Subscription:
             None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
         )
         self.current: Listener | None = None
-        self.received: dict[str, int] = {}  # subscription id -> notifications received on it
+        self.received: dict[str, int] = {}  # subscription id -> change notifications received on it
         self.last_seq: int | None = None
         self.last_error: str | None = None
 
@@ -84,8 +81,9 @@ class Subscription:
         assert self.current is not None
         change = self.current.recv(timeout)
         if change is not None:
-            sid = self.current.subscription_id or next(reversed(self.received))
-            self.received[sid] = self.received.get(sid, 0) + 1
+            if change.op is not Op.SNAPSHOT:  # the server's changes counter counts change events only
+                sid = self.current.subscription_id or next(reversed(self.received))
+                self.received[sid] = self.received.get(sid, 0) + 1
             if self.current.last_seq is not None:
                 self.last_seq = self.current.last_seq
         return change

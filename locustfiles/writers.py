@@ -37,13 +37,15 @@ class LiveRows:
         self._head = 0
         self._cursor = 0
         self.versions: dict[int, int] = {}
+        self.wseqs: dict[int, int] = {}  # row -> wseq of its current version
 
     def __len__(self) -> int:
         return len(self._rows) - self._head
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, wseq: int) -> None:
         self._rows.append(n)
         self.versions[n] = 1
+        self.wseqs[n] = wseq
 
     def oldest(self) -> int | None:
         return self._rows[self._head] if len(self) else None
@@ -60,6 +62,7 @@ class LiveRows:
     def remove(self, n: int) -> None:
         """Forget row ``n`` (deleted or retired)."""
         self.versions.pop(n, None)
+        self.wseqs.pop(n, None)
         if len(self) and self._rows[self._head] == n:
             self._head += 1
         else:
@@ -161,7 +164,7 @@ class WriterStream:
         result = session.insert(row)
         self.ledger.record("insert", self.wseq, result)
         if result.outcome is Outcome.OK:
-            self.rows.add(self.n)
+            self.rows.add(self.n, self.wseq)
         return result
 
     def _update(self, session: WriterSession, n: int) -> WriteResult:
@@ -169,16 +172,17 @@ class WriterStream:
         rid = row_id(self.spec.writer_id, n)
         version = self.rows.versions[n] + 1
         result = session.update(rid, update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes))
-        self.ledger.record("update", self.wseq, result)
+        self.ledger.record("update", self.wseq, result, supersedes=self.rows.wseqs[n])
         if result.outcome is Outcome.OK:
             self.rows.versions[n] = version
+            self.rows.wseqs[n] = self.wseq
         elif result.outcome is Outcome.INDETERMINATE:
             self.rows.remove(n)  # its version is unknown now: never touch it again
         return result
 
     def _delete(self, session: WriterSession, n: int) -> WriteResult:
         result = session.delete(row_id(self.spec.writer_id, n))
-        self.ledger.record("delete", n, result)
+        self.ledger.record("delete", n, result, supersedes=self.rows.wseqs[n])
         self.rows.remove(n)  # deleted, or unknown: either way deletes stay in increasing row order
         return result
 

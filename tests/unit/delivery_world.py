@@ -73,7 +73,7 @@ class World:
         res = self._result(outcome)
         rid = row_id(wid, n)
         new = {**old, **update_changes(rid, old["version"] + 1, w.wseq, res.invoke_ns // 1000, PAYLOAD)}
-        w.ledger.record("update", w.wseq, res)
+        w.ledger.record("update", w.wseq, res, supersedes=old["wseq"])
         if outcome is Outcome.OK:
             w.versions[n] = new
             old_values = {"id": rid, **{k: old[k] for k in ("version", "wseq", "content", "sent_at")}}
@@ -82,7 +82,7 @@ class World:
     def delete(self, wid: int, n: int, outcome: Outcome = Outcome.OK) -> None:
         w = self.writers[wid]
         res = self._result(outcome)
-        w.ledger.record("delete", n, res)
+        w.ledger.record("delete", n, res, supersedes=w.versions[n]["wseq"])
         if outcome is Outcome.OK:
             self._push(Op.DELETE, None, {**w.versions.pop(n), "_deleted": True}, res, deleted=True)
 

@@ -2,9 +2,12 @@
 
 from dataclasses import replace
 
+import pytest
+
 from harness.checker import check
-from harness.targets.base import Change, Op, Outcome
-from tests.unit.delivery_world import DRAIN_NS, MS, T0, World
+from harness.targets.base import Op, Outcome
+from harness.tracker import ListenerTracker
+from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 ZERO = {
     "lost": 0,
@@ -171,39 +174,57 @@ def test_filtered_listener_gets_only_its_conversation() -> None:
     assert report["totals"]["expected"] == 8
 
 
-def test_disconnect_gap_with_resume_makes_gap_writes_may() -> None:
-    """Writes in a gap are "may": a resume snapshot may deliver a row's current version only."""
+def _resume_world(drop_from_snapshot: int | None = None) -> dict:
+    """A listener sees 6 of 10 inserts, leaves; rows are updated, deleted and inserted while it is away;
+    it resumes and gets the current version of every row changed since (as KalamDB does), then live changes."""
     world = World()
     world.writer(1, 10)
     for _ in range(10):
         world.insert(1)
     down = world.t
-    world.update(1, 3)
-    world.update(1, 3)
+    world.update(1, 3)  # wseq 11, replaces insert 3 (delivered before the gap)
+    world.update(1, 3)  # wseq 12, replaces wseq 11
+    world.update(1, 8)  # wseq 13, replaces insert 8 (in flight at the disconnect)
     world.delete(1, 1)
-    up = world.t + 5 * MS
+    world.insert(1)  # row 11, wseq 14
+    up = world.t
     for _ in range(5):
-        world.insert(1)
-    before = [c for c in world.changes if c.received_ns < down - 1_500 * MS]
-    snapshot = Change(Op.SNAPSHOT, world.changes[11].row, None, 99, up, 100)  # row 3 at version 3
-    after = [c for c in world.changes if c.received_ns > up]
-    tracker = world.listen([])
-    tracker = type(tracker)("l1", None, 64, DRAIN_NS, created_ns=T0)
+        world.insert(1)  # wseq 15..19, live after the resume
+    by_wseq = {(c.row or c.old_row)["wseq"]: c for c in world.changes if c.op is not Op.DELETE}
+    snapshot = [
+        replace(by_wseq[w], op=Op.SNAPSHOT, old_row=None, received_ns=up)
+        for w in (7, 9, 10, 12, 13, 14)
+        if w != drop_from_snapshot
+    ]
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
     tracker.mark_ready(T0 + 500 * MS)
-    for c in before:
+    for c in world.changes[:6]:
         tracker.observe(c)
     tracker.mark_disconnected(down, "planned", expected=True)
     tracker.mark_resumed(up)
-    for c in [snapshot, *after]:
+    for c in [*snapshot, *[c for c in world.changes if c.received_ns > up]]:
         tracker.observe(c)
     tracker.mark_end(world.end_ns())
-    report = check([world.writers[1].ledger], [tracker.summary()], DRAIN_NS, gap_slack_ns=1_000 * MS)
+    return check([world.writers[1].ledger], [tracker.summary()], DRAIN_NS, gap_slack_ns=1_000 * MS)
+
+
+def test_resume_gap_excuses_replaced_versions_and_deletes_only() -> None:
+    report = _resume_world()
     assert _counts(report) == ZERO
-    assert report["totals"]["may"] > 0
+    totals = report["totals"]
+    assert totals["expected"] == 19 - 4  # replaced: wseq 1 (deleted row), 3, 8, 11
+    assert totals["may"] == 4 + 1  # those four and the delete
+    assert totals["delivered"] == 6 + 6 + 5
     conn = report["connections"]
-    assert (
-        conn["unexpected_disconnects"] == 0 and conn["listener_seconds_up"] < conn["listener_seconds_total"]
-    )
+    assert conn["unexpected_disconnects"] == 0 and conn["planned_away_seconds"] > 0
+    assert conn["listener_seconds_up"] == pytest.approx(conn["listener_seconds_total"] - 0.5, abs=1e-3)
+    assert conn["listener_seconds_up"] == conn["listener_seconds_since_ready"]
+
+
+def test_resume_that_misses_a_current_row_loses_it() -> None:
+    report = _resume_world(drop_from_snapshot=9)
+    assert _counts(report) == {**ZERO, "lost": 1}
+    assert _witness(report, "lost")["wseq"] == 9
 
 
 def test_unexpected_disconnect_without_resume_is_reported() -> None:

@@ -86,4 +86,5 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         "subscription_id": "s-L2",
         "subscriptions": {"s-L2": 8},
         "received": 8,
+        "snapshot_rows": 0,
     }

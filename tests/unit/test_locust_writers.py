@@ -139,7 +139,7 @@ def test_deadline_bounds_an_unbounded_program() -> None:
 def test_live_rows_compact_and_keep_order() -> None:
     rows = LiveRows()
     for n in range(1, 3001):
-        rows.add(n)
+        rows.add(n, n)
     rows.remove(1500)
     for _ in range(2000):
         rows.remove(rows.oldest())
