@@ -136,7 +136,7 @@ class WsClient:
 
         url = ws_url + ("" if compress else "?compress=false")
         header = [f"Authorization: Bearer {token_header}"] if token_header else []
-        self.ws = websocket.create_connection(url, timeout=timeout, header=header)
+        self.ws = websocket.create_connection(url, timeout=timeout, header=header, skip_utf8_validation=True)
         self.frames: list[tuple[int, bytes]] = []
 
     def send(self, message: dict) -> None:

@@ -1,0 +1,57 @@
+"""``lqharness serve`` on the command line: help, bad flags and an occupied port end with one line, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", "serve", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_help_documents_every_flag():
+    proc = serve("--help")
+    assert proc.returncode == 0
+    for flag in ("--host", "--port", "--data-dir", "--root-password", "--jwt-secret", "--node-id", "--queue-size",
+                 "--queue-overflow", "--block-timeout", "--heartbeat-timeout", "--auth-timeout",
+                 "--max-ws-message-size", "--log-level", "--fault", "--ready-file", "1013"):
+        assert flag in proc.stdout, flag
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--port", "70000"), "--port must be in 0..65535"),
+        (("--node-id", "5000"), "--node-id must be in 0..1023"),
+        (("--queue-size", "0"), "--queue-size must be at least 1"),
+        (("--heartbeat-timeout", "0"), "--heartbeat-timeout must be positive"),
+        (("--root-password", "short"), "root password rejected"),
+    ],
+)
+def test_bad_values_are_one_line_errors(args, message):
+    proc = serve(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+
+
+def test_unknown_choice_is_rejected_without_traceback():
+    proc = serve("--queue-overflow", "maybe")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "invalid choice" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_occupied_port_is_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = serve("--port", str(port), "--root-password", "Root-Pass-123")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"lqharness: error: cannot listen on 127.0.0.1:{port}: Address already in use"
