@@ -114,6 +114,8 @@ class Coordinator:
         self._ledgers: dict[int, dict[str, Any]] = {}
         self._groups_done: set[int] = set()
         self._listener_finals: dict[str, dict[str, Any]] = {}
+        self._claims_by_node: dict[str, int] = {}
+        self._finals_by_node: dict[str, int] = {}
         self._greenlet: gevent.Greenlet | None = None
         self._finished = False
         self._errors: list[str] = []
@@ -146,12 +148,17 @@ class Coordinator:
         index = self._next[kind] if self._next[kind] < total else None
         if index is not None:
             self._next[kind] += 1
+            self._claims_by_node[msg.node_id] = self._claims_by_node.get(msg.node_id, 0) + 1
         self.runner.send_message(CLAIMED, {"token": msg.data["token"], "index": index}, client_id=msg.node_id)
 
     def _on_ready(self, environment: Environment, msg: Any, **_: Any) -> None:
         self._ready[msg.data["listener_id"]] = msg.data.get("error")
 
+    def _count_final(self, node_id: str) -> None:
+        self._finals_by_node[node_id] = self._finals_by_node.get(node_id, 0) + 1
+
     def _on_writer_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._count_final(msg.node_id)
         self._groups_done.add(int(msg.data["group"]))
         for ledger in msg.data["ledgers"]:
             self._ledgers[int(ledger["writer_id"])] = ledger
@@ -159,6 +166,7 @@ class Coordinator:
             self._errors.append(msg.data["error"])
 
     def _on_listener_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._count_final(msg.node_id)
         self._listener_finals[msg.data["listener_id"]] = msg.data
         if msg.data.get("error"):
             self._errors.append(msg.data["error"])
@@ -239,13 +247,16 @@ class Coordinator:
             self._errors.append(error)
         workers = self.runner.worker_count if isinstance(self.runner, MasterRunner) else 0
         expected_ids = {s.listener_id for s in self.context.plan.listeners}
-        expected = len(expected_ids) + len(self.plan.writer_groups)
-        received = len(self._listener_finals) + len(self._groups_done)
+        users_expected = len(expected_ids) + len(self.plan.writer_groups)
+        users_received = len(self._listener_finals) + len(self._groups_done)
+        nodes_complete = [n for n, c in self._claims_by_node.items() if self._finals_by_node.get(n, 0) >= c]
         aggregation = {
             "workers_expected": workers,
-            "summaries_expected": expected,
-            "summaries_received": received,
-            "timed_out": self._summary_timed_out or received < expected,
+            "summaries_expected": len(self._claims_by_node),
+            "summaries_received": len(nodes_complete),
+            "users_expected": users_expected,
+            "users_received": users_received,
+            "timed_out": self._summary_timed_out or users_received < users_expected,
             "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
             "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
             "live_view": self.live_view.totals(),

@@ -125,6 +125,10 @@ def test_in_process_and_distributed_runs_agree(tmp_path: Path, server: Any) -> N
     assert {k: v for k, v in local["delivery"]["totals"].items() if k not in strip} == {
         k: v for k, v in dist["delivery"]["totals"].items() if k not in strip
     }
+    for result, nodes in ((local, 1), (dist, 2)):
+        agg = result["delivery"]["aggregation"]
+        assert agg["summaries_expected"] == agg["summaries_received"] == nodes
+        assert agg["users_expected"] == agg["users_received"] == 4
     assert dist["delivery"]["aggregation"]["workers_expected"] == 2
 
 
