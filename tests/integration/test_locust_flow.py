@@ -149,7 +149,10 @@ def test_updates_deletes_and_a_resuming_listener(tmp_path: Path, server: Any) ->
     assert away["expected"] > 60 and away["may"] > 0 and away["delivered"] >= away["expected"]
     subs = {sid: n for li in result["target"]["listeners"].values() for sid, n in li["subscriptions"].items()}
     assert len(result["target"]["listeners"]["away"]["subscriptions"]) == 2
-    assert all(subs[sid] == n for sid, n in result["target"]["live"].items()), (subs, result["target"]["live"])
+    assert all(subs[sid] == n for sid, n in result["target"]["live"].items()), (
+        subs,
+        result["target"]["live"],
+    )
     assert delivery["connections"]["unexpected_disconnects"] == 0
     assert result["writes"]["totals"]["ok"] == {"insert": 60, "update": 20, "delete": 10}
 
