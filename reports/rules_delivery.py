@@ -191,15 +191,6 @@ def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     )
 
 
-def _since_ready_seconds(folder: RunFolder) -> float | None:
-    """Summed listener time from first ready to end, when every listener records both (else None)."""
-    listeners = [li for li in (folder.delivery or {}).get("listeners") or [] if isinstance(li, dict)]
-    pairs = [(li.get("ready_at"), li.get("end_at")) for li in listeners]
-    if not pairs or not all(isinstance(r, int | float) and isinstance(e, int | float) for r, e in pairs):
-        return None
-    return sum(max(0.0, float(e) - float(r)) for r, e in pairs)
-
-
 def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
     """SC-057: listener connections up at least ``min_uptime_pct`` of the time, no unexpected disconnects."""
     delivery_totals(folder)
@@ -211,8 +202,9 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
         raise Unsupported("delivery.json connections carry no listener time")
     since = "creation"
     if cfg["from_ready"]:
-        ready_total = _since_ready_seconds(folder)
-        if ready_total is not None and ready_total > 0:
+        # The checker's own figure leaves planned time away (scripted reconnects) out.
+        ready_total = conns.get("listener_seconds_since_ready")
+        if isinstance(ready_total, int | float) and ready_total > 0:
             total, since = ready_total, "first ready"
     uptime = min(100.0, 100.0 * float(up) / float(total))
     drops = count(conns, "unexpected_disconnects")
