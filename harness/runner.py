@@ -198,7 +198,8 @@ class Runner:
             return None, TargetSpec("kalamdb", opts.target_url.rstrip("/"), opts.user, opts.password)
         if opts.target != "ref":
             raise HarnessError(f"--target {opts.target} needs --target-url (only 'ref' is started by the harness)")
-        server = start_local_server(folder.path, list(opts.server_args))
+        scenario_args = [str(a) for a in folder.record["profile"].get("server_args", [])]
+        server = start_local_server(folder.path, [*scenario_args, *opts.server_args])
         return server, TargetSpec("kalamdb", server.url, "root", server.root_password)
 
     def _setup_target(self, plan: Plan) -> frozenset[str]:
@@ -262,11 +263,28 @@ class Runner:
                 last_note = time.monotonic()
             time.sleep(0.2)
         folder.phase("locust", t0, time.time())
+        self._merge_phases(folder)
         if not (run_dir / "delivery.json").exists():
             tail = (run_dir / "locust.out").read_text(errors="replace").strip().splitlines()[-3:]
             raise HarnessError(
                 f"Locust exited with code {main_proc.returncode} without a delivery summary: {' | '.join(tail)}"
             )
+
+    @staticmethod
+    def _merge_phases(folder: RunFolder) -> None:
+        """Fold the phases the Locust coordinator appended to ``phases.jsonl`` into run.json."""
+        path = folder.path / "phases.jsonl"
+        if not path.exists():
+            return
+        for line in path.read_bytes().splitlines():
+            try:
+                phase = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a line cut short by a dying process
+            if isinstance(phase, dict) and {"name", "start", "end"} <= phase.keys():
+                folder.record["phases"].append(phase)
+        folder.record["phases"].sort(key=lambda p: p["start"])
+        folder.save()
 
     def _observe(self, seconds: float, server: LocalServer | None) -> None:
         deadline = time.monotonic() + seconds
