@@ -81,7 +81,7 @@ class WsEndpoint:
             compress=False,
         )
         await ws.prepare(request)
-        conn = Connection(self.live, ws, compress)
+        conn = Connection(self.live, ws, compress, request.transport)  # type: ignore[arg-type]
         self.live.add_connection(conn)
         try:
             header = request.headers.get("Authorization", "")
