@@ -428,7 +428,7 @@ def _drop_table(sql: str) -> Stmt:
     tree = _sqlglot(text)
     if not isinstance(tree, exp.Drop) or (tree.args.get("kind") or "").upper() != "TABLE":
         raise SqlError("INVALID_SQL", f"Unsupported statement: {_snippet(sql)}")
-    table = tree.this
+    table = (tree.args.get("tables") or [tree.this])[0]
     return DropTable(sql, table.db or None, table.name, bool(tree.args.get("exists")))
 
 

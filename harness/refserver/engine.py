@@ -6,6 +6,7 @@ plan), so a repeated INSERT with parameters costs one SQLite statement and a few
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from harness.refserver.values import (
     encoder,
     infer_type,
 )
+
+log = logging.getLogger("lqharness.refserver.engine")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -204,6 +207,9 @@ class Engine:
                 raise StatementError(index, exc) from None
             except sqlite3.Error as exc:
                 raise StatementError(index, SqlError("SQL_EXECUTION_ERROR", str(exc))) from None
+            except Exception as exc:  # noqa: BLE001 - a bug must fail the statement, never the server
+                log.exception("internal error in statement %d: %s", index, text[:200])
+                raise StatementError(index, SqlError("INTERNAL_ERROR", f"Internal error: {exc}")) from None
             if batch and dml is not None:
                 entry = folded.setdefault(dml, [0, result["as_user"]])
                 entry[0] += result["row_count"]

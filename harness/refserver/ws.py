@@ -110,6 +110,9 @@ class WsEndpoint:
                 except InvalidMessage as exc:
                     conn.close_after(1011, f"Invalid message: {exc}"[:120])
                     conn.closed = True
+                except Exception as exc:  # noqa: BLE001 - a bug fails the request, never the socket or server
+                    log.exception("connection %s: failed to handle a message", conn.connection_id)
+                    conn.send_control(_error("protocol", "SUBSCRIPTION_FAILED", f"Internal error: {exc}"))
             elif msg.type == WSMsgType.BINARY:
                 if len(msg.data) > self.cfg.max_ws_message_size:
                     conn.send_control(_error("protocol", "MESSAGE_TOO_LARGE",

@@ -1,0 +1,105 @@
+"""Small parts of the reference server: Snowflake ids, values, expressions, table validation, faults, JWTs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlglot
+
+from harness.refserver import catalog, dialect
+from harness.refserver.auth import TokenError, Tokens, check_password, hash_password, verify_password
+from harness.refserver.errors import SqlError
+from harness.refserver.exprs import Compiler, EvalContext, truthy
+from harness.refserver.faults import FaultSpecError, parse_faults
+from harness.refserver.snowflake import EPOCH_MS, Snowflake, millis_of
+from harness.refserver.values import BIGINT, TEXT, coercer, encoder, ktype
+
+
+def test_snowflake_layout_and_monotonic():
+    ids = Snowflake(node_id=5)
+    values = [ids.next() for _ in range(10_000)]
+    assert values == sorted(set(values))
+    assert (values[0] >> 12) & 0x3FF == 5
+    assert abs(millis_of(values[-1]) - time.time() * 1000) < 5_000
+    assert millis_of(0) == EPOCH_MS
+    ids.observe(values[-1] + (1000 << 22))
+    assert ids.next() > values[-1] + (1000 << 22)
+
+
+def test_values_coerce_and_encode():
+    assert coercer(BIGINT)("42") == 42 and encoder(BIGINT)(42) == "42"
+    assert coercer(ktype("TIMESTAMP"))("1970-01-01T00:00:01Z") == 1_000_000
+    assert coercer(ktype("BOOLEAN"))("true") is True
+    assert ktype("DECIMAL", (10, 2)).wire == {"Decimal": {"precision": 10, "scale": 2}}
+    assert ktype("EMBEDDING", (3,)).wire == {"Embedding": 3}
+    with pytest.raises(SqlError):
+        coercer(BIGINT)("abc")
+    with pytest.raises(SqlError):
+        ktype("GEOMETRY")
+
+
+def _where(sql: str):
+    return Compiler({"a": BIGINT, "b": TEXT}).compile(sqlglot.parse_one(sql, read="postgres").args["where"].this)
+
+
+def test_filters_are_three_valued_and_coerce_literals():
+    ctx = EvalContext([], [], "alice", Snowflake(1))
+    check = _where("SELECT * FROM t WHERE a = '5' AND (b LIKE 'x%' OR b IS NULL)")
+    assert truthy(check({"a": 5, "b": "xyz"}, ctx))
+    assert truthy(check({"a": 5, "b": None}, ctx))
+    assert not truthy(check({"a": 6, "b": "xyz"}, ctx))
+    assert not truthy(_where("SELECT * FROM t WHERE NOT a = 1")({"a": None}, ctx))
+    assert truthy(_where("SELECT * FROM t WHERE a IN (1, 2) AND b = CURRENT_USER()")({"a": 2, "b": "alice"}, ctx))
+    assert truthy(_where("SELECT * FROM t WHERE a BETWEEN 1 AND 3")({"a": 3}, ctx))
+
+
+def test_table_validation_rules():
+    def build(sql: str):
+        return catalog.build_table(dialect.parse_statement(sql), "ns", 0)
+
+    table = build("CREATE TABLE ns.t (id TEXT PRIMARY KEY, v TEXT)")
+    assert table.kind == "SHARED" and table.access_level == "PRIVATE"
+    assert [c.name for c in table.columns][-2:] == ["_seq", "_deleted"]
+    for bad in ("CREATE USER TABLE ns.t (id TEXT, v TEXT)",
+                "CREATE USER TABLE ns.t (a TEXT, b TEXT, PRIMARY KEY (a, b))",
+                "CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY)",
+                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')",
+                "CREATE SHARED TABLE ns.t (id TEXT PRIMARY KEY) WITH (TYPE = 'USER')",
+                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (COLOR = 'red')",
+                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY, _seq BIGINT)"):
+        with pytest.raises(SqlError):
+            build(bad)
+    stream = build("CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY) WITH (TTL_SECONDS = 30)")
+    assert stream.per_user and "_deleted" not in stream.by_name
+
+
+def test_fault_specs():
+    faults = parse_faults(["drop:every=3", "delay:ms=5", "stale-old", "stall:after=1,for=2"])
+    assert faults.hits("drop", 6) and not faults.hits("drop", 7)
+    assert faults.param("delay", "every") == 1 and faults.hits("stale-old", 1)
+    assert faults.skew == 0 and parse_faults(["skew-changes:by=4"]).skew == 4
+    for bad in (["nope"], ["drop"], ["drop:every=0"], ["drop:every=2", "drop:every=3"], ["leak:bytes=x"]):
+        with pytest.raises(FaultSpecError):
+            parse_faults(bad)
+
+
+def test_passwords_and_tokens():
+    stored = hash_password("Str0ngPass!")
+    assert verify_password("Str0ngPass!", stored) and not verify_password("other-pass", stored)
+    assert not verify_password("x", "")
+    for weak in ("short", "password123"):
+        with pytest.raises(SqlError):
+            check_password(weak)
+    tokens = Tokens("s" * 40)
+    access, _ = tokens.issue("alice", "user", "access")
+    refresh, _ = tokens.issue("alice", "user", "refresh")
+    assert tokens.verify(access).user_id == "alice"
+    with pytest.raises(TokenError):
+        tokens.verify(refresh)
+    with pytest.raises(TokenError):
+        Tokens("t" * 40).verify(access)
+    expired = Tokens("s" * 40, access_hours=-1).issue("alice", "user", "access")[0]
+    with pytest.raises(TokenError) as err:
+        tokens.verify(expired)
+    assert err.value.code == "TOKEN_EXPIRED"
