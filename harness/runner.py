@@ -171,9 +171,12 @@ class Runner:
             else:
                 folder.record["status"] = "completed"
         except HarnessError as exc:
-            folder.record["status"] = "harness_error"
-            folder.record["error"] = str(exc)
-            opts.progress(f"[{scenario.name}] error: {exc}")
+            crashed = server is not None and not server.alive()
+            folder.record["status"] = "target_crashed" if crashed else "harness_error"
+            folder.record["error"] = (
+                f"reference server exited with code {server.proc.returncode}; then: {exc}" if crashed else str(exc)
+            )
+            opts.progress(f"[{scenario.name}] error: {folder.record['error']}")
         except KeyboardInterrupt:
             folder.record["status"] = "harness_error"
             folder.record["error"] = "interrupted"
