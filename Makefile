@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/lqharness run live --quick
+	$(BIN)/lqharness run live stress.writers-listeners --quick
 
 test: $(STAMP)
 	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"

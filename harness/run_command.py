@@ -59,6 +59,9 @@ def main(args: argparse.Namespace) -> int:
     code = combine(codes)
     if len(scenarios) > 1:
         word = {0: "PASS", 1: "FAIL"}.get(code, "INCONCLUSIVE")
+        print("\nreports:")
+        for scenario, run_dir, one in zip(scenarios, runner.run_dirs, codes, strict=True):
+            print(f"  {({0: 'pass', 1: 'FAIL'}).get(one, 'inconclusive'):<12} {scenario.name:<28} {run_dir / 'report.html'}")
         print(f"{len(scenarios)} scenarios: {codes.count(0)} passed, {codes.count(1)} failed, "
               f"{len(codes) - codes.count(0) - codes.count(1)} inconclusive -> {word}")
     return code

@@ -118,6 +118,7 @@ class Runner:
     def __init__(self, options: RunOptions) -> None:
         self.options = options
         self.children: list[subprocess.Popen[bytes]] = []
+        self.run_dirs: list[Path] = []  # every run folder this runner wrote, in order
 
     def run(self, scenario: Scenario) -> int:
         opts = self.options
@@ -138,6 +139,7 @@ class Runner:
                 "phases": [],
             },
         )
+        self.run_dirs.append(folder.path)
         opts.progress(f"[{scenario.name}] run folder {folder.path}")
         server: LocalServer | None = None
         monitor: subprocess.Popen[bytes] | None = None
