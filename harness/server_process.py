@@ -26,7 +26,7 @@ class LocalServer:
 
     proc: subprocess.Popen[bytes]
     url: str
-    root_password: str
+    root_password: str | None
     log_path: Path
     args: list[str] = field(default_factory=list)
 
@@ -37,6 +37,10 @@ class LocalServer:
     @property
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://", 1) + "/v1/ws"
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -64,24 +68,31 @@ def start_local_server(
     extra_args: list[str] | tuple[str, ...] = (),
     *,
     root_password: str | None = None,
+    first_run: bool = False,
+    name: str = "server",
     timeout: float = 20.0,
 ) -> LocalServer:
-    """Start ``lqharness serve --port 0`` with its data under ``work_dir``; wait for its ready file."""
+    """Start ``lqharness serve --port 0`` writing ``<name>.log`` and ``<name>-data/`` under ``work_dir``.
+
+    Root gets ``root_password`` (a random one when None) unless ``first_run``, which
+    leaves root without a password so the setup flow is needed. Waits for the ready file.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
-    password = root_password or "Root-" + secrets.token_hex(8)
-    ready = work_dir / "server.ready.json"
+    password = None if first_run else root_password or "Root-" + secrets.token_hex(8)
+    ready = work_dir / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
-    log_path = work_dir / "server.log"
+    log_path = work_dir / f"{name}.log"
     args = [
         sys.executable, "-m", "harness.cli", "serve",
         "--host", "127.0.0.1", "--port", "0",
-        "--data-dir", str(work_dir / "server-data"),
-        "--root-password", password,
+        "--data-dir", str(work_dir / f"{name}-data"),
         "--ready-file", str(ready),
+        *(["--root-password", password] if password else []),
         *extra_args,
     ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "KALAMDB_ROOT_PASSWORD"}
     log = log_path.open("ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"})
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -52,6 +52,7 @@ class ServerConfig:
     auth_timeout: float = 3.0
     max_ws_message_size: int = 1 << 20
     ready_file: Path | None = None
+    memory_limit_mb: int | None = None
     faults: Faults = field(default_factory=Faults)
 
 
@@ -61,7 +62,8 @@ class RefServer:
     def __init__(self, config: ServerConfig, data_dir: Path) -> None:
         self.config = config
         self.faults = config.faults
-        self.store = Store(data_dir / "kalamdb.sqlite3")
+        limit = config.memory_limit_mb << 20 if config.memory_limit_mb else None
+        self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit)
         self.ids = Snowflake(config.node_id)
         self.ids.observe(self.store.max_seq())
         self.tokens = Tokens(config.jwt_secret or secrets.token_urlsafe(48))

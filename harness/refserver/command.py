@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                         help="log level (default: warning)")
+    parser.add_argument("--memory-limit-mb", type=int, metavar="MB",
+                        help="run under a memory bound: SQLite's page cache and heap are sized from it and "
+                             "system.stats reports it as memory_limit_bytes (default: unbounded)")
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
     parser.add_argument("--ready-file", type=Path,
                         help='write {"url": ..., "pid": ...} here once listening (for parents starting it on port 0)')
@@ -63,6 +66,8 @@ def main(args: argparse.Namespace) -> int:
     for name in ("queue_size", "max_ws_message_size"):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.memory_limit_mb is not None and args.memory_limit_mb < 32:
+        raise HarnessError(f"--memory-limit-mb must be at least 32, not {args.memory_limit_mb}")
     for name in ("block_timeout", "heartbeat_timeout", "auth_timeout"):
         if not getattr(args, name) > 0:
             raise HarnessError(f"--{name.replace('_', '-')} must be positive")
@@ -93,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         auth_timeout=args.auth_timeout,
         max_ws_message_size=args.max_ws_message_size,
         ready_file=args.ready_file,
+        memory_limit_mb=args.memory_limit_mb,
         faults=faults,
     )
     return run_server(config)

@@ -47,6 +47,7 @@ class Stats:
             ("memory_usage_source", "rss"),
             ("memory_rss_bytes", mem.rss),
             ("memory_rss_mb", mem.rss // (1 << 20)),
+            ("memory_limit_bytes", (server.config.memory_limit_mb or 0) << 20),
             ("memory_virtual_bytes", mem.vms),
             ("memory_virtual_mb", mem.vms // (1 << 20)),
             ("cpu_usage_percent", f"{self.process.cpu_percent(None):.2f}"),

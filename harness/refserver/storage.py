@@ -67,12 +67,18 @@ def quote(name: str) -> str:
 class Store:
     """The SQLite database and the in-memory catalog loaded from it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, memory_limit_bytes: int | None = None) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA temp_store=MEMORY")
+        if memory_limit_bytes:
+            # SQLite is the part of the server whose memory grows with the data: give its
+            # page cache a sixteenth of the bound and its whole heap a quarter, no mmap.
+            self.db.execute(f"PRAGMA cache_size=-{max(1024, memory_limit_bytes // 16 // 1024)}")
+            self.db.execute(f"PRAGMA soft_heap_limit={memory_limit_bytes // 4}")
+            self.db.execute("PRAGMA mmap_size=0")
         # Checkpoints (with their fsyncs) run in a background thread (see jobs.Jobs.checkpoint_loop),
         # not inside the commit of whichever request happens to cross the threshold.
         self.db.execute("PRAGMA wal_autocheckpoint=0")

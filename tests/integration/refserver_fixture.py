@@ -4,85 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from harness.server_process import LocalServer, start_local_server
+
 ROOT_PASSWORD = "Root-Pass-123"
-
-
-@dataclass
-class RunningServer:
-    """A reference server subprocess: where it listens and how to stop it."""
-
-    url: str
-    ws_url: str
-    pid: int
-    root_password: str | None
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, wait up to ``timeout`` (then SIGKILL); returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def log(self) -> str:
-        """Everything the server printed so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @contextlib.contextmanager
 def start_refserver(
     tmp_path: Path, *extra_args: str, root_password: str | None = ROOT_PASSWORD, timeout: float = 20.0
-) -> Iterator[RunningServer]:
-    """Run ``lqharness serve --port 0`` with ``extra_args`` until the block ends; wait for its ready file."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    ready = tmp_path / f"refserver-{time.monotonic_ns()}.json"
-    log_path = ready.with_suffix(".log")
-    cmd = [sys.executable, "-m", "harness.cli", "serve", "--port", "0", "--ready-file", str(ready), *extra_args]
-    if root_password is not None:
-        cmd += ["--root-password", root_password]
-    env = {k: v for k, v in os.environ.items() if k != "KALAMDB_ROOT_PASSWORD"}
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + timeout
+) -> Iterator[LocalServer]:
+    """Run ``lqharness serve --port 0`` with ``extra_args`` until the block ends (no root password if None)."""
+    server = start_local_server(
+        tmp_path,
+        extra_args,
+        root_password=root_password,
+        first_run=root_password is None,
+        name=f"refserver-{time.monotonic_ns()}",
+        timeout=timeout,
+    )
     try:
-        while not ready.exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"refserver exited with {proc.returncode}: {log_path.read_text(errors='replace')}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"refserver not ready after {timeout} s: {log_path.read_text(errors='replace')}")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
-        server = RunningServer(
-            url=info["url"],
-            ws_url=info["url"].replace("http://", "ws://", 1) + "/v1/ws",
-            pid=info["pid"],
-            root_password=root_password,
-            proc=proc,
-            log_path=log_path,
-        )
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        server.stop()
 
 
 class Http:

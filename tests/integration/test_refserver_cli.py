@@ -21,7 +21,7 @@ def test_help_documents_every_flag():
     assert proc.returncode == 0
     for flag in ("--host", "--port", "--data-dir", "--root-password", "--jwt-secret", "--node-id", "--queue-size",
                  "--queue-overflow", "--block-timeout", "--heartbeat-timeout", "--auth-timeout",
-                 "--max-ws-message-size", "--log-level", "--fault", "--ready-file", "1013"):
+                 "--max-ws-message-size", "--log-level", "--fault", "--ready-file", "--memory-limit-mb", "1013"):
         assert flag in proc.stdout, flag
 
 
@@ -55,3 +55,21 @@ def test_occupied_port_is_a_one_line_error():
         proc = serve("--port", str(port), "--root-password", "Root-Pass-123")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"lqharness: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_memory_limit_is_reported_in_system_stats(tmp_path):
+    from tests.integration.refserver_fixture import ROOT_PASSWORD, Http, start_refserver
+
+    with start_refserver(tmp_path, "--memory-limit-mb", "64") as srv:
+        http = Http(srv.url)
+        token = http.login("root", ROOT_PASSWORD)
+        (result,) = http.ok(token, "SELECT * FROM system.stats")
+        stats = dict(result["rows"])
+    assert stats["memory_limit_bytes"] == str(64 << 20)
+    assert int(stats["memory_rss_bytes"]) < 64 << 20
+
+
+def test_too_small_memory_limit_is_a_one_line_error():
+    proc = serve("--memory-limit-mb", "8")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "lqharness: error: --memory-limit-mb must be at least 32, not 8"
