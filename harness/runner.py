@@ -27,6 +27,7 @@ from harness.catalogue import Scenario, build_plan
 from harness.errors import HarnessError
 from harness.plan import PLAN_ENV, Plan, TargetSpec
 from harness.server_process import LocalServer, start_local_server
+from locustfiles import users_needed
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 2
 
@@ -92,7 +93,7 @@ def _locustfile() -> str:
 
 
 def _locust_cmd(plan: Plan, run_dir: Path, run_time: int, role: str, port: int, workers: int) -> list[str]:
-    users = len(plan.listeners) + len(plan.writer_groups) + int(plan.extra.get("locust_extra_users", 0))
+    users = users_needed(plan)
     base = [sys.executable, "-m", "locust", "-f", _locustfile(), "--loglevel", "WARNING"]
     if role == "worker":
         return [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]

@@ -83,7 +83,9 @@ def write_outputs(
     target = {
         "live": target_side.get("live"),
         "stats": target_side.get("stats"),
-        "jobs": {},
+        "jobs": target_side.get("jobs") or {},
+        "released": target_side.get("released"),
+        **{k: target_side[k] for k in ("churn_error", "flush") if k in target_side},
         "listeners": {
             final["listener_id"]: {
                 "subscription_id": final.get("subscription_id"),

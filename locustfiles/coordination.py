@@ -3,8 +3,11 @@
 Users (on workers, or in-process) talk to the coordinator (on the master, or in-process)
 with the messages below; in-process, Locust delivers them by direct calls, so both sides
 run unchanged in all three modes. The coordinator hands each user a unique spec index,
-opens the writers' gate once every listener is ready, and ends the run: writers done →
-drain → target counters → stop listeners → final summaries → checker → run folder → quit.
+opens the writers' gate once every listener is ready (after ``extra.preload_seconds`` of an
+idle server, when set), and ends the run: writers (and the
+churn) done → queriers and flusher wind down → drain → target counters → stop listeners →
+final summaries → checker → run folder → quit. It logs each phase to ``phases.jsonl`` as it
+ends (``subscribe``, ``preload``, ``load``, ``step-<n>`` for ramps, ``drain``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness.plan import Plan
 from harness.targets.base import Schema, Target, TargetError
 from harness.tracker import ListenerTracker
+from locustfiles import population, ramp
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs
+from locustfiles.phases import PhaseLog
 
 CLAIM = "lqh_claim"  # user -> coordinator: {kind, token}
 CLAIMED = "lqh_claimed"  # coordinator -> user: {token, index|None}
@@ -32,6 +37,9 @@ GO = "lqh_go"  # coordinator -> users: {ok}: writers may start (ok) or must not 
 WRITER_FINAL = "lqh_writer_final"  # writer user -> coordinator: {group, ledgers[]}
 STOP = "lqh_stop"  # coordinator -> users: listeners stop receiving and report
 LISTENER_FINAL = "lqh_listener_final"  # listener user -> coordinator: {listener_id, summary, subscriptions}
+LOAD_DONE = "lqh_load_done"  # coordinator -> users: writers and churn done; queriers, flusher wind down
+CHURN_FINAL = "lqh_churn_final"  # churn user -> coordinator: {released|None, error|None}
+FLUSH_FINAL = "lqh_flush_final"  # flush user -> coordinator: {jobs: {id: status}, skipped, error|None}
 
 POLL_SECONDS = 0.1
 END_MARGIN_SECONDS = 5.0
@@ -58,6 +66,7 @@ class UserLink:
         self.runner = runner
         self.go = Event()
         self.go_ok = False
+        self.load_done = Event()
         self.stop = Event()
         self.trackers: list[ListenerTracker] = []
         self._pending: dict[str, AsyncResult] = {}
@@ -66,10 +75,11 @@ class UserLink:
     def register(self) -> None:
         self.runner.register_message(CLAIMED, self._on_claimed)
         self.runner.register_message(GO, self._on_go)
+        self.runner.register_message(LOAD_DONE, self._on_load_done)
         self.runner.register_message(STOP, self._on_stop)
 
     def claim(self, kind: str, timeout: float) -> int | None:
-        """A spec index of ``kind`` (``listener`` or ``writer``) no other user has, or None if none is left."""
+        """A spec index of ``kind`` (listener, writer, churn, flush) no other user has, or None if none is left."""
         token = f"{getattr(self.runner, 'client_id', 'local')}:{next(self._tokens)}"
         result: AsyncResult = AsyncResult()
         self._pending[token] = result
@@ -97,8 +107,16 @@ class UserLink:
         self.go_ok = bool(msg.data["ok"])
         self.go.set()
 
+    def _on_load_done(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.load_done.set()
+
     def _on_stop(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.load_done.set()
         self.stop.set()
+
+    def winding_down(self) -> bool:
+        """True once the load is over (or the run stops): extra users end their loops."""
+        return self.load_done.is_set()
 
 
 class Coordinator:
@@ -109,11 +127,27 @@ class Coordinator:
         self.context = context
         self.plan = context.plan
         self.live_view = LiveView()
-        self._next = {"listener": 0, "writer": 0}
+        self.phases = PhaseLog(self.plan.extra.get("run_dir"))
+        self.ramp = ramp.settings(self.plan)
+        self._churn = population.churn(self.plan) is not None
+        self._flush = population.flush(self.plan) is not None
+        self._totals = {
+            "listener": len(self.plan.listeners),
+            "writer": len(self.plan.writer_groups),
+            "churn": int(self._churn),
+            "flush": int(self._flush),
+        }
+        self._next = dict.fromkeys(self._totals, 0)
         self._ready: dict[str, str | None] = {}
         self._ledgers: dict[int, dict[str, Any]] = {}
         self._groups_done: set[int] = set()
         self._listener_finals: dict[str, dict[str, Any]] = {}
+        self._listeners_stopped_at: float | None = None
+        self._churn_final: dict[str, Any] | None = None
+        self._flush_final: dict[str, Any] | None = None
+        self._load_started_at: float | None = None
+        self._load_logged = False
+        self._clock: ramp.RampClock | None = None
         self._claims_by_node: dict[str, int] = {}
         self._finals_by_node: dict[str, int] = {}
         self._greenlet: gevent.Greenlet | None = None
@@ -132,6 +166,8 @@ class Coordinator:
         self.runner.register_message(READY, self._on_ready)
         self.runner.register_message(WRITER_FINAL, self._on_writer_final)
         self.runner.register_message(LISTENER_FINAL, self._on_listener_final)
+        self.runner.register_message(CHURN_FINAL, self._on_churn_final)
+        self.runner.register_message(FLUSH_FINAL, self._on_flush_final)
         self.environment.events.worker_report.add_listener(self._on_worker_report)
 
     def start(self) -> None:
@@ -144,8 +180,8 @@ class Coordinator:
 
     def _on_claim(self, environment: Environment, msg: Any, **_: Any) -> None:
         kind = msg.data["kind"]
-        total = len(self.plan.listeners) if kind == "listener" else len(self.plan.writer_groups)
-        index = self._next[kind] if self._next[kind] < total else None
+        total = self._totals.get(kind, 0)
+        index = self._next[kind] if kind in self._next and self._next[kind] < total else None
         if index is not None:
             self._next[kind] += 1
             self._claims_by_node[msg.node_id] = self._claims_by_node.get(msg.node_id, 0) + 1
@@ -168,8 +204,23 @@ class Coordinator:
     def _on_listener_final(self, environment: Environment, msg: Any, **_: Any) -> None:
         self._count_final(msg.node_id)
         self._listener_finals[msg.data["listener_id"]] = msg.data
+        if len(self._listener_finals) >= len(self.plan.listeners):
+            self._listeners_stopped_at = time.time()
         if msg.data.get("error"):
             self._errors.append(msg.data["error"])
+
+    def _on_churn_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._count_final(msg.node_id)
+        self._churn_final = msg.data
+        self._target_side["released"] = msg.data.get("released")
+        if msg.data.get("error"):
+            self._target_side["churn_error"] = msg.data["error"]
+
+    def _on_flush_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._count_final(msg.node_id)
+        self._flush_final = msg.data
+        self._target_side["jobs"] = dict(msg.data.get("jobs") or {})
+        self._target_side["flush"] = {k: msg.data.get(k) for k in ("skipped", "error")}
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         if "lqh" in data:
@@ -188,15 +239,48 @@ class Coordinator:
                 return False
             if local_link is not None:
                 self.live_view.add(local_link.delta())
+            if self._clock is not None:
+                self._clock.tick(time.time())
             gevent.sleep(POLL_SECONDS)
         return True
+
+    def _load_over(self) -> bool:
+        """Every writer group reported, and the churn (part of the load) too when there is one."""
+        return len(self._groups_done) >= len(self.plan.writer_groups) and (
+            not self._churn or self._churn_final is not None
+        )
+
+    def _all_final(self) -> bool:
+        return (
+            len(self._listener_finals) >= len(self.plan.listeners)
+            and self._load_over()
+            and (not self._flush or self._flush_final is not None)
+        )
+
+    def _end_load(self) -> float:
+        """Log the ``load`` phase (and the ramp's last steps) once, ending now; return its end."""
+        now = time.time()
+        if self._load_started_at is not None and not self._load_logged:
+            self._load_logged = True
+            if self._clock is not None:
+                self._clock.tick(now, final=True)
+                self._clock = None
+            self.phases.write(
+                "load", self._load_started_at, now, writers=len(self.plan.writers),
+                writer_users=len(self.plan.writer_groups),
+            )  # fmt: skip
+        return now
 
     def _run(self) -> None:
         local = _state.get("link") if has_users(self.runner) else None
         plan = self.plan
         n_listeners = len(plan.listeners)
+        subscribe_start = time.time()
         ready_by = min(time.monotonic() + plan.ready_timeout, self._deadline())
         all_ready = self._wait(lambda: len(self._ready) >= n_listeners, ready_by, local)
+        self.phases.write(
+            "subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=len(self._ready)
+        )
         failed = {lid: err for lid, err in self._ready.items() if err}
         ok = all_ready and not failed
         if not all_ready:
@@ -204,23 +288,34 @@ class Coordinator:
             self._errors.append(f"listeners not ready within {plan.ready_timeout:g} s: {', '.join(missing)}")
         for lid, err in sorted(failed.items()):
             self._errors.append(f"listener {lid} could not subscribe: {err}")
-        self.runner.send_message(GO, {"ok": ok})
-        n_groups = len(plan.writer_groups)
-        if not self._wait(lambda: len(self._groups_done) >= n_groups, self._deadline(), local):
-            self._errors.append(
-                f"writers not done before the run's time bound ({len(self._groups_done)}/{n_groups} groups)"
+        preload = population.preload_seconds(plan)
+        if ok and preload > 0:
+            preload_start, until = (
+                time.time(),
+                time.monotonic() + min(preload, self._deadline() - time.monotonic()),
             )
-        writers_done_at = time.time()
+            self._wait(lambda: time.monotonic() >= until, until + 1.0, local)
+            self.phases.write("preload", preload_start, time.time())
+        self.runner.send_message(GO, {"ok": ok})
+        self._load_started_at = time.time()
+        if self.ramp is not None and ok:
+            self._clock = ramp.RampClock(plan, self.ramp, self._load_started_at, self.phases)
+        n_groups = len(plan.writer_groups)
+        if not self._wait(self._load_over, self._deadline(), local):
+            churn = "" if not self._churn else f", churn {'done' if self._churn_final else 'not done'}"
+            self._errors.append(
+                f"load not done before the run's time bound ({len(self._groups_done)}/{n_groups} writer groups"
+                f"{churn})"
+            )
+        writers_done_at = self._end_load()
+        self.runner.send_message(LOAD_DONE, {"at": writers_done_at})
         if ok:
             gevent.sleep(plan.drain_seconds)
         self._read_target_side()
         self.runner.send_message(STOP, {"writers_done_at": writers_done_at})
         summary_by = time.monotonic() + plan.summary_timeout
-        self._summary_timed_out = not self._wait(
-            lambda: len(self._listener_finals) >= n_listeners and len(self._groups_done) >= n_groups,
-            summary_by,
-            local,
-        )
+        self._summary_timed_out = not self._wait(self._all_final, summary_by, local)
+        self.phases.write("drain", writers_done_at, self._listeners_stopped_at or time.time())
         self.finish()
         self.runner.quit()
 
@@ -245,10 +340,19 @@ class Coordinator:
         self._finished = True
         if error:
             self._errors.append(error)
+        self._end_load()
+        if self._churn and self._churn_final is None:
+            self._target_side["churn_error"] = "the churn user sent no final report"
+        if self._flush and self._flush_final is None:
+            self._target_side["flush"] = {"skipped": None, "error": "the flush user sent no final report"}
         workers = self.runner.worker_count if isinstance(self.runner, MasterRunner) else 0
         expected_ids = {s.listener_id for s in self.context.plan.listeners}
-        users_expected = len(expected_ids) + len(self.plan.writer_groups)
-        users_received = len(self._listener_finals) + len(self._groups_done)
+        extra_expected = int(self._churn) + int(self._flush)
+        users_expected = len(expected_ids) + len(self.plan.writer_groups) + extra_expected
+        users_received = (
+            len(self._listener_finals) + len(self._groups_done)
+            + int(self._churn_final is not None) + int(self._flush_final is not None)
+        )  # fmt: skip
         nodes_complete = [n for n, c in self._claims_by_node.items() if self._finals_by_node.get(n, 0) >= c]
         aggregation = {
             "workers_expected": workers,

@@ -2,7 +2,8 @@
 
 A stream writes rows carrying its identity (see ``harness.identity``), one operation in
 flight at a time, and records every outcome in its ledger. Streams of one user take
-turns. Writers start only when the coordinator says every listener is ready.
+turns. Writers start only when the coordinator says every listener is ready, and their
+programs' clocks start then (a leading ``pause`` staggers a writer's start, as ramps do).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from harness.identity import insert_row, row_id, update_changes
 from harness.ledger import WriterLedger
 from harness.plan import Plan, Step, WriterSpec
 from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
-from locustfiles import coordination
+from locustfiles import coordination, population
 
 IDLE_SECONDS = 0.5
 MIX_OPS = ("insert", "update", "delete")
@@ -94,6 +95,11 @@ class WriterStream:
         self._step_ops = 0
         self._step_started = 0.0
         self._next_at = 0.0
+        self._advance(time.monotonic())
+
+    def start(self) -> None:
+        """(Re)start the program now: time-bound steps and leading pauses count from this moment."""
+        self._step = -1
         self._advance(time.monotonic())
 
     @property
@@ -242,8 +248,9 @@ class WriterUser(User):
         streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in group_specs(plan, index)]
         error: str | None = "writer stopped before its program ended"
         try:
-            if not link.go.wait(timeout=plan.ready_timeout):
-                error = f"writer group {index}: no go from the coordinator in {plan.ready_timeout:g} s"
+            go_timeout = population.go_timeout(plan, coordination.END_MARGIN_SECONDS)
+            if not link.go.wait(timeout=go_timeout):
+                error = f"writer group {index}: no go from the coordinator in {go_timeout:g} s"
             elif not link.go_ok:
                 error = None  # listeners never became ready: the coordinator records why; nothing is written
             else:
@@ -260,6 +267,8 @@ class WriterUser(User):
         try:
             for spec in {s.spec.user: s.spec for s in streams}.values():
                 sessions[spec.user] = ctx.target.writer(ctx.schema, spec.user or plan.app_user)
+            for stream in streams:
+                stream.start()
             run_streams(streams, sessions, self._fire, stop)
         except TargetError as exc:
             return f"writer {streams[0].spec.writer_id}: {exc}"

@@ -21,6 +21,7 @@ import pytest
 from harness.identity import messages_schema
 from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
 from harness.targets import create_target
+from locustfiles import users_needed
 from tests.integration.refserver_fixture import ROOT_PASSWORD, start_refserver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ LOCUSTFILE = str(ROOT / "locustfiles" / "live.py")
 ANOMALIES = ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
 
 
-def _plan(
+def flow_plan(
     url: str,
     run_dir: Path,
     table: str,
@@ -53,7 +54,7 @@ def _free_port() -> int:
 def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
     """Set the table up, run Locust in-process (``workers=0``) or distributed, return the run folder's JSON files."""
     run_dir = Path(plan.extra["run_dir"])
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     plan.write(run_dir / "plan.json")
     if setup:
         admin = create_target(plan.target).admin()
@@ -65,7 +66,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
         k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"
     }  # Locust needs gevent's patching
     env["LQH_PLAN"] = str(run_dir / "plan.json")
-    users = len(plan.listeners) + len(plan.writer_groups)
+    users = users_needed(plan)
     base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
     main = [*base, "--headless", "-u", str(users), "-r", str(users), "--run-time", "60s", "--stop-timeout", "10",
             "--csv", str(run_dir / "locust"), "--only-summary"]  # fmt: skip
@@ -104,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def _inserts(tmp_path: Path, server: Any, name: str) -> Plan:
     writers = (WriterSpec(1, 1, (Step("insert", count=20),)), WriterSpec(2, 2, (Step("insert", count=20),)))
     listeners = (ListenerSpec("L1"), ListenerSpec("L2", conversation_id=1))
-    return _plan(server.url, tmp_path / name, name, writers, listeners, ((1,), (2,)))
+    return flow_plan(server.url, tmp_path / name, name, writers, listeners, ((1,), (2,)))
 
 
 @pytest.mark.timeout(120)
@@ -139,7 +140,7 @@ def test_updates_deletes_and_a_resuming_listener(tmp_path: Path, server: Any) ->
                Step("insert", count=10, rate=20.0), Step("delete", count=5, rate=20.0))  # fmt: skip
     writers = (WriterSpec(1, 1, program), WriterSpec(2, 1, program))
     listeners = (ListenerSpec("steady", 1), ListenerSpec("away", reconnect=ReconnectSpec(30, 0.5)))
-    plan = _plan(server.url, tmp_path / "mixed", "flow_mixed", writers, listeners, ((1, 2),))
+    plan = flow_plan(server.url, tmp_path / "mixed", "flow_mixed", writers, listeners, ((1, 2),))
     result = run_locust(plan, workers=0)
     delivery = result["delivery"]
     assert all(delivery["totals"][k] == 0 for k in ANOMALIES), delivery["witnesses"]
@@ -163,7 +164,7 @@ def test_server_faults_show_up_in_the_right_counters(tmp_path: Path) -> None:
               "--fault", "no-deleted")  # fmt: skip
     with start_refserver(tmp_path / "faulty", *faults) as srv:
         program = (Step("insert", count=20, rate=100.0), Step("update", count=10), Step("delete", count=5))
-        plan = _plan(srv.url, tmp_path / "faults", "flow_faults", (WriterSpec(1, 1, program),), (ListenerSpec("L1"),),
+        plan = flow_plan(srv.url, tmp_path / "faults", "flow_faults", (WriterSpec(1, 1, program),), (ListenerSpec("L1"),),
                      ((1,),))  # fmt: skip
         result = run_locust(plan, workers=0)
     totals = result["delivery"]["totals"]

@@ -1,0 +1,167 @@
+"""The extra users' pure parts: settings and user counts, ramp steps, the phase log, query checks, monitor reads."""
+
+import os
+
+# Locust patches the whole process with gevent on import; the test process must stay unpatched,
+# and the variable must not leak into Locust subprocesses that other tests start.
+_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
+os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+
+import orjson  # noqa: E402
+import pytest  # noqa: E402
+
+from harness.catalogue import build_plan, resolve  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
+from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
+from locustfiles import population, ramp, users_needed  # noqa: E402
+from locustfiles.churn import monitor_sockets  # noqa: E402
+from locustfiles.phases import PhaseLog  # noqa: E402
+from locustfiles.queriers import RECENT_LIMIT, answer_problem, query_sql  # noqa: E402
+
+if _PREVIOUS is None:
+    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
+else:
+    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+
+TARGET = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw")
+
+
+def _plan(extra: dict, writers: tuple[WriterSpec, ...] = (), table_type: str = "USER") -> Plan:
+    return Plan(
+        run_id="r", scenario="s", target=TARGET, namespace="lqh", table="t", table_type=table_type,
+        app_user="app", app_password="pw", payload_bytes=10, writers=writers,
+        listeners=(ListenerSpec("L1"), ListenerSpec("L2")), writer_groups=tuple((w.writer_id,) for w in writers),
+        drain_seconds=1.0, extra=extra,
+    )  # fmt: skip
+
+
+def test_users_needed_counts_every_kind() -> None:
+    writers = (WriterSpec(1, 1, (Step("insert", count=1),)), WriterSpec(2, 2, (Step("insert", count=1),)))
+    plain = _plan({}, writers)
+    assert users_needed(plain) == 4
+    full = _plan(
+        {"queriers": {"count": 3, "rate": 2}, "churn": {"open": 4, "close": 2}, "flush_every_seconds": 1},
+        writers,
+    )
+    assert population.user_counts(full) == {
+        "listeners": 2,
+        "writers": 2,
+        "queriers": 3,
+        "churn": 1,
+        "flush": 1,
+    }
+    assert users_needed(full) == 9
+    assert population.churn(full) == population.ChurnSettings(4, 2, 3.0)
+    assert users_needed(_plan({"queriers": {"count": 0, "rate": 1}}, writers)) == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"queriers": {"count": -1, "rate": 1}}, "queriers.count"),
+        ({"queriers": {"count": 2}}, "queriers.rate"),
+        ({"queriers": 3}, "queriers must be a table"),
+        ({"churn": {"open": 2, "close": 5}}, "exceeds churn.open"),
+        ({"churn": {"open": True, "close": 0}}, "churn.open"),
+        ({"flush_every_seconds": "often"}, "flush_every_seconds"),
+        ({"ramp": {"steps": 2}}, "ramp needs"),
+        ({"ramp": {"steps": 0, "seconds": 1, "writers_per_step": 1, "rate_per_writer": 1}}, "positive"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(extra: dict, words: str) -> None:
+    with pytest.raises(HarnessError, match=words):
+        users_needed(_plan(extra))
+
+
+def test_rate_at_follows_pauses_counts_and_seconds() -> None:
+    program = (Step("pause", seconds=2), Step("insert", count=10, rate=5), Step("insert", seconds=3, rate=7))
+    assert ramp.rate_at(program, 1.0) is None
+    assert ramp.rate_at(program, 2.5) == 5.0  # the count step lasts count / rate = 2 s
+    assert ramp.rate_at(program, 4.5) == 7.0
+    assert ramp.rate_at(program, 7.5) is None
+    assert ramp.rate_at((Step("insert", count=3),), 1e6) == 0.0  # unpaced and unbounded in time
+
+
+def test_ramp_clock_writes_each_step_once_it_ends(tmp_path) -> None:
+    writers = tuple(
+        WriterSpec(k + 1, 1, ((Step("pause", seconds=10.0 * k),) if k else ()) + (Step("insert", seconds=10.0 * (3 - k), rate=50),))
+        for k in range(3)
+    )  # fmt: skip
+    plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 50}}, writers)
+    log = PhaseLog(str(tmp_path))
+    clock = ramp.RampClock(plan, ramp.settings(plan), 1000.0, log)
+    clock.tick(1005.0)
+    assert log.written == []
+    clock.tick(1010.0)
+    clock.tick(1012.0)
+    clock.tick(1024.0, final=True)  # the load ended inside step 3: it ends there
+    lines = [orjson.loads(line) for line in (tmp_path / "phases.jsonl").read_bytes().splitlines()]
+    assert lines == [
+        {"name": "step-1", "start": 1000.0, "end": 1010.0, "users": 1, "rate": 50.0},
+        {"name": "step-2", "start": 1010.0, "end": 1020.0, "users": 2, "rate": 100.0},
+        {"name": "step-3", "start": 1020.0, "end": 1024.0, "users": 3, "rate": 150.0},
+    ]
+    clock.tick(1100.0, final=True)
+    assert len(log.written) == 3
+
+
+def test_ramp_clock_skips_steps_the_load_never_reached(tmp_path) -> None:
+    writers = (WriterSpec(1, 1, (Step("insert", seconds=30, rate=10),)),)
+    plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 10}}, writers)
+    log = PhaseLog(None)
+    ramp.RampClock(plan, ramp.settings(plan), 0.0, log).tick(5.0, final=True)
+    assert [p["name"] for p in log.written] == ["step-1"] and log.written[0]["end"] == 5.0
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_catalogue_degradation_writers_make_the_ramp_steps(quick: bool) -> None:
+    (scenario,) = resolve(["stress.degradation"])
+    plan = build_plan(scenario, quick=quick, target=TARGET, run_id="r", run_dir="")
+    settings = ramp.settings(plan)
+    assert settings is not None
+    assert len(plan.writers) == settings.steps * settings.writers_per_step
+    for n in range(settings.steps):
+        users, rate = ramp.offered(plan, (n + 0.5) * settings.seconds)
+        assert users == (n + 1) * settings.writers_per_step
+        assert rate == users * settings.rate_per_writer
+    assert ramp.offered(plan, settings.steps * settings.seconds + 0.1) == (0, 0)
+
+
+def test_queries_run_as_the_app_user_on_user_tables() -> None:
+    assert query_sql(_plan({}), "count", 1) == "EXECUTE AS USER 'app' (SELECT COUNT(*) AS n FROM lqh.t)"
+    shared = query_sql(_plan({}, table_type="SHARED"), "recent", 7)
+    assert shared == f"SELECT * FROM lqh.t WHERE conversation_id = 7 ORDER BY id DESC LIMIT {RECENT_LIMIT}"
+    with pytest.raises(ValueError):
+        query_sql(_plan({}), "drop", 1)
+
+
+def test_answer_problems_are_found() -> None:
+    def rows(*pairs: tuple[int, int]) -> list[dict]:
+        return [{"rows": [{"id": i, "conversation_id": c} for i, c in pairs]}]
+
+    assert answer_problem("recent", 3, rows((9, 3), (5, 3))) is None
+    assert answer_problem("recent", 3, rows()) is None
+    assert "outside" in answer_problem("recent", 3, rows((9, 3), (5, 4)))
+    assert "descending" in answer_problem("recent", 3, rows((5, 3), (9, 3)))
+    assert "LIMIT" in answer_problem("recent", 3, rows(*[(100 - i, 3) for i in range(RECENT_LIMIT + 1)]))
+    assert answer_problem("count", 3, [{"rows": [{"n": 12}]}]) is None
+    assert "COUNT" in answer_problem("count", 3, [{"rows": [{"n": "x"}]}])
+    assert "COUNT" in answer_problem("count", 3, [{"rows": []}])
+    assert "statement results" in answer_problem("count", 3, [])
+
+
+def test_monitor_sockets_reads_the_first_sample_after_a_mark(tmp_path) -> None:
+    samples = [
+        {"t": 10.0, "alive": True, "conns": {"ESTABLISHED": 5}},
+        b"{cut line",
+        {"t": 11.0, "alive": True, "conns": {"ESTABLISHED": 7, "TIME_WAIT": 2}},
+        {"t": 12.0, "alive": True, "conns": {"TIME_WAIT": 9}},
+        {"t": 13.0, "alive": True, "conns": None},
+    ]
+    lines = [s if isinstance(s, bytes) else orjson.dumps(s) for s in samples]
+    (tmp_path / "monitor.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert monitor_sockets(str(tmp_path), 10.5) == (7, 11.0)
+    assert monitor_sockets(str(tmp_path), 11.5) == (0, 12.0)
+    assert monitor_sockets(str(tmp_path), 12.5) == (None, 13.0)
+    assert monitor_sockets(None, 0.0) == (None, None)
+    assert monitor_sockets(str(tmp_path / "absent"), 0.0) == (None, None)
