@@ -12,6 +12,7 @@ coordinator ends the load phase only after it.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import gevent
 import orjson
 from locust import User, task
 
-from harness.targets.base import Admin, Disconnected, Listener, TargetError
+from harness.targets.base import Admin, Listener, TargetError
 from locustfiles import coordination, population
 from locustfiles.population import ChurnSettings
 
@@ -41,7 +42,9 @@ def monitor_sockets(run_dir: str | None, after: float) -> tuple[int | None, floa
     """
     path = Path(run_dir) / MONITOR_FILE if run_dir else None
     deadline = time.monotonic() + MONITOR_WAIT_SECONDS
-    while path is not None and path.exists():
+    for _ in range(math.ceil(MONITOR_WAIT_SECONDS / PUMP_SECONDS) + 1):
+        if path is None or not path.exists():
+            break
         sample = _first_sample_after(path, after)
         if sample is not None:
             conns = sample.get("conns")
@@ -104,15 +107,16 @@ class Churn:
     def hold(self, seconds: float) -> None:
         """Keep the held subscriptions alive (heartbeat, drain notifications) for ``seconds``."""
         until = time.monotonic() + seconds
-        while True:
+        for _ in range(2 * math.ceil(seconds / PUMP_SECONDS) + 1):
             for listener in list(self.held):
                 try:
                     for _ in range(MAX_DRAIN):
                         if listener.recv(0.0) is None:
                             break
-                except Disconnected as exc:
+                except TargetError as exc:  # Disconnected, or an error message on the subscription
                     self.held.remove(listener)
-                    self.errors.append(f"churn subscription {listener.subscription_id} dropped: {exc.reason}")
+                    listener.close()
+                    self.errors.append(f"churn subscription {listener.subscription_id} dropped: {exc}")
             left = until - time.monotonic()
             if left <= 0 or self.stop():
                 return
