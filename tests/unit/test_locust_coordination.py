@@ -7,6 +7,8 @@ import os
 _PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
 os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 
+from dataclasses import replace  # noqa: E402
+
 import orjson  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
@@ -88,3 +90,27 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         "received": 8,
         "snapshot_rows": 0,
     }
+
+
+def test_churn_and_flush_are_claimed_once_and_load_done_reaches_users() -> None:
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = replace(_plan(), extra={"churn": {"open": 2, "close": 1}, "flush_every_seconds": 1.0})
+    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    link = coordination.link()
+    assert [link.claim("churn", 1.0) for _ in range(2)] == [0, None]
+    assert [link.claim("flush", 1.0) for _ in range(2)] == [0, None]
+    assert link.claim("querier", 1.0) is None  # queriers need no index: nothing to claim
+    assert not link.winding_down()
+    env.runner.send_message(coordination.LOAD_DONE, {"at": 0.0})
+    assert link.winding_down() and not link.stop.is_set()
+
+
+def test_stop_also_winds_extra_users_down() -> None:
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = _plan()
+    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    link = coordination.link()
+    env.runner.send_message(coordination.STOP, {})
+    assert link.winding_down() and link.stop.is_set()
