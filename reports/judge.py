@@ -54,6 +54,7 @@ RULES: dict[str, Rule] = {
     "CONN-RELEASE": rules_server.connections_released,
     "JOBS": rules_server.jobs_completed,
     "MEM-BOUND": rules_server.memory_bound,
+    "DEGRADATION": rules_server.degradation_capacity,
 }
 DELIVERY_KEYS = (
     "expected", "delivered", "lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors",

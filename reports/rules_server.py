@@ -1,4 +1,4 @@
-"""Server-health criteria (SC-056, SC-058..SC-060, CPU-1000, CONN-RELEASE, JOBS, MEM-BOUND, RUN).
+"""Server-health criteria (SC-056, SC-058..SC-060, CPU-1000, CONN-RELEASE, JOBS, MEM-BOUND, DEGRADATION, RUN).
 
 They read the monitor samples, Locust's stats and the target's end-of-load counters.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from reports.criteria import Criteria
+from reports.degradation import degradation
 from reports.measures import (
     MIB,
     crash_signs,
@@ -274,3 +275,28 @@ def run_completed(folder: RunFolder) -> Finding | None:
     if status == "target_crashed":
         return Finding(FAIL, status, "completed", f"the target crashed: {error}")
     return inconclusive(f"run status {status!r}: {error}", status, "completed")
+
+
+def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """DEGRADATION: through every ramp step the server stays up; the capacity where the SLO breaks is reported."""
+    crash = crash_signs(folder)
+    if crash:
+        return Finding(FAIL, {"alive_to_end": False}, None, "server crashed during the ramp: " + crash)
+    curve = degradation(folder, criteria["report"])
+    if curve is None:
+        raise Unsupported("no step-<n> phases with Locust history: not a ramp run")
+    if len(curve.points) < int(cfg["min_steps"]):
+        raise Unsupported(f"only {len(curve.points)} ramp step(s) measured (need {cfg['min_steps']})")
+    steps = "; ".join(
+        f"{p.name} {p.writes_per_s:.0f} writes/s p95 {p.p95_ms:.0f} ms{' BREAKS' if p.breaks_slo else ''}"
+        for p in curve.points
+    )
+    slo = f"p95 <= {curve.slo_p95_ms:g} ms, errors <= {curve.slo_max_error_ratio:.0%}"
+    value = {"capacity_writes_per_s": curve.capacity_writes_per_s, "first_break": curve.first_break}
+    if curve.first_break is None:
+        capacity = f"the SLO held through the last step: capacity >= {curve.capacity_writes_per_s:.0f} writes/s"
+    elif curve.capacity_writes_per_s is None:
+        capacity = f"the SLO broke at the first step ({curve.first_break}): capacity below it"
+    else:
+        capacity = f"the SLO breaks at {curve.first_break}: capacity about {curve.capacity_writes_per_s:.0f} writes/s"
+    return Finding(PASS, value, {"slo": slo, "min_steps": cfg["min_steps"]}, f"{capacity}; {steps}")

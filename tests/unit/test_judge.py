@@ -429,3 +429,28 @@ def test_criteria_file_with_a_wrong_type_or_table_is_rejected(tmp_path: Path) ->
     with pytest.raises(HarnessError, match="not valid TOML"):
         load_criteria(not_toml)
     assert load_criteria(None)["SC-056"]["max_growth_pct"] == 10.0
+
+
+def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -> None:
+    from tests.unit.test_judge_synthetic import ramp_phases
+
+    p95 = [10.0, 30.0, 90.0]
+
+    def notify_p95(t: float) -> float:
+        return p95[min(max(int((t - 10) // 20), 0), len(p95) - 1)]
+
+    run_dir = write_run(
+        tmp_path / "ramp", Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95)
+    )
+    _, doc, root = judged(run_dir)
+    found = criterion(doc, "DEGRADATION")
+    assert found["verdict"] == "pass" and found["value"]["first_break"] == "step-3"
+    assert "breaks at step-3" in found["evidence"] and found["value"]["capacity_writes_per_s"] is not None
+    assert junit_state(root, "DEGRADATION")[0] == "pass"
+    flat = write_run(tmp_path / "flat", Synthetic(criteria=["DEGRADATION"]))
+    assert criterion(judged(flat)[1], "DEGRADATION")["verdict"] == "inconclusive"
+    crashed = write_run(
+        tmp_path / "crash",
+        Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), status="target_crashed", error="exit 70"),
+    )
+    assert criterion(judged(crashed)[1], "DEGRADATION")["verdict"] == "fail"
