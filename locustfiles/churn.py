@@ -30,6 +30,7 @@ MONITOR_FILE = "monitor.jsonl"
 MONITOR_WAIT_SECONDS = 5.0  # how long to wait for a monitor sample taken after a mark
 TAIL_BYTES = 64 * 1024
 PUMP_SECONDS = 0.1
+CLOSE_WAIT_SECONDS = 5.0  # bound on closing a batch (each close waits at most about a second for its echo)
 MAX_DRAIN = 200  # notifications read from one held subscription per pump round
 IDLE_SECONDS = 0.5
 
@@ -136,9 +137,16 @@ class Churn:
         }
 
     def close(self, listeners: list[Listener]) -> None:
+        """Close ``listeners`` concurrently while the others are kept alive (a close may wait for its echo)."""
         for listener in listeners:
-            listener.close()
             self.held.remove(listener)
+        closing = [gevent.spawn(listener.close) for listener in listeners]
+        until = time.monotonic() + CLOSE_WAIT_SECONDS
+        for _ in range(math.ceil(CLOSE_WAIT_SECONDS / PUMP_SECONDS) + 1):
+            if all(g.dead for g in closing) or time.monotonic() >= until:
+                break
+            self.hold(PUMP_SECONDS)
+        gevent.joinall(closing, timeout=max(0.0, until - time.monotonic()))
 
     def run(self, admin: Admin, deadline: float) -> dict[str, Any]:
         """The whole cycle; returns the ``released`` record for target.json."""

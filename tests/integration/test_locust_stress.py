@@ -120,6 +120,24 @@ def test_churn_without_a_monitor_has_no_socket_counts(tmp_path: Path, server: An
 
 
 @pytest.mark.timeout(90)
+def test_churn_sees_subscriptions_a_server_keeps_after_close(tmp_path: Path) -> None:
+    """With ``keep-closed`` the server never echoes a close, so each close waits about a second; the
+    subscriptions left open must be kept alive meanwhile (this server drops clients silent for 2 s)."""
+    with start_refserver(tmp_path / "leaky", "--fault", "keep-closed", "--heartbeat-timeout", "2") as srv:
+        writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
+        plan = _plan(
+            srv, tmp_path, "churn_leak", writers, {"churn": {"open": 6, "close": 3, "settle_seconds": 0.5}}
+        )
+        plan = replace(
+            plan, target=replace(plan.target, options={**plan.target.options, "heartbeat_interval": 0.5})
+        )
+        released = run_locust(plan, workers=0)["target"]["released"]
+    assert released["closed"] == 3 and released["closed_still_live"] == 3
+    assert released["before"]["live"] == released["after"]["live"] == 7
+    assert released["errors"] == []  # the three left open were kept alive through the slow closes
+
+
+@pytest.mark.timeout(90)
 def test_flush_user_follows_every_job_to_its_end(tmp_path: Path, server: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=30.0),)),)
     plan = _plan(server, tmp_path, "flush", writers, {"flush_every_seconds": 0.5})
