@@ -22,7 +22,7 @@ class StepPoint:
     name: str
     users: Any
     rate: Any
-    writes_per_s: float  # mean Requests/s of SQL rows (Aggregated when the history has no typed rows)
+    writes_per_s: float  # SQL requests completed during the step / its length (Aggregated without typed rows)
     notify_per_s: float
     p95_ms: float  # median over the step of NOTIFY's current p95 (NaN without NOTIFY rows)
     error_ratio: float | None
@@ -50,11 +50,20 @@ class Degradation:
         }
 
 
-def _rate(rows: pd.DataFrame) -> float:
-    """Mean over the step of the summed current Requests/s of ``rows`` (one sum per time stamp)."""
-    if rows.empty:
+def _rate(rows: pd.DataFrame, start: float, end: float) -> float:
+    """Requests of ``rows`` completed in [start, end] per second, from Locust's cumulative counts.
+
+    Locust's own ``Requests/s`` column is a rolling average over ~10 s and lags short steps.
+    """
+    if rows.empty or end <= start or "Total Request Count" not in rows:
         return 0.0
-    return float(rows.groupby("Timestamp")["Requests/s"].sum().mean())
+    done = 0
+    for _, group in rows.groupby(["Type", "Name"]):
+        before = group[group["Timestamp"] <= start]["Total Request Count"]
+        upto = group[group["Timestamp"] <= end]["Total Request Count"]
+        if len(upto):
+            done += int(upto.iloc[-1] - (before.iloc[-1] if len(before) else 0))
+    return done / (end - start)
 
 
 def _within(rows: pd.DataFrame, start: float, end: float) -> pd.DataFrame:
@@ -89,8 +98,8 @@ def degradation(folder: RunFolder, report_cfg: dict[str, Any]) -> Degradation | 
                 name=step.name,
                 users=step.extra.get("users"),
                 rate=step.extra.get("rate"),
-                writes_per_s=_rate(_within(writes, step.start, step.end)),
-                notify_per_s=_rate(step_notify),
+                writes_per_s=_rate(writes, step.start, step.end),
+                notify_per_s=_rate(notify, step.start, step.end),
                 p95_ms=p95,
                 error_ratio=err,
                 breaks_slo=breaks,

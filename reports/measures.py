@@ -161,10 +161,16 @@ def rss_window(samples: pd.DataFrame, start: float, end: float) -> Window:
     return Window(start, end, median, len(inside))
 
 
+def profile_setting(folder: RunFolder, key: str, default: float) -> float:
+    """A timing the scenario's profile sets for itself (run.json ``profile``), else the criteria default."""
+    value = ((folder.run or {}).get("profile") or {}).get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float(default)
+
+
 def memory_windows(folder: RunFolder, memory_cfg: dict[str, Any]) -> tuple[Window, Window, pd.DataFrame]:
     """Baseline (first window after warm-up) and end window of the load phase, and the samples between."""
     load_start, end = load_window(folder)
-    warmup = float(memory_cfg["warmup_seconds"])
+    warmup = profile_setting(folder, "warmup_seconds", memory_cfg["warmup_seconds"])
     start = load_start + warmup
     duration = end - start
     if duration <= 0:

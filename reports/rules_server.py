@@ -18,6 +18,7 @@ from reports.measures import (
     load_window,
     locust_rows,
     memory_windows,
+    profile_setting,
     rel,
     rss_window,
     run_record,
@@ -55,7 +56,8 @@ def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     if base.samples < need:
         base = memory_windows(folder, criteria["memory"])[0]
         label = "early-load (too few samples before the load)"
-    after_start = end + float(cfg["settle_seconds"])
+    settle = profile_setting(folder, "release_seconds", cfg["settle_seconds"])
+    after_start = end + settle
     after = rss_window(samples, after_start, after_start + float(cfg["window_seconds"]))
     if after.samples < need:
         observed = [p for p in folder.phases_named("observe")]
@@ -67,14 +69,13 @@ def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
         )
         raise Unsupported(
             f"the run observed the server only {max(0.0, last_t - end):.0f} s after the load stopped{obs}; "
-            f"needs {need} samples from {cfg['settle_seconds']:g} s to "
-            f"{float(cfg['settle_seconds']) + float(cfg['window_seconds']):g} s after"
+            f"needs {need} samples from {settle:g} s to {settle + float(cfg['window_seconds']):g} s after"
         )
     above = 100.0 * (after.median_mib - base.median_mib) / base.median_mib
     limit = float(cfg["max_above_baseline_pct"])
     evidence = (
         f"{label} baseline {base.median_mib:.1f} MiB (median of {base.samples} samples), "
-        f"{cfg['settle_seconds']:g} s after load {after.median_mib:.1f} MiB (median of {after.samples} samples "
+        f"{settle:g} s after load {after.median_mib:.1f} MiB (median of {after.samples} samples "
         f"{rel(folder, after.start)}..{rel(folder, after.end)}): {above:+.1f}% vs baseline (limit {limit:g}%)"
     )
     return Finding(PASS if above <= limit else FAIL, round(above, 2), limit, evidence)

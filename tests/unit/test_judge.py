@@ -454,3 +454,15 @@ def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -
         Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), status="target_crashed", error="exit 70"),
     )
     assert criterion(judged(crashed)[1], "DEGRADATION")["verdict"] == "fail"
+
+
+def test_a_scenario_release_window_replaces_the_default_settle_time(tmp_path: Path) -> None:
+    from tests.unit.test_judge_synthetic import DEFAULT_PHASES
+
+    short = [*DEFAULT_PHASES[:4], ("observe", 115.0, 145.0, {})]  # 30 s observed after the load
+    default = write_run(tmp_path / "default", Synthetic(criteria=["SC-059"], phases=short))
+    found = criterion(judged(default)[1], "SC-059")
+    assert found["verdict"] == "inconclusive" and "from 60 s" in found["evidence"]
+    own = write_run(tmp_path / "own", Synthetic(criteria=["SC-059"], phases=short, profile={"release_seconds": 15}))
+    found = criterion(judged(own)[1], "SC-059")
+    assert found["verdict"] == "pass" and "15 s after load" in found["evidence"]
