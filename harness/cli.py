@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("harness.refserver.command", "run the embedded reference server (KalamDB v1 protocol over SQLite)"),
@@ -20,9 +21,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2, as every error here is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     """The parser with every command listed and only ``command``'s arguments loaded."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="lqharness",
         description="Stress and correctness harness for databases with live queries.",
     )

@@ -41,10 +41,14 @@ def test_bad_values_are_one_line_errors(args, message):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
 
 
-def test_unknown_choice_is_rejected_without_traceback():
-    proc = serve("--queue-overflow", "maybe")
+@pytest.mark.parametrize("args, message", [(("--queue-overflow", "maybe"), "invalid choice"),
+                                           (("--bogus",), "unrecognized arguments: --bogus"),
+                                           (("--port", "eighty"), "invalid int value")])
+def test_bad_flags_are_one_line_usage_errors(args, message):
+    proc = serve(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "invalid choice" in proc.stderr.strip().splitlines()[-1]
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+    assert proc.stderr.startswith("lqharness") and " error: " in proc.stderr
 
 
 def test_occupied_port_is_a_one_line_error():
