@@ -50,6 +50,7 @@ class ServerConfig:
     block_timeout: float = 10.0
     heartbeat_timeout: float = 10.0
     auth_timeout: float = 3.0
+    auth_rate_limit: int = 0  # WebSocket authentications per client IP per second; 0 = unlimited
     max_ws_message_size: int = 1 << 20
     ready_file: Path | None = None
     memory_limit_mb: int | None = None

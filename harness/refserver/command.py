@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="close an idle WebSocket after this many seconds, code 1000 (default: 10)")
     parser.add_argument("--auth-timeout", type=float, default=3.0,
                         help="seconds a WebSocket may stay unauthenticated, then close 1008 (default: 3)")
+    parser.add_argument("--auth-rate-limit", type=int, default=0, metavar="N",
+                        help="WebSocket authentications accepted per client IP per second, as KalamDB's "
+                        "rate_limit.max_auth_requests_per_ip_per_sec (20 there); excess gets auth_error "
+                        "\"Too many authentication attempts\" and close 1008 (default: 0, unlimited)")
     parser.add_argument("--max-ws-message-size", type=int, default=1 << 20,
                         help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)")
     parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
@@ -63,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--port must be in 0..65535, not {args.port}")
     if not 0 <= args.node_id <= 1023:
         raise HarnessError(f"--node-id must be in 0..1023, not {args.node_id}")
+    if args.auth_rate_limit < 0:
+        raise HarnessError(f"--auth-rate-limit must be 0 or more, not {args.auth_rate_limit}")
     for name in ("queue_size", "max_ws_message_size"):
         if getattr(args, name) < 1:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
@@ -96,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
         block_timeout=args.block_timeout,
         heartbeat_timeout=args.heartbeat_timeout,
         auth_timeout=args.auth_timeout,
+        auth_rate_limit=args.auth_rate_limit,
         max_ws_message_size=args.max_ws_message_size,
         ready_file=args.ready_file,
         memory_limit_mb=args.memory_limit_mb,

@@ -143,6 +143,7 @@ class Connection:
         self.transport = transport  # data frames are written here directly, several per write when they queue up
         self.compress = compress
         self.connection_id = uuid.uuid4().hex
+        self.peer_ip = ""  # the client's address, for the per-IP authentication limit
         self.user_id: str | None = None
         self.role: str | None = None
         self.subs: dict[str, Subscription] = {}

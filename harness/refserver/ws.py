@@ -49,6 +49,7 @@ class WsEndpoint:
         self.server = server
         self.cfg = server.config
         self.live = server.live
+        self._auth_window: tuple[int, dict[str, int]] = (0, {})  # (second, attempts per IP in it)
 
     async def watchdog(self) -> None:
         """Close sockets that did not authenticate in time or went quiet (checked 4× per timeout)."""
@@ -82,6 +83,7 @@ class WsEndpoint:
         )
         await ws.prepare(request)
         conn = Connection(self.live, ws, compress, request.transport)  # type: ignore[arg-type]
+        conn.peer_ip = request.remote or ""
         self.live.add_connection(conn)
         try:
             header = request.headers.get("Authorization", "")
@@ -192,6 +194,12 @@ class WsEndpoint:
         if conn.authenticated:
             conn.send_control(self._auth_success(conn, protocol))
             return
+        if not self._auth_allowed(conn.peer_ip):
+            log.info("connection %s: authentication rate-limited for %s", conn.connection_id, conn.peer_ip)
+            conn.send_control({"type": "auth_error", "message": "Too many authentication attempts, retry later"})
+            conn.close_after(1008, "Authentication failed")
+            conn.closed = True
+            return
         serialization = protocol.get("serialization", "json")
         if serialization not in ("json", "msgpack") or protocol.get("compression", "none") not in ("gzip", "none"):
             raise InvalidMessage("unknown variant in `protocol`")
@@ -211,6 +219,19 @@ class WsEndpoint:
         conn.user_id = principal.user_id
         conn.role = principal.role
         conn.send_control(self._auth_success(conn, protocol))
+
+    def _auth_allowed(self, peer_ip: str) -> bool:
+        """Count one authentication from ``peer_ip`` in the current second against ``auth_rate_limit``."""
+        limit = self.cfg.auth_rate_limit
+        if limit <= 0:
+            return True
+        second = int(time.monotonic())
+        window, counts = self._auth_window
+        if window != second:
+            counts = {}
+            self._auth_window = (second, counts)
+        counts[peer_ip] = counts.get(peer_ip, 0) + 1
+        return counts[peer_ip] <= limit
 
     def _auth_success(self, conn: Connection, protocol: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -38,6 +38,10 @@ DEFAULT_SUBSCRIBE_TIMEOUT = 30.0
 DEFAULT_HEARTBEAT = 4.0  # the server drops clients silent for client_timeout_secs (10 s by default)
 CLOSE_TIMEOUT = 1.0
 LOGIN_ATTEMPTS = 3  # a 429 on login is retried with a short back-off
+RATE_LIMITED_AUTH = "too many authentication"  # KalamDB's auth_error text past its per-IP limit (protocol 4.2)
+AUTH_RETRY_SECONDS = 30.0  # how long a rate-limited WebSocket authentication keeps retrying
+AUTH_BACKOFF_FIRST = 0.05
+AUTH_BACKOFF_MAX = 1.0
 PAGE = 1000  # max_query_limit: the largest page a SELECT returns
 
 
@@ -450,37 +454,56 @@ class KalamListener:
             raise TargetError(f"cannot open websocket {url}: {_describe(exc)}") from None
 
     def _connect(self) -> None:
-        """Open the socket and authenticate in-band; a rejected cached token is renewed once."""
-        for attempt in range(2):
+        """Open the socket and authenticate in-band.
+
+        A rejected cached token is renewed once. A refusal for too many authentications from
+        this address (KalamDB's per-IP limit, protocol 4.2) is retried with a growing,
+        jittered back-off until ``auth_retry_seconds`` have passed.
+        """
+        renewed = False
+        give_up = time.monotonic() + AUTH_RETRY_SECONDS
+        backoff = AUTH_BACKOFF_FIRST
+        while True:
             token = self._creds.token(self._http, self._target.timeout)
-            self._ws = self._open()
-            self._dead = None
-            self._send({
-                "type": "authenticate",
-                "method": "jwt",
-                "token": token,
-                "protocol": {"serialization": "json", "compression": "gzip" if self._target.compress else "none"},
-            })
-            deadline = time.monotonic() + self._target.timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._shutdown()
-                    raise TargetError(f"no authentication reply within {self._target.timeout:g}s")
-                msg = self._read(remaining)
-                if msg is None:
-                    continue
-                kind = msg[0].get("type")
-                if kind == "auth_success":
-                    return
-                if kind == "auth_error":
-                    self._shutdown()
-                    if attempt == 0:
-                        self._creds.invalidate(token)
-                        break
-                    raise TargetError(f"websocket authentication as {self._creds.user!r} failed: "
-                                      f"{msg[0].get('message', '')}")
-        raise AssertionError("unreachable")
+            refusal = self._authenticate(token)
+            if refusal is None:
+                return
+            if RATE_LIMITED_AUTH in refusal.lower():
+                if time.monotonic() + backoff > give_up:
+                    raise TargetError(f"websocket authentication as {self._creds.user!r} still rate-limited after "
+                                      f"{AUTH_RETRY_SECONDS:g}s: {refusal} (raise the server's "
+                                      "rate_limit.max_auth_requests_per_ip_per_sec)")
+                gevent.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
+                backoff = min(backoff * 2, AUTH_BACKOFF_MAX)
+                continue
+            if renewed:
+                raise TargetError(f"websocket authentication as {self._creds.user!r} failed: {refusal}")
+            self._creds.invalidate(token)
+            renewed = True
+
+    def _authenticate(self, token: str) -> str | None:
+        """Open a socket and send ``authenticate``; None on success, else the server's refusal text."""
+        self._ws = self._open()
+        self._dead = None
+        self._send({
+            "type": "authenticate",
+            "method": "jwt",
+            "token": token,
+            "protocol": {"serialization": "json", "compression": "gzip" if self._target.compress else "none"},
+        })
+        deadline = time.monotonic() + self._target.timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            msg = self._read(remaining)
+            if msg is None:
+                continue
+            kind = msg[0].get("type")
+            if kind == "auth_success":
+                return None
+            if kind == "auth_error":
+                self._shutdown()
+                return str(msg[0].get("message", ""))
+        self._shutdown()
+        raise TargetError(f"no authentication reply within {self._target.timeout:g}s")
 
     def _send(self, msg: dict[str, Any]) -> None:
         assert self._ws is not None

@@ -7,6 +7,7 @@ test is quick; listeners of the other tests ping every second to stay well insid
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 
@@ -328,6 +329,36 @@ def test_server_loss_makes_writes_indeterminate_and_listeners_disconnected(tmp_p
     assert time.monotonic() - started < 6
     listener.close()
     writer.close()
+
+
+@pytest.mark.timeout(60)
+def test_listeners_back_off_through_an_auth_rate_limit(tmp_path) -> None:
+    """Twelve listeners opened at once against a 4-per-second limit all subscribe, by backing off."""
+    with start_refserver(tmp_path, "--auth-rate-limit", "4") as srv:
+        target = _target(srv)
+        schema = _schema(target, table_type="SHARED")
+        listeners = [target.listener(schema) for _ in range(12)]
+        errors: list[BaseException] = []
+
+        def subscribe(listener) -> None:
+            try:
+                listener.subscribe()
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=subscribe, args=(lst,)) for lst in listeners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(40)
+        try:
+            assert not errors, errors
+            assert all(lst.subscription_id for lst in listeners)
+            assert time.monotonic() - started > 1.0  # 12 at 4/s span at least three one-second windows
+        finally:
+            for lst in listeners:
+                lst.close()
 
 
 @pytest.mark.timeout(20)

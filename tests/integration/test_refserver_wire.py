@@ -470,6 +470,27 @@ def test_timeouts_and_shutdown_close_codes(tmp_path):
         assert srv.proc.wait(10) == 0
 
 
+def test_auth_rate_limit_refuses_excess_per_ip(tmp_path):
+    limit = 3
+    with start_refserver(tmp_path, "--auth-rate-limit", str(limit)) as srv:
+        token = Http(srv.url).login("root", srv.root_password)
+        started = time.monotonic()
+        replies = []
+        for _ in range(12):
+            ws = WsClient(srv.ws_url)
+            replies.append((ws.authenticate(token), ws))
+        seconds = time.monotonic() - started
+        accepted = [r for r, _ in replies if r["type"] == "auth_success"]
+        refused = [(r, ws) for r, ws in replies if r["type"] == "auth_error"]
+        assert 1 <= len(accepted) <= limit * (int(seconds) + 2)
+        assert len(accepted) + len(refused) == len(replies) and refused
+        for reply, ws in refused:
+            assert reply["message"].startswith("Too many authentication attempts")
+            assert ws.wait_close() == (1008, "Authentication failed")
+        time.sleep(1.1)
+        assert ws_for(srv, token) is not None  # a new second admits authentications again
+
+
 def test_first_run_setup_flow(tmp_path):
     with start_refserver(tmp_path, root_password=None) as srv:
         http = Http(srv.url)
