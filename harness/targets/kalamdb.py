@@ -209,7 +209,11 @@ class _Credentials:
         if status != 200 or not isinstance(body, dict) or not body.get("access_token"):
             err = wire.error_of(body)
             detail = f"{err[0]}: {err[1]}" if err else "no access token in the reply"
-            hint = " (server needs first-run setup; give a root password)" if status == 428 else ""
+            hint = ""
+            if status == 428:
+                hint = " (server needs first-run setup; give a root password)"
+            elif status == 403 and self.user == "root":
+                hint = " (KalamDB refuses remote logins of system users such as root: use a DBA user, --user)"
             raise TargetError(f"{where}: HTTP {status} {detail}{hint}")
         access = str(body["access_token"])
         _TOKENS[self._key] = _Token(self.password, access, _expiry(body.get("expires_at")))
@@ -670,6 +674,9 @@ class KalamTarget:
         self.timeout = float(opts.get("timeout", DEFAULT_TIMEOUT))
         self.compress = bool(opts.get("compress", True))
         self.batch_size = int(opts.get("batch_size", DEFAULT_BATCH_SIZE))
+        if not 0 < self.batch_size < PAGE:
+            # KalamDB cuts snapshot pages at max_query_limit and may then report has_more:false early
+            raise TargetError(f"batch_size must be in 1..{PAGE - 1} (below max_query_limit), not {self.batch_size}")
         self.subscribe_timeout = float(opts.get("subscribe_timeout", DEFAULT_SUBSCRIBE_TIMEOUT))
         self.heartbeat = float(opts.get("heartbeat_interval", DEFAULT_HEARTBEAT))
         root_password = opts.get("root_password") or (spec.password if spec.user == "root" else None)

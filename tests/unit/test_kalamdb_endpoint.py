@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.plan import TargetSpec
 from harness.targets.base import TargetError
-from harness.targets.kalamdb import _describe, _Endpoint
+from harness.targets.kalamdb import KalamTarget, _describe, _Endpoint
 
 
 @pytest.mark.parametrize(
@@ -34,3 +35,9 @@ def test_transport_errors_read_as_one_line() -> None:
     assert _describe(ConnectionRefusedError(111, "Connection refused")) == "connection refused"
     assert _describe(TimeoutError("timed out")) == "timed out"
     assert _describe(OSError("first line\nsecond line")) == "OSError: first line"
+
+
+@pytest.mark.parametrize("batch_size", [0, 1000, 5000])
+def test_snapshot_batches_must_stay_below_max_query_limit(batch_size: int) -> None:
+    with pytest.raises(TargetError, match="batch_size must be in 1..999"):
+        KalamTarget(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"batch_size": batch_size}))
