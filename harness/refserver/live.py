@@ -19,7 +19,7 @@ import logging
 import struct
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -130,6 +130,15 @@ class Group:
             if not no_deleted:
                 olds["_deleted"] = True
         return b',"change_type":"delete","old_values":' + dumps([olds]) + b"}"
+
+
+def _corrupted(change: Change) -> Change:
+    """The corrupt-new fault: ``change`` with every text value of its new row altered."""
+    new = dict(change.new or {})
+    for col in change.table.columns:
+        if col.ktype.name == "Text" and isinstance(new.get(col.name), str):
+            new[col.name] = new[col.name] + "~corrupt"
+    return replace(change, new=new)
 
 
 class Connection:
@@ -496,6 +505,8 @@ class LiveManager:
                         continue
                     if stale is not None and faults.hits("stale-old", n):
                         payload_body = group.body(change, no_deleted=no_deleted, stale=stale)
+                    if change.kind != "delete" and faults.hits("corrupt-new", n):
+                        payload_body = group.body(_corrupted(change), no_deleted=no_deleted)
                     if faults.hits("reorder", n):
                         sub.held = (sub.prefix + payload_body, n)
                         continue

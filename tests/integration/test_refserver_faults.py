@@ -95,6 +95,21 @@ def test_stale_old_values(tmp_path):
         assert second["old_values"][0]["v"] == "v1"  # one version too old
 
 
+def test_corrupt_new_values(tmp_path):
+    with start_refserver(tmp_path, "--fault", "corrupt-new:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2)
+        assert ws.recv()["rows"][0]["v"] == "v1"
+        assert ws.recv()["rows"][0]["v"] == "v2~corrupt"
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        update = ws.recv()
+        assert update["rows"][0]["v"] == "second" and update["old_values"][0]["v"] == "v1"
+        http.ok(token, "UPDATE app.items SET v = 'third' WHERE id = 1")
+        update = ws.recv()
+        assert update["rows"][0]["v"] == "third~corrupt" and update["old_values"][0]["v"] == "second"
+        assert http.ok(token, "SELECT v FROM app.items WHERE id = 1")[0]["rows"] == [["third"]]
+
+
 def test_no_deleted_flag(tmp_path):
     with start_refserver(tmp_path, "--fault", "no-deleted") as srv:
         http, token, ws = prepare(srv)
