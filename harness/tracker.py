@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,14 @@ from harness.latency import LatencyHistogram
 from harness.rangeset import RangeSet
 from harness.targets.base import Change, Op
 
-ANOMALIES = ("duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
+ANOMALIES = (
+    "duplicates",
+    "out_of_order",
+    "phantom",
+    "old_value_errors",
+    "new_value_errors",
+    "delete_flag_errors",
+)
 MAX_WITNESSES = 5
 LATE_BUCKETS = 100  # the drain window is watched in this many buckets to count late arrivals
 
@@ -33,11 +41,13 @@ class Observation:
 
 
 class _WriterState:
-    __slots__ = ("delivered", "deleted")
+    __slots__ = ("delivered", "deleted", "last_wseq", "last_deleted")
 
     def __init__(self) -> None:
         self.delivered = RangeSet()  # wseqs of inserts, updates and snapshot rows
         self.deleted = RangeSet()  # row numbers of delivered deletes
+        self.last_wseq: int | None = None  # the previous delivery's, for order: one displaced
+        self.last_deleted: int | None = None  # message counts once, not for all that follow it
 
 
 class ListenerTracker:
@@ -75,7 +85,7 @@ class ListenerTracker:
         self._latency = LatencyHistogram()
         self._latency_delta = LatencyHistogram()
         self._late_buckets: deque[list[int]] = deque()  # [bucket index, count]
-        self._late_witness: dict[int, dict[str, Any]] = {}
+        self._late_witness: dict[int, tuple[Seen, Change, int | None]] = {}  # first arrival per bucket
         self._bucket_ns = max(1_000_000, drain_ns // LATE_BUCKETS)
         self._last_delta: dict[str, int] = {"received": 0, **dict.fromkeys(ANOMALIES, 0)}
 
@@ -102,7 +112,11 @@ class ListenerTracker:
         self.late = sum(count for index, count in self._late_buckets if index >= cutoff)
         for index in sorted(self._late_witness):
             if index >= cutoff:
-                self._witness("late", self._late_witness[index])
+                seen, change, latency_us = self._late_witness[index]
+                latency = "" if latency_us is None else f", latency {latency_us / 1000:.1f} ms"
+                self._witness(
+                    "late", _witness(self.listener_id, seen, change, f"arrived in the drain window{latency}")
+                )
 
     def observe(self, change: Change) -> Observation:
         """Check one notification and fold it into the state."""
@@ -113,14 +127,14 @@ class ListenerTracker:
         found: list[str] = []
         latency_us: int | None = None
         if seen.error:
-            found.append(self._anomaly("phantom", seen, change, seen.error))
+            found.append(self._anomaly("phantom", seen, change, lambda: str(seen.error)))
         elif self.conversation_id is not None and seen.conversation_id != self.conversation_id:
             found.append(
                 self._anomaly(
                     "phantom",
                     seen,
                     change,
-                    f"conversation {seen.conversation_id} outside filter {self.conversation_id}",
+                    lambda: f"conversation {seen.conversation_id} outside filter {self.conversation_id}",
                 )
             )
         else:
@@ -145,17 +159,21 @@ class ListenerTracker:
     def _check_write(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
         found = []
         if change.op is Op.INSERT and seen.version != 1:
-            found.append(self._anomaly("phantom", seen, change, f"insert with version {seen.version}"))
+            found.append(
+                self._anomaly("phantom", seen, change, lambda: f"insert with version {seen.version}")
+            )
         if change.op is Op.UPDATE:
             if seen.version < 2:
-                found.append(self._anomaly("phantom", seen, change, f"update with version {seen.version}"))
+                found.append(
+                    self._anomaly("phantom", seen, change, lambda: f"update with version {seen.version}")
+                )
             elif seen.old_version != seen.version - 1:
                 found.append(
                     self._anomaly(
                         "old_value_errors",
                         seen,
                         change,
-                        f"old version {seen.old_version}, expected {seen.version - 1}",
+                        lambda: f"old version {seen.old_version}, expected {seen.version - 1}",
                     )
                 )
             elif seen.old_content != content(seen.rid, seen.version - 1, self.payload_bytes):
@@ -164,43 +182,66 @@ class ListenerTracker:
                         "old_value_errors",
                         seen,
                         change,
-                        f"old content {_clip(seen.old_content)} is not version {seen.version - 1}'s",
+                        lambda: f"old content {_clip(seen.old_content)} is not version {seen.version - 1}'s",
                     )
                 )
+        if (
+            seen.content is not None
+            and seen.version >= 1
+            and (seen.content != content(seen.rid, seen.version, self.payload_bytes))
+        ):
+            found.append(
+                self._anomaly(
+                    "new_value_errors",
+                    seen,
+                    change,
+                    lambda: f"content {_clip(seen.content)} is not version {seen.version}'s",
+                )
+            )
         if seen.wseq in state.delivered:
-            found.append(self._anomaly("duplicates", seen, change, "wseq delivered before"))
+            found.append(self._anomaly("duplicates", seen, change, lambda: "wseq delivered before"))
             return found
-        last = state.delivered.max()
+        last = state.last_wseq
         if seen.n in state.deleted:
-            found.append(self._anomaly("out_of_order", seen, change, "row's delete was delivered before"))
+            found.append(
+                self._anomaly("out_of_order", seen, change, lambda: "row's delete was delivered before")
+            )
         elif last is not None and seen.wseq < last:
-            found.append(self._anomaly("out_of_order", seen, change, f"after wseq {last}"))
+            found.append(self._anomaly("out_of_order", seen, change, lambda: f"after wseq {last}"))
         state.delivered.add(seen.wseq)
+        state.last_wseq = seen.wseq
         return found
 
     def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
         found = []
         if change.deleted is not True:
-            found.append(self._anomaly("delete_flag_errors", seen, change, f"_deleted is {change.deleted!r}"))
+            found.append(
+                self._anomaly("delete_flag_errors", seen, change, lambda: f"_deleted is {change.deleted!r}")
+            )
         if seen.n in state.deleted:
             found.append(
-                self._anomaly("duplicates", seen, change, f"delete of row {seen.n} delivered before")
+                self._anomaly("duplicates", seen, change, lambda: f"delete of row {seen.n} delivered before")
             )
             return found
-        last = state.deleted.max()
+        last = state.last_deleted
         if last is not None and seen.n < last:
             found.append(
-                self._anomaly("out_of_order", seen, change, f"delete of row {seen.n} after row {last}")
+                self._anomaly(
+                    "out_of_order", seen, change, lambda: f"delete of row {seen.n} after row {last}"
+                )
             )
         state.deleted.add(seen.n)
+        state.last_deleted = seen.n
         return found
 
-    def _anomaly(self, kind: str, seen: Seen, change: Change, detail: str) -> str:
+    def _anomaly(self, kind: str, seen: Seen, change: Change, detail: Callable[[], str]) -> str:
+        """Count one anomaly; its witness text is only built while the kind still keeps witnesses."""
         self.anomalies[kind] += 1
         second = change.received_ns // 1_000_000_000
         per_second = self.timeline.setdefault(kind, {})
         per_second[second] = per_second.get(second, 0) + 1
-        self._witness(kind, _witness(self.listener_id, seen, change, detail))
+        if len(self.witnesses.get(kind, ())) < MAX_WITNESSES:
+            self._witness(kind, _witness(self.listener_id, seen, change, detail()))
         return kind
 
     def _witness(self, kind: str, witness: dict[str, Any]) -> None:
@@ -215,10 +256,7 @@ class ListenerTracker:
             buckets[-1][1] += 1
         else:
             buckets.append([index, 1])
-            latency = "" if latency_us is None else f", latency {latency_us / 1000:.1f} ms"
-            self._late_witness[index] = _witness(
-                self.listener_id, seen, change, f"arrived in the drain window{latency}"
-            )
+            self._late_witness[index] = (seen, change, latency_us)
         while buckets and buckets[0][0] < index - LATE_BUCKETS - 1:
             self._late_witness.pop(buckets.popleft()[0], None)
 

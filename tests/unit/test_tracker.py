@@ -8,7 +8,7 @@ import pytest
 from harness.identity import insert_row
 from harness.latency import LatencyHistogram
 from harness.targets.base import Change, Op
-from harness.tracker import ListenerTracker
+from harness.tracker import MAX_WITNESSES, ListenerTracker
 from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 
@@ -71,5 +71,31 @@ def test_summary_size_does_not_grow_with_in_order_notifications() -> None:
     small = _summary_after(1_000)
     big = _summary_after(100_000)
     assert big["received"] == 100_000 and big["writers"]["1"]["delivered"] == [[1, 100_000]]
-    assert small["late"] > 0 and big["late"] > 0
+    # arrivals in the last 2 s before the end (T0 + count + 1000 ms): rows count-993..count, to a 20 ms bucket
+    assert abs(small["late"] - 994) <= 20 and abs(big["late"] - 994) <= 20
     assert len(orjson.dumps(big)) < len(orjson.dumps(small)) + 100
+
+
+def test_one_displaced_notification_is_one_out_of_order() -> None:
+    tracker = ListenerTracker("l1", 10, PAYLOAD, DRAIN_NS, created_ns=T0)
+    for n in (1, 2, 3, 9, 4, 5, 6, 7, 8, 10):
+        tracker.observe(_insert(n))
+    assert tracker.anomalies["out_of_order"] == 1
+    (witness,) = tracker.summary()["witnesses"]
+    assert witness["wseq"] == 4 and witness["detail"].endswith("after wseq 9")
+
+
+def test_anomalies_keep_counting_past_the_witness_limit() -> None:
+    tracker = ListenerTracker("l1", 10, PAYLOAD, DRAIN_NS, created_ns=T0)
+    first = _insert(1)
+    for _ in range(21):
+        tracker.observe(first)
+    assert tracker.anomalies["duplicates"] == 20
+    assert len(tracker.summary()["witnesses"]) == MAX_WITNESSES
+
+
+def test_new_value_of_a_snapshot_row_is_checked() -> None:
+    tracker = ListenerTracker("l1", 10, PAYLOAD, DRAIN_NS, created_ns=T0)
+    row = _insert(1).row
+    obs = tracker.observe(Change(Op.SNAPSHOT, {**row, "version": 2}, None, 1, T0, 200))
+    assert obs.anomalies == ("new_value_errors",)
