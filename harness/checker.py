@@ -6,8 +6,10 @@ invoked after it was ready and acked before its end minus the drain window. Writ
 race a boundary, fall in a gap without resume, or are indeterminate are "may": they can
 arrive or not without an anomaly. In a gap with resume (KalamDB sends the rows changed
 since the last seen ``_seq``, current versions only), a write stays "must" unless its row
-version was replaced before the listener came back; deletes there are "may". Lost = must − delivered; phantom =
-delivered writes the ledger has as failed or never made (indeterminate ones never are).
+version was replaced by an operation started before the listener came back; deletes there
+are "may". Lost = must − delivered; phantom = delivered writes the ledger has as failed or
+never made (indeterminate ones never are), and anything delivered from a writer whose
+conversation the listener's filter excludes.
 
 A disconnect gap starts ``slack`` before the disconnect (notifications still in flight
 then may be replaced or deleted before the resume): ``gap_slack_ns`` or twice the
@@ -17,7 +19,7 @@ listener's p99 latency, whichever is more.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +78,14 @@ def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
 
 
 def _classify(
-    times: TimeIndex, windows: Windows, ok: RangeSet, possible: RangeSet, replaced: RangeSet | None
+    times: TimeIndex,
+    windows: Windows,
+    ok: RangeSet,
+    possible: RangeSet,
+    replaced: Callable[[int], RangeSet] | None,
 ) -> tuple[RangeSet, RangeSet]:
-    """(must, may) keys of one writer stream for one listener; ``replaced`` keys (all when None)
-    are excused inside soft windows."""
+    """(must, may) keys of one writer stream for one listener. Inside a soft window, keys that
+    ``replaced(resume_ns)`` names (every key when it is None) are excused."""
     must = RangeSet()
     for start, stop in windows.up:
         lo, hi = times.first_invoked_at_or_after(start), times.last_acked_at_or_before(stop)
@@ -88,7 +94,7 @@ def _classify(
     must = must.intersection(ok)
     for start, stop in windows.soft:
         gap = _touching(times, start, stop)
-        must = must.difference(gap if replaced is None else gap.intersection(replaced))
+        must = must.difference(gap if replaced is None else gap.intersection(replaced(stop)))
     if windows.life is None:
         return must, RangeSet()
     life = _touching(times, *windows.life)
@@ -153,6 +159,20 @@ def check_listener(
         got_d = RangeSet.from_list(got.get("deleted", []))
         counts["delivered"] += len(got_w) + len(got_d)
         led = ledgers.get(wid)
+        if led is not None and cid is not None and led.conversation_id != cid:
+            counts["phantom"] += len(got_w) + len(got_d)
+            witnesses.append(
+                _witness(
+                    "phantom",
+                    lid,
+                    wid,
+                    got_w.first(1),
+                    got_d.first(1),
+                    None,
+                    f"writer {wid} writes conversation {led.conversation_id}, outside this listener's filter {cid}",
+                )
+            )
+            continue
         if led is None:
             if wid not in plan_writers:
                 counts["phantom"] += len(got_w) + len(got_d)
@@ -169,7 +189,7 @@ def check_listener(
                 )
             continue
         for keys, got_keys, times, replaced, is_delete in (
-            (led.written, got_w, led.times, led.superseded, False),
+            (led.written, got_w, led.times, led.superseded_by, False),
             (led.deleted, got_d, led.delete_times, None, True),
         ):
             possible = keys("ok", "indeterminate")
@@ -214,6 +234,7 @@ def check_listener(
         "conversation_id": cid,
         **counts,
         "received": int(summary.get("received", 0)),
+        "received_by_op": {op: int(n) for op, n in summary.get("by_op", {}).items()},
         "latency_ms": hist.percentiles_ms(),
         "deletes_without_latency": int(summary.get("deletes_without_latency", 0)),
         "gap_slack_ms": slack_ns / 1e6 if summary.get("disconnects") else None,
@@ -247,10 +268,11 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Listener seconds connected vs meant to be connected, and unexpected disconnects with witnesses.
 
     Planned time away (a scenario's reconnect) counts in neither; unexpected gaps count as down.
-    ``listener_seconds_since_ready`` is the same total counted from each listener's ready time.
+    ``listener_seconds_since_ready`` is the same total counted from each listener's ready time;
+    a listener that never became ready counts its whole life there, all of it down.
     """
     up = total = planned_total = since_ready = 0.0
-    unexpected = 0
+    unexpected = never_ready = 0
     witnesses: list[dict[str, Any]] = []
     for s in summaries:
         created, ready, end = s.get("created_ns"), s.get("ready_ns"), s.get("end_ns")
@@ -264,6 +286,9 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if ready is not None:
             up += max(0, end - ready - planned - down) / 1e9
             since_ready += max(0, end - ready - planned) / 1e9
+        else:
+            never_ready += 1
+            since_ready += max(0, end - created - planned) / 1e9
         for d in gaps:
             if d.get("expected"):
                 continue
@@ -284,6 +309,7 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "listener_seconds_since_ready": round(since_ready, 3),
         "planned_away_seconds": round(planned_total, 3),
         "unexpected_disconnects": unexpected,
+        "listeners_never_ready": never_ready,
         "disconnect_witnesses": witnesses,
     }
 
@@ -322,6 +348,11 @@ def check(
             timeline[key] = timeline.get(key, 0) + n
     totals["latency_ms"] = merged.percentiles_ms()
     totals["received"] = sum(r["received"] for r in rows)
+    by_op: dict[str, int] = dict.fromkeys(("insert", "update", "delete", "snapshot"), 0)
+    for r in rows:
+        for op, n in r["received_by_op"].items():
+            by_op[op] = by_op.get(op, 0) + n
+    totals["received_by_op"] = by_op
     deletes_without = sum(r["deletes_without_latency"] for r in rows)
     notes = [
         "late: notifications received in a listener's last drain window; they count as delivered "

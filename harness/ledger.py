@@ -2,7 +2,7 @@
 
 Per writer: range sets of insert/update sequence numbers (``wseq``) per outcome,
 range sets of deleted row numbers per outcome, the wseqs whose row version was later
-replaced (updated or deleted), counts by kind, and coarse time indexes (checkpoints of
+replaced (updated or deleted), grouped by when the replacing operation started, counts by kind, and coarse time indexes (checkpoints of
 invoke/ack times) from which the checker bounds when any operation happened. Memory
 grows with outcome changes and run time, never with one entry per operation.
 """
@@ -18,6 +18,7 @@ from harness.targets.base import Outcome, WriteResult
 
 KINDS = ("insert", "update", "delete")
 CHECKPOINT_NS = 50_000_000
+SUPERSEDE_EPOCH_NS = 250_000_000  # replaced versions are grouped by the replacing op's start, this coarsely
 MAX_ERRORS = 5
 INF = 1 << 62
 
@@ -126,7 +127,7 @@ class WriterLedger:
     wseqs: dict[str, RangeSet] = field(default_factory=dict)
     deleted_rows: dict[str, RangeSet] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    superseded: RangeSet = field(default_factory=RangeSet)
+    superseded: list[tuple[int, RangeSet]] = field(default_factory=list)  # (epoch start ns, replaced wseqs)
     times: TimeIndex = field(default_factory=TimeIndex)
     delete_times: TimeIndex = field(default_factory=TimeIndex)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -141,7 +142,9 @@ class WriterLedger:
             raise ValueError(f"unknown op kind {kind!r}")
         outcome = str(Outcome(result.outcome))
         if supersedes is not None and outcome != Outcome.FAILED:
-            self.superseded.add(supersedes)
+            if not self.superseded or result.invoke_ns - self.superseded[-1][0] >= SUPERSEDE_EPOCH_NS:
+                self.superseded.append((result.invoke_ns, RangeSet()))
+            self.superseded[-1][1].add(supersedes)
         if kind == "delete":
             self.deleted_rows.setdefault(outcome, RangeSet()).add(key)
             self.delete_times.add(key, result.invoke_ns, result.ack_ns)
@@ -154,6 +157,19 @@ class WriterLedger:
             self.errors.append(
                 {"op": kind, "key": key, "outcome": outcome, "error": result.error, "at_ns": result.ack_ns}
             )
+
+    def superseded_by(self, t_ns: int) -> RangeSet:
+        """Wseqs whose version an operation started by about ``t_ns`` replaced.
+
+        Coarse by one epoch: a replacement started up to ``SUPERSEDE_EPOCH_NS`` after ``t_ns``
+        may be included, never one started before it left out.
+        """
+        out = RangeSet()
+        for start, keys in self.superseded:
+            if start > t_ns:
+                break
+            out = out.union(keys)
+        return out
 
     def written(self, *outcomes: str) -> RangeSet:
         """Insert/update wseqs with any of ``outcomes``."""
@@ -174,7 +190,7 @@ class WriterLedger:
             "wseqs": {o: rs.to_list() for o, rs in self.wseqs.items()},
             "deleted_rows": {o: rs.to_list() for o, rs in self.deleted_rows.items()},
             "counts": self.outcome_counts(),
-            "superseded": self.superseded.to_list(),
+            "superseded": [[start, keys.to_list()] for start, keys in self.superseded],
             "times": self.times.to_list(),
             "delete_times": self.delete_times.to_list(),
             "errors": list(self.errors),
@@ -188,7 +204,7 @@ class WriterLedger:
             wseqs={o: RangeSet.from_list(r) for o, r in data["wseqs"].items()},
             deleted_rows={o: RangeSet.from_list(r) for o, r in data["deleted_rows"].items()},
             counts={o: dict(c) for o, c in data["counts"].items()},
-            superseded=RangeSet.from_list(data.get("superseded", [])),
+            superseded=[(int(start), RangeSet.from_list(keys)) for start, keys in data.get("superseded", [])],
             times=TimeIndex.from_list(data["times"]),
             delete_times=TimeIndex.from_list(data["delete_times"]),
             errors=list(data.get("errors", [])),

@@ -15,6 +15,7 @@ ZERO = {
     "out_of_order": 0,
     "phantom": 0,
     "old_value_errors": 0,
+    "new_value_errors": 0,
     "delete_flag_errors": 0,
 }
 
@@ -102,7 +103,14 @@ def test_phantom_of_a_failed_write_and_of_a_write_never_made() -> None:
         ghost, row={**ghost.row, "wseq": 99, "version": 4}, old_row={**ghost.old_row, "version": 3}
     )
     report = world.check(world.listen([*world.changes, ghost]))
-    assert report["totals"]["phantom"] == 1
+    # a ghost of row 1 after its delete, claiming version 4 with version 2's old and new contents
+    assert _counts(report) == {
+        **ZERO,
+        "phantom": 1,
+        "out_of_order": 1,
+        "old_value_errors": 1,
+        "new_value_errors": 1,
+    }
     assert "never made" in _witness(report, "phantom")["detail"]
 
 
@@ -115,6 +123,18 @@ def test_stale_old_value() -> None:
     report = world.check(world.listen(stream))
     assert _counts(report) == {**ZERO, "old_value_errors": 1}
     assert "stale" in _witness(report, "old_value_errors")["detail"]
+
+
+def test_wrong_new_value() -> None:
+    world = World()
+    world.standard()
+    stream = list(world.changes)
+    i = next(i for i, c in enumerate(stream) if c.op is Op.INSERT and c.row["writer_id"] == 2)
+    stream[i] = replace(stream[i], row={**stream[i].row, "content": "garbled"})
+    report = world.check(world.listen(stream))
+    assert _counts(report) == {**ZERO, "new_value_errors": 1}
+    w = _witness(report, "new_value_errors")
+    assert w["writer"] == 2 and "'garbled' is not version 1's" in w["detail"]
 
 
 def test_missing_deleted_flag() -> None:
@@ -174,9 +194,10 @@ def test_filtered_listener_gets_only_its_conversation() -> None:
     assert report["totals"]["expected"] == 8
 
 
-def _resume_world(drop_from_snapshot: int | None = None) -> dict:
+def _resume_world(drop_from_snapshot: int | None = None, update_later: int | None = None) -> dict:
     """A listener sees 6 of 10 inserts, leaves; rows are updated, deleted and inserted while it is away;
-    it resumes and gets the current version of every row changed since (as KalamDB does), then live changes."""
+    it resumes and gets the current version of every row changed since (as KalamDB does), then live changes.
+    ``update_later`` updates that row a second after the resume."""
     world = World()
     world.writer(1, 10)
     for _ in range(10):
@@ -190,6 +211,9 @@ def _resume_world(drop_from_snapshot: int | None = None) -> dict:
     up = world.t
     for _ in range(5):
         world.insert(1)  # wseq 15..19, live after the resume
+    if update_later is not None:
+        world.t += 1_000 * MS
+        world.update(1, update_later)  # wseq 20, long after the resume
     by_wseq = {(c.row or c.old_row)["wseq"]: c for c in world.changes if c.op is not Op.DELETE}
     snapshot = [
         replace(by_wseq[w], op=Op.SNAPSHOT, old_row=None, received_ns=up)
@@ -225,6 +249,43 @@ def test_resume_that_misses_a_current_row_loses_it() -> None:
     report = _resume_world(drop_from_snapshot=9)
     assert _counts(report) == {**ZERO, "lost": 1}
     assert _witness(report, "lost")["wseq"] == 9
+
+
+def test_a_version_replaced_after_the_resume_is_still_owed_by_it() -> None:
+    report = _resume_world(drop_from_snapshot=9, update_later=9)
+    assert _counts(report) == {**ZERO, "lost": 1}
+    assert _witness(report, "lost")["wseq"] == 9
+
+
+def test_a_row_claiming_a_watched_conversation_from_another_writer_is_phantom_not_loss() -> None:
+    world = World()
+    world.standard()
+    mine = [c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10]
+    other = next(c for c in world.changes if c.op is Op.INSERT and c.row["writer_id"] == 2)
+    forged = replace(other, row={**other.row, "conversation_id": 10})
+    report = world.check(world.listen([*mine, forged], conversation=10))
+    assert _counts(report) == {**ZERO, "phantom": 1}
+    assert report["totals"]["expected"] == 8
+    assert "outside this listener's filter 10" in _witness(report, "phantom")["detail"]
+
+
+def test_a_listener_that_never_subscribed_counts_as_down() -> None:
+    world = World()
+    world.standard()
+    ready = world.listen(world.changes)
+    never = ListenerTracker("l2", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    never.mark_end(world.end_ns())
+    conn = world.check(ready, never)["connections"]
+    assert conn["listeners_never_ready"] == 1
+    life = (world.end_ns() - T0) / 1e9
+    assert conn["listener_seconds_since_ready"] == pytest.approx(conn["listener_seconds_up"] + life, abs=1e-3)
+
+
+def test_received_by_op_counts_each_kind() -> None:
+    world = World()
+    world.standard()
+    totals = world.check(world.listen(world.changes))["totals"]
+    assert totals["received_by_op"] == {"insert": 10, "update": 4, "delete": 2, "snapshot": 0}
 
 
 def test_unexpected_disconnect_without_resume_is_reported() -> None:
