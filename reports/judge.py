@@ -21,7 +21,7 @@ from reports import rules_delivery, rules_server
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
 from reports.runfolder import RunFolder, load_run_folder
-from reports.saturation import Saturation, assess
+from reports.saturation import UNKNOWN, Saturation, assess
 from reports.verdict import (
     FAIL,
     INCONCLUSIVE,
@@ -57,7 +57,8 @@ RULES: dict[str, Rule] = {
     "DEGRADATION": rules_server.degradation_capacity,
 }
 DELIVERY_KEYS = (
-    "expected", "delivered", "lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors",
+    "expected", "delivered", "lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "new_value_errors",
+    "delete_flag_errors",
 )  # fmt: skip
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 
@@ -111,7 +112,11 @@ def delivery_summary(folder: RunFolder) -> dict[str, Any]:
 def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
     """The scenario verdict for one run folder, as written to verdict.json ``scenarios[]``."""
     ids, source = criteria_ids(folder, criteria)
-    saturation = assess(folder, criteria["generator"])
+    try:
+        saturation = assess(folder, criteria["generator"])
+    except Exception as exc:  # a malformed generator.jsonl leaves saturation unknown, never a traceback
+        why = f"generator.jsonl could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
+        saturation = Saturation(UNKNOWN, why)
     affected = set(criteria["generator"]["affects"])
     results: list[CriterionResult] = []
     run_finding = rules_server.run_completed(folder)

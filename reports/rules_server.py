@@ -100,6 +100,18 @@ def query_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) ->
     return Finding(PASS if value < limit else FAIL, value, limit, evidence)
 
 
+def _liveness_unobserved(folder: RunFolder, criteria: Criteria) -> str | None:
+    """Why the monitor does not show the server up to the run's end, or None: no samples, or samples
+    stopping more than SC-060's ``max_sample_gap_seconds`` early (shared by SC-060 and DEGRADATION)."""
+    if folder.monitor.empty:
+        why = folder.why_missing(MONITOR) or "monitor.jsonl has no samples"
+        return f"cannot tell whether the server stayed up: {why}"
+    gap = sample_gap(folder, float(criteria["SC-060"]["max_sample_gap_seconds"]))
+    if gap:
+        return f"monitor samples stop early ({gap}) though the server was not seen gone"
+    return None
+
+
 def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
     """SC-060: the server stayed up to the end and the error ratio stayed bounded (per step for ramps)."""
     run = run_record(folder)
@@ -108,11 +120,9 @@ def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Find
     crash = crash_signs(folder)
     if crash:
         return Finding(FAIL, {"alive_to_end": False}, limits, "server crashed: " + crash)
-    if folder.monitor.empty:
-        raise Unsupported(f"cannot tell whether the server stayed up: {folder.why_missing(MONITOR)}")
-    gap = sample_gap(folder, float(cfg["max_sample_gap_seconds"]))
-    if gap:
-        raise Unsupported(f"monitor samples stop early ({gap}) though the server was not seen gone")
+    unwatched = _liveness_unobserved(folder, criteria)
+    if unwatched:
+        raise Unsupported(unwatched)
     status = run.get("status")
     if status != "completed":
         raise Unsupported(f"run status {status!r}: {run.get('error') or 'the run did not complete'}")
@@ -210,6 +220,14 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
         value["lingering_sockets"] = sock_after - (sock_before - sockets_closed)
         evidence += f", sockets {sock_before} -> {sock_after} (closed {sockets_closed})"
     evidence += "; " + _monitor_connections(folder)
+    # fewer left than closing can explain: the server dropped unrelated subscriptions or sockets too
+    over = [
+        f"the server released {-n} more {what}(s) than were closed"
+        for n, what in ((lingering, "subscription"), (value.get("lingering_sockets"), "socket"))
+        if n is not None and n < 0
+    ]
+    if over:
+        return Finding(FAIL, value, limits, "; ".join(over) + "; " + evidence)
     failed = lingering > limits["lingering_subscriptions"] or (
         sockets_known and value["lingering_sockets"] > limits["lingering_sockets"]
     )
@@ -300,4 +318,8 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
         capacity = f"the SLO broke at the first step ({curve.first_break}): capacity below it"
     else:
         capacity = f"the SLO breaks at {curve.first_break}: capacity about {curve.capacity_writes_per_s:.0f} writes/s"
-    return Finding(PASS, value, {"slo": slo, "min_steps": cfg["min_steps"]}, f"{capacity}; {steps}")
+    limits = {"slo": slo, "min_steps": cfg["min_steps"]}
+    unwatched = _liveness_unobserved(folder, criteria)
+    if unwatched:
+        return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
+    return Finding(PASS, value, limits, f"{capacity}; {steps}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from reports.runfolder import GENERATOR, RunFolder
 
 SATURATED = "saturated"
@@ -51,13 +53,32 @@ def assess(folder: RunFolder, cfg: dict[str, Any]) -> Saturation:
     limit = float(cfg["saturated_core_pct"])
     allowed = float(cfg["max_saturated_fraction"])
     per_process = [
-        (float((group["cpu_core_pct"] >= limit).mean()), key, group)
-        for key, group in inside.groupby("pid" if "pid" in inside else "role")
+        (float((group["cpu_core_pct"] >= limit).mean()), group)
+        for _, group in inside.groupby(_process_key(inside), sort=False)
     ]
-    fraction, pid, group = max(per_process, key=lambda item: item[0])
-    role, peak, n = str(group["role"].iloc[0]), float(group["cpu_core_pct"].max()), len(group)
+    fraction, group = max(per_process, key=lambda item: item[0])
+    role, pid = _first(group, "role"), _first(group, "pid")
+    peak, n = float(group["cpu_core_pct"].max()), len(group)
     text = (
-        f"generator {role} pid {int(pid) if isinstance(pid, int | float) else pid} at >= {limit:.0f}% of a core "
-        f"in {fraction:.0%} of its {n} load-phase samples (peak {peak:.0f}%, allowed {allowed:.0%})"
+        f"generator {role or 'process'} pid {'unknown' if pid is None else int(pid)} at >= {limit:.0f}% of a "
+        f"core in {fraction:.0%} of its {n} load-phase samples (peak {peak:.0f}%, allowed {allowed:.0%})"
     )
     return Saturation(SATURATED if fraction > allowed else HEALTHY, text, fraction)
+
+
+def _process_key(samples: pd.DataFrame) -> pd.Series:
+    """Which generator process each sample is from: its pid, else its role (else one shared key)."""
+    key = pd.Series("unnamed", index=samples.index, dtype=object)
+    for column, label in (("role", "role {}"), ("pid", "pid {}")):  # a pid overrides the role
+        values = samples.get(column)
+        if values is not None:
+            named = values.notna()
+            key[named] = [label.format(v) for v in values[named]]
+    return key
+
+
+def _first(samples: pd.DataFrame, column: str) -> Any:
+    """The first non-null value of ``column``, or None when the column is missing or empty."""
+    values = samples.get(column)
+    values = values.dropna() if values is not None else ()
+    return values.iloc[0] if len(values) else None

@@ -10,7 +10,7 @@ WIDTHS = (12, 12, 40, 34)
 SHORT = {
     "duplicates": "dup", "out_of_order": "ooo", "unexpected_disconnects": "drops", "lingering_subscriptions": "subs",
     "lingering_sockets": "sockets", "server_changes": "server", "alive_to_end": "alive",
-    "worst_step_error_ratio": "worst_step", "max_": "", "min_": "",
+    "worst_step_error_ratio": "worst_step", "_value_errors": "", "max_": "", "min_": "",
 }  # fmt: skip
 MAX_LINES = 15
 REASON_WIDTH = 100

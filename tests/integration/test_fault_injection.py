@@ -22,6 +22,7 @@ CASES = [
     ("duplicate:every=7", "live.inserts", "SC-051", "duplicates", []),
     ("reorder:every=7", "live.inserts", "SC-051", "out_of_order", []),
     ("stale-old:every=3", "live.updates", "SC-052", "old_value_errors", ["SC-051", "SC-055"]),
+    ("corrupt-new:every=4", "live.updates", "SC-052", "new_value_errors", ["SC-051", "SC-055"]),
     ("no-deleted", "live.deletes", "SC-053", "delete_flag_errors", ["SC-051", "SC-055"]),
     ("delay:ms=80,every=10", "live.inserts", "SC-054", None, ["SC-051", "SC-055"]),
     ("skew-changes:by=3", "live.changes-counter", "SC-055", None, ["SC-051", "SC-052", "SC-053"]),

@@ -256,9 +256,8 @@ def test_delivery_anomalies_fail_sc051_to_sc053(tmp_path: Path) -> None:
         "phantom": 0,
     }
     assert "writer 2 wseq 17" in sc051["evidence"]
-    assert (
-        sc052["verdict"] == "fail" and sc052["value"] == 2 and "old version 1 expected 2" in sc052["evidence"]
-    )
+    assert sc052["verdict"] == "fail" and sc052["value"] == {"old_value_errors": 2, "new_value_errors": 0}
+    assert "old version 1 expected 2" in sc052["evidence"]
     assert sc053["verdict"] == "fail" and sc053["value"] == 1 and "_deleted missing" in sc053["evidence"]
     for cid in ("SC-051", "SC-052", "SC-053"):
         assert junit_state(root, cid)[0] == "failure"
@@ -274,6 +273,36 @@ def test_scenario_without_updates_gets_na_for_sc052(tmp_path: Path) -> None:
     )
     assert code == 0 and doc["verdict"] == "pass"  # n/a is ignored
     assert junit_state(root, "SC-052")[0] == "skipped"
+
+
+def test_wrong_new_values_fail_sc052(tmp_path: Path) -> None:
+    spec = Synthetic(criteria=["SC-052"], totals={"new_value_errors": 3})
+    _, doc, _ = judged(write_run(tmp_path, spec))
+    found = criterion(doc, "SC-052")
+    assert found["verdict"] == "fail" and found["value"] == {"old_value_errors": 0, "new_value_errors": 3}
+    assert "new value errors 3" in found["evidence"]
+
+
+@pytest.mark.parametrize("cid, op", [("SC-052", "update"), ("SC-053", "delete")])
+def test_values_unchecked_when_no_such_notification_arrived(tmp_path: Path, cid: str, op: str) -> None:
+    by_op = {"insert": 100, "update": 10, "delete": 5, op: 0}
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=[cid], totals={"received_by_op": by_op})))
+    found = criterion(doc, cid)
+    assert found["verdict"] == "inconclusive" and f"no {op} notification reached a listener" in found["evidence"]
+
+
+def test_values_unchecked_without_received_by_op(tmp_path: Path) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-052"], totals={"received_by_op": None})))
+    found = criterion(doc, "SC-052")
+    assert found["verdict"] == "inconclusive" and "received_by_op" in found["evidence"]
+
+
+def test_a_listener_that_never_subscribed_fails_sc057(tmp_path: Path) -> None:
+    conns = {"listener_seconds_up": 100.0, "listener_seconds_total": 204.0, "listener_seconds_since_ready": 202.0,
+             "unexpected_disconnects": 0, "listeners_never_ready": 1}  # fmt: skip
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-057"], connections=conns)))
+    found = criterion(doc, "SC-057")
+    assert found["verdict"] == "fail" and "1 listener(s) never subscribed" in found["evidence"]
 
 
 def test_changes_counter_na_without_the_feature_and_fail_when_skewed(tmp_path: Path) -> None:
@@ -466,3 +495,100 @@ def test_a_scenario_release_window_replaces_the_default_settle_time(tmp_path: Pa
     own = write_run(tmp_path / "own", Synthetic(criteria=["SC-059"], phases=short, profile={"release_seconds": 15}))
     found = criterion(judged(own)[1], "SC-059")
     assert found["verdict"] == "pass" and "15 s after load" in found["evidence"]
+
+
+def _edit_json(path: Path, edit: Any) -> None:
+    data = orjson.loads(path.read_bytes())
+    edit(data)
+    path.write_bytes(orjson.dumps(data))
+
+
+def test_changes_counter_is_inconclusive_unless_every_listener_is_matched(tmp_path: Path) -> None:
+    def add_gone_listener(target: dict[str, Any]) -> None:
+        target["listeners"]["L2"] = {"subscription_id": "lqh_L2_1", "subscriptions": {"lqh_L2_1": 40}}
+
+    gone = write_run(tmp_path / "gone", Synthetic(criteria=["SC-055"]))
+    _edit_json(gone / "target.json", add_gone_listener)
+    found = criterion(judged(gone)[1], "SC-055")
+    assert found["verdict"] == "inconclusive"
+    assert "not in system.live" in found["evidence"] and "L2 (lqh_L2_1)" in found["evidence"]
+
+    short = write_run(tmp_path / "short", Synthetic(criteria=["SC-055"]))
+    _edit_json(short / "delivery.json", lambda d: d["aggregation"].update(missing_listeners=["L2"]))
+    found = criterion(judged(short)[1], "SC-055")
+    assert found["verdict"] == "inconclusive" and "missing listeners: L2" in found["evidence"]
+
+    skewed = write_run(tmp_path / "skewed", Synthetic(criteria=["SC-055"], server_changes=9050))
+    _edit_json(skewed / "target.json", add_gone_listener)
+    found = criterion(judged(skewed)[1], "SC-055")
+    assert found["verdict"] == "fail" and "lqh_L1_1: server 9050, received 9000" in found["evidence"]
+
+
+def _ramp(p95: list[float], **kwargs: Any) -> Synthetic:
+    def notify_p95(t: float) -> float:
+        return p95[min(max(int((t - 10) // 20), 0), len(p95) - 1)]
+
+    return Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95, **kwargs)
+
+
+def test_degradation_without_liveness_evidence_is_inconclusive(tmp_path: Path) -> None:
+    p95 = [10.0, 30.0, 90.0]
+    unwatched = write_run(tmp_path / "unwatched", _ramp(p95, omit={"monitor.jsonl"}))
+    found = criterion(judged(unwatched)[1], "DEGRADATION")
+    assert found["verdict"] == "inconclusive" and "monitor.jsonl: missing" in found["evidence"]
+    assert "breaks at step-3" in found["evidence"]
+    early = write_run(tmp_path / "early", _ramp(p95, samples_until=30.0))
+    found = criterion(judged(early)[1], "DEGRADATION")
+    assert found["verdict"] == "inconclusive" and "samples stop early" in found["evidence"]
+    assert "last live sample at +30.0 s" in found["evidence"]
+
+
+def test_generator_samples_without_role_or_pid_never_crash_the_judge(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-054"]))
+    rows = [orjson.loads(line) for line in (run_dir / "generator.jsonl").read_bytes().splitlines()]
+    stripped = [{**{k: v for k, v in r.items() if k != "role"}, "pid": None} for r in rows]
+    (run_dir / "generator.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in stripped))
+    code, doc, _ = judged(run_dir)
+    assert code == 0 and criterion(doc, "SC-054")["verdict"] == "pass"
+    generator = doc["scenarios"][0]["generator"]
+    assert generator["state"] == "healthy" and "pid unknown" in generator["evidence"]
+
+
+def test_generator_frame_without_a_role_column_is_still_assessed(tmp_path: Path) -> None:
+    from reports.criteria import load_criteria
+    from reports.runfolder import load_run_folder
+    from reports.saturation import assess
+
+    hot = Synthetic(criteria=["SC-054"], generator_cpu=lambda t: 99.0)
+    folder = load_run_folder(write_run(tmp_path, hot))
+    folder.generator = folder.generator.drop(columns="role")
+    found = assess(folder, load_criteria(None)["generator"])
+    assert found.state == "saturated" and "pid 5001" in found.evidence
+
+
+def test_a_generator_assessment_that_raises_gives_unknown_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reports.judge
+
+    def broken(*_: Any) -> None:
+        raise KeyError("role")
+
+    monkeypatch.setattr(reports.judge, "assess", broken)
+    code, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-051"])))
+    assert code == 0
+    generator = doc["scenarios"][0]["generator"]
+    assert generator["state"] == "unknown" and "KeyError" in generator["evidence"]
+
+
+def test_releasing_more_than_were_closed_fails_conn_release(tmp_path: Path) -> None:
+    too_many = {"closed": 50, "before": {"live": 60, "sockets": 61}, "after": {"live": 4, "sockets": 11}}
+    _, doc, _ = judged(write_run(tmp_path / "subs", Synthetic(criteria=["CONN-RELEASE"], released=too_many)))
+    found = criterion(doc, "CONN-RELEASE")
+    assert found["verdict"] == "fail" and found["value"]["lingering_subscriptions"] == -6
+    assert "the server released 6 more subscription(s) than were closed" in found["evidence"]
+    sockets = {"closed": 50, "before": {"live": 60, "sockets": 61}, "after": {"live": 10, "sockets": 9}}
+    _, doc, _ = judged(write_run(tmp_path / "socks", Synthetic(criteria=["CONN-RELEASE"], released=sockets)))
+    found = criterion(doc, "CONN-RELEASE")
+    assert found["verdict"] == "fail" and found["value"]["lingering_sockets"] == -2
+    assert "the server released 2 more socket(s) than were closed" in found["evidence"]

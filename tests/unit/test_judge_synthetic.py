@@ -236,7 +236,8 @@ def write_run(root: Path, s: Synthetic | None = None) -> Path:
     dump_lines("generator.jsonl", _generator_rows(s, end))
     totals = {
         "expected": total, "may": 0, "delivered": total, "lost": 0, "duplicates": 0, "out_of_order": 0,
-        "phantom": 0, "old_value_errors": 0, "delete_flag_errors": 0,
+        "phantom": 0, "old_value_errors": 0, "new_value_errors": 0, "delete_flag_errors": 0,
+        "received_by_op": {"insert": s.writes["insert"], "update": s.writes["update"], "delete": s.writes["delete"]},
         "latency_ms": {"p50": 4.0, "p95": 12.0, "p99": 20.0, "max": 45.0, "count": total},
         **s.totals,
     }  # fmt: skip
