@@ -296,3 +296,57 @@ def test_unexpected_disconnect_without_resume_is_reported() -> None:
     report = world.check(tracker)
     assert report["connections"]["unexpected_disconnects"] == 1
     assert report["connections"]["disconnect_witnesses"][0]["reason"] == "reset by peer"
+
+
+def _inserts(count: int) -> World:
+    """One writer, ``count`` inserts: insert k invoked at T0 + 990 + 10k ms, acked 1 ms later.
+
+    The ledger keeps a time checkpoint every 50 ms (inserts 1, 6, 11, ...); between two, it only
+    knows an operation ran after the earlier one's ack and before the later one's invoke, so the
+    windows below are placed where that is exact.
+    """
+    world = World()
+    world.writer(1, 10)
+    for _ in range(count):
+        world.insert(1)
+    return world
+
+
+def _listen_between(world: World, ready_ns: int, end_ns: int, changes) -> dict:
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(ready_ns)
+    for change in changes:
+        tracker.observe(change)
+    tracker.mark_end(end_ns)
+    return world.check(tracker)
+
+
+def test_writes_racing_ready_or_the_drain_window_are_may() -> None:
+    world = _inserts(10)
+    ready = T0 + 1000 * MS + MS // 2  # while insert 1 is in flight
+    end = T0 + 1090 * MS + MS // 2 + DRAIN_NS  # the drain window opens while insert 10 is in flight
+    report = _listen_between(world, ready, end, world.changes[1:-1])
+    assert _counts(report) == ZERO
+    assert (report["totals"]["expected"], report["totals"]["may"], report["totals"]["delivered"]) == (8, 2, 8)
+    report = _listen_between(world, ready, end, world.changes)
+    assert _counts(report) == ZERO and report["totals"]["delivered"] == 10
+    report = _listen_between(world, ready, end, world.changes[2:])
+    assert _counts(report) == {**ZERO, "lost": 1} and _witness(report, "lost")["wseq"] == 2
+
+
+def test_a_gap_without_resume_makes_its_writes_may_and_the_rest_must() -> None:
+    world = _inserts(20)
+    tracker = ListenerTracker("l1", None, PAYLOAD, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(T0)
+    for change in world.changes[:6]:
+        tracker.observe(change)
+    tracker.mark_disconnected(T0 + 1065 * MS, "reset by peer", expected=False)
+    tracker.mark_resumed(T0 + 1100 * MS, resumed=False)  # inserts 7..10 happened while away
+    for change in world.changes[12:]:  # 11 and 12, after the return, never arrive
+        tracker.observe(change)
+    tracker.mark_end(world.end_ns())
+    report = check([world.writers[1].ledger], [tracker.summary()], DRAIN_NS, gap_slack_ns=0)
+    assert _counts(report) == {**ZERO, "lost": 2}
+    assert sorted(w["wseq"] for w in report["witnesses"] if w["kind"] == "lost") == [11, 12]
+    assert report["totals"]["may"] == 4 and report["totals"]["expected"] == 16
+    assert report["connections"]["unexpected_disconnects"] == 1
