@@ -131,9 +131,16 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     evidence = (
         f"{key} {value:.1f} ms (limit {limit:g}); {parts} ms over {n if n is not None else '?'} notifications"
     )
+    negative = count(latency, "negative")
+    if negative:
+        evidence += f"; {negative} arrived before they were sent by the clocks (recorded as 0 ms)"
     gap = aggregation_gap(folder)
     if gap and value <= limit:
         return inconclusive(f"{gap}; {evidence}", value, limit)
+    if negative and value <= limit and isinstance(n, int) and negative > cfg["max_negative_fraction"] * n:
+        return inconclusive(
+            f"sender and receiver clocks disagree, so latency is not measured; {evidence}", value, limit
+        )
     return Finding(PASS if value <= limit else FAIL, value, limit, evidence)
 
 

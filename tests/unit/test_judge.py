@@ -275,6 +275,14 @@ def test_scenario_without_updates_gets_na_for_sc052(tmp_path: Path) -> None:
     assert junit_state(root, "SC-052")[0] == "skipped"
 
 
+def test_skewed_clocks_make_a_passing_latency_inconclusive(tmp_path: Path) -> None:
+    latency = {"p50": 4.0, "p95": 12.0, "p99": 20.0, "max": 45.0, "count": 9000, "negative": 40}
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-054"], totals={"latency_ms": latency})))
+    found = criterion(doc, "SC-054")
+    assert found["verdict"] == "inconclusive" and "clocks disagree" in found["evidence"]
+    assert "40 arrived before they were sent" in found["evidence"]
+
+
 def test_wrong_new_values_fail_sc052(tmp_path: Path) -> None:
     spec = Synthetic(criteria=["SC-052"], totals={"new_value_errors": 3})
     _, doc, _ = judged(write_run(tmp_path, spec))

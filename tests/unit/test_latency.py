@@ -26,8 +26,16 @@ def test_merge_of_decoded_parts_equals_whole() -> None:
 
 def test_empty_and_out_of_range_values() -> None:
     h = LatencyHistogram.decode(LatencyHistogram().encode())
-    assert h.percentiles_ms() == {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
+    assert h.percentiles_ms() == {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "max": None,
+        "count": 0,
+        "negative": 0,
+    }
     h.record_us(-5)
     h.record_us(10**13)
-    assert h.count == 2 and h.clamped == 1
-    assert LatencyHistogram.decode(h.encode()).clamped == 1
+    assert h.count == 2 and h.clamped == 1 and h.negative == 1
+    again = LatencyHistogram.decode(h.encode())
+    assert (again.clamped, again.negative, again.percentiles_ms()["negative"]) == (1, 1, 1)
