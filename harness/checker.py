@@ -159,34 +159,17 @@ def check_listener(
         got_d = RangeSet.from_list(got.get("deleted", []))
         counts["delivered"] += len(got_w) + len(got_d)
         led = ledgers.get(wid)
-        if led is not None and cid is not None and led.conversation_id != cid:
+        if led is None and wid not in plan_writers:
+            foreign = f"writer {wid} is not in the plan"
+        elif led is not None and cid is not None and led.conversation_id != cid:
+            foreign = f"writer {wid} writes conversation {led.conversation_id}, outside this listener's filter {cid}"
+        else:
+            foreign = None
+        if foreign is not None:
             counts["phantom"] += len(got_w) + len(got_d)
-            witnesses.append(
-                _witness(
-                    "phantom",
-                    lid,
-                    wid,
-                    got_w.first(1),
-                    got_d.first(1),
-                    None,
-                    f"writer {wid} writes conversation {led.conversation_id}, outside this listener's filter {cid}",
-                )
-            )
+            witnesses.append(_witness("phantom", lid, wid, got_w.first(1), got_d.first(1), foreign))
             continue
-        if led is None:
-            if wid not in plan_writers:
-                counts["phantom"] += len(got_w) + len(got_d)
-                witnesses.append(
-                    _witness(
-                        "phantom",
-                        lid,
-                        wid,
-                        got_w.first(1),
-                        got_d.first(1),
-                        None,
-                        f"writer {wid} is not in the plan",
-                    )
-                )
+        if led is None:  # its ledger never arrived: neither expected nor phantom
             continue
         for keys, got_keys, times, replaced, is_delete in (
             (led.written, got_w, led.times, led.superseded_by, False),
@@ -210,7 +193,6 @@ def check_listener(
                         wid,
                         [] if is_delete else [key],
                         [key] if is_delete else [],
-                        None,
                         f"{what} {key} acked ok (about {_secs(ack)}) and never delivered",
                     )
                 )
@@ -223,7 +205,6 @@ def check_listener(
                         wid,
                         [] if is_delete else [key],
                         [key] if is_delete else [],
-                        None,
                         f"{what} {key} delivered but the write {why}",
                     )
                 )
@@ -246,16 +227,15 @@ def check_listener(
     }
 
 
-def _witness(
-    kind: str, lid: str, wid: int, wseqs: list[int], rows: list[int], received: float | None, detail: str
-) -> dict[str, Any]:
+def _witness(kind: str, lid: str, wid: int, wseqs: list[int], rows: list[int], detail: str) -> dict[str, Any]:
+    """A witness of something that was not received as it should be (so it has no receive time)."""
     return {
         "kind": kind,
         "listener": lid,
         "writer": wid,
         "wseq": wseqs[0] if wseqs else None,
         "row_id": row_id(wid, rows[0]) if rows else None,
-        "received_at": received,
+        "received_at": None,
         "detail": detail,
     }
 
