@@ -40,6 +40,8 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--workers must be 0 or more")
     if args.criteria is not None and not args.criteria.is_file():
         raise HarnessError(f"criteria file not found: {args.criteria}")
+    if args.target == "kalamdb" and not args.target_url:
+        raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
     scenarios = resolve(args.scenarios)
