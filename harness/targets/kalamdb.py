@@ -306,7 +306,8 @@ class KalamAdmin:
         return results[0]["rows"] if results else []
 
     def setup(self, schema: Schema) -> None:
-        """Create namespace, table and users; existing ones are left as they are."""
+        """Create namespace, table and users. A user that already exists (an earlier run on the
+        same server) gets the schema's password, so its sessions can log in."""
         self.execute(f"CREATE NAMESPACE IF NOT EXISTS {wire.identifier(schema.namespace)}")
         self.execute(wire.create_table_sql(schema))
         for user, password in schema.users.items():
@@ -315,6 +316,10 @@ class KalamAdmin:
             except TargetError as exc:
                 if "already exists" not in str(exc).lower():
                     raise TargetError(f"create user {user!r}: {exc}") from None
+                try:
+                    self.execute(wire.set_password_sql(user, password))
+                except TargetError as exc:
+                    raise TargetError(f"set the password of existing user {user!r}: {exc}") from None
 
     def live_subscriptions(self) -> dict[str, int] | None:
         """Client subscription id -> ``changes`` of every row of ``system.live``, paged by ``live_id``."""

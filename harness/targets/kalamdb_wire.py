@@ -163,6 +163,10 @@ def create_user_sql(user: str, password: str) -> str:
     return f"CREATE USER {quote_literal(user)} WITH PASSWORD {quote_literal(password)} ROLE user"
 
 
+def set_password_sql(user: str, password: str) -> str:
+    return f"ALTER USER {quote_literal(user)} SET PASSWORD {quote_literal(password)}"
+
+
 def job_id_of(message: str | None) -> str | None:
     """The job id in a ``STORAGE FLUSH TABLE`` reply ("... Job ID: <id>"), None when none started."""
     match = _JOB_ID.search(message or "")
