@@ -249,7 +249,7 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
     Planned time away (a scenario's reconnect) counts in neither; unexpected gaps count as down.
     ``listener_seconds_since_ready`` is the same total counted from each listener's ready time;
-    a listener that never became ready counts its whole life there, all of it down.
+    listeners that never became ready are counted in ``listeners_never_ready`` instead.
     """
     up = total = planned_total = since_ready = 0.0
     unexpected = never_ready = 0
@@ -268,7 +268,6 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
             since_ready += max(0, end - ready - planned) / 1e9
         else:
             never_ready += 1
-            since_ready += max(0, end - created - planned) / 1e9
         for d in gaps:
             if d.get("expected"):
                 continue

@@ -242,12 +242,13 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     )
     never = count(conns, "listeners_never_ready")
     if never:
-        evidence += f", {never} listener(s) never subscribed (counted down their whole life)"
+        evidence += f", {never} listener(s) never subscribed"
     shown = [w for w in conns.get("disconnect_witnesses") or [] if isinstance(w, dict)][:3]
     if shown:
         evidence += "; " + " | ".join(", ".join(f"{k} {v}" for k, v in w.items()) for w in shown)
     ok = uptime >= float(cfg["min_uptime_pct"]) and drops <= int(cfg["max_unexpected_disconnects"])
     gap = aggregation_gap(folder)
-    if ok and gap:
-        return inconclusive(f"{gap}; {evidence}", value, limits)
+    if ok and (gap or never):
+        why = gap or "the uptime of a listener that never subscribed cannot be measured"
+        return inconclusive(f"{why}; {evidence}", value, limits)
     return Finding(PASS if ok else FAIL, value, limits, evidence)
