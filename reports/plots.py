@@ -63,17 +63,26 @@ def _seconds(folder: RunFolder, t: pd.Series) -> pd.Series:
 
 
 def _shade_phases(ax: Axes, folder: RunFolder) -> None:
+    """Shade every phase; label the innermost ones, a label lifted when it would touch the previous."""
     t0 = folder.t0 or 0.0
+    phases = list(folder.phases)
+    span = max((p.end for p in phases), default=t0) - min((p.start for p in phases), default=t0) or 1.0
     steps = 0
-    for phase in folder.phases:
+    last_x, lifted = None, False
+    for phase in phases:
         if phase.name.startswith("step-"):
             colour = STEP_COLOURS[steps % 2]
             steps += 1
         else:
             colour = PHASE_COLOURS.get(phase.name, "#f0f0f0")
         ax.axvspan(phase.start - t0, phase.end - t0, color=colour, alpha=0.6, lw=0, zorder=0)
+        if any(q is not phase and phase.start <= q.start and q.end <= phase.end for q in phases):
+            continue  # an umbrella phase (Locust's whole run, say): its parts carry the labels
+        x = (phase.start + phase.end) / 2 - t0
+        lifted = last_x is not None and x - last_x < 0.06 * span and not lifted
+        last_x = x
         ax.text(
-            (phase.start + phase.end) / 2 - t0, 1.0, phase.name, transform=ax.get_xaxis_transform(),
+            x, 1.07 if lifted else 1.0, phase.name, transform=ax.get_xaxis_transform(),
             ha="center", va="bottom", fontsize=7, color="#555555", clip_on=False,
         )  # fmt: skip
 
