@@ -370,7 +370,8 @@ def report(results: dict[str, Any]) -> str:
     cpu_per_insert = statistics.median(r["server_cpu"] / max(r["sent"], 1) * 1e6 for r in ins)
     cpu_per_note = statistics.median(r["server_cpu"] / max(r["delivered"], 1) * 1e6 for r in fixed)
     good = [s for s in steps if s["good"]]
-    lines = ["# Reference server benchmarks", "", "Measured by `make bench` (`python -m harness.bench`).", "",
+    lines = ["# Benchmarks: the reference server and the load generator", "",
+             "Measured by `make bench` (`python -m harness.bench`).", "",
              "| Machine | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["machine"].items()]
     lines += [
