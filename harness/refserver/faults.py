@@ -16,6 +16,7 @@ _SPECS: dict[str, dict[str, int | None]] = {
     "delay": {"ms": None, "every": 1},
     "stale-old": {"every": 1},
     "corrupt-new": {"every": 1},
+    "sub-error": {"every": None},
     "no-deleted": {},
     "skew-changes": {"by": None},
     "leak": {"bytes": None},
@@ -27,7 +28,7 @@ _POSITIVE = {"every", "ms", "bytes", "for"}
 
 FAULT_HELP = (
     "misbehave on purpose (repeatable): drop:every=N, duplicate:every=N, reorder:every=N, "
-    "delay:ms=N[,every=K], stale-old[:every=N], corrupt-new[:every=N], no-deleted, skew-changes:by=N, leak:bytes=N, "
+    "delay:ms=N[,every=K], stale-old[:every=N], corrupt-new[:every=N], sub-error:every=N, no-deleted, skew-changes:by=N, leak:bytes=N, "
     "keep-closed, stall:after=S,for=T, crash:after=S"
 )
 

@@ -503,6 +503,10 @@ class LiveManager:
                     faults.leak()
                     if faults.hits("drop", n):
                         continue
+                    if faults.hits("sub-error", n) and not sub.loading:
+                        sub.conn.send_control({"type": "error", "subscription_id": sub.sub_id,
+                                               "code": "SUBSCRIPTION_FAILED", "message": "Injected fault"})
+                        continue
                     if stale is not None and faults.hits("stale-old", n):
                         payload_body = group.body(change, no_deleted=no_deleted, stale=stale)
                     if change.kind != "delete" and faults.hits("corrupt-new", n):

@@ -110,6 +110,17 @@ def test_corrupt_new_values(tmp_path):
         assert http.ok(token, "SELECT v FROM app.items WHERE id = 1")[0]["rows"] == [["third"]]
 
 
+def test_sub_error_replaces_a_notification_with_an_error(tmp_path):
+    with start_refserver(tmp_path, "--fault", "sub-error:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3)
+        assert ws.recv()["rows"][0]["id"] == "1"
+        error = ws.recv()
+        assert error["type"] == "error" and error["subscription_id"] == "s" and error["code"] == "SUBSCRIPTION_FAILED"
+        assert ws.recv()["rows"][0]["id"] == "3"
+        assert live_changes(http, token) == 2  # the error frame is not a change
+
+
 def test_no_deleted_flag(tmp_path):
     with start_refserver(tmp_path, "--fault", "no-deleted") as srv:
         http, token, ws = prepare(srv)
