@@ -150,10 +150,11 @@ class ListenerUser(User):
         while not sub.stop() and time.monotonic() < sub.deadline:
             try:
                 change = sub.recv(RECV_SLICE)
-            except Disconnected as exc:
+            except TargetError as exc:  # the socket ended, or the server sent an error for the subscription
                 if sub.stop():
                     return
-                tracker.mark_disconnected(time.time_ns(), exc.reason, expected=False)
+                reason = exc.reason if isinstance(exc, Disconnected) else f"server error: {exc}"
+                tracker.mark_disconnected(time.time_ns(), reason, expected=False)
                 sub.close()
                 if not sub.open(sub.last_seq, sub.deadline):
                     return

@@ -24,6 +24,8 @@ CASES = [
     ("stale-old:every=3", "live.updates", "SC-052", "old_value_errors", ["SC-051", "SC-055"]),
     ("corrupt-new:every=4", "live.updates", "SC-052", "new_value_errors", ["SC-051", "SC-055"]),
     ("no-deleted", "live.deletes", "SC-053", "delete_flag_errors", ["SC-051", "SC-055"]),
+    # a subscription error mid-stream: the listener resumes (nothing lost), the drop is on record
+    ("sub-error:every=30", "live.inserts", "SC-057", None, ["SC-051", "SC-055"]),
     ("delay:ms=80,every=10", "live.inserts", "SC-054", None, ["SC-051", "SC-055"]),
     ("skew-changes:by=3", "live.changes-counter", "SC-055", None, ["SC-051", "SC-052", "SC-053"]),
 ]
