@@ -2,9 +2,10 @@
 
 Per writer: range sets of insert/update sequence numbers (``wseq``) per outcome,
 range sets of deleted row numbers per outcome, the wseqs whose row version was later
-replaced (updated or deleted), grouped by when the replacing operation started, counts by kind, and coarse time indexes (checkpoints of
-invoke/ack times) from which the checker bounds when any operation happened. Memory
-grows with outcome changes and run time, never with one entry per operation.
+replaced (updated or deleted) grouped by when the replacing operation started, counts by
+kind, and coarse time indexes (checkpoints of invoke/ack times) from which the checker
+bounds when any operation happened. Memory grows with outcome changes and run time,
+never with one entry per operation.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ _POSITIVE = {"every", "ms", "bytes", "for"}
 
 FAULT_HELP = (
     "misbehave on purpose (repeatable): drop:every=N, duplicate:every=N, reorder:every=N, "
-    "delay:ms=N[,every=K], stale-old[:every=N], corrupt-new[:every=N], sub-error:every=N, no-deleted, skew-changes:by=N, leak:bytes=N, "
-    "keep-closed, stall:after=S,for=T, crash:after=S"
+    "delay:ms=N[,every=K], stale-old[:every=N], corrupt-new[:every=N], sub-error:every=N, no-deleted, "
+    "skew-changes:by=N, leak:bytes=N, keep-closed, stall:after=S,for=T, crash:after=S"
 )
 
 

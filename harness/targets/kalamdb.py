@@ -467,7 +467,7 @@ class KalamListener:
 
         A rejected cached token is renewed once. A refusal for too many authentications from
         this address (KalamDB's per-IP limit, protocol 4.2) is retried with a growing,
-        jittered back-off until ``auth_retry_seconds`` have passed.
+        jittered back-off for up to ``AUTH_RETRY_SECONDS``.
         """
         renewed = False
         give_up = time.monotonic() + AUTH_RETRY_SECONDS
