@@ -15,9 +15,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/lqharness run live stress.writers-listeners --quick
 
-test: $(STAMP)
+test: lint
 	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"
-	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 nightly: $(STAMP)
@@ -26,8 +25,12 @@ nightly: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m harness.bench --out BENCHMARKS.md
 
+# ruff (lint and format), mypy, and the import contracts that keep the layers of DESIGN.md true.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

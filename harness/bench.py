@@ -67,8 +67,11 @@ class RawHttp:
             buf += chunk
             head, sep, rest = buf.partition(b"\r\n\r\n")
             if sep:
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
                 if len(rest) >= length:
                     return int(head.split(b" ", 2)[1])
 
@@ -112,11 +115,25 @@ async def _subscribe(ws_url: str, token: str, sockets: int, ready: Any, commands
         conns = []
         for i in range(sockets):
             ws = await session.ws_connect(ws_url + "?compress=false", max_msg_size=0, autoping=True)
-            await ws.send_str(orjson.dumps({"type": "authenticate", "method": "jwt", "token": token,
-                                            "protocol": {"serialization": "json", "compression": "none"}}).decode())
+            await ws.send_str(
+                orjson.dumps(
+                    {
+                        "type": "authenticate",
+                        "method": "jwt",
+                        "token": token,
+                        "protocol": {"serialization": "json", "compression": "none"},
+                    }
+                ).decode()
+            )
             await ws.receive(timeout=10)
-            await ws.send_str(orjson.dumps({"type": "subscribe", "subscription": {
-                "id": f"b{os.getpid()}-{i}", "sql": "SELECT * FROM bench.messages"}}).decode())
+            await ws.send_str(
+                orjson.dumps(
+                    {
+                        "type": "subscribe",
+                        "subscription": {"id": f"b{os.getpid()}-{i}", "sql": "SELECT * FROM bench.messages"},
+                    }
+                ).decode()
+            )
             await ws.receive(timeout=10)
             conns.append(ws)
 
@@ -180,9 +197,22 @@ def start_server(workdir: Path) -> Server:
     ready = workdir / "ready.json"
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - handed to the child for its lifetime
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "serve", "--port", "0", "--ready-file", str(ready),
-         "--root-password", ROOT_PASSWORD, "--heartbeat-timeout", "30"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "serve",
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--root-password",
+            ROOT_PASSWORD,
+            "--heartbeat-timeout",
+            "30",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while not ready.exists():
@@ -204,9 +234,11 @@ def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -
 
 def setup(server: Server) -> str:
     token = _post(server.url, "/v1/api/auth/login", {"user": "root", "password": ROOT_PASSWORD})["access_token"]
-    for sql in ("CREATE NAMESPACE bench",
-                "CREATE USER TABLE bench.messages (id BIGINT PRIMARY KEY, conversation_id BIGINT NOT NULL, "
-                "writer_id BIGINT, wseq BIGINT, version INT, content TEXT, sent_at BIGINT)"):
+    for sql in (
+        "CREATE NAMESPACE bench",
+        "CREATE USER TABLE bench.messages (id BIGINT PRIMARY KEY, conversation_id BIGINT NOT NULL, "
+        "writer_id BIGINT, wseq BIGINT, version INT, content TEXT, sent_at BIGINT)",
+    ):
         _post(server.url, "/v1/api/sql", {"sql": sql}, token)
     return token
 
@@ -230,8 +262,9 @@ class Bench:
         out = self.ctx.Queue()
         self.step += 1
         cpu = self.server.cpu_seconds()
-        proc = self.ctx.Process(target=writer_proc,
-                                args=(self.server.url, self.token, rate, seconds, self.step, self.base, out))
+        proc = self.ctx.Process(
+            target=writer_proc, args=(self.server.url, self.token, rate, seconds, self.step, self.base, out)
+        )
         proc.start()
         result = out.get(timeout=seconds + 60)
         proc.join(10)
@@ -244,8 +277,11 @@ class Bench:
         per = SUBSCRIBERS // SUBSCRIBER_PROCS
         for _ in range(SUBSCRIBER_PROCS):
             ready, commands, out = self.ctx.Event(), self.ctx.Queue(), self.ctx.Queue()
-            proc = self.ctx.Process(target=subscriber_proc,
-                                    args=(self.server.ws_url, self.token, per, ready, commands, out), daemon=True)
+            proc = self.ctx.Process(
+                target=subscriber_proc,
+                args=(self.server.ws_url, self.token, per, ready, commands, out),
+                daemon=True,
+            )
             proc.start()
             if not ready.wait(30):
                 raise RuntimeError("subscribers did not get ready")
@@ -288,9 +324,9 @@ class Bench:
 
 def tracker_cost(repeats: int, count: int = TRACKER_NOTIFICATIONS) -> dict[str, float]:
     """Median µs of CPU per ``ListenerTracker.observe`` over a clean stream of inserts, then of updates."""
-    from harness.identity import content, insert_row, update_changes
+    from harness.delivery.identity import content, insert_row, update_changes
+    from harness.delivery.tracker import ListenerTracker
     from harness.targets.base import Change, Op
-    from harness.tracker import ListenerTracker
 
     now_ns = time.time_ns()
     inserts, updates = [], []
@@ -321,8 +357,14 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def machine() -> dict[str, str]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
     return {
         "CPU": model,
         "Cores": str(os.cpu_count()),
@@ -348,8 +390,11 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
             for rate in (1000, 1250, 1500, 1750, 2000, 2250, 2500):
                 result = bench.fanout(rate, seconds)
                 result["rate"] = rate
-                result["good"] = (result["p99"] <= P99_LIMIT_MS and result["delivered"] >= result["expected"]
-                                  and result["achieved_rate"] >= 0.95 * rate)
+                result["good"] = (
+                    result["p99"] <= P99_LIMIT_MS
+                    and result["delivered"] >= result["expected"]
+                    and result["achieved_rate"] >= 0.95 * rate
+                )
                 steps.append(result)
                 if not result["good"]:
                     break
@@ -357,8 +402,15 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
         finally:
             server.stop()
     tracker = tracker_cost(repeats)
-    return {"machine": machine(), "inserts": inserts, "fixed": fixed, "steps": steps, "seconds": seconds,
-            "tracker": tracker, "repeats": repeats}
+    return {
+        "machine": machine(),
+        "inserts": inserts,
+        "fixed": fixed,
+        "steps": steps,
+        "seconds": seconds,
+        "tracker": tracker,
+        "repeats": repeats,
+    }
 
 
 def report(results: dict[str, Any]) -> str:
@@ -370,50 +422,80 @@ def report(results: dict[str, Any]) -> str:
     cpu_per_insert = statistics.median(r["server_cpu"] / max(r["sent"], 1) * 1e6 for r in ins)
     cpu_per_note = statistics.median(r["server_cpu"] / max(r["delivered"], 1) * 1e6 for r in fixed)
     good = [s for s in steps if s["good"]]
-    lines = ["# Benchmarks: the reference server and the load generator", "",
-             "Measured by `make bench` (`python -m harness.bench`).", "",
-             "| Machine | |", "|---|---|"]
+    lines = [
+        "# Benchmarks: the reference server and the load generator",
+        "",
+        "Measured by `make bench` (`python -m harness.bench`).",
+        "",
+        "| Machine | |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in results["machine"].items()]
     lines += [
-        "", f"Server: `lqharness serve` as a subprocess; load in separate processes (1 writer with a keep-alive "
+        "",
+        f"Server: `lqharness serve` as a subprocess; load in separate processes (1 writer with a keep-alive "
         f"connection, {SUBSCRIBERS} WebSocket subscribers in {SUBSCRIBER_PROCS} processes). Rows: the harness's "
         f"message row with {len(CONTENT)}-byte content, inserted one per request via `params`. "
-        f"Each figure is the median of {len(ins)} runs of {results['seconds']:g} s.", "",
-        "| Measurement | Result | Goal |", "|---|---|---|",
+        f"Each figure is the median of {len(ins)} runs of {results['seconds']:g} s.",
+        "",
+        "| Measurement | Result | Goal |",
+        "|---|---|---|",
         f"| single-writer HTTP inserts/s | {rate:,.0f} | ≥ 2,500 |",
         f"| server CPU per insert | {cpu_per_insert:,.0f} µs | |",
         f"| 20 subscribers, 1,000 inserts/s: notifications/s delivered | "
         f"{statistics.median(r['notifications_per_s'] for r in fixed):,.0f} | 20,000 |",
-        f"| … delivered / expected | {sum(r['delivered'] for r in fixed):,} / {sum(r['expected'] for r in fixed):,} | all |",
+        f"| … delivered / expected | {sum(r['delivered'] for r in fixed):,} / "
+        f"{sum(r['expected'] for r in fixed):,} | all |",
         f"| … receive latency p50 | {statistics.median(r['p50'] for r in fixed):.2f} ms | |",
         f"| … receive latency p99 | {statistics.median(r['p99'] for r in fixed):.2f} ms | ≤ 20 ms |",
         f"| … server CPU per notification | {cpu_per_note:,.1f} µs | |",
         f"| highest fan-out sustained (p99 ≤ {P99_LIMIT_MS:g} ms, nothing behind) | "
-        + (f"{good[-1]['notifications_per_s']:,.0f} notifications/s ({good[-1]['rate']:,} inserts/s × 20)"
-           if good else "none of the steps") + " | 20,000 |",
-        "", "Fan-out steps:", "", "| inserts/s asked | achieved | notifications/s | delivered/expected | p50 ms | p99 ms | ok |",
+        + (
+            f"{good[-1]['notifications_per_s']:,.0f} notifications/s ({good[-1]['rate']:,} inserts/s × 20)"
+            if good
+            else "none of the steps"
+        )
+        + " | 20,000 |",
+        "",
+        "Fan-out steps:",
+        "",
+        "| inserts/s asked | achieved | notifications/s | delivered/expected | p50 ms | p99 ms | ok |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in steps:
-        lines.append(f"| {s['rate']:,} | {s['achieved_rate']:,.0f} | {s['notifications_per_s']:,.0f} | "
-                     f"{s['delivered']:,}/{s['expected']:,} | {s['p50']:.2f} | {s['p99']:.2f} | "
-                     f"{'yes' if s['good'] else 'no'} |")
+        lines.append(
+            f"| {s['rate']:,} | {s['achieved_rate']:,.0f} | {s['notifications_per_s']:,.0f} | "
+            f"{s['delivered']:,}/{s['expected']:,} | {s['p50']:.2f} | {s['p99']:.2f} | "
+            f"{'yes' if s['good'] else 'no'} |"
+        )
     tracker = results.get("tracker")
     if tracker:
-        lines += ["", f"Load generator: CPU per notification checked by one listener's tracker (identity, "
-                  f"duplicate, order, old and new values, latency), over {TRACKER_NOTIFICATIONS:,} notifications, "
-                  f"median of {results.get('repeats', len(ins))} runs:", "", "| Notification | µs each |", "|---|---|",
-                  f"| insert | {tracker['insert']:.1f} |", f"| update | {tracker['update']:.1f} |"]
-    lines += ["", "Where the time goes (py-spy profiles of the server under this load, taken while tuning):", "",
-              "- A single-row insert costs the server the figure above in CPU: about a third in SQLite (one "
-              "autocommit transaction in WAL mode; checkpoints run in a background thread), about a third in "
-              "aiohttp's request parsing and the response's socket write, the rest in JWT-cache lookup, plan "
-              "binding and JSON. A bare aiohttp handler reaches roughly 4,000 requests/s on this machine, which "
-              "bounds any single-connection rate here; loopback send syscalls on this VM cost tens of µs each.",
-              "- Fan-out serializes each change once per (table, filter, projection) group and splices the "
-              "subscription id; most of the remaining cost is one socket write per connection, which the sender "
-              "coalesces (frames queued within 2 ms share one write). At the failing step the single server core "
-              "is saturated by HTTP handling plus fan-out, so the writer no longer reaches the asked rate.", ""]
+        lines += [
+            "",
+            f"Load generator: CPU per notification checked by one listener's tracker (identity, "
+            f"duplicate, order, old and new values, latency), over {TRACKER_NOTIFICATIONS:,} notifications, "
+            f"median of {results.get('repeats', len(ins))} runs:",
+            "",
+            "| Notification | µs each |",
+            "|---|---|",
+            f"| insert | {tracker['insert']:.1f} |",
+            f"| update | {tracker['update']:.1f} |",
+        ]
+    lines += [
+        "",
+        "Where the time goes (py-spy profiles of the server under this load, taken while tuning):",
+        "",
+        "- A single-row insert costs the server the figure above in CPU: about a third in SQLite (one "
+        "autocommit transaction in WAL mode; checkpoints run in a background thread), about a third in "
+        "aiohttp's request parsing and the response's socket write, the rest in JWT-cache lookup, plan "
+        "binding and JSON. A bare aiohttp handler reaches roughly 4,000 requests/s on this machine, which "
+        "bounds any single-connection rate here; loopback send syscalls on this VM cost tens of µs each.",
+        "- Fan-out serializes each change once per (table, filter, projection) group and splices the "
+        "subscription id; most of the remaining cost is one socket write per connection, which the sender "
+        "coalesces (frames queued within 2 ms share one write). At the failing step the single server core "
+        "is saturated by HTTP handling plus fan-out, so the writer no longer reaches the asked rate.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -13,11 +13,17 @@ import sys
 from typing import NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("harness.refserver.command", "run the embedded reference server (KalamDB v1 protocol over SQLite)"),
-    "run": ("harness.run_command", "run scenarios against a target and judge them"),
-    "list": ("harness.list_command", "list the scenario catalogue"),
-    "monitor": ("monitors.command", "sample a server process (and target statistics) to a JSON-lines file"),
-    "judge": ("reports.command", "judge a run folder again, optionally with another criteria file"),
+    "serve": (
+        "harness.commands.serve",
+        "run the embedded reference server (KalamDB v1 protocol over SQLite)",
+    ),
+    "run": ("harness.commands.run", "run scenarios against a target and judge them"),
+    "list": ("harness.commands.list", "list the scenario catalogue"),
+    "monitor": (
+        "harness.commands.monitor",
+        "sample a server process (and target statistics) to a JSON-lines file",
+    ),
+    "judge": ("harness.commands.judge", "judge a run folder again, optionally with another criteria file"),
 }
 
 

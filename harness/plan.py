@@ -115,7 +115,10 @@ class Plan:
                 ),
                 "listeners": tuple(
                     ListenerSpec(
-                        **{**li, "reconnect": ReconnectSpec(**li["reconnect"]) if li.get("reconnect") else None}
+                        **{
+                            **li,
+                            "reconnect": ReconnectSpec(**li["reconnect"]) if li.get("reconnect") else None,
+                        }
                     )
                     for li in data["listeners"]
                 ),

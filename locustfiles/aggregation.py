@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from harness.checker import DEFAULT_GAP_SLACK_NS, check
-from harness.latency import LatencyHistogram
-from harness.ledger import WriterLedger, writes_summary
+from harness.delivery.checker import DEFAULT_GAP_SLACK_NS, check
+from harness.delivery.latency import LatencyHistogram
+from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
 
 log = logging.getLogger("lqharness")

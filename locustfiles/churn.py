@@ -92,9 +92,7 @@ class Churn:
         plan = self.ctx.plan
         for _ in range(self.settings.open):
             if self.stop() or time.monotonic() >= until:
-                self.errors.append(
-                    f"churn opened only {len(self.held)} of {self.settings.open} subscriptions in time"
-                )
+                self.errors.append(f"churn opened only {len(self.held)} of {self.settings.open} subscriptions in time")
                 return
             listener = self.ctx.target.listener(self.ctx.schema, plan.app_user)
             try:
@@ -208,11 +206,7 @@ class ChurnUser(User):
             churn.close(list(churn.held))
             if released is not None:
                 released["errors"] = churn.errors[:10]
-            error = (
-                None
-                if released is not None
-                else "; ".join(churn.errors[:5]) or "no churn (listeners not ready)"
-            )
+            error = None if released is not None else "; ".join(churn.errors[:5]) or "no churn (listeners not ready)"
             link.send(coordination.CHURN_FINAL, {"released": released, "error": error})
 
     def _run(self, ctx: coordination.RunContext, churn: Churn) -> dict[str, Any] | None:

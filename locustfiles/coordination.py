@@ -23,9 +23,9 @@ from gevent.event import AsyncResult, Event
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from harness.delivery.tracker import ListenerTracker
 from harness.plan import Plan
 from harness.targets.base import Schema, Target, TargetError
-from harness.tracker import ListenerTracker
 from locustfiles import population, ramp
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs
 from locustfiles.phases import PhaseLog
@@ -278,9 +278,7 @@ class Coordinator:
         subscribe_start = time.time()
         ready_by = min(time.monotonic() + plan.ready_timeout, self._deadline())
         all_ready = self._wait(lambda: len(self._ready) >= n_listeners, ready_by, local)
-        self.phases.write(
-            "subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=len(self._ready)
-        )
+        self.phases.write("subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=len(self._ready))
         failed = {lid: err for lid, err in self._ready.items() if err}
         ok = all_ready and not failed
         if not all_ready:
@@ -304,8 +302,7 @@ class Coordinator:
         if not self._wait(self._load_over, self._deadline(), local):
             churn = "" if not self._churn else f", churn {'done' if self._churn_final else 'not done'}"
             self._errors.append(
-                f"load not done before the run's time bound ({len(self._groups_done)}/{n_groups} writer groups"
-                f"{churn})"
+                f"load not done before the run's time bound ({len(self._groups_done)}/{n_groups} writer groups{churn})"
             )
         writers_done_at = self._end_load()
         self.runner.send_message(LOAD_DONE, {"at": writers_done_at})

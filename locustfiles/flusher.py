@@ -1,4 +1,5 @@
-"""The flush user (``extra.flush_every_seconds``): periodic storage flushes during the load, each job followed to its end.
+"""The flush user (``extra.flush_every_seconds``): periodic storage flushes during the load,
+each job followed to its end.
 
 Every ``flush_every_seconds`` from the writers' start until the load is over it asks the
 target to flush the run's table (KalamDB: ``STORAGE FLUSH TABLE``), one Locust ``FLUSH``

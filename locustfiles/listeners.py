@@ -16,9 +16,9 @@ import gevent
 from gevent.event import Event
 from locust import User, task
 
+from harness.delivery.tracker import ListenerTracker
 from harness.plan import ListenerSpec
 from harness.targets.base import Disconnected, Listener, Op, TargetError
-from harness.tracker import ListenerTracker
 from locustfiles import coordination
 
 RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
@@ -34,16 +34,12 @@ class DeliveryAnomaly(Exception):
 class Subscription:
     """The listener's current connection, opened again (with resume) when it ends."""
 
-    def __init__(
-        self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float
-    ) -> None:
+    def __init__(self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float) -> None:
         self.spec = spec
         self.context = context
         self._stop = stop  # set once the run is ending
         self.deadline = deadline
-        self.where = (
-            None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
-        )
+        self.where = None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
         self.current: Listener | None = None
         self.received: dict[str, int] = {}  # subscription id -> change notifications received on it
         self.last_seq: int | None = None
@@ -59,9 +55,7 @@ class Subscription:
     def open(self, resume_from: int | None, until: float) -> bool:
         """Subscribe, retrying until ``until`` (monotonic) or stop; True once subscribed."""
         for attempt in range(MAX_ATTEMPTS):
-            listener = self.context.target.listener(
-                self.context.schema, self.spec.user or self.context.plan.app_user
-            )
+            listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
             try:
                 listener.subscribe(self.where, resume_from=resume_from)
             except TargetError as exc:

@@ -27,16 +27,14 @@ from typing import Any
 from gevent import monkey
 from locust import events
 
+from harness.delivery.identity import messages_schema
 from harness.errors import HarnessError
-from harness.identity import messages_schema
 from harness.plan import load_plan
 from harness.targets import create_target
 from locustfiles import churn, coordination, flusher, listeners, population, queriers, writers
 
 if not monkey.is_module_patched("socket"):
-    raise HarnessError(
-        "Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it"
-    )
+    raise HarnessError("Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it")
 PLAN = load_plan()
 _COUNTS = population.user_counts(PLAN)
 

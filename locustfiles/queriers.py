@@ -102,9 +102,7 @@ class QueryUser(User):
         finally:
             admin.close()
 
-    def _loop(
-        self, plan: Plan, admin: Admin, rate: float, max_seconds: float, link: coordination.UserLink
-    ) -> None:
+    def _loop(self, plan: Plan, admin: Admin, rate: float, max_seconds: float, link: coordination.UserLink) -> None:
         conversations = sorted({w.conversation_id for w in plan.writers}) or [1]
         rng = random.Random(id(self))
         interval = 1.0 / rate

@@ -19,7 +19,8 @@ from locustfiles.phases import PhaseLog
 
 @dataclass(frozen=True, slots=True)
 class RampSettings:
-    """``extra.ramp``: ``steps`` steps of ``seconds``, each adding ``writers_per_step`` writers at ``rate_per_writer``."""
+    """``extra.ramp``: ``steps`` steps of ``seconds``, each adding ``writers_per_step`` writers
+    at ``rate_per_writer``."""
 
     steps: int
     seconds: float

@@ -1,6 +1,6 @@
 """Writer users: each drives one group of writer streams through their programs.
 
-A stream writes rows carrying its identity (see ``harness.identity``), one operation in
+A stream writes rows carrying its identity (see ``harness.delivery.identity``), one operation in
 flight at a time, and records every outcome in its ledger. Streams of one user take
 turns. Writers start only when the coordinator says every listener is ready, and their
 programs' clocks start then (a leading ``pause`` staggers a writer's start, as ramps do).
@@ -16,8 +16,8 @@ from typing import Any
 import gevent
 from locust import User, task
 
-from harness.identity import insert_row, row_id, update_changes
-from harness.ledger import WriterLedger
+from harness.delivery.identity import insert_row, row_id, update_changes
+from harness.delivery.ledger import WriterLedger
 from harness.plan import Plan, Step, WriterSpec
 from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
 from locustfiles import coordination, population
@@ -164,9 +164,7 @@ class WriterStream:
         self.wseq += 1
         self.n += 1
         spec = self.spec
-        row = insert_row(
-            spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes
-        )
+        row = insert_row(spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes)
         result = session.insert(row)
         self.ledger.record("insert", self.wseq, result)
         if result.outcome is Outcome.OK:

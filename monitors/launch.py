@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import IO
 
 from harness.plan import TargetSpec
-from monitors.command import PASSWORD_ENV
+
+PASSWORD_ENV = "LQH_TARGET_PASSWORD"  # the target password reaches the sidecar through this variable
 
 
 def start_monitor_process(

@@ -101,14 +101,10 @@ class ProcessSampler:
         except psutil.AccessDenied:
             return None
         if self._fixed_ports is None:
-            listening = {
-                c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.pid == self.proc.pid
-            }
+            listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.pid == self.proc.pid}
             if listening:
                 self.ports = frozenset(listening)
         counts = Counter(
-            c.status
-            for c in conns
-            if c.laddr and c.laddr.port in self.ports and c.status != psutil.CONN_LISTEN
+            c.status for c in conns if c.laddr and c.laddr.port in self.ports and c.status != psutil.CONN_LISTEN
         )
         return dict(sorted(counts.items()))

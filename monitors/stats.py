@@ -24,9 +24,7 @@ class StatsPoller:
     again at the next poll. Errors are reported on stderr once per outage, not per poll.
     """
 
-    def __init__(
-        self, connect: Callable[[], Admin], interval: float, stale_after: float | None = None
-    ) -> None:
+    def __init__(self, connect: Callable[[], Admin], interval: float, stale_after: float | None = None) -> None:
         self._connect = connect
         self.interval = interval
         self.stale_after = stale_after if stale_after is not None else max(3 * interval, 5.0)
@@ -62,9 +60,7 @@ class StatsPoller:
                     admin = self._connect()
                 stats = admin.stats()
                 live = admin.live_subscriptions()
-                self._store(
-                    dict(stats) if stats is not None else None, len(live) if live is not None else None
-                )
+                self._store(dict(stats) if stats is not None else None, len(live) if live is not None else None)
                 self._report(None)
             except Exception as exc:  # any target failure must leave sampling running
                 self._report(exc)

@@ -43,9 +43,7 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def merge(
-    defaults: dict[str, dict[str, Any]], override: dict[str, Any], source: str
-) -> dict[str, dict[str, Any]]:
+def merge(defaults: dict[str, dict[str, Any]], override: dict[str, Any], source: str) -> dict[str, dict[str, Any]]:
     """Defaults with ``override`` applied; unknown tables, keys or wrong types are a HarnessError."""
     merged = {name: dict(table) for name, table in defaults.items()}
     for name, table in override.items():
@@ -54,9 +52,7 @@ def merge(
             raise HarnessError(f"{source}: unknown criteria table [{name}] (known: {known})")
         for key, value in table.items():
             if key not in defaults[name]:
-                raise HarnessError(
-                    f"{source}: unknown key {key!r} in [{name}] (known: {', '.join(defaults[name])})"
-                )
+                raise HarnessError(f"{source}: unknown key {key!r} in [{name}] (known: {', '.join(defaults[name])})")
             if not _same_kind(defaults[name][key], value):
                 kind = type(defaults[name][key]).__name__
                 raise HarnessError(f"{source}: [{name}] {key} must be a {kind}, got {value!r}")

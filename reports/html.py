@@ -12,7 +12,8 @@ from reports.runfolder import RunFolder
 from reports.verdict import brief
 
 CSS = """
-body { font-family: -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 24px; color: #222; max-width: 1200px; }
+body { font-family: -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 24px; color: #222;
+       max-width: 1200px; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -52,9 +53,7 @@ def _run_facts(folder: RunFolder, document: dict[str, Any]) -> str:
     target = run.get("target") if isinstance(run.get("target"), dict) else {}
     started, ended = run.get("started_at"), run.get("ended_at")
     duration = (
-        f"{ended - started:.1f} s"
-        if isinstance(started, int | float) and isinstance(ended, int | float)
-        else "-"
+        f"{ended - started:.1f} s" if isinstance(started, int | float) and isinstance(ended, int | float) else "-"
     )
     rows = [
         ["run id", escape(str(run.get("run_id", "-")))],

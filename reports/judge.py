@@ -80,9 +80,7 @@ def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
             f"measured: {finding.evidence}",
         )
     if finding.verdict == PASS:
-        return replace(
-            finding, evidence=f"{finding.evidence}; note: load generator saturated ({saturation.evidence})"
-        )
+        return replace(finding, evidence=f"{finding.evidence}; note: load generator saturated ({saturation.evidence})")
     return finding
 
 
@@ -151,9 +149,7 @@ def _fields(finding: Finding) -> dict[str, Any]:
     }
 
 
-def verdict_document(
-    folder: RunFolder, criteria: Criteria, scenarios: list[dict[str, Any]]
-) -> dict[str, Any]:
+def verdict_document(folder: RunFolder, criteria: Criteria, scenarios: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "verdict": worst(s["verdict"] for s in scenarios),
         "run_id": (folder.run or {}).get("run_id"),
@@ -174,14 +170,10 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def dump_json(data: Any) -> bytes:
-    return orjson.dumps(
-        data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    )
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
-def judge_run(
-    run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True
-) -> int:
+def judge_run(run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True) -> int:
     """Judge one run folder, write verdict.json, junit.xml and (unless ``report`` is false) report.html into it,
     return the exit code. A run folder that does not exist or an unusable criteria file raises ``HarnessError``.
     """

@@ -174,9 +174,7 @@ def memory_windows(folder: RunFolder, memory_cfg: dict[str, Any]) -> tuple[Windo
     start = load_start + warmup
     duration = end - start
     if duration <= 0:
-        raise Unsupported(
-            f"the load phase ({end - load_start:.0f} s) is not longer than the warm-up ({warmup:.0f} s)"
-        )
+        raise Unsupported(f"the load phase ({end - load_start:.0f} s) is not longer than the warm-up ({warmup:.0f} s)")
     width = min(
         max(float(memory_cfg["window_fraction"]) * duration, float(memory_cfg["window_min_seconds"])),
         duration / 2,
@@ -255,9 +253,7 @@ def sample_gap(folder: RunFolder, max_gap: float) -> str | None:
 # --- Locust CSVs -----------------------------------------------------------------------------------
 
 
-def locust_rows(
-    folder: RunFolder, request_type: str | None = None, exclude: tuple[str, ...] = ()
-) -> pd.DataFrame:
+def locust_rows(folder: RunFolder, request_type: str | None = None, exclude: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per-request rows of locust_stats.csv (no Aggregated row), optionally of one type only."""
     stats = folder.stats
     if stats.empty:

@@ -280,9 +280,7 @@ def degradation_plot(folder: RunFolder, criteria: Criteria) -> str:
     if curve.first_break is not None:
         index = next(i for i, p in enumerate(curve.points) if p.name == curve.first_break)
         ax.axvline(index - 0.5, color="#d62728", lw=2)
-        capacity = (
-            "none" if curve.capacity_writes_per_s is None else f"{curve.capacity_writes_per_s:.0f} writes/s"
-        )
+        capacity = "none" if curve.capacity_writes_per_s is None else f"{curve.capacity_writes_per_s:.0f} writes/s"
         ax.set_title(f"SLO breaks at {curve.first_break}; capacity before the break: {capacity}", fontsize=9)
     else:
         ax.set_title("SLO held at every step", fontsize=9)

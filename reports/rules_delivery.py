@@ -38,15 +38,9 @@ def delivery_complete(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria
     if gap:
         return inconclusive(f"{gap}; {evidence}", values, limits)
     if expected == 0:
-        return inconclusive(
-            f"no listener expected any write, nothing shows delivery works; {evidence}", values, limits
-        )
+        return inconclusive(f"no listener expected any write, nothing shows delivery works; {evidence}", values, limits)
     scenario_expected = folder.profile.get("expected")
-    if (
-        cfg["require_scenario_expected"]
-        and isinstance(scenario_expected, int)
-        and expected < scenario_expected
-    ):
+    if cfg["require_scenario_expected"] and isinstance(scenario_expected, int) and expected < scenario_expected:
         return inconclusive(
             f"only {expected} of the scenario's {scenario_expected} changes were acknowledged, so the rest "
             f"were never checked; {evidence}",
@@ -56,9 +50,7 @@ def delivery_complete(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria
     return Finding(PASS, values, limits, evidence)
 
 
-def _values_check(
-    folder: RunFolder, cfg: dict[str, Any], op: str, error_keys: tuple[str, ...], what: str
-) -> Finding:
+def _values_check(folder: RunFolder, cfg: dict[str, Any], op: str, error_keys: tuple[str, ...], what: str) -> Finding:
     """SC-052/SC-053: no value errors, and some acknowledged ``op`` actually reached a listener to be checked."""
     totals = delivery_totals(folder)
     errors = {key: count(totals, key) for key in error_keys}
@@ -92,8 +84,7 @@ def _values_check(
         )
     if by_op[op] == 0:
         return inconclusive(
-            f"{acked} {op}(s) acknowledged but no {op} notification reached a listener, so no "
-            f"{what} was checked",
+            f"{acked} {op}(s) acknowledged but no {op} notification reached a listener, so no {what} was checked",
             value,
             limit,
         )
@@ -124,13 +115,9 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
         raise Unsupported("no notification latency was measured (count 0)")
     value = float(latency[key])
     parts = ", ".join(
-        f"{k} {float(latency[k]):.1f}"
-        for k in ("p50", "p95", "p99", "max")
-        if isinstance(latency.get(k), int | float)
+        f"{k} {float(latency[k]):.1f}" for k in ("p50", "p95", "p99", "max") if isinstance(latency.get(k), int | float)
     )
-    evidence = (
-        f"{key} {value:.1f} ms (limit {limit:g}); {parts} ms over {n if n is not None else '?'} notifications"
-    )
+    evidence = f"{key} {value:.1f} ms (limit {limit:g}); {parts} ms over {n if n is not None else '?'} notifications"
     negative = count(latency, "negative")
     if negative:
         evidence += f"; {negative} arrived before they were sent by the clocks (recorded as 0 ms)"
@@ -168,9 +155,7 @@ def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     if features is None:
         raise Unsupported("run.json does not list the target's features")
     if "changes_counter" not in features:
-        return not_applicable(
-            f"the target has no changes counter (features: {', '.join(sorted(features)) or 'none'})"
-        )
+        return not_applicable(f"the target has no changes counter (features: {', '.join(sorted(features)) or 'none'})")
     target = target_record(folder)
     live_raw = target.get("live")
     if not isinstance(live_raw, dict) or not live_raw:
@@ -191,26 +176,19 @@ def changes_counter(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     value = {"server_changes": server_total, "received": client_total}
     if wrong:
         shown = "; ".join(f"{sid}: server {s}, received {r}" for sid, (s, r) in list(wrong.items())[:3])
-        return Finding(
-            FAIL, value, "equal", f"{len(wrong)} of {len(matched)} subscription(s) differ: {shown}{note}"
-        )
+        return Finding(FAIL, value, "equal", f"{len(wrong)} of {len(matched)} subscription(s) differ: {shown}{note}")
     gap = aggregation_gap(folder)
     reasons = [gap] if gap else []
     if gone:
         reasons.append(
-            f"{len(gone)} listener subscription(s) not in system.live at the end of load: "
-            + ", ".join(gone[:5])
+            f"{len(gone)} listener subscription(s) not in system.live at the end of load: " + ", ".join(gone[:5])
         )
     unread = sorted(f"{lid} ({sid})" for lid, sid in current.items() if sid in live and sid not in received)
     if unread:
-        reasons.append(
-            f"no receive count for {len(unread)} listener subscription(s): {', '.join(unread[:5])}"
-        )
+        reasons.append(f"no receive count for {len(unread)} listener subscription(s): {', '.join(unread[:5])}")
     evidence = f"{len(matched)} subscription(s) match, {server_total} changes in all"
     if reasons:
-        return inconclusive(
-            f"not every listener can be checked: {'; '.join(reasons)}; {evidence}", value, "equal"
-        )
+        return inconclusive(f"not every listener can be checked: {'; '.join(reasons)}; {evidence}", value, "equal")
     return Finding(PASS, value, "equal", evidence)
 
 

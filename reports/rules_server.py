@@ -62,11 +62,7 @@ def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     if after.samples < need:
         observed = [p for p in folder.phases_named("observe")]
         last_t = float(samples["t"].max()) if len(samples) else end
-        obs = (
-            f", observe phase ends {rel(folder, max(p.end for p in observed))}"
-            if observed
-            else ", no observe phase"
-        )
+        obs = f", observe phase ends {rel(folder, max(p.end for p in observed))}" if observed else ", no observe phase"
         raise Unsupported(
             f"the run observed the server only {max(0.0, last_t - end):.0f} s after the load stopped{obs}; "
             f"needs {need} samples from {settle:g} s to {settle + float(cfg['window_seconds']):g} s after"
@@ -199,9 +195,7 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
         raise Unsupported("target.json records no released counts (churn before/after)")
     closed = released.get("closed", folder.profile.get("churn_closed"))
     if not isinstance(closed, int):
-        raise Unsupported(
-            "neither target.json released.closed nor profile.churn_closed says how many were closed"
-        )
+        raise Unsupported("neither target.json released.closed nor profile.churn_closed says how many were closed")
     sockets_closed = released.get("sockets_closed", closed)
     live_before, live_after = (
         _pick(released, "before", "live", "subscriptions"),
@@ -234,9 +228,7 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     if failed:
         return Finding(FAIL, value, limits, evidence)
     if not sockets_known:
-        return inconclusive(
-            "target.json released lacks socket counts before/after; " + evidence, value, limits
-        )
+        return inconclusive("target.json released lacks socket counts before/after; " + evidence, value, limits)
     return Finding(PASS, value, limits, evidence)
 
 
@@ -254,9 +246,7 @@ def jobs_completed(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -
     value = {"jobs": len(status), "not_done": len(stuck)}
     if stuck:
         shown = ", ".join(f"{k}: {v}" for k, v in list(stuck.items())[:5])
-        return Finding(
-            FAIL, value, {"not_done": 0}, f"{len(stuck)} of {len(status)} job(s) not done: {shown}"
-        )
+        return Finding(FAIL, value, {"not_done": 0}, f"{len(stuck)} of {len(status)} job(s) not done: {shown}")
     return Finding(PASS, value, {"not_done": 0}, f"{len(status)} job(s), all {'/'.join(sorted(ok))}")
 
 
@@ -264,15 +254,15 @@ def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
     """MEM-BOUND: the largest RSS sample within ``profile.memory_limit_mb``."""
     limit = float(folder.profile.get("memory_limit_mb") or cfg["memory_limit_mb"])
     if limit <= 0:
-        raise Unsupported(
-            "no memory limit: run.json profile has no memory_limit_mb and the criteria file sets none"
-        )
+        raise Unsupported("no memory limit: run.json profile has no memory_limit_mb and the criteria file sets none")
     samples = live_samples(folder)
     if samples.empty:
         raise Unsupported("no live RSS sample")
     peak = samples.loc[samples["rss"].idxmax()]
     value = round(float(peak["rss"]) / MIB, 1)
-    evidence = f"max RSS {value:.1f} MiB at {rel(folder, float(peak['t']))} over {len(samples)} samples (limit {limit:g} MiB)"
+    evidence = (
+        f"max RSS {value:.1f} MiB at {rel(folder, float(peak['t']))} over {len(samples)} samples (limit {limit:g} MiB)"
+    )
     if value > limit:
         return Finding(FAIL, value, limit, evidence)
     early = crash_signs(folder) or sample_gap(folder, float(criteria["SC-060"]["max_sample_gap_seconds"]))
@@ -284,9 +274,7 @@ def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
 def run_completed(folder: RunFolder) -> Finding | None:
     """RUN: a run that did not complete cannot pass; None when it completed."""
     if folder.run is None:
-        return inconclusive(
-            f"{folder.why_missing('run.json')}: which criteria apply and what happened is unknown"
-        )
+        return inconclusive(f"{folder.why_missing('run.json')}: which criteria apply and what happened is unknown")
     status = folder.run.get("status")
     if status == "completed":
         return None

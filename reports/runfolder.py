@@ -192,9 +192,7 @@ def _monitor_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     # ``dead`` only on an explicit alive:false; a sample without a boolean ``alive`` counts as alive
     # when it carries a reading, and as neither when it does not
     frame["dead"] = [v is False for v in flags]
-    frame["alive"] = [
-        v is True or (not isinstance(v, bool) and bool(r)) for v, r in zip(flags, has_rss, strict=True)
-    ]
+    frame["alive"] = [v is True or (not isinstance(v, bool) and bool(r)) for v, r in zip(flags, has_rss, strict=True)]
     frame = frame.dropna(subset=["t"]) if "t" in frame else pd.DataFrame()
     return frame.sort_values("t").reset_index(drop=True)
 

@@ -38,9 +38,7 @@ def assess(folder: RunFolder, cfg: dict[str, Any]) -> Saturation:
     """Per generator process, the fraction of its load-phase samples at or above ``saturated_core_pct``."""
     frame = folder.generator
     if frame.empty:
-        return Saturation(
-            UNKNOWN, f"generator not monitored ({folder.why_missing(GENERATOR) or 'no samples'})"
-        )
+        return Saturation(UNKNOWN, f"generator not monitored ({folder.why_missing(GENERATOR) or 'no samples'})")
     window = folder.load_window()
     if window is None:
         return Saturation(UNKNOWN, "no load phase in run.json to check the generator against")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.server_process import LocalServer, start_local_server
+from harness.orchestration.server import LocalServer, start_local_server
 
 ROOT_PASSWORD = "Root-Pass-123"
 
@@ -39,7 +39,12 @@ class Http:
         self.url = url
 
     def request(
-        self, method: str, path: str, body: object = None, token: str | None = None, raw: bytes | None = None,
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        token: str | None = None,
+        raw: bytes | None = None,
         content_type: str = "application/json",
     ) -> tuple[int, dict]:
         """Status and JSON body of one request."""
@@ -78,7 +83,9 @@ class Http:
 class WsClient:
     """A raw WebSocket to ``/v1/ws`` (websocket-client), decoding gzip binary frames."""
 
-    def __init__(self, ws_url: str, compress: bool = False, token_header: str | None = None, timeout: float = 5) -> None:
+    def __init__(
+        self, ws_url: str, compress: bool = False, token_header: str | None = None, timeout: float = 5
+    ) -> None:
         import websocket
 
         url = ws_url + ("" if compress else "?compress=false")
@@ -111,8 +118,14 @@ class WsClient:
         return json.loads(data)
 
     def authenticate(self, token: str) -> dict:
-        self.send({"type": "authenticate", "method": "jwt", "token": token,
-                   "protocol": {"serialization": "json", "compression": "gzip"}})
+        self.send(
+            {
+                "type": "authenticate",
+                "method": "jwt",
+                "token": token,
+                "protocol": {"serialization": "json", "compression": "gzip"},
+            }
+        )
         return self.recv()
 
     def subscribe(self, sub_id: str, sql: str, options: dict | None = None) -> dict:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalogue import resolve
-from harness.runner import Runner, RunOptions
-from harness.server_process import start_local_server
+from harness.orchestration.runner import Runner, RunOptions
+from harness.orchestration.server import start_local_server
+from harness.scenarios.catalogue import resolve
 
 LIVE = resolve(["live"])
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from harness.identity import messages_schema
+from harness.delivery.identity import messages_schema
 from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
 from harness.targets import create_target
 from locustfiles import users_needed
@@ -62,9 +62,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
             admin.setup(messages_schema(plan))
         finally:
             admin.close()
-    env = {
-        k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"
-    }  # Locust needs gevent's patching
+    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # Locust needs gevent's patching
     env["LQH_PLAN"] = str(run_dir / "plan.json")
     users = users_needed(plan)
     base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
@@ -90,10 +88,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
         log.close()
     out = (run_dir / "locust.out").read_text(errors="replace")
     assert (run_dir / "delivery.json").exists(), out[-2000:]
-    return {
-        name: orjson.loads((run_dir / f"{name}.json").read_bytes())
-        for name in ("delivery", "writes", "target")
-    }
+    return {name: orjson.loads((run_dir / f"{name}.json").read_bytes()) for name in ("delivery", "writes", "target")}
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +159,9 @@ def test_server_faults_show_up_in_the_right_counters(tmp_path: Path) -> None:
               "--fault", "no-deleted")  # fmt: skip
     with start_refserver(tmp_path / "faulty", *faults) as srv:
         program = (Step("insert", count=20, rate=100.0), Step("update", count=10), Step("delete", count=5))
-        plan = flow_plan(srv.url, tmp_path / "faults", "flow_faults", (WriterSpec(1, 1, program),), (ListenerSpec("L1"),),
-                     ((1,),))  # fmt: skip
+        plan = flow_plan(
+            srv.url, tmp_path / "faults", "flow_faults", (WriterSpec(1, 1, program),), (ListenerSpec("L1"),), ((1,),)
+        )
         result = run_locust(plan, workers=0)
     totals = result["delivery"]["totals"]
     for kind in ("lost", "duplicates", "old_value_errors", "delete_flag_errors"):

@@ -28,9 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield srv
 
 
-def _plan(
-    server: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], extra: dict[str, Any]
-) -> Plan:
+def _plan(server: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], extra: dict[str, Any]) -> Plan:
     plan = flow_plan(
         server.url, tmp_path / name, f"stress_{name}", writers, (ListenerSpec("L1"),),
         tuple((w.writer_id,) for w in writers),
@@ -69,21 +67,14 @@ def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, server: An
     queries = sum(int(stats[("QUERY", k)]["Request Count"]) for k in ("recent", "count"))
     assert queries <= 2 * 5 * 4  # paced, and stopped with the load (2 s plus start-up slack)
     phases = _phases(plan)
-    assert (
-        phases["subscribe"]["end"]
-        <= phases["load"]["start"]
-        < phases["load"]["end"]
-        <= phases["drain"]["start"]
-    )
+    assert phases["subscribe"]["end"] <= phases["load"]["start"] < phases["load"]["end"] <= phases["drain"]["start"]
     assert phases["load"]["end"] - phases["load"]["start"] >= 2.0  # the program's clock starts with the load
 
 
 @pytest.mark.timeout(90)
 def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, server: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=5.0, rate=10.0),)),)
-    plan = _plan(
-        server, tmp_path, "churn", writers, {"churn": {"open": 6, "close": 4, "settle_seconds": 1.0}}
-    )
+    plan = _plan(server, tmp_path, "churn", writers, {"churn": {"open": 6, "close": 4, "settle_seconds": 1.0}})
     run_dir = Path(plan.extra["run_dir"])
     run_dir.mkdir(parents=True)
     monitor = start_monitor_process(server.pid, run_dir, interval=0.2)
@@ -94,15 +85,11 @@ def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, server
     _clean(result)
     released = result["target"]["released"]
     assert released["opened"] == 6 and released["closed"] == 4 and released["errors"] == []
-    assert (
-        released["before"]["live"] == 7 and released["after"]["live"] == 3
-    )  # the listener's plus the churn's
+    assert released["before"]["live"] == 7 and released["after"]["live"] == 3  # the listener's plus the churn's
     assert released["closed_still_live"] == 0
     before, after = released["before"], released["after"]
     assert before["sockets"] is not None and before["sockets"] - after["sockets"] == 4, released
-    assert (
-        before["t"] <= before["sockets_t"] < released["churn_closed_at"] <= after["t"] <= after["sockets_t"]
-    )
+    assert before["t"] <= before["sockets_t"] < released["churn_closed_at"] <= after["t"] <= after["sockets_t"]
     assert after["t"] - released["churn_closed_at"] >= 1.0
     phases = _phases(plan)
     assert phases["load"]["start"] <= released["churn_opened_at"] and after["t"] <= phases["load"]["end"]
@@ -111,9 +98,7 @@ def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, server
 @pytest.mark.timeout(90)
 def test_churn_without_a_monitor_has_no_socket_counts(tmp_path: Path, server: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
-    plan = _plan(
-        server, tmp_path, "churn_nomon", writers, {"churn": {"open": 2, "close": 2, "settle_seconds": 0.5}}
-    )
+    plan = _plan(server, tmp_path, "churn_nomon", writers, {"churn": {"open": 2, "close": 2, "settle_seconds": 0.5}})
     released = run_locust(plan, workers=0)["target"]["released"]
     assert released["before"]["live"] - released["after"]["live"] == 2
     assert released["before"]["sockets"] is None and released["after"]["sockets"] is None
@@ -125,12 +110,8 @@ def test_churn_sees_subscriptions_a_server_keeps_after_close(tmp_path: Path) -> 
     subscriptions left open must be kept alive meanwhile (this server drops clients silent for 2 s)."""
     with start_refserver(tmp_path / "leaky", "--fault", "keep-closed", "--heartbeat-timeout", "2") as srv:
         writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
-        plan = _plan(
-            srv, tmp_path, "churn_leak", writers, {"churn": {"open": 6, "close": 3, "settle_seconds": 0.5}}
-        )
-        plan = replace(
-            plan, target=replace(plan.target, options={**plan.target.options, "heartbeat_interval": 0.5})
-        )
+        plan = _plan(srv, tmp_path, "churn_leak", writers, {"churn": {"open": 6, "close": 3, "settle_seconds": 0.5}})
+        plan = replace(plan, target=replace(plan.target, options={**plan.target.options, "heartbeat_interval": 0.5}))
         released = run_locust(plan, workers=0)["target"]["released"]
     assert released["closed"] == 3 and released["closed_still_live"] == 3
     assert released["before"]["live"] == released["after"]["live"] == 7
@@ -168,9 +149,7 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, server: Any) -> None:
     assert one["start"] == load["start"] and one["end"] == two["start"] and two["end"] == load["end"]
     assert one["end"] - one["start"] == pytest.approx(1.5)
     ok = result["writes"]["writers"]
-    assert (
-        20 <= ok["2"]["ok"]["insert"] <= 32 < 50 <= ok["1"]["ok"]["insert"]
-    )  # writer 2 paused half the load
+    assert 20 <= ok["2"]["ok"]["insert"] <= 32 < 50 <= ok["1"]["ok"]["insert"]  # writer 2 paused half the load
 
 
 @pytest.mark.timeout(120)

@@ -103,9 +103,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 @pytest.mark.timeout(30)
 def test_samples_memory_growth_threads_fds_and_connections_by_state(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "monitor.jsonl"
-    result = monitor(
-        "--pid", str(server.pid), "--interval", "0.2", "--duration", "1.4", "--uss", "--out", str(out)
-    )
+    result = monitor("--pid", str(server.pid), "--interval", "0.2", "--duration", "1.4", "--uss", "--out", str(out))
     assert result.returncode == 0, result.stderr
     rows = read_jsonl(out)
     assert 5 <= len(rows) <= 9
@@ -156,9 +154,7 @@ def test_finds_the_server_by_name_and_refuses_ambiguous_names(tmp_path: Path) ->
 
 
 @pytest.mark.timeout(30)
-def test_a_dying_process_gives_a_final_dead_sample_and_the_monitor_exits(
-    server: Server, tmp_path: Path
-) -> None:
+def test_a_dying_process_gives_a_final_dead_sample_and_the_monitor_exits(server: Server, tmp_path: Path) -> None:
     out = tmp_path / "monitor.jsonl"
     mon = subprocess.Popen(
         [
@@ -344,9 +340,7 @@ def test_a_hanging_target_does_not_stall_sampling(server: Server, tmp_path: Path
     poller.start()
     try:
         started = time.monotonic()
-        reason = run_monitor(
-            ProcessSampler(psutil.Process(server.pid)), out, 0.2, threading.Event(), 1.0, poller
-        )
+        reason = run_monitor(ProcessSampler(psutil.Process(server.pid)), out, 0.2, threading.Event(), 1.0, poller)
         elapsed = time.monotonic() - started
     finally:
         release.set()
@@ -411,13 +405,9 @@ class FakeKalamStats(http.server.BaseHTTPRequestHandler):
             self._reply(401, {"error": {"code": "UNAUTHORIZED", "message": "no token"}})
         elif "system.stats" in body["sql"]:
             schema = [{"name": "metric_name", "index": 0}, {"name": "metric_value", "index": 1}]
-            self._reply(
-                200, {"results": [{"schema": schema, "rows": [["active_connections", "5"], ["pid", "1"]]}]}
-            )
+            self._reply(200, {"results": [{"schema": schema, "rows": [["active_connections", "5"], ["pid", "1"]]}]})
         else:
-            schema = [
-                {"name": n, "index": i} for i, n in enumerate(("live_id", "subscription_id", "changes"))
-            ]
+            schema = [{"name": n, "index": i} for i, n in enumerate(("live_id", "subscription_id", "changes"))]
             rows = [[f"l{i}", f"s{i}", i] for i in range(3)]
             self._reply(200, {"results": [{"schema": schema, "rows": rows}]})
 

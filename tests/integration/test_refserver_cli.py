@@ -12,16 +12,33 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "serve", *args],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "serve", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_help_documents_every_flag():
     proc = serve("--help")
     assert proc.returncode == 0
-    for flag in ("--host", "--port", "--data-dir", "--root-password", "--jwt-secret", "--node-id", "--queue-size",
-                 "--queue-overflow", "--block-timeout", "--heartbeat-timeout", "--auth-timeout",
-                 "--max-ws-message-size", "--log-level", "--fault", "--ready-file", "--memory-limit-mb", "1013"):
+    for flag in (
+        "--host",
+        "--port",
+        "--data-dir",
+        "--root-password",
+        "--jwt-secret",
+        "--node-id",
+        "--queue-size",
+        "--queue-overflow",
+        "--block-timeout",
+        "--heartbeat-timeout",
+        "--auth-timeout",
+        "--max-ws-message-size",
+        "--log-level",
+        "--fault",
+        "--ready-file",
+        "--memory-limit-mb",
+        "1013",
+    ):
         assert flag in proc.stdout, flag
 
 
@@ -41,9 +58,14 @@ def test_bad_values_are_one_line_errors(args, message):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [(("--queue-overflow", "maybe"), "invalid choice"),
-                                           (("--bogus",), "unrecognized arguments: --bogus"),
-                                           (("--port", "eighty"), "invalid int value")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--queue-overflow", "maybe"), "invalid choice"),
+        (("--bogus",), "unrecognized arguments: --bogus"),
+        (("--port", "eighty"), "invalid int value"),
+    ],
+)
 def test_bad_flags_are_one_line_usage_errors(args, message):
     proc = serve(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

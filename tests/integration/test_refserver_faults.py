@@ -180,8 +180,12 @@ def test_crash_exits_hard(tmp_path):
 
 @pytest.mark.parametrize("spec", ["explode", "drop", "drop:every=0", "delay:ms=x", "stall:after=1", "drop:often=2"])
 def test_bad_fault_spec_is_one_line_error(spec):
-    proc = subprocess.run([sys.executable, "-m", "harness.cli", "serve", "--port", "0", "--fault", spec],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "serve", "--port", "0", "--fault", spec],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("lqharness: error: --fault")
     assert "Traceback" not in proc.stderr

@@ -16,7 +16,10 @@ CREATE = (
     "CREATE USER TABLE chat.messages (id BIGINT PRIMARY KEY, conversation_id BIGINT NOT NULL, writer_id BIGINT, "
     "wseq BIGINT, version INT, content TEXT, sent_at BIGINT)"
 )
-INSERT = "INSERT INTO chat.messages (id, conversation_id, writer_id, wseq, version, content, sent_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+INSERT = (
+    "INSERT INTO chat.messages (id, conversation_id, writer_id, wseq, version, content, sent_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
 _ids = itertools.count(1000)
 
 
@@ -27,7 +30,10 @@ def server(tmp_path_factory):
         root = http.login("root", srv.root_password)
         http.ok(root, "CREATE NAMESPACE IF NOT EXISTS chat")
         http.ok(root, CREATE)
-        http.ok(root, "CREATE SHARED TABLE chat.rooms (id TEXT PRIMARY KEY, title TEXT) WITH (ACCESS_LEVEL='PUBLIC')")
+        http.ok(
+            root,
+            "CREATE SHARED TABLE chat.rooms (id TEXT PRIMARY KEY, title TEXT) WITH (ACCESS_LEVEL='PUBLIC')",
+        )
         for user, role in (("alice", "user"), ("bob", "user"), ("ops", "dba"), ("svc", "service")):
             http.ok(root, f"CREATE USER '{user}' WITH PASSWORD 'Str0ngPass!' ROLE {role}")
         srv.http = http
@@ -64,7 +70,14 @@ def test_login_body_and_jwt_claims(server):
 
     status, body = server.http.request("POST", "/v1/api/auth/login", {"username": "alice", "password": "Str0ngPass!"})
     assert status == 200
-    assert set(body) == {"user", "admin_ui_access", "expires_at", "access_token", "refresh_token", "refresh_expires_at"}
+    assert set(body) == {
+        "user",
+        "admin_ui_access",
+        "expires_at",
+        "access_token",
+        "refresh_token",
+        "refresh_expires_at",
+    }
     assert body["user"]["id"] == "alice" and body["user"]["role"] == "user" and body["admin_ui_access"] is False
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["iss"] == "kalamdb" and claims["sub"] == "alice" and claims["role"] == "user"
@@ -76,7 +89,7 @@ def test_login_body_and_jwt_claims(server):
 
 def test_login_errors(server):
     http = server.http
-    assert http.request("POST", "/v1/api/auth/login", {"user": "alice", "password": "wrong-pass"}) [0] == 401
+    assert http.request("POST", "/v1/api/auth/login", {"user": "alice", "password": "wrong-pass"})[0] == 401
     status, body = http.request("POST", "/v1/api/auth/login", {"user": "nobody", "password": "whatever1"})
     assert status == 401 and body["error"] == "unauthorized"
     assert http.request("POST", "/v1/api/auth/login", {"user": "a", "password": "b", "extra": 1})[0] == 400
@@ -99,8 +112,23 @@ def test_select_body_shape_bigint_strings_and_took(server):
     assert isinstance(body["took"], float) and round(body["took"], 3) == body["took"]
     result = body["results"][0]
     names = [c["name"] for c in result["schema"]]
-    assert names == ["id", "conversation_id", "writer_id", "wseq", "version", "content", "sent_at", "_seq", "_deleted"]
-    assert result["schema"][0] == {"name": "id", "data_type": "BigInt", "index": 0, "flags": ["pk", "nn", "uq"]}
+    assert names == [
+        "id",
+        "conversation_id",
+        "writer_id",
+        "wseq",
+        "version",
+        "content",
+        "sent_at",
+        "_seq",
+        "_deleted",
+    ]
+    assert result["schema"][0] == {
+        "name": "id",
+        "data_type": "BigInt",
+        "index": 0,
+        "flags": ["pk", "nn", "uq"],
+    }
     assert result["schema"][4]["data_type"] == "Int"
     row = result["rows"][0]
     assert row[0] == str(key) and row[1] == "7" and row[4] == 1 and isinstance(row[7], str) and row[8] is False
@@ -138,7 +166,8 @@ def test_errors_codes_and_batch_stops(server):
     status, body = http.sql(server.root, "UPDATE chat.rooms SET title = 'q'")
     assert status == 400 and "WHERE" in body["error"]["message"]
     status, body = http.sql(
-        server.root, "INSERT INTO chat.rooms (id, title) VALUES ('b1', 'x'); BAD SQL; INSERT INTO chat.rooms (id) VALUES ('b2')"
+        server.root,
+        "INSERT INTO chat.rooms (id, title) VALUES ('b1', 'x'); BAD SQL; INSERT INTO chat.rooms (id) VALUES ('b2')",
     )
     assert status == 400 and body["error"]["message"].startswith("Statement 2 failed")
     assert http.ok(server.root, "SELECT COUNT(*) FROM chat.rooms WHERE id IN ('b1', 'b2')")[0]["rows"] == [["1"]]
@@ -164,17 +193,26 @@ def test_soft_delete_hides_rows_and_bumps_seq(server):
     assert int(after) == int(count) - 1
     assert server.http.ok(server.root, "DELETE FROM chat.messages WHERE id = $1", [str(key)])[0]["row_count"] == 0
     server.http.ok(server.root, INSERT, [str(key), 1, 1, 1, 1, "again", 0])
-    assert server.http.ok(server.root, "SELECT content FROM chat.messages WHERE id = $1", [str(key)])[0]["rows"] == [["again"]]
+    assert server.http.ok(server.root, "SELECT content FROM chat.messages WHERE id = $1", [str(key)])[0]["rows"] == [
+        ["again"]
+    ]
 
 
 def test_user_tables_are_per_user_and_execute_as(server):
     http = server.http
     key = insert(server, server.tokens["alice"])
-    assert http.ok(server.tokens["bob"], "SELECT COUNT(*) FROM chat.messages WHERE id = $1", [str(key)])[0]["rows"] == [["0"]]
-    assert http.ok(server.tokens["alice"], "SELECT COUNT(*) FROM chat.messages WHERE id = $1", [str(key)])[0]["rows"] == [["1"]]
+    assert http.ok(server.tokens["bob"], "SELECT COUNT(*) FROM chat.messages WHERE id = $1", [str(key)])[0]["rows"] == [
+        ["0"]
+    ]
+    assert http.ok(server.tokens["alice"], "SELECT COUNT(*) FROM chat.messages WHERE id = $1", [str(key)])[0][
+        "rows"
+    ] == [["1"]]
     res = http.ok(server.root, f"EXECUTE AS USER 'alice' (SELECT id FROM chat.messages WHERE id = {key})")
     assert res[0]["rows"] == [[str(key)]] and res[0]["as_user"] == "alice"
-    res = http.ok(server.tokens["ops"], "EXECUTE AS USER 'bob' (INSERT INTO chat.messages (id, conversation_id) VALUES (5, 1))")
+    res = http.ok(
+        server.tokens["ops"],
+        "EXECUTE AS USER 'bob' (INSERT INTO chat.messages (id, conversation_id) VALUES (5, 1))",
+    )
     assert res[0]["as_user"] == "bob"
     status, body = http.sql(server.tokens["alice"], "EXECUTE AS USER 'bob' (SELECT * FROM chat.messages)")
     assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED"
@@ -195,10 +233,27 @@ def test_health_and_system_tables(server):
     assert status == 200 and body["status"] == "healthy" and body["api_version"] == "v1"
     assert server.http.request("GET", "/v1/api/healthcheck")[0] == 200
     stats = dict(server.http.ok(server.root, "SELECT * FROM system.stats")[0]["rows"])
-    for name in ("server_uptime_seconds", "memory_rss_bytes", "memory_rss_mb", "memory_usage_bytes", "cpu_usage_percent",
-                 "thread_count", "pid", "active_connections", "active_subscriptions", "websocket_sessions", "total_users",
-                 "total_namespaces", "total_tables", "total_jobs", "total_live_queries", "jobs_running", "jobs_queued",
-                 "jobs_failed", "server_version"):
+    for name in (
+        "server_uptime_seconds",
+        "memory_rss_bytes",
+        "memory_rss_mb",
+        "memory_usage_bytes",
+        "cpu_usage_percent",
+        "thread_count",
+        "pid",
+        "active_connections",
+        "active_subscriptions",
+        "websocket_sessions",
+        "total_users",
+        "total_namespaces",
+        "total_tables",
+        "total_jobs",
+        "total_live_queries",
+        "jobs_running",
+        "jobs_queued",
+        "jobs_failed",
+        "server_version",
+    ):
         assert name in stats, name
     assert stats["pid"] == str(server.pid) and int(stats["total_users"]) >= 5
     users = server.http.ok(server.root, "SELECT user_id, role FROM system.users WHERE user_id = 'ops'")[0]["rows"]
@@ -216,16 +271,29 @@ def test_flush_job_runs_to_completion(server):
     job_id = message.rsplit(" ", 1)[1]
     deadline = time.monotonic() + 10
     while True:
-        rows = server.http.ok(server.root, "SELECT job_id, job_type, status, message, started_at, finished_at "
-                              "FROM system.jobs WHERE job_id = $1", [job_id])[0]["rows"]
+        rows = server.http.ok(
+            server.root,
+            "SELECT job_id, job_type, status, message, started_at, finished_at FROM system.jobs WHERE job_id = $1",
+            [job_id],
+        )[0]["rows"]
         if rows and rows[0][2] == "completed":
             break
         assert time.monotonic() < deadline, rows
         time.sleep(0.05)
     assert rows[0][1] == "flush" and rows[0][4] <= rows[0][5]
     cols = [c["name"] for c in server.http.ok(server.root, "SELECT * FROM system.jobs LIMIT 1")[0]["schema"]]
-    assert cols[:10] == ["job_id", "job_type", "status", "message", "exception_trace", "retry_count", "created_at",
-                         "started_at", "finished_at", "node_id"]
+    assert cols[:10] == [
+        "job_id",
+        "job_type",
+        "status",
+        "message",
+        "exception_trace",
+        "retry_count",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "node_id",
+    ]
 
 
 # ---------------------------------------------------------------- WebSocket
@@ -234,8 +302,12 @@ def test_flush_job_runs_to_completion(server):
 def test_ws_auth_errors_and_protocol_closes(server):
     ws = WsClient(server.ws_url)
     ws.send({"type": "subscribe", "subscription": {"id": "s", "sql": f"SELECT * FROM {TABLE}"}})
-    assert ws.recv() == {"type": "error", "subscription_id": "subscribe", "code": "AUTH_REQUIRED",
-                         "message": "Authentication required"}
+    assert ws.recv() == {
+        "type": "error",
+        "subscription_id": "subscribe",
+        "code": "AUTH_REQUIRED",
+        "message": "Authentication required",
+    }
     ws.send({"type": "authenticate", "method": "jwt", "token": "bad", "protocol": {"serialization": "json"}})
     assert ws.recv()["type"] == "auth_error"
     assert ws.wait_close() == (1008, "Authentication failed")
@@ -330,7 +402,13 @@ def test_ws_snapshot_batches_and_last_rows(server):
     assert isinstance(ack["batch_control"]["last_seq_id"], int)
     batches = [ws.recv()]
     while batches[-1]["batch_control"]["has_more"]:
-        ws.send({"type": "next_batch", "subscription_id": "snap", "last_seq_id": batches[-1]["batch_control"]["last_seq_id"]})
+        ws.send(
+            {
+                "type": "next_batch",
+                "subscription_id": "snap",
+                "last_seq_id": batches[-1]["batch_control"]["last_seq_id"],
+            }
+        )
         batches.append(ws.recv())
     assert [b["batch_control"]["status"] for b in batches] == ["loading", "loading_batch", "ready"]
     assert [b["batch_control"]["batch_num"] for b in batches] == [0, 1, 2]
@@ -406,8 +484,22 @@ def test_kill_live_query_and_changes_counter(server):
     ws.changes(3)
     rows = server.http.ok(server.root, "SELECT * FROM system.live WHERE subscription_id = 'k'")
     cols = [c["name"] for c in rows[0]["schema"]]
-    assert cols == ["live_id", "connection_id", "subscription_id", "namespace_id", "table_name", "user_id", "query",
-                    "options", "status", "created_at", "last_update", "changes", "node_id", "last_ping_at"]
+    assert cols == [
+        "live_id",
+        "connection_id",
+        "subscription_id",
+        "namespace_id",
+        "table_name",
+        "user_id",
+        "query",
+        "options",
+        "status",
+        "created_at",
+        "last_update",
+        "changes",
+        "node_id",
+        "last_ping_at",
+    ]
     row = dict(zip(cols, rows[0]["rows"][0], strict=True))
     assert row["changes"] == "3" and row["user_id"] == "alice" and row["table_name"] == "messages"
     user, conn_id, sub = row["live_id"].split("-", 2)
@@ -494,15 +586,22 @@ def test_auth_rate_limit_refuses_excess_per_ip(tmp_path):
 def test_first_run_setup_flow(tmp_path):
     with start_refserver(tmp_path, root_password=None) as srv:
         http = Http(srv.url)
-        assert http.request("GET", "/v1/api/auth/status") == (200, {"needs_setup": True,
-                                                                  "message": "Server requires initial setup"})
+        assert http.request("GET", "/v1/api/auth/status") == (
+            200,
+            {"needs_setup": True, "message": "Server requires initial setup"},
+        )
         status, body = http.request("POST", "/v1/api/auth/login", {"user": "root", "password": ""})
         assert status == 428 and body["error"] == "setup_required"
-        status, body = http.request("POST", "/v1/api/auth/setup", {"user": "admin", "password": "Adm1n-Pass!",
-                                                                  "root_password": "R00t-Pass!", "email": None})
+        status, body = http.request(
+            "POST",
+            "/v1/api/auth/setup",
+            {"user": "admin", "password": "Adm1n-Pass!", "root_password": "R00t-Pass!", "email": None},
+        )
         assert status == 200 and "access_token" not in body
         assert http.request("GET", "/v1/api/auth/status")[1]["needs_setup"] is False
-        assert http.request("POST", "/v1/api/auth/setup", {"user": "x", "password": "y", "root_password": "z"})[0] == 409
+        assert (
+            http.request("POST", "/v1/api/auth/setup", {"user": "x", "password": "y", "root_password": "z"})[0] == 409
+        )
         http.login("root", "R00t-Pass!")
         admin = http.login("admin", "Adm1n-Pass!")
         assert http.ok(admin, "CREATE NAMESPACE app")[0]["row_count"] == 0

@@ -93,9 +93,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         assert parsed.figures[fig_id] >= 1, f"{fig_id} has no image in the rendered DOM"
 
     shot = tmp_path / "report.png"
-    result = run_chromium(
-        binary, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,4000", url
-    )
+    result = run_chromium(binary, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,4000", url)
     assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
     with Image.open(shot) as image:
         assert image.size == (1280, 4000)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalogue import resolve
-from harness.runner import Runner, RunOptions
+from harness.orchestration.runner import Runner, RunOptions
+from harness.scenarios.catalogue import resolve
 
 STRESS = resolve(["stress"])
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checker import check
-from harness.identity import content, insert_row, row_id, update_changes
-from harness.ledger import WriterLedger
+from harness.delivery.checker import check
+from harness.delivery.identity import content, insert_row, row_id, update_changes
+from harness.delivery.ledger import WriterLedger
+from harness.delivery.tracker import ListenerTracker
 from harness.targets.base import Change, Op, Outcome, WriteResult
-from harness.tracker import ListenerTracker
 
 MS = 1_000_000
 T0 = 1_700_000_000 * 1_000_000_000
@@ -47,9 +47,7 @@ class World:
         self.t += 10 * MS
         return res
 
-    def _push(
-        self, op: Op, row: dict | None, old: dict | None, res: WriteResult, deleted: bool | None = None
-    ) -> None:
+    def _push(self, op: Op, row: dict | None, old: dict | None, res: WriteResult, deleted: bool | None = None) -> None:
         self.seq += 1
         self.changes.append(Change(op, row, old, self.seq, res.ack_ns + 3 * MS, 200, deleted=deleted))
 

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from harness.checker import check
+from harness.delivery.checker import check
+from harness.delivery.tracker import ListenerTracker
 from harness.targets.base import Op, Outcome
-from harness.tracker import ListenerTracker
 from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 ZERO = {
@@ -39,9 +39,7 @@ def test_clean_stream_reports_nothing() -> None:
     rows = {r["listener"]: r for r in report["listeners"]}
     assert rows["l1"]["expected"] == rows["l1"]["delivered"] == 16
     assert rows["l2"]["expected"] == rows["l2"]["delivered"] == 8
-    assert (
-        report["totals"]["latency_ms"]["count"] == 21
-    )  # 14 + 7 inserts and updates; deletes carry no commit time
+    assert report["totals"]["latency_ms"]["count"] == 21  # 14 + 7 inserts and updates; deletes carry no commit time
     assert abs(report["totals"]["latency_ms"]["p50"] - 4.0) <= 0.004  # HDR: 3 significant digits
     assert report["witnesses"] == [] and report["timeline"] == []
     assert report["connections"]["unexpected_disconnects"] == 0
@@ -99,9 +97,7 @@ def test_phantom_of_a_failed_write_and_of_a_write_never_made() -> None:
     world = World()
     world.standard()
     ghost = world.changes[-1 - 2]  # writer 2's last update
-    ghost = replace(
-        ghost, row={**ghost.row, "wseq": 99, "version": 4}, old_row={**ghost.old_row, "version": 3}
-    )
+    ghost = replace(ghost, row={**ghost.row, "wseq": 99, "version": 4}, old_row={**ghost.old_row, "version": 3})
     report = world.check(world.listen([*world.changes, ghost]))
     # a ghost of row 1 after its delete, claiming version 4 with version 2's old and new contents
     assert _counts(report) == {
@@ -141,8 +137,7 @@ def test_missing_deleted_flag() -> None:
     world = World()
     world.standard()
     stream = [
-        replace(c, deleted=None) if c.op is Op.DELETE and c.old_row["writer_id"] == 1 else c
-        for c in world.changes
+        replace(c, deleted=None) if c.op is Op.DELETE and c.old_row["writer_id"] == 1 else c for c in world.changes
     ]
     report = world.check(world.listen(stream))
     assert _counts(report) == {**ZERO, "delete_flag_errors": 1}

@@ -1,6 +1,6 @@
 """Row identity: ids, contents, schema and reading notifications back."""
 
-from harness.identity import (
+from harness.delivery.identity import (
     COLUMNS,
     content,
     insert_row,

@@ -79,9 +79,7 @@ def test_15_percent_climb_fails_sc056_with_growth_and_slope(tmp_path: Path) -> N
     expected_growth = 100 * ((1 + 0.15 * 0.95) - (1 + 0.15 * 0.05)) / (1 + 0.15 * 0.05)
     assert found["value"] == pytest.approx(expected_growth, abs=0.5)
     assert f"growth +{found['value']:.1f}%" in found["evidence"]
-    assert (
-        "slope +9." in found["evidence"] and "MiB/min" in found["evidence"]
-    )  # 15 MiB over 100 s = 9 MiB/min
+    assert "slope +9." in found["evidence"] and "MiB/min" in found["evidence"]  # 15 MiB over 100 s = 9 MiB/min
     state, message = junit_state(root, "SC-056")
     assert state == "failure" and "growth +13." in message and "slope +9." in message
 
@@ -268,9 +266,7 @@ def test_scenario_without_updates_gets_na_for_sc052(tmp_path: Path) -> None:
     spec = Synthetic(criteria=["SC-051", "SC-052"], writes={"insert": 100, "update": 0, "delete": 0},
                      server_changes=100, received=100)  # fmt: skip
     code, doc, root = judged(write_run(tmp_path, spec))
-    assert (
-        criterion(doc, "SC-052")["verdict"] == "n/a" and "no updates" in criterion(doc, "SC-052")["evidence"]
-    )
+    assert criterion(doc, "SC-052")["verdict"] == "n/a" and "no updates" in criterion(doc, "SC-052")["evidence"]
     assert code == 0 and doc["verdict"] == "pass"  # n/a is ignored
     assert junit_state(root, "SC-052")[0] == "skipped"
 
@@ -332,9 +328,7 @@ def test_websocket_drops_fail_sc057(tmp_path: Path) -> None:
 
 
 def test_uptime_counts_from_first_ready_unless_told_otherwise(tmp_path: Path) -> None:
-    run_dir = write_run(
-        tmp_path, Synthetic(criteria=["SC-057"])
-    )  # 2 s of subscribing before ready, then 100 s up
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-057"]))  # 2 s of subscribing before ready, then 100 s up
     _, doc, _ = judged(run_dir)
     found = criterion(doc, "SC-057")
     assert found["verdict"] == "pass" and "100.0 of 100.0 s since first ready" in found["evidence"]
@@ -352,9 +346,7 @@ def test_slow_queries_fail_sc058(tmp_path: Path) -> None:
 
 
 def test_cpu_criterion_fails_when_hot_and_is_inconclusive_when_under_rate(tmp_path: Path) -> None:
-    _, doc, _ = judged(
-        write_run(tmp_path / "a", Synthetic(criteria=["CPU-1000"], cpu_machine_pct=lambda t: 91.0))
-    )
+    _, doc, _ = judged(write_run(tmp_path / "a", Synthetic(criteria=["CPU-1000"], cpu_machine_pct=lambda t: 91.0)))
     assert criterion(doc, "CPU-1000")["verdict"] == "fail"
     slow = Synthetic(criteria=["CPU-1000"], profile={"target_insert_rate": 1000})
     _, doc, _ = judged(write_run(tmp_path / "b", slow))
@@ -381,9 +373,7 @@ def test_stuck_job_fails_jobs(tmp_path: Path) -> None:
 
 
 def test_rss_over_the_limit_fails_mem_bound(tmp_path: Path) -> None:
-    _, doc, _ = judged(
-        write_run(tmp_path, Synthetic(criteria=["MEM-BOUND"], profile={"memory_limit_mb": 64}))
-    )
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["MEM-BOUND"], profile={"memory_limit_mb": 64})))
     found = criterion(doc, "MEM-BOUND")
     assert found["verdict"] == "fail" and found["value"] > 64 and found["threshold"] == 64.0
 
@@ -428,9 +418,7 @@ def test_cli_judge_bad_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.
     assert err.startswith("lqharness: error: run folder") and "\n" not in err
 
 
-def test_cli_judge_bad_criteria_file_is_one_line_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_judge_bad_criteria_file_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = write_run(tmp_path, Synthetic(criteria=["SC-051"]))
     typo = tmp_path / "typo.toml"
     typo.write_text("[SC-056]\nmax_growth = 20\n")
@@ -477,7 +465,8 @@ def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -
         return p95[min(max(int((t - 10) // 20), 0), len(p95) - 1)]
 
     run_dir = write_run(
-        tmp_path / "ramp", Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95)
+        tmp_path / "ramp",
+        Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95),
     )
     _, doc, root = judged(run_dir)
     found = criterion(doc, "DEGRADATION")

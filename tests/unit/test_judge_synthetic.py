@@ -44,9 +44,7 @@ DEFAULT_PHASES: list[tuple[str, float, float, dict[str, Any]]] = [
 ]
 
 
-def ramp_phases(
-    p95_per_step: list[float], seconds: float = 20.0
-) -> list[tuple[str, float, float, dict[str, Any]]]:
+def ramp_phases(p95_per_step: list[float], seconds: float = 20.0) -> list[tuple[str, float, float, dict[str, Any]]]:
     """setup/subscribe, then one ``step-<n>`` per entry (users 10, 20, ...), then drain."""
     phases = DEFAULT_PHASES[:2]
     start = 10.0
@@ -63,9 +61,7 @@ class Synthetic:
 
     scenario: str = "stress.synthetic"
     criteria: list[str] = field(default_factory=lambda: list(ALL_CRITERIA))
-    phases: list[tuple[str, float, float, dict[str, Any]]] = field(
-        default_factory=lambda: list(DEFAULT_PHASES)
-    )
+    phases: list[tuple[str, float, float, dict[str, Any]]] = field(default_factory=lambda: list(DEFAULT_PHASES))
     profile: dict[str, Any] = field(default_factory=dict)
     status: str = "completed"
     error: str | None = None
@@ -99,9 +95,7 @@ class Synthetic:
 
 def _monitor_rows(s: Synthetic, end: float) -> list[dict[str, Any]]:
     rows = []
-    until = (
-        s.crash_at if s.crash_at is not None else (s.samples_until if s.samples_until is not None else end)
-    )
+    until = s.crash_at if s.crash_at is not None else (s.samples_until if s.samples_until is not None else end)
     t = 0.0
     while t <= until + 1e-9:
         rss = s.rss_mib(t) + 0.3 * math.sin(t)
@@ -132,9 +126,7 @@ def _generator_rows(s: Synthetic, end: float) -> list[dict[str, Any]]:
     for i in range(int(end) + 1):
         t = float(i)
         rows.append({"t": T0 + t, "role": "master", "pid": 5000, "cpu_core_pct": 5.0, "rss": 80 * MIB})
-        rows.append(
-            {"t": T0 + t, "role": "worker", "pid": 5001, "cpu_core_pct": s.generator_cpu(t), "rss": 90 * MIB}
-        )
+        rows.append({"t": T0 + t, "role": "worker", "pid": 5001, "cpu_core_pct": s.generator_cpu(t), "rss": 90 * MIB})
     return rows
 
 
@@ -175,9 +167,7 @@ def _write_stats(path: Path, s: Synthetic) -> None:
                 p95 * 2,
                 p95 * 2,
             ]
-            out.writerow(
-                [kind, name, n, failed, p95 / 2, p95 / 2, 1, p95 * 2, 200, n / 100, failed / 100, *pct]
-            )
+            out.writerow([kind, name, n, failed, p95 / 2, p95 / 2, 1, p95 * 2, 200, n / 100, failed / 100, *pct])
         out.writerow(["", "Aggregated", total, failures, 10, 10, 1, 500, 200, total / 100, 0, *["N/A"] * 11])
 
 

@@ -11,8 +11,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.plan import TargetSpec
 from harness.targets import create_target
-from harness.targets import kalamdb_wire as wire
 from harness.targets.base import Column, Op, Outcome, Schema, TargetError
+from harness.targets.kalamdb import wire
 
 SCHEMA = Schema(
     namespace="chat",
@@ -120,12 +120,19 @@ def test_delete_message_uses_the_tombstone() -> None:
 
 
 def test_multi_row_messages_split_wire_bytes_exactly() -> None:
-    msg = {"type": "change", "change_type": "insert", "rows": [{"id": str(i), "_seq": str(10 + i)} for i in range(3)]}
+    msg = {
+        "type": "change",
+        "change_type": "insert",
+        "rows": [{"id": str(i), "_seq": str(10 + i)} for i in range(3)],
+    }
     changes = wire.change_events(msg, 1, 100, BIG)
     assert [c.row["id"] for c in changes] == [0, 1, 2]
     assert sum(c.wire_bytes for c in changes) == 100
     snaps = wire.snapshot_events([{"id": "1", "_seq": "5", "_deleted": False}, {"id": "2", "_seq": "6"}], 9, 7, BIG)
-    assert [(s.op, s.server_seq, s.deleted) for s in snaps] == [(Op.SNAPSHOT, 5, False), (Op.SNAPSHOT, 6, None)]
+    assert [(s.op, s.server_seq, s.deleted) for s in snaps] == [
+        (Op.SNAPSHOT, 5, False),
+        (Op.SNAPSHOT, 6, None),
+    ]
     assert sum(s.wire_bytes for s in snaps) == 7
     with pytest.raises(TargetError, match="change_type"):
         wire.change_events({"type": "change", "change_type": "upsert", "rows": []}, 1, 1, BIG)

@@ -1,6 +1,6 @@
 """Latency histogram: merge, transport encoding and percentiles."""
 
-from harness.latency import LatencyHistogram
+from harness.delivery.latency import LatencyHistogram
 
 
 def test_percentiles_within_three_significant_digits() -> None:

@@ -2,7 +2,7 @@
 
 import orjson
 
-from harness.ledger import INF, TimeIndex, WriterLedger, writes_summary
+from harness.delivery.ledger import INF, TimeIndex, WriterLedger, writes_summary
 from harness.targets.base import Outcome, WriteResult
 
 MS = 1_000_000

@@ -12,9 +12,9 @@ from dataclasses import replace  # noqa: E402
 import orjson  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from harness.identity import messages_schema  # noqa: E402
+from harness.delivery.identity import messages_schema  # noqa: E402
+from harness.delivery.tracker import ListenerTracker  # noqa: E402
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
-from harness.tracker import ListenerTracker  # noqa: E402
 from locustfiles import coordination  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
 from tests.unit.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402

@@ -10,9 +10,9 @@ os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 import orjson  # noqa: E402
 import pytest  # noqa: E402
 
-from harness.catalogue import build_plan, resolve  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
+from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
 from locustfiles import population, ramp, users_needed  # noqa: E402
 from locustfiles.churn import monitor_sockets  # noqa: E402
 from locustfiles.phases import PhaseLog  # noqa: E402
@@ -84,9 +84,13 @@ def test_rate_at_follows_pauses_counts_and_seconds() -> None:
 
 def test_ramp_clock_writes_each_step_once_it_ends(tmp_path) -> None:
     writers = tuple(
-        WriterSpec(k + 1, 1, ((Step("pause", seconds=10.0 * k),) if k else ()) + (Step("insert", seconds=10.0 * (3 - k), rate=50),))
+        WriterSpec(
+            k + 1,
+            1,
+            ((Step("pause", seconds=10.0 * k),) if k else ()) + (Step("insert", seconds=10.0 * (3 - k), rate=50),),
+        )
         for k in range(3)
-    )  # fmt: skip
+    )
     plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 50}}, writers)
     log = PhaseLog(str(tmp_path))
     clock = ramp.RampClock(plan, ramp.settings(plan), 1000.0, log)

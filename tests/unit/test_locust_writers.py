@@ -12,7 +12,7 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from harness.identity import content, row_id, split_id  # noqa: E402
+from harness.delivery.identity import content, row_id, split_id  # noqa: E402
 from harness.plan import Step, WriterSpec  # noqa: E402
 from harness.targets.base import Outcome, Row, WriteResult  # noqa: E402
 from locustfiles.writers import LiveRows, WriterStream, run_streams  # noqa: E402
@@ -109,9 +109,7 @@ def test_rate_and_seconds_bound_a_step() -> None:
     assert time.monotonic() - t0 >= 4 / 50 - 0.005
     table = MemoryTable()
     t0 = time.monotonic()
-    _run(
-        (Step("insert", seconds=0.2, rate=100.0), Step("pause", seconds=0.1), Step("insert", count=1)), table
-    )
+    _run((Step("insert", seconds=0.2, rate=100.0), Step("pause", seconds=0.1), Step("insert", count=1)), table)
     assert 0.3 <= time.monotonic() - t0 < 1.0
     assert 15 <= len(table.log) <= 23
 

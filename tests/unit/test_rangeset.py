@@ -2,7 +2,7 @@
 
 import random
 
-from harness.rangeset import RangeSet
+from harness.delivery.rangeset import RangeSet
 
 
 def test_in_order_adds_stay_one_range() -> None:

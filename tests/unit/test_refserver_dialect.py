@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.refserver import dialect as d
-from harness.refserver.errors import SqlError
+from refserver import dialect as d
+from refserver.errors import SqlError
 
 
 def test_split_ignores_semicolons_in_strings_and_comments():
@@ -43,7 +43,10 @@ def test_create_table_with_kind_options_and_types():
     assert (stmt.namespace, stmt.name, stmt.kind, stmt.if_not_exists) == ("chat", "m", "USER", True)
     assert stmt.options == {"FLUSH_POLICY": "rows:10", "TTL_SECONDS": 5, "X": True}
     assert [(c.name, c.type_name, c.type_params) for c in stmt.columns] == [
-        ("id", "BIGINT", ()), ("f", "FILE", ()), ("e", "EMBEDDING", (3,)), ("n", "DECIMAL", (10, 2))
+        ("id", "BIGINT", ()),
+        ("f", "FILE", ()),
+        ("e", "EMBEDDING", (3,)),
+        ("n", "DECIMAL", (10, 2)),
     ]
     assert stmt.columns[0].primary_key and stmt.columns[3].not_null
 
@@ -63,8 +66,16 @@ def test_kalamdb_commands():
     assert d.parse_statement("DROP USER TABLE ns.t").name == "t"
 
 
-@pytest.mark.parametrize("sql", ["SELEKT 1", "STORAGE FLUSH TABLE t", "EXECUTE AS USER 'a' SELECT 1",
-                                 "CREATE USER 'a' WITH ROLE user", "KILL EVERYTHING"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELEKT 1",
+        "STORAGE FLUSH TABLE t",
+        "EXECUTE AS USER 'a' SELECT 1",
+        "CREATE USER 'a' WITH ROLE user",
+        "KILL EVERYTHING",
+    ],
+)
 def test_bad_statements_are_invalid_sql(sql):
     with pytest.raises(SqlError) as err:
         d.parse_statement(sql)

@@ -7,13 +7,13 @@ import time
 import pytest
 import sqlglot
 
-from harness.refserver import catalog, dialect
-from harness.refserver.auth import TokenError, Tokens, check_password, hash_password, verify_password
-from harness.refserver.errors import SqlError
-from harness.refserver.exprs import Compiler, EvalContext, truthy
-from harness.refserver.faults import FaultSpecError, parse_faults
-from harness.refserver.snowflake import EPOCH_MS, Snowflake, millis_of
-from harness.refserver.values import BIGINT, TEXT, coercer, encoder, ktype
+from refserver import catalog, dialect
+from refserver.auth import TokenError, Tokens, check_password, hash_password, verify_password
+from refserver.errors import SqlError
+from refserver.exprs import Compiler, EvalContext, truthy
+from refserver.faults import FaultSpecError, parse_faults
+from refserver.snowflake import EPOCH_MS, Snowflake, millis_of
+from refserver.values import BIGINT, TEXT, coercer, encoder, ktype
 
 
 def test_snowflake_layout_and_monotonic():
@@ -61,13 +61,15 @@ def test_table_validation_rules():
     table = build("CREATE TABLE ns.t (id TEXT PRIMARY KEY, v TEXT)")
     assert table.kind == "SHARED" and table.access_level == "PRIVATE"
     assert [c.name for c in table.columns][-2:] == ["_seq", "_deleted"]
-    for bad in ("CREATE USER TABLE ns.t (id TEXT, v TEXT)",
-                "CREATE USER TABLE ns.t (a TEXT, b TEXT, PRIMARY KEY (a, b))",
-                "CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY)",
-                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')",
-                "CREATE SHARED TABLE ns.t (id TEXT PRIMARY KEY) WITH (TYPE = 'USER')",
-                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (COLOR = 'red')",
-                "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY, _seq BIGINT)"):
+    for bad in (
+        "CREATE USER TABLE ns.t (id TEXT, v TEXT)",
+        "CREATE USER TABLE ns.t (a TEXT, b TEXT, PRIMARY KEY (a, b))",
+        "CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY)",
+        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')",
+        "CREATE SHARED TABLE ns.t (id TEXT PRIMARY KEY) WITH (TYPE = 'USER')",
+        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (COLOR = 'red')",
+        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY, _seq BIGINT)",
+    ):
         with pytest.raises(SqlError):
             build(bad)
     stream = build("CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY) WITH (TTL_SECONDS = 30)")

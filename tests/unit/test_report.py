@@ -81,9 +81,7 @@ def test_junit_has_one_testcase_per_criterion_with_counts(tmp_path: Path) -> Non
     assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "2")
     failure = cases["SC-051"].find("failure")
     assert (
-        failure is not None
-        and "duplicates 4" in (failure.text or "")
-        and "fail: value" in failure.get("message", "")
+        failure is not None and "duplicates 4" in (failure.text or "") and "fail: value" in failure.get("message", "")
     )
     assert cases["SC-052"].find("failure") is None and cases["SC-052"].find("skipped") is None
     skipped = cases["SC-055"].find("skipped")
@@ -108,9 +106,7 @@ def test_report_has_every_figure_with_an_image_and_no_external_resource(tmp_path
 
 @pytest.mark.timeout(60)
 def test_report_of_a_run_without_monitor_or_history_says_so(tmp_path: Path) -> None:
-    run_dir = write_run(
-        tmp_path, Synthetic(omit={"monitor.jsonl", "locust_stats_history.csv", "generator.jsonl"})
-    )
+    run_dir = write_run(tmp_path, Synthetic(omit={"monitor.jsonl", "locust_stats_history.csv", "generator.jsonl"}))
     assert judge_run(run_dir, quiet=True) == 2
     text, parsed = parse_report(run_dir)
     assert list(parsed.figures) == FIGURE_IDS
@@ -126,9 +122,7 @@ def test_ramp_report_shows_the_degradation_table(tmp_path: Path) -> None:
     def notify_p95(t: float) -> float:
         return p95[min(max(int((t - 10) // 20), 0), len(p95) - 1)]
 
-    run_dir = write_run(
-        tmp_path, Synthetic(criteria=["SC-060"], phases=ramp_phases(p95), notify_p95_ms=notify_p95)
-    )
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-060"], phases=ramp_phases(p95), notify_p95_ms=notify_p95))
     judge_run(run_dir, quiet=True)
     text, parsed = parse_report(run_dir)
     assert "Degradation per step" in text and "First step breaking it: <b>step-3</b>" in text

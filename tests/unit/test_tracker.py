@@ -5,10 +5,10 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from harness.identity import insert_row
-from harness.latency import LatencyHistogram
+from harness.delivery.identity import insert_row
+from harness.delivery.latency import LatencyHistogram
+from harness.delivery.tracker import MAX_WITNESSES, ListenerTracker
 from harness.targets.base import Change, Op
-from harness.tracker import MAX_WITNESSES, ListenerTracker
 from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from harness.refserver.errors import SqlError
+from refserver.errors import SqlError
 
 ROLES = ("user", "service", "dba", "system")
 ROLE_ALIASES = {
@@ -25,9 +25,28 @@ ACCESS_HOURS = 24
 MIN_PASSWORD = 8
 _COMMON = frozenset(
     {
-        "password", "password1", "password123", "12345678", "123456789", "1234567890", "qwertyuiop",
-        "qwerty123", "iloveyou", "admin123", "letmein1", "welcome1", "11111111", "00000000", "abc12345",
-        "passw0rd", "changeme", "sunshine", "football", "baseball", "trustno1", "superman",
+        "password",
+        "password1",
+        "password123",
+        "12345678",
+        "123456789",
+        "1234567890",
+        "qwertyuiop",
+        "qwerty123",
+        "iloveyou",
+        "admin123",
+        "letmein1",
+        "welcome1",
+        "11111111",
+        "00000000",
+        "abc12345",
+        "passw0rd",
+        "changeme",
+        "sunshine",
+        "football",
+        "baseball",
+        "trustno1",
+        "superman",
     }
 )
 _ITERATIONS = 20_000
@@ -116,7 +135,11 @@ class Tokens:
         if claims is None:
             try:
                 raw = jwt.decode(
-                    token, self.secret, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "sub"]}
+                    token,
+                    self.secret,
+                    algorithms=["HS256"],
+                    issuer=ISSUER,
+                    options={"require": ["exp", "sub"]},
                 )
             except jwt.ExpiredSignatureError:
                 raise TokenError("TOKEN_EXPIRED", "Token has expired") from None

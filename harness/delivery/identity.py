@@ -59,9 +59,7 @@ def content(rid: int, version: int, payload_bytes: int) -> str:
     return head + (digest * reps)[: payload_bytes - len(head)]
 
 
-def insert_row(
-    writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_us: int, payload_bytes: int
-) -> Row:
+def insert_row(writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_us: int, payload_bytes: int) -> Row:
     """All columns of a new row (version 1)."""
     rid = row_id(writer_id, n)
     return {
@@ -91,9 +89,7 @@ def messages_schema(plan: Plan) -> Schema:
     for spec in (*plan.writers, *plan.listeners):
         if spec.user and spec.user not in users:
             users[spec.user] = plan.app_password
-    return Schema(
-        namespace=plan.namespace, table=plan.table, columns=COLUMNS, table_type=plan.table_type, users=users
-    )
+    return Schema(namespace=plan.namespace, table=plan.table, columns=COLUMNS, table_type=plan.table_type, users=users)
 
 
 @dataclass(frozen=True, slots=True)

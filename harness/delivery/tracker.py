@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.identity import Seen, content, read_change
-from harness.latency import LatencyHistogram
-from harness.rangeset import RangeSet
+from harness.delivery.identity import Seen, content, read_change
+from harness.delivery.latency import LatencyHistogram
+from harness.delivery.rangeset import RangeSet
 from harness.targets.base import Change, Op
 
 ANOMALIES = (
@@ -114,9 +114,7 @@ class ListenerTracker:
             if index >= cutoff:
                 seen, change, latency_us = self._late_witness[index]
                 latency = "" if latency_us is None else f", latency {latency_us / 1000:.1f} ms"
-                self._witness(
-                    "late", _witness(self.listener_id, seen, change, f"arrived in the drain window{latency}")
-                )
+                self._witness("late", _witness(self.listener_id, seen, change, f"arrived in the drain window{latency}"))
 
     def observe(self, change: Change) -> Observation:
         """Check one notification and fold it into the state."""
@@ -159,14 +157,10 @@ class ListenerTracker:
     def _check_write(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
         found = []
         if change.op is Op.INSERT and seen.version != 1:
-            found.append(
-                self._anomaly("phantom", seen, change, lambda: f"insert with version {seen.version}")
-            )
+            found.append(self._anomaly("phantom", seen, change, lambda: f"insert with version {seen.version}"))
         if change.op is Op.UPDATE:
             if seen.version < 2:
-                found.append(
-                    self._anomaly("phantom", seen, change, lambda: f"update with version {seen.version}")
-                )
+                found.append(self._anomaly("phantom", seen, change, lambda: f"update with version {seen.version}"))
             elif seen.old_version != seen.version - 1:
                 found.append(
                     self._anomaly(
@@ -203,9 +197,7 @@ class ListenerTracker:
             return found
         last = state.last_wseq
         if seen.n in state.deleted:
-            found.append(
-                self._anomaly("out_of_order", seen, change, lambda: "row's delete was delivered before")
-            )
+            found.append(self._anomaly("out_of_order", seen, change, lambda: "row's delete was delivered before"))
         elif last is not None and seen.wseq < last:
             found.append(self._anomaly("out_of_order", seen, change, lambda: f"after wseq {last}"))
         state.delivered.add(seen.wseq)
@@ -215,20 +207,14 @@ class ListenerTracker:
     def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
         found = []
         if change.deleted is not True:
-            found.append(
-                self._anomaly("delete_flag_errors", seen, change, lambda: f"_deleted is {change.deleted!r}")
-            )
+            found.append(self._anomaly("delete_flag_errors", seen, change, lambda: f"_deleted is {change.deleted!r}"))
         if seen.n in state.deleted:
-            found.append(
-                self._anomaly("duplicates", seen, change, lambda: f"delete of row {seen.n} delivered before")
-            )
+            found.append(self._anomaly("duplicates", seen, change, lambda: f"delete of row {seen.n} delivered before"))
             return found
         last = state.last_deleted
         if last is not None and seen.n < last:
             found.append(
-                self._anomaly(
-                    "out_of_order", seen, change, lambda: f"delete of row {seen.n} after row {last}"
-                )
+                self._anomaly("out_of_order", seen, change, lambda: f"delete of row {seen.n} after row {last}")
             )
         state.deleted.add(seen.n)
         state.last_deleted = seen.n

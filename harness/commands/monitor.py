@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from monitors.launch import PASSWORD_ENV
 
 if TYPE_CHECKING:
     from harness.targets.base import Admin
     from monitors.stats import StatsPoller
 
-PASSWORD_ENV = "LQH_TARGET_PASSWORD"
 STATS_TIMEOUT = 3.0  # seconds a statistics request may take (at least two intervals)
 
 
@@ -37,9 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uss", action="store_true", help="also sample USS (unique memory; costly)")
     parser.add_argument("--out", type=Path, required=True, help="monitor.jsonl to append samples to")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument(
-        "--generator-parent", type=int, metavar="PID", help="sample Locust processes under PID"
-    )
+    parser.add_argument("--generator-parent", type=int, metavar="PID", help="sample Locust processes under PID")
     parser.add_argument(
         "--generator-include-parent",
         action="store_true",
@@ -52,9 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="generator samples (default: generator.jsonl beside --out)",
     )
     parser.add_argument("--target-url", help="poll statistics of the target at this URL")
-    parser.add_argument(
-        "--target-name", default="kalamdb", help="target driver for --target-url (default kalamdb)"
-    )
+    parser.add_argument("--target-name", default="kalamdb", help="target driver for --target-url (default kalamdb)")
     parser.add_argument("--target-user", default="root", help="target admin user (default root)")
     parser.add_argument("--target-password", help=f"target admin password (default: ${PASSWORD_ENV})")
 
@@ -86,9 +82,7 @@ def main(args: argparse.Namespace) -> int:
     sampler = ProcessSampler(proc, uss=args.uss, ports=[args.port] if args.port is not None else None)
     try:
         out = JsonlWriter(args.out)
-        generator_out = (
-            JsonlWriter(args.generator_out or args.out.with_name("generator.jsonl")) if generator else None
-        )
+        generator_out = JsonlWriter(args.generator_out or args.out.with_name("generator.jsonl")) if generator else None
     except OSError as exc:
         raise HarnessError(f"cannot write samples: {exc}") from None
 
@@ -97,9 +91,7 @@ def main(args: argparse.Namespace) -> int:
     if stats is not None:
         stats.start()
     try:
-        reason = run_monitor(
-            sampler, out, args.interval, stop, args.duration, stats, generator, generator_out
-        )
+        reason = run_monitor(sampler, out, args.interval, stop, args.duration, stats, generator, generator_out)
     finally:
         if stats is not None:
             stats.stop()

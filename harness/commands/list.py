@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.catalogue import catalogue, resolve
+    from harness.scenarios.catalogue import catalogue, resolve
 
     scenarios = resolve(args.groups) if args.groups else list(catalogue().values())
     width = max(len(s.name) for s in scenarios)

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from harness.catalogue import Scenario, build_plan
 from harness.errors import HarnessError
+from harness.orchestration.server import LocalServer, start_local_server
 from harness.plan import PLAN_ENV, Plan, TargetSpec
-from harness.server_process import LocalServer, start_local_server
+from harness.scenarios.catalogue import Scenario, build_plan
 from locustfiles import users_needed
 
 EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 2
@@ -209,7 +209,7 @@ class Runner:
         return server, TargetSpec("kalamdb", server.url, "root", server.root_password)
 
     def _setup_target(self, plan: Plan) -> frozenset[str]:
-        from harness.identity import messages_schema
+        from harness.delivery.identity import messages_schema
         from harness.targets import create_target
         from harness.targets.base import TargetError
 
@@ -248,14 +248,19 @@ class Runner:
         log = (run_dir / "locust.out").open("ab")
         t0 = time.time()
         main_proc = subprocess.Popen(
-            _locust_cmd(plan, run_dir, bound, role, port, opts.workers), env=env, stdout=log, stderr=subprocess.STDOUT
+            _locust_cmd(plan, run_dir, bound, role, port, opts.workers),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.children.append(main_proc)
         for _ in range(opts.workers):
             self.children.append(
                 subprocess.Popen(
                     _locust_cmd(plan, run_dir, bound, "worker", port, opts.workers),
-                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )  # fmt: skip
             )
         log.close()

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from harness.refserver.auth import TokenError
-from harness.refserver.live import MAX_SUBS_PER_CONNECTION, Connection
-from harness.refserver.live_query import LiveQueryError, compile_live_query
+from refserver.auth import TokenError
+from refserver.live import MAX_SUBS_PER_CONNECTION, Connection
+from refserver.live_query import LiveQueryError, compile_live_query
 
 if TYPE_CHECKING:
-    from harness.refserver.app import RefServer
+    from refserver.app import RefServer
 
-log = logging.getLogger("lqharness.refserver.ws")
+log = logging.getLogger("lqrefserver.ws")
 
 
 class InvalidMessage(Exception):
@@ -104,8 +104,13 @@ class WsEndpoint:
             conn.touch()
             if msg.type == WSMsgType.TEXT:
                 if len(msg.data.encode()) > self.cfg.max_ws_message_size:
-                    conn.send_control(_error("protocol", "MESSAGE_TOO_LARGE",
-                                             f"Message exceeds {self.cfg.max_ws_message_size} bytes"))
+                    conn.send_control(
+                        _error(
+                            "protocol",
+                            "MESSAGE_TOO_LARGE",
+                            f"Message exceeds {self.cfg.max_ws_message_size} bytes",
+                        )
+                    )
                     continue
                 try:
                     self._on_text(conn, msg.data)
@@ -117,10 +122,17 @@ class WsEndpoint:
                     conn.send_control(_error("protocol", "SUBSCRIPTION_FAILED", f"Internal error: {exc}"))
             elif msg.type == WSMsgType.BINARY:
                 if len(msg.data) > self.cfg.max_ws_message_size:
-                    conn.send_control(_error("protocol", "MESSAGE_TOO_LARGE",
-                                             f"Message exceeds {self.cfg.max_ws_message_size} bytes"))
+                    conn.send_control(
+                        _error(
+                            "protocol",
+                            "MESSAGE_TOO_LARGE",
+                            f"Message exceeds {self.cfg.max_ws_message_size} bytes",
+                        )
+                    )
                 else:
-                    conn.send_control(_error("protocol", "UNSUPPORTED_DATA", "Binary frames are not supported in JSON mode"))
+                    conn.send_control(
+                        _error("protocol", "UNSUPPORTED_DATA", "Binary frames are not supported in JSON mode")
+                    )
             elif msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
@@ -201,7 +213,10 @@ class WsEndpoint:
             conn.closed = True
             return
         serialization = protocol.get("serialization", "json")
-        if serialization not in ("json", "msgpack") or protocol.get("compression", "none") not in ("gzip", "none"):
+        if serialization not in ("json", "msgpack") or protocol.get("compression", "none") not in (
+            "gzip",
+            "none",
+        ):
             raise InvalidMessage("unknown variant in `protocol`")
         try:
             principal = self.server.principal_for(token)
@@ -212,7 +227,9 @@ class WsEndpoint:
             conn.closed = True
             return
         if serialization == "msgpack":
-            conn.send_control({"type": "auth_error", "message": "msgpack serialization is not supported by this server"})
+            conn.send_control(
+                {"type": "auth_error", "message": "msgpack serialization is not supported by this server"}
+            )
             conn.close_after(1008, "Authentication failed")
             conn.closed = True
             return
@@ -243,11 +260,14 @@ class WsEndpoint:
 
     def _subscribe(self, conn: Connection, sub_id: str, sql: str, options: dict[str, Any] | None) -> None:
         if not sub_id.strip():
-            conn.send_control(_error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty"))
+            conn.send_control(
+                _error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty")
+            )
             return
         if len(conn.subs) >= MAX_SUBS_PER_CONNECTION and sub_id not in conn.subs:
-            conn.send_control(_error(sub_id, "UNSUPPORTED",
-                                     f"At most {MAX_SUBS_PER_CONNECTION} subscriptions per connection"))
+            conn.send_control(
+                _error(sub_id, "UNSUPPORTED", f"At most {MAX_SUBS_PER_CONNECTION} subscriptions per connection")
+            )
             return
         problem = _check_options(options)
         if problem:

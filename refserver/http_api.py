@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from harness.refserver import auth
-from harness.refserver.auth import TokenError
-from harness.refserver.engine import StatementError
-from harness.refserver.errors import SqlError
-from harness.refserver.stats import BUILD_DATE, VERSION
-from harness.refserver.storage import UserRecord, now_us
+from refserver import auth
+from refserver.auth import TokenError
+from refserver.engine import StatementError
+from refserver.errors import SqlError
+from refserver.stats import BUILD_DATE, VERSION
+from refserver.storage import UserRecord, now_us
 
 if TYPE_CHECKING:
-    from harness.refserver.app import RefServer
+    from refserver.app import RefServer
 
 MAX_SQL = 1 << 20
 MAX_PARAM = 512 * 1024
@@ -165,8 +165,9 @@ class HttpApi:
             return _json({"error": "weak_password", "message": exc.message}, 400)
         self.server.set_root_password(root_password)
         now = now_us()
-        self.server.store.put_user(UserRecord(user, auth.hash_password(password), "dba",
-                                              email if isinstance(email, str) else None, now, now))
+        self.server.store.put_user(
+            UserRecord(user, auth.hash_password(password), "dba", email if isinstance(email, str) else None, now, now)
+        )
         return _json({"message": f"Setup complete: root password set and DBA user '{user}' created"})
 
     # ------------------------------------------------------------ SQL

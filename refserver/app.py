@@ -19,20 +19,20 @@ import orjson
 from aiohttp import web
 
 from harness.errors import HarnessError
-from harness.refserver import auth
-from harness.refserver.auth import TokenError, Tokens
-from harness.refserver.catalog import TableDef
-from harness.refserver.engine import Change, Engine, Principal
-from harness.refserver.faults import Faults
-from harness.refserver.http_api import HttpApi
-from harness.refserver.jobs import Jobs
-from harness.refserver.live import LiveManager
-from harness.refserver.snowflake import Snowflake
-from harness.refserver.stats import Stats
-from harness.refserver.storage import Store, UserRecord, now_us
-from harness.refserver.ws import WsEndpoint
+from refserver import auth
+from refserver.auth import TokenError, Tokens
+from refserver.catalog import TableDef
+from refserver.engine import Change, Engine, Principal
+from refserver.faults import Faults
+from refserver.http_api import HttpApi
+from refserver.jobs import Jobs
+from refserver.live import LiveManager
+from refserver.snowflake import Snowflake
+from refserver.stats import Stats
+from refserver.storage import Store, UserRecord, now_us
+from refserver.ws import WsEndpoint
 
-log = logging.getLogger("lqharness.refserver")
+log = logging.getLogger("lqrefserver")
 
 
 @dataclass(slots=True)
@@ -70,7 +70,12 @@ class RefServer:
         self.tokens = Tokens(config.jwt_secret or secrets.token_urlsafe(48))
         self.jobs = Jobs(self.store, config.node_id)
         self.live = LiveManager(
-            self.store, self.ids, self.faults, config.node_id, config.queue_size, config.queue_overflow,
+            self.store,
+            self.ids,
+            self.faults,
+            config.node_id,
+            config.queue_size,
+            config.queue_overflow,
             config.block_timeout,
         )
         self.engine = Engine(self.store, self.ids, self, config.node_id)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from harness.refserver.app import RefServer
+    from refserver.app import RefServer
 
 VERSION = "0.1.0-refserver"
 BUILD_DATE = "2026-05-01"
@@ -34,8 +34,11 @@ class Stats:
         connections = len(live.connections)
         sessions = sum(1 for c in live.connections if c.authenticated)
         subscriptions = len(live.subscriptions())
-        for name, value in (("active_connections", connections), ("active_subscriptions", subscriptions),
-                            ("websocket_sessions", sessions)):
+        for name, value in (
+            ("active_connections", connections),
+            ("active_subscriptions", subscriptions),
+            ("websocket_sessions", sessions),
+        ):
             self.peaks[name] = max(self.peaks[name], value)
         jobs = server.store.job_counts()
         vm = psutil.virtual_memory()

@@ -14,12 +14,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from harness.refserver.catalog import OWNER, ColumnDef, TableDef
-from harness.refserver.dialect import READ
-from harness.refserver.engine import to_sqlite
-from harness.refserver.errors import SqlError
-from harness.refserver.exprs import Compiler, Fn
-from harness.refserver.storage import quote
+from refserver.catalog import OWNER, ColumnDef, TableDef
+from refserver.dialect import READ
+from refserver.engine import to_sqlite
+from refserver.errors import SqlError
+from refserver.exprs import Compiler, Fn
+from refserver.storage import quote
 
 
 class LiveQueryError(Exception):
@@ -68,7 +68,8 @@ class LiveQuery:
 
     @property
     def output_columns(self) -> list[tuple[str, ColumnDef]]:
-        """Row keys and columns of snapshot and insert rows: projection (or all) + ``_seq`` (+ ``_deleted`` for ``*``)."""
+        """Row keys and columns of snapshot and insert rows: projection (or all) + ``_seq``
+        (+ ``_deleted`` for ``*``)."""
         if self.star:
             return [(c.name, c) for c in self.table.columns]
         return [*self.projection, ("_seq", self.table.by_name["_seq"])]
@@ -123,8 +124,18 @@ def compile_live_query(sql: str, tables: dict[str, TableDef]) -> LiveQuery:
         condition = to_sqlite(where.this, table, names).sql(dialect="sqlite") if where is not None else "1 = 1"
     except SqlError as exc:
         raise LiveQueryError("INVALID_SQL", exc.message) from None
-    live = LiveQuery(table, star, projection, filter_fn, where.this.sql() if where else "", "__user" in names,
-                     "", "", "", names)
+    live = LiveQuery(
+        table,
+        star,
+        projection,
+        filter_fn,
+        where.this.sql() if where else "",
+        "__user" in names,
+        "",
+        "",
+        "",
+        names,
+    )
     cols = ", ".join(quote(c.name) for _, c in live.output_columns)
     scope = f"({condition})"
     if table.kind != "STREAM":

@@ -107,7 +107,9 @@ def resolve(names: list[str]) -> list[Scenario]:
             matches = [s for s in all_scenarios.values() if s.group == name]
         if not matches:
             groups = sorted({s.group for s in all_scenarios.values()})
-            raise HarnessError(f"unknown scenario or group {name!r} (groups: {', '.join(groups)}; see `lqharness list`)")
+            raise HarnessError(
+                f"unknown scenario or group {name!r} (groups: {', '.join(groups)}; see `lqharness list`)"
+            )
         chosen.extend(s for s in matches if s not in chosen)
     return chosen
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlglot import exp
 
-from harness.refserver.dialect import LITERAL_BASE, MAX_PARAMS
-from harness.refserver.errors import SqlError
-from harness.refserver.snowflake import Snowflake
-from harness.refserver.values import KType, coercer
+from refserver.dialect import LITERAL_BASE, MAX_PARAMS
+from refserver.errors import SqlError
+from refserver.snowflake import Snowflake
+from refserver.values import KType, coercer
 
 
 @dataclass(slots=True)

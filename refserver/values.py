@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.refserver.errors import SqlError
+from refserver.errors import SqlError
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,7 @@ def main(args: argparse.Namespace) -> int:
         if not run_dir.is_dir():
             raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
     codes = [
-        judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report)
-        for run_dir in args.run_dirs
+        judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report) for run_dir in args.run_dirs
     ]
     if EXIT_CODES["fail"] in codes:
         return EXIT_CODES["fail"]

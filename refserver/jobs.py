@@ -1,4 +1,5 @@
-"""Background jobs: ``STORAGE FLUSH TABLE`` runs a real SQLite WAL checkpoint asynchronously, tracked in ``system.jobs``."""
+"""Background jobs: ``STORAGE FLUSH TABLE`` runs a real SQLite WAL checkpoint asynchronously,
+tracked in ``system.jobs``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import uuid
 
 import orjson
 
-from harness.refserver.catalog import TableDef
-from harness.refserver.storage import Store, now_us
+from refserver.catalog import TableDef
+from refserver.storage import Store, now_us
 
-log = logging.getLogger("lqharness.refserver.jobs")
+log = logging.getLogger("lqrefserver.jobs")
 
 
 class Jobs:
@@ -49,32 +50,75 @@ class Jobs:
             return None
         job_id = f"FL-{uuid.uuid4().hex[:16]}"
         params = orjson.dumps({"namespace_id": table.namespace, "table_name": table.name, "rows": pending}).decode()
-        self.store.put_job({
-            "job_id": job_id, "job_type": "flush", "status": "new", "message": None, "exception_trace": None,
-            "retry_count": 0, "created_at": now_us(), "node_id": self.node_id, "parameters": params,
-        })
+        self.store.put_job(
+            {
+                "job_id": job_id,
+                "job_type": "flush",
+                "status": "new",
+                "message": None,
+                "exception_trace": None,
+                "retry_count": 0,
+                "created_at": now_us(),
+                "node_id": self.node_id,
+                "parameters": params,
+            }
+        )
         self.tasks[job_id] = asyncio.get_running_loop().create_task(self._run(job_id, table, pending))
         return job_id
 
     async def _run(self, job_id: str, table: TableDef, pending: int) -> None:
         await asyncio.sleep(0)
-        self.store.put_job({"job_id": job_id, "job_type": "flush", "status": "running", "created_at": now_us(),
-                            "node_id": self.node_id, "started_at": now_us()})
+        self.store.put_job(
+            {
+                "job_id": job_id,
+                "job_type": "flush",
+                "status": "running",
+                "created_at": now_us(),
+                "node_id": self.node_id,
+                "started_at": now_us(),
+            }
+        )
         try:
             frames = await asyncio.to_thread(_checkpoint, str(self.store.path))
-            self.store.put_job({
-                "job_id": job_id, "job_type": "flush", "status": "completed", "created_at": now_us(),
-                "node_id": self.node_id, "finished_at": now_us(),
-                "message": f"Flushed {pending} pending write(s) of '{table.key}'; checkpointed {frames} WAL frame(s)",
-            })
+            self.store.put_job(
+                {
+                    "job_id": job_id,
+                    "job_type": "flush",
+                    "status": "completed",
+                    "created_at": now_us(),
+                    "node_id": self.node_id,
+                    "finished_at": now_us(),
+                    "message": (
+                        f"Flushed {pending} pending write(s) of '{table.key}'; checkpointed {frames} WAL frame(s)"
+                    ),
+                }
+            )
         except asyncio.CancelledError:
-            self.store.put_job({"job_id": job_id, "job_type": "flush", "status": "cancelled", "created_at": now_us(),
-                                "node_id": self.node_id, "finished_at": now_us(), "message": "Cancelled"})
+            self.store.put_job(
+                {
+                    "job_id": job_id,
+                    "job_type": "flush",
+                    "status": "cancelled",
+                    "created_at": now_us(),
+                    "node_id": self.node_id,
+                    "finished_at": now_us(),
+                    "message": "Cancelled",
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - a failed job is recorded, never raised into the server
             log.warning("job %s failed: %s", job_id, exc)
-            self.store.put_job({"job_id": job_id, "job_type": "flush", "status": "failed", "created_at": now_us(),
-                                "node_id": self.node_id, "finished_at": now_us(), "message": str(exc),
-                                "exception_trace": traceback.format_exc()})
+            self.store.put_job(
+                {
+                    "job_id": job_id,
+                    "job_type": "flush",
+                    "status": "failed",
+                    "created_at": now_us(),
+                    "node_id": self.node_id,
+                    "finished_at": now_us(),
+                    "message": str(exc),
+                    "exception_trace": traceback.format_exc(),
+                }
+            )
         finally:
             self.tasks.pop(job_id, None)
 

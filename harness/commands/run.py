@@ -13,28 +13,55 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario or group names (see `lqharness list`)")
-    parser.add_argument("--target", choices=("ref", "kalamdb"), default="ref",
-                        help="ref: start the embedded reference server (default); kalamdb: needs --target-url")
-    parser.add_argument("--target-url", metavar="URL",
-                        help="use an already running KalamDB-protocol server, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--user", default=os.environ.get("KALAMDB_USER", "root"),
-                        help="admin user for --target-url (default: $KALAMDB_USER or root)")
-    parser.add_argument("--password", default=os.environ.get("KALAMDB_PASSWORD"),
-                        help="admin password for --target-url (default: $KALAMDB_PASSWORD)")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="Locust worker processes; 0 runs Locust in one process (default)")
+    parser.add_argument(
+        "scenarios", nargs="+", metavar="SCENARIO", help="scenario or group names (see `lqharness list`)"
+    )
+    parser.add_argument(
+        "--target",
+        choices=("ref", "kalamdb"),
+        default="ref",
+        help="ref: start the embedded reference server (default); kalamdb: needs --target-url",
+    )
+    parser.add_argument(
+        "--target-url",
+        metavar="URL",
+        help="use an already running KalamDB-protocol server, e.g. http://127.0.0.1:8080",
+    )
+    parser.add_argument(
+        "--user",
+        default=os.environ.get("KALAMDB_USER", "root"),
+        help="admin user for --target-url (default: $KALAMDB_USER or root)",
+    )
+    parser.add_argument(
+        "--password",
+        default=os.environ.get("KALAMDB_PASSWORD"),
+        help="admin password for --target-url (default: $KALAMDB_PASSWORD)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Locust worker processes; 0 runs Locust in one process (default)",
+    )
     parser.add_argument("--quick", action="store_true", help="short waits and profiles, for CI (live counts unchanged)")
-    parser.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR", help="parent of run folders (default: runs)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs"), metavar="DIR", help="parent of run folders (default: runs)"
+    )
     parser.add_argument("--criteria", type=Path, metavar="FILE", help="criteria file (TOML) overriding the defaults")
-    parser.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                        help="start the reference server with this fault (see `lqharness serve --help`); repeatable")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="start the reference server with this fault (see `lqharness serve --help`); repeatable",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.catalogue import resolve
     from harness.errors import HarnessError
-    from harness.runner import Runner, RunOptions, combine
+    from harness.orchestration.runner import Runner, RunOptions, combine
+    from harness.scenarios.catalogue import resolve
 
     if args.workers < 0:
         raise HarnessError("--workers must be 0 or more")
@@ -63,7 +90,12 @@ def main(args: argparse.Namespace) -> int:
         word = {0: "PASS", 1: "FAIL"}.get(code, "INCONCLUSIVE")
         print("\nreports:")
         for scenario, run_dir, one in zip(scenarios, runner.run_dirs, codes, strict=True):
-            print(f"  {({0: 'pass', 1: 'FAIL'}).get(one, 'inconclusive'):<12} {scenario.name:<28} {run_dir / 'report.html'}")
-        print(f"{len(scenarios)} scenarios: {codes.count(0)} passed, {codes.count(1)} failed, "
-              f"{len(codes) - codes.count(0) - codes.count(1)} inconclusive -> {word}")
+            print(
+                f"  {({0: 'pass', 1: 'FAIL'}).get(one, 'inconclusive'):<12} {scenario.name:<28} "
+                f"{run_dir / 'report.html'}"
+            )
+        print(
+            f"{len(scenarios)} scenarios: {codes.count(0)} passed, {codes.count(1)} failed, "
+            f"{len(codes) - codes.count(0) - codes.count(1)} inconclusive -> {word}"
+        )
     return code

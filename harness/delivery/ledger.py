@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.rangeset import RangeSet
+from harness.delivery.rangeset import RangeSet
 from harness.targets.base import Outcome, WriteResult
 
 KINDS = ("insert", "update", "delete")
@@ -230,8 +230,5 @@ def writes_summary(ledgers: list[WriterLedger]) -> dict[str, Any]:
         }
         for led in sorted(ledgers, key=lambda x: x.writer_id)
     }
-    totals = {
-        o: {k: sum(w[o][k] for w in writers.values()) for k in KINDS}
-        for o in ("ok", "failed", "indeterminate")
-    }
+    totals = {o: {k: sum(w[o][k] for w in writers.values()) for k in KINDS} for o in ("ok", "failed", "indeterminate")}
     return {"writers": writers, "totals": totals}

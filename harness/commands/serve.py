@@ -18,50 +18,95 @@ import os
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.refserver.faults import FAULT_HELP
+from refserver.faults import FAULT_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``serve`` flags."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free port (default: 8080)")
-    parser.add_argument("--data-dir", type=Path, help="keep the SQLite data here (default: a temporary folder removed at exit)")
-    parser.add_argument("--root-password", help="root's password (or env KALAMDB_ROOT_PASSWORD); "
-                        "without either, root must be set up via POST /v1/api/auth/setup")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the SQLite data here (default: a temporary folder removed at exit)",
+    )
+    parser.add_argument(
+        "--root-password",
+        help="root's password (or env KALAMDB_ROOT_PASSWORD); "
+        "without either, root must be set up via POST /v1/api/auth/setup",
+    )
     parser.add_argument("--jwt-secret", help="HS256 secret for tokens (default: random per start)")
     parser.add_argument("--node-id", type=int, default=1, help="Snowflake node id 0..1023 (default: 1)")
-    parser.add_argument("--queue-size", type=int, default=1024, help="notifications queued per connection (default: 1024)")
-    parser.add_argument("--queue-overflow", choices=("block", "drop"), default="block",
-                        help="when a connection's queue is full: block (never lose; disconnect after "
-                        "--block-timeout with close 1013) or drop (KalamDB's behaviour) (default: block)")
-    parser.add_argument("--block-timeout", type=float, default=10.0,
-                        help="seconds a full queue may block fan-out before that consumer is disconnected (default: 10)")
-    parser.add_argument("--heartbeat-timeout", type=float, default=10.0,
-                        help="close an idle WebSocket after this many seconds, code 1000 (default: 10)")
-    parser.add_argument("--auth-timeout", type=float, default=3.0,
-                        help="seconds a WebSocket may stay unauthenticated, then close 1008 (default: 3)")
-    parser.add_argument("--auth-rate-limit", type=int, default=0, metavar="N",
-                        help="WebSocket authentications accepted per client IP per second, as KalamDB's "
-                        "rate_limit.max_auth_requests_per_ip_per_sec (20 there); excess gets auth_error "
-                        "\"Too many authentication attempts\" and close 1008 (default: 0, unlimited)")
-    parser.add_argument("--max-ws-message-size", type=int, default=1 << 20,
-                        help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)")
-    parser.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
-                        help="log level (default: warning)")
-    parser.add_argument("--memory-limit-mb", type=int, metavar="MB",
-                        help="run under a memory bound: SQLite's page cache and heap are sized from it and "
-                             "system.stats reports it as memory_limit_bytes (default: unbounded)")
+    parser.add_argument(
+        "--queue-size", type=int, default=1024, help="notifications queued per connection (default: 1024)"
+    )
+    parser.add_argument(
+        "--queue-overflow",
+        choices=("block", "drop"),
+        default="block",
+        help="when a connection's queue is full: block (never lose; disconnect after "
+        "--block-timeout with close 1013) or drop (KalamDB's behaviour) (default: block)",
+    )
+    parser.add_argument(
+        "--block-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a full queue may block fan-out before that consumer is disconnected (default: 10)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=10.0,
+        help="close an idle WebSocket after this many seconds, code 1000 (default: 10)",
+    )
+    parser.add_argument(
+        "--auth-timeout",
+        type=float,
+        default=3.0,
+        help="seconds a WebSocket may stay unauthenticated, then close 1008 (default: 3)",
+    )
+    parser.add_argument(
+        "--auth-rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="WebSocket authentications accepted per client IP per second, as KalamDB's "
+        "rate_limit.max_auth_requests_per_ip_per_sec (20 there); excess gets auth_error "
+        '"Too many authentication attempts" and close 1008 (default: 0, unlimited)',
+    )
+    parser.add_argument(
+        "--max-ws-message-size",
+        type=int,
+        default=1 << 20,
+        help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default: warning)",
+    )
+    parser.add_argument(
+        "--memory-limit-mb",
+        type=int,
+        metavar="MB",
+        help="run under a memory bound: SQLite's page cache and heap are sized from it and "
+        "system.stats reports it as memory_limit_bytes (default: unbounded)",
+    )
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
-    parser.add_argument("--ready-file", type=Path,
-                        help='write {"url": ..., "pid": ...} here once listening (for parents starting it on port 0)')
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        help='write {"url": ..., "pid": ...} here once listening (for parents starting it on port 0)',
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Validate the flags and run the server until SIGTERM/SIGINT."""
-    from harness.refserver.app import ServerConfig, run_server
-    from harness.refserver.auth import check_password
-    from harness.refserver.errors import SqlError
-    from harness.refserver.faults import FaultSpecError, parse_faults
+    from refserver.app import ServerConfig, run_server
+    from refserver.auth import check_password
+    from refserver.errors import SqlError
+    from refserver.faults import FaultSpecError, parse_faults
 
     if not 0 <= args.port <= 65535:
         raise HarnessError(f"--port must be in 0..65535, not {args.port}")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.refserver.catalog import OWNER, TableDef
-from harness.refserver.dialect import CreateTable, parse_statement
+from refserver.catalog import OWNER, TableDef
+from refserver.dialect import CreateTable, parse_statement
 
 _INTERNAL = """
 CREATE TABLE IF NOT EXISTS __namespaces (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -90,7 +90,7 @@ class Store:
         self._load_tables()
 
     def _load_tables(self) -> None:
-        from harness.refserver.catalog import build_table
+        from refserver.catalog import build_table
 
         for ns, create_sql, created_at in self.db.execute("SELECT namespace, create_sql, created_at FROM __tables"):
             plan = parse_statement(create_sql)
@@ -176,7 +176,14 @@ class Store:
             "INSERT INTO __users (user_id, password_hash, role, email, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(user_id) DO UPDATE SET password_hash = excluded.password_hash, "
             "role = excluded.role, email = excluded.email, updated_at = excluded.updated_at",
-            (record.user_id, record.password_hash, record.role, record.email, record.created_at, record.updated_at),
+            (
+                record.user_id,
+                record.password_hash,
+                record.role,
+                record.email,
+                record.created_at,
+                record.updated_at,
+            ),
         )
 
     def delete_user(self, user_id: str) -> bool:

@@ -25,14 +25,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from harness.refserver.engine import Change
-from harness.refserver.exprs import EvalContext, truthy
-from harness.refserver.faults import Faults
-from harness.refserver.live_query import LiveQuery, options_json
-from harness.refserver.snowflake import Snowflake
-from harness.refserver.storage import Store, now_us
+from refserver.engine import Change
+from refserver.exprs import EvalContext, truthy
+from refserver.faults import Faults
+from refserver.live_query import LiveQuery, options_json
+from refserver.snowflake import Snowflake
+from refserver.storage import Store, now_us
 
-log = logging.getLogger("lqharness.refserver.live")
+log = logging.getLogger("lqrefserver.live")
 
 GZIP_MIN = 512
 MAX_SUBS_PER_CONNECTION = 100
@@ -145,7 +145,11 @@ class Connection:
     """One WebSocket: its identity, subscriptions, bounded outgoing queue and sender task."""
 
     def __init__(
-        self, manager: LiveManager, ws: web.WebSocketResponse, compress: bool, transport: asyncio.Transport | None
+        self,
+        manager: LiveManager,
+        ws: web.WebSocketResponse,
+        compress: bool,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.manager = manager
         self.ws = ws
@@ -334,7 +338,9 @@ class LiveManager:
         conn.room.set()
         conn.sender.cancel()
 
-    def subscribe(self, conn: Connection, sub_id: str, sql: str, query: LiveQuery, options: dict[str, Any] | None) -> Subscription:
+    def subscribe(
+        self, conn: Connection, sub_id: str, sql: str, query: LiveQuery, options: dict[str, Any] | None
+    ) -> Subscription:
         """Register a subscription (replacing one with the same id on this connection)."""
         if sub_id in conn.subs:
             self.unsubscribe(conn, sub_id, keep=False)
@@ -504,8 +510,14 @@ class LiveManager:
                     if faults.hits("drop", n):
                         continue
                     if faults.hits("sub-error", n) and not sub.loading:
-                        sub.conn.send_control({"type": "error", "subscription_id": sub.sub_id,
-                                               "code": "SUBSCRIPTION_FAILED", "message": "Injected fault"})
+                        sub.conn.send_control(
+                            {
+                                "type": "error",
+                                "subscription_id": sub.sub_id,
+                                "code": "SUBSCRIPTION_FAILED",
+                                "message": "Injected fault",
+                            }
+                        )
                         continue
                     if stale is not None and faults.hits("stale-old", n):
                         payload_body = group.body(change, no_deleted=no_deleted, stale=stale)
@@ -568,7 +580,10 @@ class LiveManager:
                 self.blocked_disconnects += 1
                 log.warning(
                     "connection %s (user %s): notification queue full for %.1f s, disconnecting (close %d)",
-                    conn.connection_id, conn.user_id, self.block_timeout, BLOCK_CLOSE_CODE,
+                    conn.connection_id,
+                    conn.user_id,
+                    self.block_timeout,
+                    BLOCK_CLOSE_CODE,
                 )
                 conn.close_soon(BLOCK_CLOSE_CODE, BLOCK_CLOSE_REASON)
                 return
@@ -591,11 +606,24 @@ class LiveManager:
         rows = []
         for sub in self.subscriptions() + self.zombies:
             table = sub.query.table
-            rows.append((
-                sub.live_id, sub.conn.connection_id, sub.sub_id, table.namespace, table.name,
-                sub.conn.user_id, sub.sql, options_json(sub.options), "active", sub.created_at,
-                sub.last_update, sub.changes + skew, self.node_id, sub.conn.last_ping_us,
-            ))
+            rows.append(
+                (
+                    sub.live_id,
+                    sub.conn.connection_id,
+                    sub.sub_id,
+                    table.namespace,
+                    table.name,
+                    sub.conn.user_id,
+                    sub.sql,
+                    options_json(sub.options),
+                    "active",
+                    sub.created_at,
+                    sub.last_update,
+                    sub.changes + skew,
+                    self.node_id,
+                    sub.conn.last_ping_us,
+                )
+            )
         return rows
 
 

@@ -24,8 +24,8 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
 from harness.plan import TargetSpec
-from harness.targets import kalamdb_wire as wire
 from harness.targets.base import Change, Disconnected, Outcome, Row, Schema, TargetError, WriteResult
+from harness.targets.kalamdb import wire
 
 SQL_PATH = "/v1/api/sql"
 LOGIN_PATH = "/v1/api/auth/login"
@@ -165,8 +165,14 @@ def _expiry(text: Any) -> float | None:
 class _Credentials:
     """One user's login on one target, with a process-wide token cache and the first-run setup."""
 
-    def __init__(self, endpoint: _Endpoint, user: str, password: str, root_password: str | None = None,
-                 setup_user: str = "lqh_dba") -> None:
+    def __init__(
+        self,
+        endpoint: _Endpoint,
+        user: str,
+        password: str,
+        root_password: str | None = None,
+        setup_user: str = "lqh_dba",
+    ) -> None:
         self.endpoint = endpoint
         self.user = user
         self.password = password
@@ -181,7 +187,9 @@ class _Credentials:
             return cached
         lock = _LOGIN_LOCKS[self._key]
         if not lock.acquire(timeout=timeout * (LOGIN_ATTEMPTS + 1)):
-            raise TargetError(f"login as {self.user!r} at {self.endpoint.base_url}: timed out waiting for another login")
+            raise TargetError(
+                f"login as {self.user!r} at {self.endpoint.base_url}: timed out waiting for another login"
+            )
         try:
             return self._cached() or self._login(http)
         finally:
@@ -240,7 +248,12 @@ class _Credentials:
 
     def _first_run_setup(self, http: _Http, where: str) -> None:
         dba = self.user if self.user != "root" else self._setup_user
-        payload = {"user": dba, "password": self.password, "root_password": self._root_password, "email": None}
+        payload = {
+            "user": dba,
+            "password": self.password,
+            "root_password": self._root_password,
+            "email": None,
+        }
         try:
             status, body = http.post(SETUP_PATH, payload)
         except _TransportError as exc:
@@ -327,8 +340,9 @@ class KalamAdmin:
         last: str | None = None
         for _ in range(1000):
             where = f" WHERE live_id > {wire.quote_literal(last)}" if last is not None else ""
-            rows = self._rows(f"SELECT live_id, subscription_id, changes FROM system.live{where} "
-                              f"ORDER BY live_id LIMIT {PAGE}")
+            rows = self._rows(
+                f"SELECT live_id, subscription_id, changes FROM system.live{where} ORDER BY live_id LIMIT {PAGE}"
+            )
             for row in rows:
                 changes = row.get("changes")
                 out[str(row["subscription_id"])] = int(changes) if changes is not None else 0
@@ -479,9 +493,11 @@ class KalamListener:
                 return
             if RATE_LIMITED_AUTH in refusal.lower():
                 if time.monotonic() + backoff > give_up:
-                    raise TargetError(f"websocket authentication as {self._creds.user!r} still rate-limited after "
-                                      f"{AUTH_RETRY_SECONDS:g}s: {refusal} (raise the server's "
-                                      "rate_limit.max_auth_requests_per_ip_per_sec)")
+                    raise TargetError(
+                        f"websocket authentication as {self._creds.user!r} still rate-limited after "
+                        f"{AUTH_RETRY_SECONDS:g}s: {refusal} (raise the server's "
+                        "rate_limit.max_auth_requests_per_ip_per_sec)"
+                    )
                 gevent.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
                 backoff = min(backoff * 2, AUTH_BACKOFF_MAX)
                 continue
@@ -494,12 +510,17 @@ class KalamListener:
         """Open a socket and send ``authenticate``; None on success, else the server's refusal text."""
         self._ws = self._open()
         self._dead = None
-        self._send({
-            "type": "authenticate",
-            "method": "jwt",
-            "token": token,
-            "protocol": {"serialization": "json", "compression": "gzip" if self._target.compress else "none"},
-        })
+        self._send(
+            {
+                "type": "authenticate",
+                "method": "jwt",
+                "token": token,
+                "protocol": {
+                    "serialization": "json",
+                    "compression": "gzip" if self._target.compress else "none",
+                },
+            }
+        )
         deadline = time.monotonic() + self._target.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             msg = self._read(remaining)
@@ -598,8 +619,9 @@ class KalamListener:
             while not self._ready:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TargetError(f"subscription {self._sub_id} not ready within "
-                                      f"{self._target.subscribe_timeout:g}s")
+                    raise TargetError(
+                        f"subscription {self._sub_id} not ready within {self._target.subscribe_timeout:g}s"
+                    )
                 self._pump(remaining)
         except TargetError:
             self.close()
@@ -625,8 +647,13 @@ class KalamListener:
             self._buffer.extend(wire.snapshot_events(msg.get("rows") or [], received_ns, size, self._bigints))
             control = msg.get("batch_control") or {}
             if control.get("has_more"):
-                self._send({"type": "next_batch", "subscription_id": self._sub_id,
-                            "last_seq_id": control.get("last_seq_id")})
+                self._send(
+                    {
+                        "type": "next_batch",
+                        "subscription_id": self._sub_id,
+                        "last_seq_id": control.get("last_seq_id"),
+                    }
+                )
             else:
                 self._ready = True
         elif kind == "subscription_ack":
@@ -634,8 +661,9 @@ class KalamListener:
             if not self._snapshot_wanted and not (msg.get("batch_control") or {}).get("has_more"):
                 self._ready = True
         elif kind == "error":
-            raise TargetError(f"server error for subscription {msg.get('subscription_id')}: "
-                              f"{msg.get('code')}: {msg.get('message')}")
+            raise TargetError(
+                f"server error for subscription {msg.get('subscription_id')}: {msg.get('code')}: {msg.get('message')}"
+            )
 
     def recv(self, timeout: float) -> Change | None:
         """Next change (snapshot rows first), None after ``timeout`` s, Disconnected when the socket ends."""

@@ -1,4 +1,5 @@
-"""Snowflake ids for ``_seq`` and ``SNOWFLAKE_ID()``: 41 bits of ms since 2024-01-01 UTC, 10 bits node, 12 bits sequence."""
+"""Snowflake ids for ``_seq`` and ``SNOWFLAKE_ID()``: 41 bits of ms since 2024-01-01 UTC,
+10 bits node, 12 bits sequence."""
 
 from __future__ import annotations
 

@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.identity import row_id
-from harness.latency import LatencyHistogram
-from harness.ledger import INF, TimeIndex, WriterLedger
-from harness.rangeset import RangeSet
-from harness.tracker import ANOMALIES, MAX_WITNESSES
+from harness.delivery.identity import row_id
+from harness.delivery.latency import LatencyHistogram
+from harness.delivery.ledger import INF, TimeIndex, WriterLedger
+from harness.delivery.rangeset import RangeSet
+from harness.delivery.tracker import ANOMALIES, MAX_WITNESSES
 
 COUNTERS = ("expected", "may", "delivered", "lost", *ANOMALIES, "late")
 MAX_WITNESSES_PER_KIND = 10
@@ -339,9 +339,7 @@ def check(
         "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows are excluded",
     ]
     if deletes_without:
-        notes.append(
-            f"{deletes_without} delete notifications carried no commit time and are not in latency_ms"
-        )
+        notes.append(f"{deletes_without} delete notifications carried no commit time and are not in latency_ms")
     return {
         "totals": totals,
         "listeners": rows,

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from sqlglot import exp
 
-from harness.refserver import auth
-from harness.refserver.catalog import OWNER, RESERVED_NAMESPACES, TableDef, build_table, check_name
-from harness.refserver.dialect import (
+from refserver import auth
+from refserver.catalog import OWNER, RESERVED_NAMESPACES, TableDef, build_table, check_name
+from refserver.dialect import (
     LITERAL_BASE,
     AlterUser,
     Bound,
@@ -34,11 +34,11 @@ from harness.refserver.dialect import (
     StorageFlush,
     split_statements,
 )
-from harness.refserver.errors import SqlError, denied, not_found
-from harness.refserver.exprs import Compiler, EvalContext, Fn, parameter_number
-from harness.refserver.snowflake import Snowflake
-from harness.refserver.storage import Store, UserRecord, now_us, quote
-from harness.refserver.values import (
+from refserver.errors import SqlError, denied, not_found
+from refserver.exprs import Compiler, EvalContext, Fn, parameter_number
+from refserver.snowflake import Snowflake
+from refserver.storage import Store, UserRecord, now_us, quote
+from refserver.values import (
     BIGINT,
     BOOLEAN,
     DOUBLE,
@@ -51,33 +51,67 @@ from harness.refserver.values import (
     infer_type,
 )
 
-log = logging.getLogger("lqharness.refserver.engine")
+log = logging.getLogger("lqrefserver.engine")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 SYSTEM_TABLES: dict[str, list[tuple[str, KType]]] = {
     "system.live": [
-        ("live_id", TEXT), ("connection_id", TEXT), ("subscription_id", TEXT), ("namespace_id", TEXT),
-        ("table_name", TEXT), ("user_id", TEXT), ("query", TEXT), ("options", JSON), ("status", TEXT),
-        ("created_at", TIMESTAMP), ("last_update", TIMESTAMP), ("changes", BIGINT), ("node_id", BIGINT),
+        ("live_id", TEXT),
+        ("connection_id", TEXT),
+        ("subscription_id", TEXT),
+        ("namespace_id", TEXT),
+        ("table_name", TEXT),
+        ("user_id", TEXT),
+        ("query", TEXT),
+        ("options", JSON),
+        ("status", TEXT),
+        ("created_at", TIMESTAMP),
+        ("last_update", TIMESTAMP),
+        ("changes", BIGINT),
+        ("node_id", BIGINT),
         ("last_ping_at", TIMESTAMP),
     ],
     "system.stats": [("metric_name", TEXT), ("metric_value", TEXT)],
     "system.jobs": [
-        ("job_id", TEXT), ("job_type", TEXT), ("status", TEXT), ("message", TEXT), ("exception_trace", TEXT),
-        ("retry_count", INT), ("created_at", TIMESTAMP), ("started_at", TIMESTAMP), ("finished_at", TIMESTAMP),
-        ("node_id", BIGINT), ("parameters", JSON),
+        ("job_id", TEXT),
+        ("job_type", TEXT),
+        ("status", TEXT),
+        ("message", TEXT),
+        ("exception_trace", TEXT),
+        ("retry_count", INT),
+        ("created_at", TIMESTAMP),
+        ("started_at", TIMESTAMP),
+        ("finished_at", TIMESTAMP),
+        ("node_id", BIGINT),
+        ("parameters", JSON),
     ],
     "system.users": [
-        ("user_id", TEXT), ("username", TEXT), ("role", TEXT), ("email", TEXT), ("auth_type", TEXT),
-        ("created_at", TIMESTAMP), ("updated_at", TIMESTAMP), ("last_seen", TIMESTAMP),
+        ("user_id", TEXT),
+        ("username", TEXT),
+        ("role", TEXT),
+        ("email", TEXT),
+        ("auth_type", TEXT),
+        ("created_at", TIMESTAMP),
+        ("updated_at", TIMESTAMP),
+        ("last_seen", TIMESTAMP),
     ],
     "system.tables": [
-        ("table_id", TEXT), ("namespace_id", TEXT), ("table_name", TEXT), ("table_type", TEXT),
-        ("access_level", TEXT), ("options", JSON), ("created_at", TIMESTAMP),
+        ("table_id", TEXT),
+        ("namespace_id", TEXT),
+        ("table_name", TEXT),
+        ("table_type", TEXT),
+        ("access_level", TEXT),
+        ("options", JSON),
+        ("created_at", TIMESTAMP),
     ],
-    "system.namespaces": [("namespace_id", TEXT), ("name", TEXT), ("created_at", TIMESTAMP), ("table_count", BIGINT)],
+    "system.namespaces": [
+        ("namespace_id", TEXT),
+        ("name", TEXT),
+        ("created_at", TIMESTAMP),
+        ("table_count", BIGINT),
+    ],
 }
 _EPHEMERAL = ("system.live", "system.stats")  # computed on demand into TEMP tables
 
@@ -337,9 +371,7 @@ class Engine:
         rows = self.hooks.live_rows() if name == "system.live" else self.hooks.stats_rows()
         self.db.execute("BEGIN")
         self.db.execute(f"DELETE FROM temp.{quote(name)}")
-        self.db.executemany(
-            f"INSERT INTO temp.{quote(name)} VALUES ({', '.join('?' for _ in cols)})", rows
-        )
+        self.db.executemany(f"INSERT INTO temp.{quote(name)} VALUES ({', '.join('?' for _ in cols)})", rows)
         self.db.execute("COMMIT")
 
     # ------------------------------------------------------------ INSERT
@@ -391,7 +423,8 @@ class Engine:
             for values in rows:
                 if self.db.execute(sql, values).rowcount == 0:
                     raise SqlError(
-                        "SQL_EXECUTION_ERROR", f"Primary key violation: a row with this {duplicate} already exists"
+                        "SQL_EXECUTION_ERROR",
+                        f"Primary key violation: a row with this {duplicate} already exists",
                     )
         except BaseException:
             if not single:
@@ -588,11 +621,16 @@ class Engine:
         self._require(principal, ("service", "dba", "system"), "flush tables")
         if stmt.table is None:
             ns = (stmt.namespace or namespace).lower()
-            started = [self.hooks.start_flush(t) for t in list(self.store.tables.values())
-                       if t.namespace == ns and t.kind != "STREAM"]
+            started = [
+                self.hooks.start_flush(t)
+                for t in list(self.store.tables.values())
+                if t.namespace == ns and t.kind != "STREAM"
+            ]
             jobs = [j for j in started if j]
             return f"Storage flush started for {len(jobs)} table(s) in namespace '{ns}'. Job IDs: {', '.join(jobs)}"
-        table = self._table(exp.Table(this=exp.to_identifier(stmt.table), db=exp.to_identifier(stmt.namespace)), namespace)
+        table = self._table(
+            exp.Table(this=exp.to_identifier(stmt.table), db=exp.to_identifier(stmt.namespace)), namespace
+        )
         if table.kind == "STREAM":
             raise SqlError("SQL_EXECUTION_ERROR", "STREAM tables cannot be flushed")
         job_id = self.hooks.start_flush(table)
@@ -753,8 +791,11 @@ def _compile_select(tree: exp.Select, table: TableDef | None, system: str | None
         source.set("this", exp.Table(this=exp.to_identifier(target, quoted=True)))
     if table is not None:
         extra = "_deleted = 0" if table.kind != "STREAM" else "1 = 1"
-        condition = exp.and_(exp.condition(extra), exp.condition(f"{OWNER} = :__owner")) if table.per_user \
+        condition = (
+            exp.and_(exp.condition(extra), exp.condition(f"{OWNER} = :__owner"))
+            if table.per_user
             else exp.condition(extra)
+        )
         where = tree.args.get("where")
         tree.set("where", exp.Where(this=exp.and_(exp.paren(where.this), condition) if where else condition))
         if table.per_user and "__owner" not in names:
@@ -769,7 +810,9 @@ def _compile_select(tree: exp.Select, table: TableDef | None, system: str | None
     return _Select(sql, names, outputs, limit_expr, system if system in _EPHEMERAL else None)
 
 
-def _output_type(node: exp.Expression, by_name: Mapping[str, tuple[str, KType, list[str]]]) -> tuple[KType | None, list[str]]:
+def _output_type(
+    node: exp.Expression, by_name: Mapping[str, tuple[str, KType, list[str]]]
+) -> tuple[KType | None, list[str]]:
     if isinstance(node, exp.Column):
         col = by_name.get(node.name.lower())
         return (col[1], col[2]) if col else (None, [])

@@ -21,7 +21,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, Tokenizer, TokenType
 
-from harness.refserver.errors import SqlError
+from refserver.errors import SqlError
 
 READ = "postgres"
 LITERAL_BASE = 100_000  # literal k of a normalized text becomes parameter $(LITERAL_BASE + k)

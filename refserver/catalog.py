@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlglot import exp
 
-from harness.refserver.dialect import ColumnSpec, CreateTable
-from harness.refserver.errors import SqlError
-from harness.refserver.values import BIGINT, BOOLEAN, KType, coercer, encoder, is_auto_id_type, ktype
+from refserver.dialect import ColumnSpec, CreateTable
+from refserver.errors import SqlError
+from refserver.values import BIGINT, BOOLEAN, KType, coercer, encoder, is_auto_id_type, ktype
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 RESERVED_NAMESPACES = {"system", "sys", "root", "kalamdb", "kalam", "main"}
