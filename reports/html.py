@@ -50,7 +50,8 @@ def _when(t: Any) -> str:
 
 def _run_facts(folder: RunFolder, document: dict[str, Any]) -> str:
     run = folder.run or {}
-    target = run.get("target") if isinstance(run.get("target"), dict) else {}
+    recorded = run.get("target")
+    target: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
     started, ended = run.get("started_at"), run.get("ended_at")
     duration = (
         f"{ended - started:.1f} s" if isinstance(started, int | float) and isinstance(ended, int | float) else "-"

@@ -78,5 +78,7 @@ def _process_key(samples: pd.DataFrame) -> pd.Series:
 def _first(samples: pd.DataFrame, column: str) -> Any:
     """The first non-null value of ``column``, or None when the column is missing or empty."""
     values = samples.get(column)
-    values = values.dropna() if values is not None else ()
-    return values.iloc[0] if len(values) else None
+    if values is None:
+        return None
+    present = values.dropna()
+    return present.iloc[0] if len(present) else None
