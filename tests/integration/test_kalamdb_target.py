@@ -16,7 +16,7 @@ import pytest
 from harness.plan import TargetSpec
 from harness.targets import create_target, kalamdb
 from harness.targets.base import Change, Column, Disconnected, Op, Outcome, Schema, Target, TargetError
-from tests.integration.refserver_fixture import Http, start_refserver
+from tests.support.refserver import Http, start_refserver
 
 IDLE_TIMEOUT = 2  # seconds of client silence before the server closes a WebSocket
 IDLE_ARGS = ("--heartbeat-timeout", str(IDLE_TIMEOUT))

@@ -6,107 +6,28 @@ run folder's ``delivery.json``, ``writes.json`` and ``target.json``.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from harness.delivery.identity import messages_schema
-from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
-from harness.targets import create_target
-from locustfiles import users_needed
-from tests.integration.refserver_fixture import ROOT_PASSWORD, start_refserver
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCUSTFILE = str(ROOT / "locustfiles" / "live.py")
-ANOMALIES = ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
+from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, WriterSpec
+from tests.support.locust_flow import ANOMALIES, flow_plan, run_locust
+from tests.support.refserver import start_refserver
 
 
-def flow_plan(
-    url: str,
-    run_dir: Path,
-    table: str,
-    writers: tuple[WriterSpec, ...],
-    listeners: tuple[ListenerSpec, ...],
-    groups: tuple[tuple[int, ...], ...],
-) -> Plan:
-    return Plan(
-        run_id=table, scenario="flow", target=TargetSpec("kalamdb", url, "root", ROOT_PASSWORD, {"timeout": 5}),
-        namespace="lqh", table=table, table_type="USER", app_user="app", app_password="App-Pass-123",
-        payload_bytes=64, writers=writers, listeners=listeners, writer_groups=groups, drain_seconds=1.0,
-        ready_timeout=20.0, summary_timeout=20.0, extra={"run_dir": str(run_dir), "max_seconds": 60},
-    )  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
-    """Set the table up, run Locust in-process (``workers=0``) or distributed, return the run folder's JSON files."""
-    run_dir = Path(plan.extra["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plan.write(run_dir / "plan.json")
-    if setup:
-        admin = create_target(plan.target).admin()
-        try:
-            admin.setup(messages_schema(plan))
-        finally:
-            admin.close()
-    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # Locust needs gevent's patching
-    env["LQH_PLAN"] = str(run_dir / "plan.json")
-    users = users_needed(plan)
-    base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
-    main = [*base, "--headless", "-u", str(users), "-r", str(users), "--run-time", "60s", "--stop-timeout", "10",
-            "--csv", str(run_dir / "locust"), "--only-summary"]  # fmt: skip
-    port = _free_port()
-    if workers:
-        main += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
-                 "--master-bind-port", str(port)]  # fmt: skip
-    log = (run_dir / "locust.out").open("wb")
-    procs = [subprocess.Popen(main, env=env, stdout=log, stderr=subprocess.STDOUT)]
-    for _ in range(workers):
-        cmd = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
-    try:
-        for proc in procs:
-            proc.wait(90)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        log.close()
-    out = (run_dir / "locust.out").read_text(errors="replace")
-    assert (run_dir / "delivery.json").exists(), out[-2000:]
-    return {name: orjson.loads((run_dir / f"{name}.json").read_bytes()) for name in ("delivery", "writes", "target")}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with start_refserver(tmp_path_factory.mktemp("refserver")) as srv:
-        yield srv
-
-
-def _inserts(tmp_path: Path, server: Any, name: str) -> Plan:
+def _inserts(tmp_path: Path, refserver: Any, name: str) -> Plan:
     writers = (WriterSpec(1, 1, (Step("insert", count=20),)), WriterSpec(2, 2, (Step("insert", count=20),)))
     listeners = (ListenerSpec("L1"), ListenerSpec("L2", conversation_id=1))
-    return flow_plan(server.url, tmp_path / name, name, writers, listeners, ((1,), (2,)))
+    return flow_plan(refserver.url, tmp_path / name, name, writers, listeners, ((1,), (2,)))
 
 
 @pytest.mark.timeout(120)
-def test_in_process_and_distributed_runs_agree(tmp_path: Path, server: Any) -> None:
-    local = run_locust(_inserts(tmp_path, server, "flow_local"), workers=0)
-    dist = run_locust(_inserts(tmp_path, server, "flow_dist"), workers=2)
+def test_in_process_and_distributed_runs_agree(tmp_path: Path, refserver: Any) -> None:
+    local = run_locust(_inserts(tmp_path, refserver, "flow_local"), workers=0)
+    dist = run_locust(_inserts(tmp_path, refserver, "flow_dist"), workers=2)
     for result in (local, dist):
         totals = result["delivery"]["totals"]
         assert totals["expected"] == totals["delivered"] == 60  # L1: 40, L2 (conversation 1): 20
@@ -129,13 +50,13 @@ def test_in_process_and_distributed_runs_agree(tmp_path: Path, server: Any) -> N
 
 
 @pytest.mark.timeout(90)
-def test_updates_deletes_and_a_resuming_listener(tmp_path: Path, server: Any) -> None:
+def test_updates_deletes_and_a_resuming_listener(tmp_path: Path, refserver: Any) -> None:
     """Old values and delete flags from the real server; a listener leaves mid-stream and resumes."""
     program = (Step("insert", count=20, rate=50.0), Step("pause", seconds=0.3), Step("update", count=10, rate=20.0),
                Step("insert", count=10, rate=20.0), Step("delete", count=5, rate=20.0))  # fmt: skip
     writers = (WriterSpec(1, 1, program), WriterSpec(2, 1, program))
     listeners = (ListenerSpec("steady", 1), ListenerSpec("away", reconnect=ReconnectSpec(30, 0.5)))
-    plan = flow_plan(server.url, tmp_path / "mixed", "flow_mixed", writers, listeners, ((1, 2),))
+    plan = flow_plan(refserver.url, tmp_path / "mixed", "flow_mixed", writers, listeners, ((1, 2),))
     result = run_locust(plan, workers=0)
     delivery = result["delivery"]
     assert all(delivery["totals"][k] == 0 for k in ANOMALIES), delivery["witnesses"]
@@ -173,8 +94,8 @@ def test_server_faults_show_up_in_the_right_counters(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_listeners_that_never_get_ready_end_the_run_with_an_error(tmp_path: Path, server: Any) -> None:
-    plan = replace(_inserts(tmp_path, server, "flow_unready"), ready_timeout=2.0)
+def test_listeners_that_never_get_ready_end_the_run_with_an_error(tmp_path: Path, refserver: Any) -> None:
+    plan = replace(_inserts(tmp_path, refserver, "flow_unready"), ready_timeout=2.0)
     t0 = time.monotonic()
     result = run_locust(plan, workers=0, setup=False)  # no app user: nobody can log in
     assert time.monotonic() - t0 < 20

@@ -16,21 +16,13 @@ import pytest
 
 from harness.plan import ListenerSpec, Plan, Step, WriterSpec
 from monitors.launch import start_monitor_process, stop_monitor_process
-from tests.integration.refserver_fixture import start_refserver
-from tests.integration.test_locust_flow import flow_plan, run_locust
-
-ANOMALIES = ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
+from tests.support.locust_flow import ANOMALIES, flow_plan, run_locust
+from tests.support.refserver import start_refserver
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with start_refserver(tmp_path_factory.mktemp("refserver")) as srv:
-        yield srv
-
-
-def _plan(server: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], extra: dict[str, Any]) -> Plan:
+def _plan(refserver: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], extra: dict[str, Any]) -> Plan:
     plan = flow_plan(
-        server.url, tmp_path / name, f"stress_{name}", writers, (ListenerSpec("L1"),),
+        refserver.url, tmp_path / name, f"stress_{name}", writers, (ListenerSpec("L1"),),
         tuple((w.writer_id,) for w in writers),
     )  # fmt: skip
     return replace(plan, extra={**plan.extra, **extra})
@@ -54,9 +46,9 @@ def _clean(result: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, server: Any) -> None:
+def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=2.0, rate=25.0),)),)
-    plan = _plan(server, tmp_path, "query", writers, {"queriers": {"count": 2, "rate": 5}})
+    plan = _plan(refserver, tmp_path, "query", writers, {"queriers": {"count": 2, "rate": 5}})
     result = run_locust(plan, workers=0)
     _clean(result)
     stats = _stats(plan)
@@ -72,12 +64,12 @@ def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, server: An
 
 
 @pytest.mark.timeout(90)
-def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, server: Any) -> None:
+def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=5.0, rate=10.0),)),)
-    plan = _plan(server, tmp_path, "churn", writers, {"churn": {"open": 6, "close": 4, "settle_seconds": 1.0}})
+    plan = _plan(refserver, tmp_path, "churn", writers, {"churn": {"open": 6, "close": 4, "settle_seconds": 1.0}})
     run_dir = Path(plan.extra["run_dir"])
     run_dir.mkdir(parents=True)
-    monitor = start_monitor_process(server.pid, run_dir, interval=0.2)
+    monitor = start_monitor_process(refserver.pid, run_dir, interval=0.2)
     try:
         result = run_locust(plan, workers=0)
     finally:
@@ -96,9 +88,9 @@ def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, server
 
 
 @pytest.mark.timeout(90)
-def test_churn_without_a_monitor_has_no_socket_counts(tmp_path: Path, server: Any) -> None:
+def test_churn_without_a_monitor_has_no_socket_counts(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
-    plan = _plan(server, tmp_path, "churn_nomon", writers, {"churn": {"open": 2, "close": 2, "settle_seconds": 0.5}})
+    plan = _plan(refserver, tmp_path, "churn_nomon", writers, {"churn": {"open": 2, "close": 2, "settle_seconds": 0.5}})
     released = run_locust(plan, workers=0)["target"]["released"]
     assert released["before"]["live"] - released["after"]["live"] == 2
     assert released["before"]["sockets"] is None and released["after"]["sockets"] is None
@@ -119,9 +111,9 @@ def test_churn_sees_subscriptions_a_server_keeps_after_close(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(90)
-def test_flush_user_follows_every_job_to_its_end(tmp_path: Path, server: Any) -> None:
+def test_flush_user_follows_every_job_to_its_end(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=30.0),)),)
-    plan = _plan(server, tmp_path, "flush", writers, {"flush_every_seconds": 0.5})
+    plan = _plan(refserver, tmp_path, "flush", writers, {"flush_every_seconds": 0.5})
     result = run_locust(plan, workers=0)
     _clean(result)
     jobs = result["target"]["jobs"]
@@ -134,13 +126,13 @@ def test_flush_user_follows_every_job_to_its_end(tmp_path: Path, server: Any) ->
 
 
 @pytest.mark.timeout(90)
-def test_ramp_writes_one_phase_per_step(tmp_path: Path, server: Any) -> None:
+def test_ramp_writes_one_phase_per_step(tmp_path: Path, refserver: Any) -> None:
     writers = (
         WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=20.0),)),
         WriterSpec(2, 2, (Step("pause", seconds=1.5), Step("insert", seconds=1.5, rate=20.0))),
     )
     ramp = {"steps": 2, "seconds": 1.5, "writers_per_step": 1, "rate_per_writer": 20, "p95_slo_ms": 50}
-    plan = _plan(server, tmp_path, "ramp", writers, {"ramp": ramp})
+    plan = _plan(refserver, tmp_path, "ramp", writers, {"ramp": ramp})
     result = run_locust(plan, workers=0)
     _clean(result)
     phases = _phases(plan)
@@ -153,14 +145,14 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, server: Any) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_extra_users_work_across_workers(tmp_path: Path, server: Any) -> None:
+def test_extra_users_work_across_workers(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=20.0),)),)
     extra = {
         "queriers": {"count": 2, "rate": 4},
         "churn": {"open": 4, "close": 2, "settle_seconds": 0.5},
         "flush_every_seconds": 1.0,
     }
-    plan = _plan(server, tmp_path, "distributed", writers, extra)
+    plan = _plan(refserver, tmp_path, "distributed", writers, extra)
     result = run_locust(plan, workers=2)
     _clean(result)
     agg = result["delivery"]["aggregation"]

@@ -84,7 +84,7 @@ def test_occupied_port_is_a_one_line_error():
 
 
 def test_memory_limit_is_reported_in_system_stats(tmp_path):
-    from tests.integration.refserver_fixture import ROOT_PASSWORD, Http, start_refserver
+    from tests.support.refserver import ROOT_PASSWORD, Http, start_refserver
 
     with start_refserver(tmp_path, "--memory-limit-mb", "64") as srv:
         http = Http(srv.url)

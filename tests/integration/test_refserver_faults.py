@@ -9,7 +9,7 @@ import time
 import pytest
 import websocket
 
-from tests.integration.refserver_fixture import Http, WsClient, start_refserver
+from tests.support.refserver import Http, WsClient, start_refserver
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 import websocket
 
-from tests.integration.refserver_fixture import Http, WsClient, start_refserver
+from tests.support.refserver import Http, WsClient, start_refserver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +32,7 @@ def subscriber(srv, token: str) -> WsClient:
 
 def drain(ws: WsClient, quiet: float = 1.0) -> tuple[list[int], tuple[int | None, str] | None]:
     """Change ids until ``quiet`` seconds pass without one, and the close (code, reason) if the server closed."""
-    from tests.integration.refserver_fixture import ClosedError
+    from tests.support.refserver import ClosedError
 
     ids = []
     while True:

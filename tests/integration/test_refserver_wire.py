@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.refserver_fixture import Http, WsClient, start_refserver
+from tests.support.refserver import Http, WsClient, start_refserver
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from reports.judge import judge_run
 from reports.plots import FIGURES
-from tests.unit.test_judge_synthetic import T0, Synthetic, ramp_phases, write_run
+from tests.support.synthetic import T0, Synthetic, ramp_phases, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-chromium.sh"

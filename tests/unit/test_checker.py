@@ -7,7 +7,7 @@ import pytest
 from harness.delivery.checker import check
 from harness.delivery.tracker import ListenerTracker
 from harness.targets.base import Op, Outcome
-from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
+from tests.support.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 ZERO = {
     "lost": 0,

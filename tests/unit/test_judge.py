@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from reports.judge import combine, judge_run
-from tests.unit.test_judge_synthetic import T0, Synthetic, ramp_phases, truncate, write_run
+from tests.support.synthetic import T0, Synthetic, ramp_phases, truncate, write_run
 
 
 def judged(run_dir: Path, criteria: Path | None = None) -> tuple[int, dict[str, Any], ET.Element]:
@@ -457,7 +457,7 @@ def test_criteria_file_with_a_wrong_type_or_table_is_rejected(tmp_path: Path) ->
 
 
 def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -> None:
-    from tests.unit.test_judge_synthetic import ramp_phases
+    from tests.support.synthetic import ramp_phases
 
     p95 = [10.0, 30.0, 90.0]
 
@@ -483,7 +483,7 @@ def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -
 
 
 def test_a_scenario_release_window_replaces_the_default_settle_time(tmp_path: Path) -> None:
-    from tests.unit.test_judge_synthetic import DEFAULT_PHASES
+    from tests.support.synthetic import DEFAULT_PHASES
 
     short = [*DEFAULT_PHASES[:4], ("observe", 115.0, 145.0, {})]  # 30 s observed after the load
     default = write_run(tmp_path / "default", Synthetic(criteria=["SC-059"], phases=short))

@@ -17,7 +17,7 @@ from harness.delivery.tracker import ListenerTracker  # noqa: E402
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
 from locustfiles import coordination  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
-from tests.unit.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
+from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
 
 if _PREVIOUS is None:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]

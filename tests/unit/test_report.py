@@ -13,7 +13,7 @@ import pytest
 from reports.judge import judge_run
 from reports.plots import FIGURES
 from reports.terminal import summary_table
-from tests.unit.test_judge_synthetic import ALL_CRITERIA, Synthetic, ramp_phases, write_run
+from tests.support.synthetic import ALL_CRITERIA, Synthetic, ramp_phases, write_run
 
 FIGURE_IDS = [fig_id for fig_id, _, _ in FIGURES]
 

@@ -9,7 +9,7 @@ from harness.delivery.identity import insert_row
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.tracker import MAX_WITNESSES, ListenerTracker
 from harness.targets.base import Change, Op
-from tests.unit.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
+from tests.support.delivery_world import DRAIN_NS, MS, PAYLOAD, T0, World
 
 
 def test_observation_carries_latency_and_anomalies() -> None:
