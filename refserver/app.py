@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +62,7 @@ class RefServer:
     def __init__(self, config: ServerConfig, data_dir: Path) -> None:
         self.config = config
         self.faults = config.faults
+        self.stage = config.faults.stage()
         limit = config.memory_limit_mb << 20 if config.memory_limit_mb else None
         self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit)
         self.ids = Snowflake(config.node_id)
@@ -72,7 +72,7 @@ class RefServer:
         self.live = LiveManager(
             self.store,
             self.ids,
-            self.faults,
+            self.stage,
             config.node_id,
             config.queue_size,
             config.queue_overflow,
@@ -193,8 +193,8 @@ class RefServer:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        self._arm_faults(loop)
-        faults = f" faults: {self.faults.describe()}" if self.faults.active else ""
+        self.stage.arm(loop)
+        faults = f" faults: {self.faults.describe()}" if self.faults.enabled else ""
         print(f"lqharness serve: listening on {url} (pid {os.getpid()}){faults}", flush=True)
         if self.config.ready_file is not None:
             tmp = self.config.ready_file.with_suffix(".tmp")
@@ -209,26 +209,6 @@ class RefServer:
             await runner.cleanup()
             if self.live.dispatcher is not None:
                 self.live.dispatcher.cancel()
-
-    def _arm_faults(self, loop: asyncio.AbstractEventLoop) -> None:
-        faults = self.faults
-        if faults.on("stall"):
-            after, duration = faults.param("stall", "after"), faults.param("stall", "for")
-            loop.call_later(after, _stall, duration)
-        if faults.on("crash"):
-            loop.call_later(faults.param("crash", "after"), _crash)
-
-
-def _stall(seconds: float) -> None:
-    """The stall fault: block the event loop, so nothing at all is processed for ``seconds``."""
-    log.warning("fault stall: stopping all processing for %s s", seconds)
-    time.sleep(seconds)
-
-
-def _crash() -> None:
-    """The crash fault: exit at once, without cleanup, as a crashing server would."""
-    log.error("fault crash: exiting now")
-    os._exit(70)
 
 
 def _bind(host: str, port: int) -> socket.socket:

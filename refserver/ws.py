@@ -74,7 +74,7 @@ class WsEndpoint:
         if server.shutting_down:
             return web.json_response({"error": "SERVICE_UNAVAILABLE", "message": "Server shutting down"}, status=503)
         compress = request.query.get("compress", "true").lower() != "false"
-        keep_closed = server.faults.on("keep-closed")
+        keep_closed = self.live.stage.keep_closed
         ws = web.WebSocketResponse(
             autoping=False,
             autoclose=not keep_closed,
