@@ -16,9 +16,9 @@ from sqlglot.errors import SqlglotError
 
 from refserver.catalog import OWNER, ColumnDef, TableDef
 from refserver.dialect import READ
-from refserver.engine import to_sqlite
 from refserver.errors import SqlError
 from refserver.exprs import Compiler, Fn
+from refserver.sqlite_compile import to_sqlite
 from refserver.storage import quote
 
 
