@@ -67,7 +67,7 @@ class Principal:
 
 
 @dataclass(slots=True)
-class Change:
+class CommittedChange:
     """One committed row change, as the live-query fan-out needs it."""
 
     table: TableDef
@@ -91,7 +91,7 @@ class Hooks(Protocol):
 
     def kill_job(self, job_id: str) -> bool: ...
 
-    def on_changes(self, changes: list[Change]) -> None: ...
+    def on_changes(self, changes: list[CommittedChange]) -> None: ...
 
     def on_user_dropped(self, user_id: str) -> None: ...
 
@@ -299,7 +299,7 @@ class Engine:
         if plan is None:
             plan = stmt.compiled[key] = compile_insert(stmt.tree, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         prepared: list[tuple[Any, ...]] = []
         for row_fns in plan.rows:
             row: dict[str, Any] = {}
@@ -316,7 +316,7 @@ class Engine:
             if table.kind != "STREAM":
                 row["_deleted"] = False
             prepared.append((owner, *[row.get(c) for c in plan.order], seq))
-            changes.append(Change(table, owner, "insert", row, None, seq))
+            changes.append(CommittedChange(table, owner, "insert", row, None, seq))
         self._write_many(plan.sql, prepared, duplicate=table.pk.name)
         self.hooks.on_changes(changes)
         return {"row_count": len(changes), "as_user": as_user, "message": f"Inserted {len(changes)} row(s)"}
@@ -367,7 +367,7 @@ class Engine:
             raise SqlError("SQL_EXECUTION_ERROR", "UPDATE is not supported on STREAM tables")
         plan = self._modify_plan(stmt, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         writes: list[tuple[Any, ...]] = []
         for rowid, old in self._matching(plan, ctx, owner):
             new = dict(old)
@@ -378,7 +378,7 @@ class Engine:
             seq = self.ids.next()
             new["_seq"] = seq
             writes.append((*[new[name] for name, _, _ in plan.sets], seq, rowid))
-            changes.append(Change(table, owner, "update", new, old, seq))
+            changes.append(CommittedChange(table, owner, "update", new, old, seq))
         self._write_many(plan.update_sql, writes, duplicate=table.pk.name)
         self.hooks.on_changes(changes)
         return {"row_count": len(changes), "as_user": as_user, "message": f"Updated {len(changes)} row(s)"}
@@ -389,7 +389,7 @@ class Engine:
         table = self._dml_table(stmt.tree, principal, namespace)
         plan = self._modify_plan(stmt, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         writes: list[tuple[Any, ...]] = []
         hard = table.kind == "STREAM"
         for rowid, old in self._matching(plan, ctx, owner):
@@ -399,7 +399,7 @@ class Engine:
             if not hard:
                 tombstone["_deleted"] = True
             writes.append((rowid,) if hard else (seq, rowid))
-            changes.append(Change(table, owner, "delete", tombstone, old, seq))
+            changes.append(CommittedChange(table, owner, "delete", tombstone, old, seq))
         sql = (
             f"DELETE FROM {quote(table.key)} WHERE rowid = ?"
             if hard

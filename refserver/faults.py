@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from refserver.engine import Change
+from refserver.engine import CommittedChange
 
 log = logging.getLogger("lqrefserver.faults")
 
@@ -190,7 +190,9 @@ class Subscriber(Protocol):
 class Renderer(Protocol):
     """What the stage sees of a subscription group: the change body it shares."""
 
-    def body(self, change: Change, no_deleted: bool = False, stale: Mapping[str, Any] | None = None) -> bytes: ...
+    def body(
+        self, change: CommittedChange, no_deleted: bool = False, stale: Mapping[str, Any] | None = None
+    ) -> bytes: ...
 
 
 class PassThrough:
@@ -200,10 +202,12 @@ class PassThrough:
     sees_every_change = False  # whether ``observe`` must see changes that no subscription matches
     live_changes_skew = 0  # added to system.live.changes
 
-    def observe(self, change: Change) -> None:
+    def observe(self, change: CommittedChange) -> None:
         """Called once per committed change, before its fan-out."""
 
-    def deliver(self, change: Change, group: Renderer, sub: Subscriber, n: int, body: bytes) -> tuple[Frame, ...]:
+    def deliver(
+        self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
+    ) -> tuple[Frame, ...]:
         """The frames to enqueue for the ``n``-th notification of ``sub``, whose group rendered ``body``."""
         return (Frame(sub.prefix + body, n),)
 
@@ -228,7 +232,7 @@ class FaultStage(PassThrough):
         self._stale_memory: dict[tuple[str, str, Any], dict[str, Any]] = {}
         self._stale: dict[str, Any] | None = None  # stale-old: the old values the current update pretends
 
-    def observe(self, change: Change) -> None:
+    def observe(self, change: CommittedChange) -> None:
         """stale-old: remember each row's old values, so an update can show the version before them."""
         self._stale = None
         if self.sees_every_change and change.kind == "update":
@@ -237,7 +241,9 @@ class FaultStage(PassThrough):
             self._stale = self._stale_memory.get(key) or change.new
             self._stale_memory[key] = dict(change.old)
 
-    def deliver(self, change: Change, group: Renderer, sub: Subscriber, n: int, body: bytes) -> tuple[Frame, ...]:
+    def deliver(
+        self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
+    ) -> tuple[Frame, ...]:
         faults = self.faults
         if self._leak:
             faults.leaked.append(bytearray(self._leak))
@@ -258,7 +264,7 @@ class FaultStage(PassThrough):
             sub.held = None
         return tuple(frames)
 
-    def _body(self, change: Change, group: Renderer, n: int, body: bytes) -> bytes:
+    def _body(self, change: CommittedChange, group: Renderer, n: int, body: bytes) -> bytes:
         """The body after the faults that alter values (stale-old, corrupt-new, no-deleted)."""
         faults = self.faults
         if self._no_deleted and change.kind == "delete":
@@ -281,7 +287,7 @@ class FaultStage(PassThrough):
             loop.call_later(faults.param(Fault.CRASH, "after"), _crash)
 
 
-def _corrupted(change: Change) -> Change:
+def _corrupted(change: CommittedChange) -> CommittedChange:
     """The corrupt-new fault: ``change`` with every text value of its new row altered."""
     new = dict(change.new or {})
     for col in change.table.columns:

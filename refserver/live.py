@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from refserver.engine import Change
+from refserver.engine import CommittedChange
 from refserver.exprs import EvalContext, truthy
 from refserver.faults import Frame, PassThrough
 from refserver.live_query import LiveQuery, options_json
@@ -99,7 +99,7 @@ class Group:
         flt = self.query.filter
         return flt is None or truthy(flt(row, self.ctx))
 
-    def body(self, change: Change, no_deleted: bool = False, stale: Mapping[str, Any] | None = None) -> bytes:
+    def body(self, change: CommittedChange, no_deleted: bool = False, stale: Mapping[str, Any] | None = None) -> bytes:
         """The part of a change message after ``subscription_id`` (shared by the group).
 
         ``no_deleted`` leaves ``_deleted`` out of a tombstone and ``stale`` replaces an update's old
@@ -311,7 +311,7 @@ class LiveManager:
         self.connections: set[Connection] = set()
         self.groups: dict[tuple[str, str], dict[tuple[Any, ...], Group]] = {}
         self.zombies: list[Subscription] = []  # the keep-closed fault's closed-but-listed subscriptions
-        self.pending: collections.deque[Change] = collections.deque()
+        self.pending: collections.deque[CommittedChange] = collections.deque()
         self.kick = asyncio.Event()
         self.dropped_total = 0
         self.blocked_disconnects = 0
@@ -462,7 +462,7 @@ class LiveManager:
 
     # ------------------------------------------------------------ pipeline
 
-    def publish(self, changes: list[Change]) -> None:
+    def publish(self, changes: list[CommittedChange]) -> None:
         """Hand committed changes to the dispatcher (called right after commit, in commit order)."""
         if self.groups or self.stage.sees_every_change:
             self.pending.extend(changes)
@@ -478,7 +478,7 @@ class LiveManager:
                 for sub, payload, n in blocked:
                     await self._wait_and_put(sub, payload, n)
 
-    def _fan_out(self, change: Change) -> list[tuple[Subscription, bytes, int]]:
+    def _fan_out(self, change: CommittedChange) -> list[tuple[Subscription, bytes, int]]:
         """Match the change against each group, render its body once, pass it through the stage, offer the frames."""
         stage = self.stage
         stage.observe(change)
