@@ -163,7 +163,6 @@ class Connection:
         self.last_activity = time.monotonic()
         self.last_ping_us = now_us()
         self.closed = False
-        self.close_code: int | None = None
         self.dropped = 0
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
 
@@ -193,7 +192,6 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self.close_code = code
         self.room.set()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
@@ -247,7 +245,6 @@ class Connection:
                 elif queue and queue[0][2] < 0:
                     payload, _, n = queue.popleft()
                     self.closed = True
-                    self.close_code = -n
                     await ws.close(code=-n, message=payload)
                     return
         except asyncio.CancelledError:
