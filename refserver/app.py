@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,18 @@ import orjson
 from aiohttp import web
 
 from harness.errors import HarnessError
-from refserver import auth
-from refserver.auth import TokenError, Tokens
+from refserver.accounts import Accounts
+from refserver.auth import Tokens
 from refserver.catalog import TableDef
-from refserver.engine import Change, Engine, Principal
+from refserver.engine import CommittedChange, Engine
 from refserver.faults import Faults
 from refserver.http_api import HttpApi
 from refserver.jobs import Jobs
 from refserver.live import LiveManager
 from refserver.snowflake import Snowflake
-from refserver.stats import Stats
-from refserver.storage import Store, UserRecord, now_us
-from refserver.ws import WsEndpoint
+from refserver.storage import Store
+from refserver.system_stats import StatsSources, SystemStats
+from refserver.ws import WsEndpoint, WsSettings
 
 log = logging.getLogger("lqrefserver")
 
@@ -63,69 +62,44 @@ class RefServer:
     def __init__(self, config: ServerConfig, data_dir: Path) -> None:
         self.config = config
         self.faults = config.faults
+        self.stage = config.faults.stage()
         limit = config.memory_limit_mb << 20 if config.memory_limit_mb else None
         self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit)
         self.ids = Snowflake(config.node_id)
         self.ids.observe(self.store.max_seq())
-        self.tokens = Tokens(config.jwt_secret or secrets.token_urlsafe(48))
+        self.accounts = Accounts(self.store, Tokens(config.jwt_secret or secrets.token_urlsafe(48)))
         self.jobs = Jobs(self.store, config.node_id)
         self.live = LiveManager(
             self.store,
             self.ids,
-            self.faults,
+            self.stage,
             config.node_id,
             config.queue_size,
             config.queue_overflow,
             config.block_timeout,
         )
         self.engine = Engine(self.store, self.ids, self, config.node_id)
-        self.stats = Stats(self)
-        self.shutting_down = False
-        self.stopping = asyncio.Event()
-        self._users: dict[str, UserRecord] = {}
+        self.stats = SystemStats(
+            StatsSources(
+                self.live,
+                self.store,
+                lambda: len(self.engine.plans),
+                (config.memory_limit_mb or 0) << 20,
+                config.node_id,
+            )
+        )
+        self.stopping = asyncio.Event()  # set when the server shuts down
+        self.ws_endpoint = WsEndpoint(
+            self.live,
+            self.accounts.principal_for,
+            self.store.tables,
+            WsSettings(
+                config.auth_timeout, config.heartbeat_timeout, config.auth_rate_limit, config.max_ws_message_size
+            ),
+            self.stopping,
+        )
         self.app: web.Application | None = None
-        self._ensure_root(config.root_password)
-
-    # ------------------------------------------------------------ users
-
-    def _ensure_root(self, password: str | None) -> None:
-        record = self.store.user("root")
-        now = now_us()
-        if record is None:
-            record = UserRecord("root", "", "system", "root@localhost", now, now)
-        if password:
-            auth.check_password(password)
-            record.password_hash = auth.hash_password(password)
-            record.updated_at = now
-        self.store.put_user(record)
-
-    def needs_setup(self) -> bool:
-        record = self.store.user("root")
-        return record is None or record.password_hash == ""
-
-    def set_root_password(self, password: str) -> None:
-        record = self.store.user("root")
-        assert record is not None
-        record.password_hash = auth.hash_password(password)
-        record.updated_at = now_us()
-        self.store.put_user(record)
-
-    def principal_for(self, token: str) -> Principal:
-        """The caller of an access token; the user must still exist with the token's role."""
-        claims = self.tokens.verify(token, "access")
-        record = self._users.get(claims.user_id) or self.store.user(claims.user_id)
-        if record is None or record.role != claims.role:
-            self._users.pop(claims.user_id, None)
-            raise TokenError("INVALID_CREDENTIALS", "User does not exist or its role changed")
-        self._users[claims.user_id] = record
-        return Principal(record.user_id, record.role)
-
-    def may_read(self, table: TableDef, role: str) -> bool:
-        """Whether a role may read (or subscribe to) a table under its ACCESS_LEVEL."""
-        if table.kind != "SHARED" or role in ("dba", "system"):
-            return True
-        level = table.access_level
-        return level == "PUBLIC" or (level in ("PRIVATE", "RESTRICTED") and role == "service")
+        self.accounts.ensure_root(config.root_password)
 
     # ------------------------------------------------------------ engine hooks
 
@@ -144,14 +118,13 @@ class RefServer:
     def kill_job(self, job_id: str) -> bool:
         return self.jobs.kill(job_id)
 
-    def on_changes(self, changes: list[Change]) -> None:
+    def on_changes(self, changes: list[CommittedChange]) -> None:
         if changes:
             self.jobs.note_writes(changes[0].table.key, len(changes))
             self.live.publish(changes)
 
     def on_user_dropped(self, user_id: str) -> None:
-        self._users.pop(user_id, None)
-        self.tokens.forget_user(user_id)
+        self.accounts.forget(user_id)
         self.live.drop_user(user_id)
 
     def on_table_dropped(self, key: str) -> None:
@@ -161,14 +134,12 @@ class RefServer:
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=10 << 20)
-        app.add_routes(HttpApi(self).routes())
-        self.ws_endpoint = WsEndpoint(self)
+        app.add_routes(HttpApi(self.accounts, self.engine).routes())
         app.add_routes([web.get("/v1/ws", self.ws_endpoint.handle)])
         app.on_shutdown.append(self._on_shutdown)
         return app
 
     async def _on_shutdown(self, app: web.Application) -> None:
-        self.shutting_down = True
         self.stopping.set()
         conns = list(self.live.connections)
         for conn in conns:
@@ -193,8 +164,8 @@ class RefServer:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        self._arm_faults(loop)
-        faults = f" faults: {self.faults.describe()}" if self.faults.active else ""
+        self.stage.arm(loop)
+        faults = f" faults: {self.faults.describe()}" if self.faults.enabled else ""
         print(f"lqharness serve: listening on {url} (pid {os.getpid()}){faults}", flush=True)
         if self.config.ready_file is not None:
             tmp = self.config.ready_file.with_suffix(".tmp")
@@ -209,26 +180,6 @@ class RefServer:
             await runner.cleanup()
             if self.live.dispatcher is not None:
                 self.live.dispatcher.cancel()
-
-    def _arm_faults(self, loop: asyncio.AbstractEventLoop) -> None:
-        faults = self.faults
-        if faults.on("stall"):
-            after, duration = faults.param("stall", "after"), faults.param("stall", "for")
-            loop.call_later(after, _stall, duration)
-        if faults.on("crash"):
-            loop.call_later(faults.param("crash", "after"), _crash)
-
-
-def _stall(seconds: float) -> None:
-    """The stall fault: block the event loop, so nothing at all is processed for ``seconds``."""
-    log.warning("fault stall: stopping all processing for %s s", seconds)
-    time.sleep(seconds)
-
-
-def _crash() -> None:
-    """The crash fault: exit at once, without cleanup, as a crashing server would."""
-    log.error("fault crash: exiting now")
-    os._exit(70)
 
 
 def _bind(host: str, port: int) -> socket.socket:

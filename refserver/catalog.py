@@ -95,6 +95,13 @@ class TableDef:
             return None
         return str(self.options.get("ACCESS_LEVEL", "PRIVATE")).upper()
 
+    def readable_by(self, role: str) -> bool:
+        """Whether a role may read (or subscribe to) this table under its ACCESS_LEVEL."""
+        if self.kind != "SHARED" or role in ("dba", "system"):
+            return True
+        level = self.access_level
+        return level == "PUBLIC" or (level in ("PRIVATE", "RESTRICTED") and role == "service")
+
 
 def check_name(name: str, what: str) -> str:
     """Identifiers are ``[A-Za-z0-9_]``; returns the name lower-cased as KalamDB stores it."""

@@ -1,23 +1,22 @@
 """SQL execution: permissions, DDL, DML with ``_seq``/soft delete and change events, SELECT through SQLite.
 
-Each statement plan from ``dialect`` is compiled once per table definition (and cached on the
-plan), so a repeated INSERT with parameters costs one SQLite statement and a few dict operations.
+Each statement plan from ``dialect`` is compiled (by ``sqlite_compile``) once per table definition
+and cached on the plan, so a repeated INSERT with parameters costs one SQLite statement and a few dict operations.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlglot import exp
 
 from refserver import auth
-from refserver.catalog import OWNER, RESERVED_NAMESPACES, TableDef, build_table, check_name
+from refserver.catalog import RESERVED_NAMESPACES, TableDef, build_table, check_name
 from refserver.dialect import (
-    LITERAL_BASE,
     AlterUser,
     Bound,
     CreateNamespace,
@@ -35,85 +34,28 @@ from refserver.dialect import (
     split_statements,
 )
 from refserver.errors import SqlError, denied, not_found
-from refserver.exprs import Compiler, EvalContext, Fn, parameter_number
+from refserver.exprs import EvalContext
 from refserver.snowflake import Snowflake
+from refserver.sqlite_compile import (
+    ModifyPlan,
+    bind_values,
+    compile_insert,
+    compile_modify,
+    compile_select,
+    first_type,
+    from_table,
+    is_system,
+    limit_value,
+    table_key,
+    target_table,
+)
 from refserver.storage import Store, UserRecord, now_us, quote
+from refserver.system_tables import SYSTEM_TABLES
 from refserver.values import (
-    BIGINT,
-    BOOLEAN,
-    DOUBLE,
-    INT,
-    JSON,
-    TEXT,
-    TIMESTAMP,
-    KType,
     encoder,
-    infer_type,
 )
 
 log = logging.getLogger("lqrefserver.engine")
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
-
-SYSTEM_TABLES: dict[str, list[tuple[str, KType]]] = {
-    "system.live": [
-        ("live_id", TEXT),
-        ("connection_id", TEXT),
-        ("subscription_id", TEXT),
-        ("namespace_id", TEXT),
-        ("table_name", TEXT),
-        ("user_id", TEXT),
-        ("query", TEXT),
-        ("options", JSON),
-        ("status", TEXT),
-        ("created_at", TIMESTAMP),
-        ("last_update", TIMESTAMP),
-        ("changes", BIGINT),
-        ("node_id", BIGINT),
-        ("last_ping_at", TIMESTAMP),
-    ],
-    "system.stats": [("metric_name", TEXT), ("metric_value", TEXT)],
-    "system.jobs": [
-        ("job_id", TEXT),
-        ("job_type", TEXT),
-        ("status", TEXT),
-        ("message", TEXT),
-        ("exception_trace", TEXT),
-        ("retry_count", INT),
-        ("created_at", TIMESTAMP),
-        ("started_at", TIMESTAMP),
-        ("finished_at", TIMESTAMP),
-        ("node_id", BIGINT),
-        ("parameters", JSON),
-    ],
-    "system.users": [
-        ("user_id", TEXT),
-        ("username", TEXT),
-        ("role", TEXT),
-        ("email", TEXT),
-        ("auth_type", TEXT),
-        ("created_at", TIMESTAMP),
-        ("updated_at", TIMESTAMP),
-        ("last_seen", TIMESTAMP),
-    ],
-    "system.tables": [
-        ("table_id", TEXT),
-        ("namespace_id", TEXT),
-        ("table_name", TEXT),
-        ("table_type", TEXT),
-        ("access_level", TEXT),
-        ("options", JSON),
-        ("created_at", TIMESTAMP),
-    ],
-    "system.namespaces": [
-        ("namespace_id", TEXT),
-        ("name", TEXT),
-        ("created_at", TIMESTAMP),
-        ("table_count", BIGINT),
-    ],
-}
-_EPHEMERAL = ("system.live", "system.stats")  # computed on demand into TEMP tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +67,7 @@ class Principal:
 
 
 @dataclass(slots=True)
-class Change:
+class CommittedChange:
     """One committed row change, as the live-query fan-out needs it."""
 
     table: TableDef
@@ -149,7 +91,7 @@ class Hooks(Protocol):
 
     def kill_job(self, job_id: str) -> bool: ...
 
-    def on_changes(self, changes: list[Change]) -> None: ...
+    def on_changes(self, changes: list[CommittedChange]) -> None: ...
 
     def on_user_dropped(self, user_id: str) -> None: ...
 
@@ -163,42 +105,6 @@ class StatementError(Exception):
         super().__init__(f"Statement {index} failed: {error.message}")
         self.index = index
         self.error = error
-
-
-@dataclass(slots=True)
-class _Out:
-    """Output column of a SELECT: name, type (None: inferred from values) and encoder."""
-
-    name: str
-    ktype: KType | None
-    flags: list[str]
-
-
-@dataclass(slots=True)
-class _Select:
-    sql: str
-    names: list[str]  # bound names used (p1.., l0.., __owner, __limit)
-    outputs: list[_Out]
-    limit: exp.Expression | None
-    refresh: str | None  # ephemeral system table to refresh first
-
-
-@dataclass(slots=True)
-class _Insert:
-    table: TableDef
-    sql: str
-    rows: list[list[tuple[str, Fn]]]
-    order: list[str]  # user columns in SQLite parameter order
-    defaults: list[tuple[str, Callable[[EvalContext], Any]]]
-
-
-@dataclass(slots=True)
-class _Modify:
-    table: TableDef
-    select: str
-    names: list[str]
-    sets: list[tuple[str, Fn, Callable[[Any], Any]]] = field(default_factory=list)
-    update_sql: str = ""
 
 
 class Engine:
@@ -295,7 +201,7 @@ class Engine:
             raise denied(f"Role '{principal.role}' cannot execute as user '{target}'")
         if not isinstance(stmt.inner, Query):
             raise SqlError("INVALID_SQL", "EXECUTE AS USER wraps one SELECT, INSERT, UPDATE or DELETE")
-        table = self._table(_target_table(stmt.inner.tree), namespace)
+        table = self._table(target_table(stmt.inner.tree), namespace)
         if table.kind == "SHARED":
             raise SqlError("SQL_EXECUTION_ERROR", "EXECUTE AS USER is not allowed on SHARED tables")
         inner = Bound(stmt.inner, bound.literals)
@@ -304,7 +210,7 @@ class Engine:
     # ------------------------------------------------------------ tables and access
 
     def _table(self, node: exp.Table, namespace: str) -> TableDef:
-        key = _table_key(node, namespace)
+        key = table_key(node, namespace)
         table = self.store.tables.get(key)
         if table is None:
             raise not_found(key)
@@ -326,8 +232,8 @@ class Engine:
         self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
     ) -> dict[str, Any]:
         tree = stmt.tree
-        source = _from_table(tree)
-        if source is not None and _is_system(source):
+        source = from_table(tree)
+        if source is not None and is_system(source):
             if principal.role not in ("dba", "system"):
                 raise denied("System tables are readable by dba and system roles only")
             key: Any = f"system.{source.name.lower()}"
@@ -342,16 +248,16 @@ class Engine:
             key, table = "", None
         compiled = stmt.compiled.get(key)
         if compiled is None:
-            compiled = _compile_select(tree, table, key if isinstance(key, str) else None)
+            compiled = compile_select(tree, table, key if isinstance(key, str) else None)
             stmt.compiled[key] = compiled
         if compiled.refresh:
             self._refresh(compiled.refresh)
-        binds = _binds(compiled.names, ctx, as_user)
+        binds = bind_values(compiled.names, ctx, as_user)
         if "__limit" in compiled.names:
-            binds["__limit"] = _limit(compiled.limit, ctx)
+            binds["__limit"] = limit_value(compiled.limit, ctx)
         rows = self.db.execute(compiled.sql, binds).fetchall()
         outputs = compiled.outputs
-        types = [o.ktype or _first_type(rows, i) for i, o in enumerate(outputs)]
+        types = [o.ktype or first_type(rows, i) for i, o in enumerate(outputs)]
         encoders = [encoder(t) for t in types]
         out_rows = [[enc(v) for enc, v in zip(encoders, row, strict=False)] for row in rows]
         schema = []
@@ -377,8 +283,8 @@ class Engine:
     # ------------------------------------------------------------ INSERT
 
     def _dml_table(self, tree: exp.Expression, principal: Principal, namespace: str) -> TableDef:
-        node = _target_table(tree)
-        if _is_system(node):
+        node = target_table(tree)
+        if is_system(node):
             raise denied("DML on system tables is not allowed")
         table = self._table(node, namespace)
         self._check_access(table, principal, write=True)
@@ -391,9 +297,9 @@ class Engine:
         key = (table.key, table.created_at)
         plan = stmt.compiled.get(key)
         if plan is None:
-            plan = stmt.compiled[key] = _compile_insert(stmt.tree, table)
+            plan = stmt.compiled[key] = compile_insert(stmt.tree, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         prepared: list[tuple[Any, ...]] = []
         for row_fns in plan.rows:
             row: dict[str, Any] = {}
@@ -410,7 +316,7 @@ class Engine:
             if table.kind != "STREAM":
                 row["_deleted"] = False
             prepared.append((owner, *[row.get(c) for c in plan.order], seq))
-            changes.append(Change(table, owner, "insert", row, None, seq))
+            changes.append(CommittedChange(table, owner, "insert", row, None, seq))
         self._write_many(plan.sql, prepared, duplicate=table.pk.name)
         self.hooks.on_changes(changes)
         return {"row_count": len(changes), "as_user": as_user, "message": f"Inserted {len(changes)} row(s)"}
@@ -435,15 +341,15 @@ class Engine:
 
     # ------------------------------------------------------------ UPDATE / DELETE
 
-    def _modify_plan(self, stmt: Query, table: TableDef) -> _Modify:
+    def _modify_plan(self, stmt: Query, table: TableDef) -> ModifyPlan:
         key = (table.key, table.created_at)
         plan = stmt.compiled.get(key)
         if plan is None:
-            plan = stmt.compiled[key] = _compile_modify(stmt.tree, table)
+            plan = stmt.compiled[key] = compile_modify(stmt.tree, table)
         return plan
 
-    def _matching(self, plan: _Modify, ctx: EvalContext, owner: str) -> list[tuple[int, dict[str, Any]]]:
-        binds = _binds(plan.names, ctx, owner)
+    def _matching(self, plan: ModifyPlan, ctx: EvalContext, owner: str) -> list[tuple[int, dict[str, Any]]]:
+        binds = bind_values(plan.names, ctx, owner)
         names = [c.name for c in plan.table.columns]
         found = []
         for row in self.db.execute(plan.select, binds):
@@ -461,7 +367,7 @@ class Engine:
             raise SqlError("SQL_EXECUTION_ERROR", "UPDATE is not supported on STREAM tables")
         plan = self._modify_plan(stmt, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         writes: list[tuple[Any, ...]] = []
         for rowid, old in self._matching(plan, ctx, owner):
             new = dict(old)
@@ -472,7 +378,7 @@ class Engine:
             seq = self.ids.next()
             new["_seq"] = seq
             writes.append((*[new[name] for name, _, _ in plan.sets], seq, rowid))
-            changes.append(Change(table, owner, "update", new, old, seq))
+            changes.append(CommittedChange(table, owner, "update", new, old, seq))
         self._write_many(plan.update_sql, writes, duplicate=table.pk.name)
         self.hooks.on_changes(changes)
         return {"row_count": len(changes), "as_user": as_user, "message": f"Updated {len(changes)} row(s)"}
@@ -483,7 +389,7 @@ class Engine:
         table = self._dml_table(stmt.tree, principal, namespace)
         plan = self._modify_plan(stmt, table)
         owner = as_user if table.per_user else ""
-        changes: list[Change] = []
+        changes: list[CommittedChange] = []
         writes: list[tuple[Any, ...]] = []
         hard = table.kind == "STREAM"
         for rowid, old in self._matching(plan, ctx, owner):
@@ -493,7 +399,7 @@ class Engine:
             if not hard:
                 tombstone["_deleted"] = True
             writes.append((rowid,) if hard else (seq, rowid))
-            changes.append(Change(table, owner, "delete", tombstone, old, seq))
+            changes.append(CommittedChange(table, owner, "delete", tombstone, old, seq))
         sql = (
             f"DELETE FROM {quote(table.key)} WHERE rowid = ?"
             if hard
@@ -663,274 +569,3 @@ _DDL: dict[type, Callable[[Engine, Any, Principal, str], str]] = {
     KillLiveQuery: Engine._kill_live,
     KillJob: Engine._kill_job,
 }
-
-
-# ---------------------------------------------------------------- compilation helpers
-
-
-def _from_table(tree: exp.Select) -> exp.Table | None:
-    source = tree.args.get("from_") or tree.args.get("from")
-    if source is None:
-        return None
-    if tree.args.get("joins") or not isinstance(source.this, exp.Table):
-        raise SqlError("INVALID_SQL", "Only single-table SELECTs are supported")
-    return source.this
-
-
-def _target_table(tree: exp.Expression) -> exp.Table:
-    if isinstance(tree, exp.Select):
-        table = _from_table(tree)
-        if table is None:
-            raise SqlError("INVALID_SQL", "Statement has no table")
-        return table
-    node = tree.this
-    if isinstance(node, exp.Schema):
-        node = node.this
-    if not isinstance(node, exp.Table):
-        raise SqlError("INVALID_SQL", "Statement has no table")
-    return node
-
-
-def _table_key(node: exp.Table, namespace: str) -> str:
-    """``ns.table`` of a table node, memoized in the node's meta (sqlglot accessors are slow)."""
-    memo = node.meta.get("kdb_keys")
-    if memo is None:
-        memo = node.meta["kdb_keys"] = {}
-    key = memo.get(namespace)
-    if key is None:
-        key = memo[namespace] = f"{(node.db or namespace).lower()}.{node.name.lower()}"
-    return key
-
-
-def _is_system(node: exp.Table) -> bool:
-    return (node.db or "").lower() == "system"
-
-
-def _bind_name(n: int) -> str:
-    return f"l{n - LITERAL_BASE}" if n >= LITERAL_BASE else f"p{n}"
-
-
-def _binds(names: list[str], ctx: EvalContext, owner: str) -> dict[str, Any]:
-    binds: dict[str, Any] = {}
-    for name in names:
-        if name == "__owner":
-            binds[name] = owner
-        elif name == "__user":
-            binds[name] = ctx.user
-        elif name[0] == "l":
-            binds[name] = ctx.literals[int(name[1:])]
-        elif name[0] == "p":
-            binds[name] = ctx.bound(int(name[1:]))
-    return binds
-
-
-def to_sqlite(node: exp.Expression, table: TableDef | None, names: list[str]) -> exp.Expression:
-    """Rewrite parameters to named placeholders and strip column qualifiers; refuse hidden columns."""
-
-    def rewrite(n: exp.Expression) -> exp.Expression:
-        number = parameter_number(n)
-        if number is not None:
-            name = _bind_name(number)
-            if name not in names:
-                names.append(name)
-            return exp.Placeholder(this=name)
-        if isinstance(n, exp.Column):
-            if n.name.lower() == OWNER:
-                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{n.name}' not found")
-            if table is not None and n.name.lower() not in table.by_name and not isinstance(n.this, exp.Star):
-                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{n.name}' not found in table '{table.key}'")
-            return exp.column(n.name.lower(), quoted=True)
-        if isinstance(n, exp.CurrentUser):
-            if "__user" not in names:
-                names.append("__user")
-            return exp.Placeholder(this="__user")
-        return n
-
-    return node.transform(rewrite, copy=True)
-
-
-def _compile_select(tree: exp.Select, table: TableDef | None, system: str | None) -> _Select:
-    tree = tree.copy()
-    names: list[str] = []
-    if tree.args.get("with"):
-        raise SqlError("INVALID_SQL", "WITH is not supported")
-    system_cols = SYSTEM_TABLES.get(system or "")
-    if table is not None:
-        columns: list[tuple[str, KType, list[str]]] = [(c.name, c.ktype, c.flags) for c in table.columns]
-    elif system_cols is not None:
-        columns = [(c, t, []) for c, t in system_cols]
-    else:
-        columns = []
-    by_name = {c[0]: c for c in columns}
-    projections: list[exp.Expression] = []
-    for proj in tree.expressions:
-        if isinstance(proj, exp.Star) or (isinstance(proj, exp.Column) and isinstance(proj.this, exp.Star)):
-            projections.extend(exp.column(name) for name, _, _ in columns)
-        else:
-            projections.append(proj)
-    outputs: list[_Out] = []
-    for proj in projections:
-        inner = proj.this if isinstance(proj, exp.Alias) else proj
-        if isinstance(proj, exp.Alias | exp.Column):
-            name = proj.alias_or_name.lower() if isinstance(proj, exp.Column) else proj.alias
-        else:
-            name = proj.sql(dialect="postgres").lower()
-        ktype, flags = _output_type(inner, by_name)
-        outputs.append(_Out(name, ktype, flags if isinstance(proj, exp.Column) else []))
-    tree.set("expressions", projections)
-    limit = tree.args.get("limit")
-    limit_expr = limit.expression if limit is not None else None
-    tree = to_sqlite(tree, table, names)
-    if system_cols is not None:
-        for col in tree.find_all(exp.Column):
-            if col.name not in by_name:
-                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{col.name}' not found in table '{system}'")
-    source = tree.args.get("from_")
-    if source is not None:
-        target = table.key if table is not None else system
-        source.set("this", exp.Table(this=exp.to_identifier(target, quoted=True)))
-    if table is not None:
-        extra = "_deleted = 0" if table.kind != "STREAM" else "1 = 1"
-        condition = (
-            exp.and_(exp.condition(extra), exp.condition(f"{OWNER} = :__owner"))
-            if table.per_user
-            else exp.condition(extra)
-        )
-        where = tree.args.get("where")
-        tree.set("where", exp.Where(this=exp.and_(exp.paren(where.this), condition) if where else condition))
-        if table.per_user and "__owner" not in names:
-            names.append("__owner")
-        aggregate = tree.find(exp.AggFunc) is not None or tree.args.get("group") is not None
-        if not tree.args.get("order") and not aggregate:
-            tree = tree.order_by(exp.column(table.pk.name, quoted=True))
-    if source is not None:
-        tree.set("limit", exp.Limit(expression=exp.Placeholder(this="__limit")))
-        names.append("__limit")
-    sql = tree.sql(dialect="sqlite")
-    return _Select(sql, names, outputs, limit_expr, system if system in _EPHEMERAL else None)
-
-
-def _output_type(
-    node: exp.Expression, by_name: Mapping[str, tuple[str, KType, list[str]]]
-) -> tuple[KType | None, list[str]]:
-    if isinstance(node, exp.Column):
-        col = by_name.get(node.name.lower())
-        return (col[1], col[2]) if col else (None, [])
-    if isinstance(node, exp.Count):
-        return BIGINT, []
-    if isinstance(node, exp.Max | exp.Min):
-        inner, _ = _output_type(node.this, by_name)
-        return inner, []
-    if isinstance(node, exp.Sum):
-        inner, _ = _output_type(node.this, by_name)
-        return (BIGINT if inner is not None and inner.sqlite == "INTEGER" else DOUBLE), []
-    if isinstance(node, exp.Avg):
-        return DOUBLE, []
-    if isinstance(node, exp.Boolean):
-        return BOOLEAN, []
-    return None, []
-
-
-def _limit(node: exp.Expression | None, ctx: EvalContext) -> int:
-    if node is None:
-        return DEFAULT_LIMIT
-    number = parameter_number(node)
-    value = ctx.bound(number) if number is not None else (node.this if isinstance(node, exp.Literal) else None)
-    try:
-        limit = int(value)
-    except (TypeError, ValueError):
-        raise SqlError("INVALID_SQL", f"Invalid LIMIT: {node.sql()}") from None
-    return max(0, min(limit, MAX_LIMIT))
-
-
-def _first_type(rows: list[tuple[Any, ...]], index: int) -> KType:
-    for row in rows:
-        if row[index] is not None:
-            return infer_type(row[index])
-    return TEXT
-
-
-def _compile_insert(tree: exp.Insert, table: TableDef) -> _Insert:
-    target = tree.this
-    if isinstance(target, exp.Schema):
-        names = [e.name.lower() for e in target.expressions]
-    else:
-        names = [c.name for c in table.user_columns]
-    for name in names:
-        if name not in table.by_name or name.startswith("_"):
-            raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' not found in table '{table.key}'")
-    if len(set(names)) != len(names):
-        raise SqlError("SQL_EXECUTION_ERROR", "Duplicate column in INSERT")
-    values = tree.expression
-    if not isinstance(values, exp.Values):
-        raise SqlError("INVALID_SQL", "INSERT needs VALUES (...)")
-    compiler = Compiler({c.name: c.ktype for c in table.columns})
-    rows: list[list[tuple[str, Fn]]] = []
-    for tup in values.expressions:
-        items = tup.expressions if isinstance(tup, exp.Tuple) else [tup]
-        if len(items) != len(names):
-            raise SqlError("SQL_EXECUTION_ERROR", f"INSERT has {len(names)} columns but {len(items)} values")
-        row = []
-        for name, item in zip(names, items, strict=True):
-            col = table.by_name[name]
-            fn = compiler.compile(item)
-            row.append((name, _coerced(fn, col.coerce)))
-        rows.append(row)
-    defaults: list[tuple[str, Callable[[EvalContext], Any]]] = []
-    for col in table.user_columns:
-        if col.auto_id:
-            defaults.append((col.name, lambda ctx: ctx.ids.next()))
-        elif col.default is not None:
-            fn = _coerced(compiler.compile(col.default), col.coerce)
-            defaults.append((col.name, lambda ctx, fn=fn: fn({}, ctx)))
-    order = [c.name for c in table.user_columns]
-    cols = ", ".join([OWNER, *(quote(c) for c in order), "_seq"])
-    marks = ", ".join("?" for _ in range(len(order) + 2))
-    name = quote(table.key)
-    if table.kind == "STREAM":
-        sql = f"INSERT OR IGNORE INTO {name} ({cols}) VALUES ({marks})"
-    else:
-        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in [*order, "_seq"])
-        sql = (
-            f"INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT ({OWNER}, {quote(table.pk.name)}) "
-            f"DO UPDATE SET {updates}, _deleted = 0 WHERE {name}._deleted = 1"
-        )
-    return _Insert(table, sql, rows, order, defaults)
-
-
-def _coerced(fn: Fn, coerce: Callable[[Any], Any]) -> Fn:
-    return lambda row, ctx: coerce(fn(row, ctx))
-
-
-def _compile_modify(tree: exp.Update | exp.Delete, table: TableDef) -> _Modify:
-    where = tree.args.get("where")
-    verb = "UPDATE" if isinstance(tree, exp.Update) else "DELETE"
-    if where is None:
-        raise SqlError("SQL_EXECUTION_ERROR", f"{verb} requires a WHERE clause")
-    names: list[str] = []
-    condition = to_sqlite(where.this, table, names)
-    extra = "" if table.kind == "STREAM" else " AND _deleted = 0"
-    owner = f" AND {OWNER} = :__owner" if table.per_user else ""
-    if table.per_user:
-        names.append("__owner")
-    cols = ", ".join(quote(c.name) for c in table.columns)
-    select = (
-        f"SELECT rowid, {cols} FROM {quote(table.key)} WHERE ({condition.sql(dialect='sqlite')}){extra}{owner} "
-        f"ORDER BY _seq"
-    )
-    plan = _Modify(table, select, names)
-    if isinstance(tree, exp.Update):
-        compiler = Compiler({c.name: c.ktype for c in table.columns})
-        for assignment in tree.expressions:
-            if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
-                raise SqlError("INVALID_SQL", f"Unsupported SET item: {assignment.sql()}")
-            name = assignment.this.name.lower()
-            col = table.by_name.get(name)
-            if col is None or name.startswith("_"):
-                raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' not found in table '{table.key}'")
-            if col.primary_key:
-                raise SqlError("SQL_EXECUTION_ERROR", f"Primary key column '{name}' cannot be updated")
-            plan.sets.append((name, compiler.compile(assignment.expression), col.coerce))
-        sets = ", ".join(f"{quote(name)} = ?" for name, _, _ in plan.sets)
-        plan.update_sql = f"UPDATE {quote(table.key)} SET {sets}, _seq = ? WHERE rowid = ?"
-    return plan

@@ -2,34 +2,98 @@
 
 A spec is ``name[:key=value[,key=value]]``. Counting faults act on a subscription's Nth, 2Nth, ...
 change notification (counted per subscription from 1), so their effect is predictable on the wire.
+
+The faults reach the server through one object, the delivery stage (``Faults.stage()``): the
+fan-out passes each notification through ``deliver`` and enqueues what comes back, the sender asks
+``send_delay`` before each frame, ``system.live`` adds ``live_changes_skew``. Without faults the
+stage is a ``PassThrough``, so the real delivery path carries no fault checks at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
 
-_SPECS: dict[str, dict[str, int | None]] = {
-    # name: {parameter: default (None = required)}
-    "drop": {"every": None},
-    "duplicate": {"every": None},
-    "reorder": {"every": None},
-    "delay": {"ms": None, "every": 1},
-    "stale-old": {"every": 1},
-    "corrupt-new": {"every": 1},
-    "sub-error": {"every": None},
-    "no-deleted": {},
-    "skew-changes": {"by": None},
-    "leak": {"bytes": None},
-    "keep-closed": {},
-    "stall": {"after": None, "for": None},
-    "crash": {"after": None},
+import orjson
+
+from refserver.engine import CommittedChange
+
+log = logging.getLogger("lqrefserver.faults")
+
+
+class Fault(StrEnum):
+    """The fault names ``--fault`` accepts; code names a fault only through this enum."""
+
+    DROP = "drop"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    DELAY = "delay"
+    STALE_OLD = "stale-old"
+    CORRUPT_NEW = "corrupt-new"
+    SUB_ERROR = "sub-error"
+    NO_DELETED = "no-deleted"
+    SKEW_CHANGES = "skew-changes"
+    LEAK = "leak"
+    KEEP_CLOSED = "keep-closed"
+    STALL = "stall"
+    CRASH = "crash"
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    """One parameter of a fault: its default (None: required) and whether 0 is allowed."""
+
+    default: int | None = None
+    positive: bool = False
+
+
+_EVERY = _Param(positive=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """A fault's parameters (in usage order) and what it does, for ``--help``."""
+
+    params: dict[str, _Param]
+    effect: str
+
+
+_SPECS: dict[Fault, _Spec] = {
+    Fault.DROP: _Spec({"every": _EVERY}, "lose every Nth notification"),
+    Fault.DUPLICATE: _Spec({"every": _EVERY}, "send every Nth notification twice"),
+    Fault.REORDER: _Spec({"every": _EVERY}, "send every Nth notification after the next one"),
+    Fault.DELAY: _Spec({"ms": _Param(positive=True), "every": _Param(1, True)}, "send every Nth notification ms late"),
+    Fault.STALE_OLD: _Spec({"every": _Param(1, True)}, "old values of an update one version too old"),
+    Fault.CORRUPT_NEW: _Spec({"every": _Param(1, True)}, "text values of an insert or update altered"),
+    Fault.SUB_ERROR: _Spec({"every": _EVERY}, "a subscription error in place of every Nth notification"),
+    Fault.NO_DELETED: _Spec({}, "delete tombstones without _deleted"),
+    Fault.SKEW_CHANGES: _Spec({"by": _Param()}, "system.live.changes off by N"),
+    Fault.LEAK: _Spec({"bytes": _Param(positive=True)}, "keep N bytes per notification forever"),
+    Fault.KEEP_CLOSED: _Spec({}, "never answer a client's close; keep its subscriptions listed"),
+    Fault.STALL: _Spec({"after": _Param(), "for": _Param(positive=True)}, "block everything for T s, S s after start"),
+    Fault.CRASH: _Spec({"after": _Param()}, "exit hard S s after start"),
 }
-_POSITIVE = {"every", "ms", "bytes", "for"}
+_METAVARS = {"after": "S", "for": "T"}
 
-FAULT_HELP = (
-    "misbehave on purpose (repeatable): drop:every=N, duplicate:every=N, reorder:every=N, "
-    "delay:ms=N[,every=K], stale-old[:every=N], corrupt-new[:every=N], sub-error:every=N, no-deleted, "
-    "skew-changes:by=N, leak:bytes=N, keep-closed, stall:after=S,for=T, crash:after=S"
+
+def _usage(name: Fault) -> str:
+    """``name:key=N[,key=N]``, optional parameters in brackets."""
+    required = [f"{k}={_METAVARS.get(k, 'N')}" for k, p in _SPECS[name].params.items() if p.default is None]
+    optional = [f"{k}={_METAVARS.get(k, 'N')}" for k, p in _SPECS[name].params.items() if p.default is not None]
+    text = name + (":" + ",".join(required) if required else "")
+    if optional:
+        text += f"[{',' if required else ':'}{','.join(optional)}]"
+    return text
+
+
+FAULT_HELP = "misbehave on purpose (repeatable): " + "; ".join(
+    f"{_usage(name)} ({spec.effect})" for name, spec in _SPECS.items()
 )
 
 
@@ -39,47 +103,47 @@ class FaultSpecError(ValueError):
 
 @dataclass(slots=True)
 class Faults:
-    """The active faults and their parameters, plus the memory ``leak`` holds on to."""
+    """The configured faults and their parameters, plus the memory ``leak`` holds on to."""
 
-    active: dict[str, dict[str, int]] = field(default_factory=dict)
+    params: dict[Fault, dict[str, int]] = field(default_factory=dict)
     leaked: list[bytearray] = field(default_factory=list)
 
-    def on(self, name: str) -> bool:
-        return name in self.active
+    @property
+    def enabled(self) -> bool:
+        """Whether any fault is configured."""
+        return bool(self.params)
 
-    def hits(self, name: str, n: int) -> bool:
+    def on(self, name: Fault) -> bool:
+        return name in self.params
+
+    def hits(self, name: Fault, n: int) -> bool:
         """Whether a counting fault fires on the ``n``-th notification of a subscription."""
-        params = self.active.get(name)
+        params = self.params.get(name)
         return params is not None and n % params["every"] == 0
 
-    def param(self, name: str, key: str) -> int:
-        return self.active[name][key]
-
-    def leak(self) -> None:
-        """Keep ``bytes`` bytes forever (the ``leak`` fault), once per notification."""
-        params = self.active.get("leak")
-        if params is not None:
-            self.leaked.append(bytearray(params["bytes"]))
-
-    @property
-    def skew(self) -> int:
-        params = self.active.get("skew-changes")
-        return params["by"] if params else 0
+    def param(self, name: Fault, key: str) -> int:
+        return self.params[name][key]
 
     def describe(self) -> str:
         return ", ".join(
-            name + (":" + ",".join(f"{k}={v}" for k, v in p.items()) if p else "") for name, p in self.active.items()
+            name + (":" + ",".join(f"{k}={v}" for k, v in p.items()) if p else "") for name, p in self.params.items()
         )
+
+    def stage(self) -> PassThrough:
+        """The delivery stage for these faults: a ``FaultStage``, or a ``PassThrough`` when there are none."""
+        return FaultStage(self) if self.enabled else PassThrough()
 
 
 def parse_faults(specs: list[str]) -> Faults:
     """Parse ``--fault`` values; raises ``FaultSpecError`` with a one-line message."""
     faults = Faults()
     for spec in specs:
-        name, _, rest = spec.strip().partition(":")
-        if name not in _SPECS:
-            raise FaultSpecError(f"unknown fault '{name}' in '{spec}' (known: {', '.join(_SPECS)})")
-        allowed = _SPECS[name]
+        raw, _, rest = spec.strip().partition(":")
+        try:
+            name = Fault(raw)
+        except ValueError:
+            raise FaultSpecError(f"unknown fault '{raw}' in '{spec}' (known: {', '.join(Fault)})") from None
+        allowed = _SPECS[name].params
         params: dict[str, int] = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
@@ -89,20 +153,156 @@ def parse_faults(specs: list[str]) -> Faults:
                 number = int(value)
             except ValueError:
                 raise FaultSpecError(f"parameter {key} of fault '{spec}' must be an integer") from None
-            if number < 0 or (key in _POSITIVE and number == 0):
+            if number < 0 or (allowed[key].positive and number == 0):
                 raise FaultSpecError(f"parameter {key} of fault '{spec}' is out of range")
             params[key] = number
-        for key, default in allowed.items():
+        for key, param in allowed.items():
             if key not in params:
-                if default is None:
+                if param.default is None:
                     raise FaultSpecError(f"fault '{spec}' needs {key}= (expects {_usage(name)})")
-                params[key] = default
-        if name in faults.active:
+                params[key] = param.default
+        if name in faults.params:
             raise FaultSpecError(f"fault '{name}' given twice")
-        faults.active[name] = params
+        faults.params[name] = params
     return faults
 
 
-def _usage(name: str) -> str:
-    params = _SPECS[name]
-    return name + (":" + ",".join(f"{k}=N" for k in params) if params else "")
+# ---------------------------------------------------------------- the delivery stage
+
+
+class Frame(NamedTuple):
+    """One frame for a subscription's connection: a change notification, or a control frame."""
+
+    payload: bytes
+    n: int  # the notification's count on its subscription (what the sender's delay counts)
+    control: bool = False  # sent as a control frame: never dropped, not a change
+
+
+class Subscriber(Protocol):
+    """What the stage sees of a subscription."""
+
+    sub_id: str
+    prefix: bytes  # the change message up to and including its subscription_id
+    loading: bool  # still receiving its snapshot
+    held: Frame | None  # the reorder fault's withheld notification
+
+
+class Renderer(Protocol):
+    """What the stage sees of a subscription group: the change body it shares."""
+
+    def body(
+        self, change: CommittedChange, no_deleted: bool = False, stale: Mapping[str, Any] | None = None
+    ) -> bytes: ...
+
+
+class PassThrough:
+    """The delivery stage without faults: every notification goes out once, as it is."""
+
+    keep_closed = False  # the keep-closed fault: never answer a close, keep subscriptions listed
+    sees_every_change = False  # whether ``observe`` must see changes that no subscription matches
+    live_changes_skew = 0  # added to system.live.changes
+
+    def observe(self, change: CommittedChange) -> None:
+        """Called once per committed change, before its fan-out."""
+
+    def deliver(
+        self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
+    ) -> tuple[Frame, ...]:
+        """The frames to enqueue for the ``n``-th notification of ``sub``, whose group rendered ``body``."""
+        return (Frame(sub.prefix + body, n),)
+
+    def send_delay(self, n: int) -> float:
+        """Seconds to wait before sending the frame of notification ``n`` (it goes in a write of its own)."""
+        return 0.0
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Schedule the faults that act on the whole process once the server listens."""
+
+
+class FaultStage(PassThrough):
+    """The configured faults as one delivery stage, in the order they apply to a notification."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self.keep_closed = faults.on(Fault.KEEP_CLOSED)
+        self.sees_every_change = faults.on(Fault.STALE_OLD)
+        self.live_changes_skew = faults.param(Fault.SKEW_CHANGES, "by") if faults.on(Fault.SKEW_CHANGES) else 0
+        self._no_deleted = faults.on(Fault.NO_DELETED)
+        self._leak = faults.param(Fault.LEAK, "bytes") if faults.on(Fault.LEAK) else 0
+        self._stale_memory: dict[tuple[str, str, Any], dict[str, Any]] = {}
+        self._stale: dict[str, Any] | None = None  # stale-old: the old values the current update pretends
+
+    def observe(self, change: CommittedChange) -> None:
+        """stale-old: remember each row's old values, so an update can show the version before them."""
+        self._stale = None
+        if self.sees_every_change and change.kind == "update":
+            assert change.new is not None and change.old is not None
+            key = (change.table.key, change.owner, change.new[change.table.pk.name])
+            self._stale = self._stale_memory.get(key) or change.new
+            self._stale_memory[key] = dict(change.old)
+
+    def deliver(
+        self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
+    ) -> tuple[Frame, ...]:
+        faults = self.faults
+        if self._leak:
+            faults.leaked.append(bytearray(self._leak))
+        if faults.hits(Fault.DROP, n):
+            return ()
+        if faults.hits(Fault.SUB_ERROR, n) and not sub.loading:
+            error = {"type": "error", "subscription_id": sub.sub_id, "code": "SUBSCRIPTION_FAILED"}
+            return (Frame(orjson.dumps({**error, "message": "Injected fault"}), n, control=True),)
+        payload = sub.prefix + self._body(change, group, n, body)
+        if faults.hits(Fault.REORDER, n):
+            released, sub.held = sub.held, Frame(payload, n)
+            return () if released is None else (released,)
+        frames = [Frame(payload, n)]
+        if faults.hits(Fault.DUPLICATE, n):
+            frames.append(frames[0])
+        if sub.held is not None:
+            frames.append(sub.held)
+            sub.held = None
+        return tuple(frames)
+
+    def _body(self, change: CommittedChange, group: Renderer, n: int, body: bytes) -> bytes:
+        """The body after the faults that alter values (stale-old, corrupt-new, no-deleted)."""
+        faults = self.faults
+        if self._no_deleted and change.kind == "delete":
+            body = group.body(change, no_deleted=True)
+        if self._stale is not None and faults.hits(Fault.STALE_OLD, n):
+            body = group.body(change, stale=self._stale)
+        if change.kind != "delete" and faults.hits(Fault.CORRUPT_NEW, n):
+            body = group.body(_corrupted(change))
+        return body
+
+    def send_delay(self, n: int) -> float:
+        faults = self.faults
+        return faults.param(Fault.DELAY, "ms") / 1000 if faults.hits(Fault.DELAY, n) else 0.0
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        faults = self.faults
+        if faults.on(Fault.STALL):
+            loop.call_later(faults.param(Fault.STALL, "after"), _stall, faults.param(Fault.STALL, "for"))
+        if faults.on(Fault.CRASH):
+            loop.call_later(faults.param(Fault.CRASH, "after"), _crash)
+
+
+def _corrupted(change: CommittedChange) -> CommittedChange:
+    """The corrupt-new fault: ``change`` with every text value of its new row altered."""
+    new = dict(change.new or {})
+    for col in change.table.columns:
+        if col.ktype.name == "Text" and isinstance(new.get(col.name), str):
+            new[col.name] = new[col.name] + "~corrupt"
+    return replace(change, new=new)
+
+
+def _stall(seconds: float) -> None:
+    """The stall fault: block the event loop, so nothing at all is processed for ``seconds``."""
+    log.warning("fault stall: stopping all processing for %s s", seconds)
+    time.sleep(seconds)
+
+
+def _crash() -> None:
+    """The crash fault: exit at once, without cleanup, as a crashing server would."""
+    log.error("fault crash: exiting now")
+    os._exit(70)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from refserver import auth
+from refserver.accounts import Accounts
 from refserver.auth import TokenError
-from refserver.engine import StatementError
+from refserver.engine import Principal, StatementError
 from refserver.errors import SqlError
-from refserver.stats import BUILD_DATE, VERSION
 from refserver.storage import UserRecord, now_us
-
-if TYPE_CHECKING:
-    from refserver.app import RefServer
+from refserver.system_stats import BUILD_DATE, VERSION
 
 MAX_SQL = 1 << 20
 MAX_PARAM = 512 * 1024
@@ -41,11 +40,22 @@ def _is_local(request: web.Request) -> bool:
     return (request.remote or "") in LOOPBACK
 
 
-class HttpApi:
-    """Route handlers bound to one server."""
+class SqlRunner(Protocol):
+    """What ``POST /v1/api/sql`` needs of the engine."""
 
-    def __init__(self, server: RefServer) -> None:
-        self.server = server
+    def split(self, sql: str) -> list[str]: ...
+
+    def execute(
+        self, principal: Principal, statements: Sequence[str], params: list[Any], namespace: str
+    ) -> list[dict[str, Any]]: ...
+
+
+class HttpApi:
+    """Route handlers over the server's users (``accounts``) and its SQL engine."""
+
+    def __init__(self, accounts: Accounts, engine: SqlRunner) -> None:
+        self.accounts = accounts
+        self.engine = engine
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -77,7 +87,7 @@ class HttpApi:
         return body
 
     def _token_body(self, record: UserRecord) -> dict[str, Any]:
-        tokens = self.server.tokens
+        tokens = self.accounts.tokens
         access, access_exp = tokens.issue(record.user_id, record.role, "access")
         refresh, refresh_exp = tokens.issue(record.user_id, record.role, "refresh")
         return {
@@ -107,7 +117,7 @@ class HttpApi:
             return _json({"error": "bad_request", "message": f"Invalid login request: {detail}"}, 400)
         if len(user) > 128 or len(password) > 256:
             return _json({"error": "bad_request", "message": "User or password too long"}, 400)
-        record = self.server.store.user(user)
+        record = self.accounts.user(user)
         if record is not None and record.password_hash == "":
             if not _is_local(request):
                 return _json({"error": "forbidden", "message": "Root has no password; run setup locally"}, 403)
@@ -116,7 +126,7 @@ class HttpApi:
             return _json({"error": "unauthorized", "message": "Invalid username or password"}, 401)
         if record.role == "system" and not _is_local(request):
             return _json({"error": "forbidden", "message": "System users may log in from localhost only"}, 403)
-        self.server.store.touch_user(record.user_id)
+        self.accounts.touch(record.user_id)
         return _json(self._token_body(record))
 
     async def refresh(self, request: web.Request) -> web.Response:
@@ -125,13 +135,13 @@ class HttpApi:
         if not token:
             return _json({"error": "unauthorized", "message": "Missing refresh token"}, 401)
         try:
-            claims = self.server.tokens.verify(token, "refresh")
+            claims = self.accounts.tokens.verify(token, "refresh")
         except TokenError:
             try:
-                claims = self.server.tokens.verify(token, "access")
+                claims = self.accounts.tokens.verify(token, "access")
             except TokenError as exc:
                 return _json({"error": "unauthorized", "message": exc.message}, 401)
-        record = self.server.store.user(claims.user_id)
+        record = self.accounts.user(claims.user_id)
         if record is None:
             return _json({"error": "unauthorized", "message": "User no longer exists"}, 401)
         return _json(self._token_body(record))
@@ -139,14 +149,14 @@ class HttpApi:
     async def status(self, request: web.Request) -> web.Response:
         if not _is_local(request):
             return _json({"error": "forbidden", "message": "Setup status is local only"}, 403)
-        needs = self.server.needs_setup()
+        needs = self.accounts.needs_setup()
         message = "Server requires initial setup" if needs else "Server is set up"
         return _json({"needs_setup": needs, "message": message})
 
     async def setup(self, request: web.Request) -> web.Response:
         if not _is_local(request):
             return _json({"error": "forbidden", "message": "Setup is allowed from localhost only"}, 403)
-        if not self.server.needs_setup():
+        if not self.accounts.needs_setup():
             return _json({"error": "already_configured", "message": "Server is already set up"}, 409)
         body = await self._body(request)
         if isinstance(body, web.Response):
@@ -156,16 +166,16 @@ class HttpApi:
         if not all(isinstance(v, str) and v for v in (user, password, root_password)):
             return _json({"error": "bad_request", "message": "Expected user, password and root_password"}, 400)
         assert isinstance(user, str) and isinstance(password, str) and isinstance(root_password, str)
-        if user == "root" or self.server.store.user(user) is not None:
+        if user == "root" or self.accounts.user(user) is not None:
             return _json({"error": "bad_request", "message": f"User '{user}' cannot be created"}, 400)
         try:
             auth.check_password(password)
             auth.check_password(root_password)
         except SqlError as exc:
             return _json({"error": "weak_password", "message": exc.message}, 400)
-        self.server.set_root_password(root_password)
+        self.accounts.set_root_password(root_password)
         now = now_us()
-        self.server.store.put_user(
+        self.accounts.add(
             UserRecord(user, auth.hash_password(password), "dba", email if isinstance(email, str) else None, now, now)
         )
         return _json({"message": f"Setup complete: root password set and DBA user '{user}' created"})
@@ -174,14 +184,13 @@ class HttpApi:
 
     async def sql(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        server = self.server
         header = request.headers.get("Authorization")
         if not header:
             return _auth_error("MISSING_AUTHORIZATION", "Missing Authorization header", started)
         if not header.startswith(("Bearer ", "bearer ")):
             return _auth_error("INVALID_CREDENTIALS", "Only Bearer tokens are accepted", started)
         try:
-            principal = server.principal_for(header[7:].strip())
+            principal = self.accounts.principal_for(header[7:].strip())
         except TokenError as exc:
             return _auth_error(exc.code, exc.message, started)
         if not request.content_type == "application/json":
@@ -201,13 +210,13 @@ class HttpApi:
             return _sql_error("INVALID_PARAMETER", "`params` must be an array, `namespace_id` a string", started, 400)
         if len(params) > 50 or any(isinstance(p, str) and len(p) > MAX_PARAM for p in params):
             return _sql_error("INVALID_PARAMETER", "At most 50 parameters of at most 512 KB each", started, 400)
-        statements = server.engine.split(sql)
+        statements = self.engine.split(sql)
         if not statements:
             return _sql_error("EMPTY_SQL", "SQL is empty", started, 400)
         if params and len(statements) > 1:
             return _sql_error("PARAMS_WITH_BATCH", "Parameters cannot be used with multiple statements", started, 400)
         try:
-            results = server.engine.execute(principal, statements, params, namespace.lower())
+            results = self.engine.execute(principal, statements, params, namespace.lower())
         except StatementError as exc:
             details = sql if principal.role in ("dba", "system") else None
             return _sql_error(exc.error.code, str(exc), started, exc.error.http_status, details)

@@ -130,10 +130,6 @@ class Jobs:
         task.cancel()
         return True
 
-    @property
-    def running(self) -> int:
-        return len(self.tasks)
-
 
 def _checkpoint(path: str) -> int:
     """Copy the WAL into the database file (PASSIVE: never blocks the server's writers)."""

@@ -19,15 +19,16 @@ import logging
 import struct
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from refserver.engine import Change
+from refserver.engine import CommittedChange
 from refserver.exprs import EvalContext, truthy
-from refserver.faults import Faults
+from refserver.faults import Frame, PassThrough
 from refserver.live_query import LiveQuery, options_json
 from refserver.snowflake import Snowflake
 from refserver.storage import Store, now_us
@@ -63,11 +64,11 @@ class Subscription:
     boundary: int = 0  # snapshot boundary: rows with _seq <= boundary come by batches
     batch_num: int = 0
     buffer: collections.deque = field(default_factory=collections.deque)
-    notified: int = 0  # change notifications produced for this subscription (fault counters)
+    notified: int = 0  # change notifications produced for this subscription (what fault counters count)
     changes: int = 0  # change notifications delivered on the socket (system.live.changes)
     created_at: int = field(default_factory=now_us)
     last_update: int = field(default_factory=now_us)
-    held: tuple[bytes, int] | None = None  # the reorder fault's withheld notification
+    held: Frame | None = None  # the reorder fault's withheld notification (owned by the fault stage)
     prefix: bytes = b""
 
     def __post_init__(self) -> None:
@@ -98,8 +99,12 @@ class Group:
         flt = self.query.filter
         return flt is None or truthy(flt(row, self.ctx))
 
-    def body(self, change: Change, no_deleted: bool = False, stale: dict[str, Any] | None = None) -> bytes:
-        """The part of a change message after ``subscription_id`` (shared by the group)."""
+    def body(self, change: CommittedChange, no_deleted: bool = False, stale: Mapping[str, Any] | None = None) -> bytes:
+        """The part of a change message after ``subscription_id`` (shared by the group).
+
+        ``no_deleted`` leaves ``_deleted`` out of a tombstone and ``stale`` replaces an update's old
+        values: both only for the fault stage.
+        """
         if change.kind == "insert":
             row = {k: c.encode(change.new.get(c.name)) for k, c in self.outputs}  # type: ignore[union-attr]
             return b',"change_type":"insert","rows":' + dumps([row]) + b"}"
@@ -132,15 +137,6 @@ class Group:
         return b',"change_type":"delete","old_values":' + dumps([olds]) + b"}"
 
 
-def _corrupted(change: Change) -> Change:
-    """The corrupt-new fault: ``change`` with every text value of its new row altered."""
-    new = dict(change.new or {})
-    for col in change.table.columns:
-        if col.ktype.name == "Text" and isinstance(new.get(col.name), str):
-            new[col.name] = new[col.name] + "~corrupt"
-    return replace(change, new=new)
-
-
 class Connection:
     """One WebSocket: its identity, subscriptions, bounded outgoing queue and sender task."""
 
@@ -167,7 +163,6 @@ class Connection:
         self.last_activity = time.monotonic()
         self.last_ping_us = now_us()
         self.closed = False
-        self.close_code: int | None = None
         self.dropped = 0
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
 
@@ -197,7 +192,6 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self.close_code = code
         self.room.set()
         asyncio.get_running_loop().create_task(self._close(code, reason))
 
@@ -211,7 +205,7 @@ class Connection:
     async def _send_loop(self) -> None:
         """Write queued frames in order; frames queued within ``COALESCE_S`` of the last write share one write."""
         ws = self.ws
-        faults = self.manager.faults
+        stage = self.manager.stage
         queue = self.queue
         loop = asyncio.get_running_loop()
         last_write = 0.0
@@ -229,11 +223,12 @@ class Connection:
                 size = 0
                 while queue and size < BATCH_BYTES:
                     payload, sub, n = queue[0]
-                    if n < 0 or (sub is not None and faults.active and faults.hits("delay", n) and frames):
+                    delay = stage.send_delay(n) if sub is not None else 0.0
+                    if n < 0 or (delay and frames):
                         break  # a close or a delayed frame: send what is batched first
                     queue.popleft()
-                    if sub is not None and faults.active and faults.hits("delay", n):
-                        await asyncio.sleep(faults.param("delay", "ms") / 1000)
+                    if delay:
+                        await asyncio.sleep(delay)
                     frames.append(self._frame(payload))
                     size += len(frames[-1])
                     if sub is not None:
@@ -250,7 +245,6 @@ class Connection:
                 elif queue and queue[0][2] < 0:
                     payload, _, n = queue.popleft()
                     self.closed = True
-                    self.close_code = -n
                     await ws.close(code=-n, message=payload)
                     return
         except asyncio.CancelledError:
@@ -298,7 +292,7 @@ class LiveManager:
         self,
         store: Store,
         ids: Snowflake,
-        faults: Faults,
+        stage: PassThrough,
         node_id: int,
         queue_size: int,
         overflow: str,
@@ -306,7 +300,7 @@ class LiveManager:
     ) -> None:
         self.store = store
         self.ids = ids
-        self.faults = faults
+        self.stage = stage  # the delivery stage every notification passes through (faults, or none)
         self.node_id = node_id
         self.queue_size = queue_size
         self.overflow = overflow
@@ -314,11 +308,10 @@ class LiveManager:
         self.connections: set[Connection] = set()
         self.groups: dict[tuple[str, str], dict[tuple[Any, ...], Group]] = {}
         self.zombies: list[Subscription] = []  # the keep-closed fault's closed-but-listed subscriptions
-        self.pending: collections.deque[Change] = collections.deque()
+        self.pending: collections.deque[CommittedChange] = collections.deque()
         self.kick = asyncio.Event()
         self.dropped_total = 0
         self.blocked_disconnects = 0
-        self.stale_memory: dict[tuple[str, str, Any], dict[str, Any]] = {}
         self.dispatcher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -377,7 +370,7 @@ class LiveManager:
                     groups.pop(group.key, None)
                     if not groups:
                         del self.groups[key]
-        if keep and self.faults.on("keep-closed"):
+        if keep and self.stage.keep_closed:
             self.zombies.append(sub)
         return True
 
@@ -466,9 +459,9 @@ class LiveManager:
 
     # ------------------------------------------------------------ pipeline
 
-    def publish(self, changes: list[Change]) -> None:
+    def publish(self, changes: list[CommittedChange]) -> None:
         """Hand committed changes to the dispatcher (called right after commit, in commit order)."""
-        if self.groups or self.faults.on("stale-old"):
+        if self.groups or self.stage.sees_every_change:
             self.pending.extend(changes)
             self.kick.set()
 
@@ -482,58 +475,29 @@ class LiveManager:
                 for sub, payload, n in blocked:
                     await self._wait_and_put(sub, payload, n)
 
-    def _fan_out(self, change: Change) -> list[tuple[Subscription, bytes, int]]:
-        faults = self.faults
-        stale = None
-        if faults.on("stale-old") and change.kind == "update":
-            key = (change.table.key, change.owner, change.new[change.table.pk.name])  # type: ignore[index]
-            stale = self.stale_memory.get(key) or change.new
-            self.stale_memory[key] = dict(change.old)  # type: ignore[arg-type]
+    def _fan_out(self, change: CommittedChange) -> list[tuple[Subscription, bytes, int]]:
+        """Match the change against each group, render its body once, pass it through the stage, offer the frames."""
+        stage = self.stage
+        stage.observe(change)
         groups = self.groups.get((change.table.key, change.owner))
         if not groups:
             return []
         blocked: list[tuple[Subscription, bytes, int]] = []
         row = change.new
-        no_deleted = faults.on("no-deleted")
+        assert row is not None
         for group in list(groups.values()):
-            if not group.matches(row):  # type: ignore[arg-type]
+            if not group.matches(row):
                 continue
-            body = group.body(change, no_deleted=no_deleted)
+            body = group.body(change)
             for sub in group.subs:
                 if change.seq <= sub.start_seq:
                     continue
                 sub.notified += 1
-                n = sub.notified
-                payload_body = body
-                if faults.active:
-                    faults.leak()
-                    if faults.hits("drop", n):
-                        continue
-                    if faults.hits("sub-error", n) and not sub.loading:
-                        sub.conn.send_control(
-                            {
-                                "type": "error",
-                                "subscription_id": sub.sub_id,
-                                "code": "SUBSCRIPTION_FAILED",
-                                "message": "Injected fault",
-                            }
-                        )
-                        continue
-                    if stale is not None and faults.hits("stale-old", n):
-                        payload_body = group.body(change, no_deleted=no_deleted, stale=stale)
-                    if change.kind != "delete" and faults.hits("corrupt-new", n):
-                        payload_body = group.body(_corrupted(change), no_deleted=no_deleted)
-                    if faults.hits("reorder", n):
-                        sub.held = (sub.prefix + payload_body, n)
-                        continue
-                payload = sub.prefix + payload_body
-                self._offer(sub, payload, n, blocked)
-                if faults.active:
-                    if faults.hits("duplicate", n):
-                        self._offer(sub, payload, n, blocked)
-                    if sub.held is not None and sub.held[1] != n:
-                        held, sub.held = sub.held, None
-                        self._offer(sub, held[0], held[1], blocked)
+                for frame in stage.deliver(change, group, sub, sub.notified, body):
+                    if frame.control:
+                        sub.conn.send_control(frame.payload)
+                    else:
+                        self._offer(sub, frame.payload, frame.n, blocked)
         return blocked
 
     def _full(self, sub: Subscription) -> bool:
@@ -602,7 +566,7 @@ class LiveManager:
 
     def live_rows(self) -> list[tuple[Any, ...]]:
         """Rows of ``system.live`` in its column order."""
-        skew = self.faults.skew
+        skew = self.stage.live_changes_skew
         rows = []
         for sub in self.subscriptions() + self.zombies:
             table = sub.query.table

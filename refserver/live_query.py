@@ -6,6 +6,7 @@ snapshots, so both see the same rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,9 @@ from sqlglot.errors import SqlglotError
 
 from refserver.catalog import OWNER, ColumnDef, TableDef
 from refserver.dialect import READ
-from refserver.engine import to_sqlite
 from refserver.errors import SqlError
 from refserver.exprs import Compiler, Fn
+from refserver.sqlite_compile import to_sqlite
 from refserver.storage import quote
 
 
@@ -75,7 +76,7 @@ class LiveQuery:
         return [*self.projection, ("_seq", self.table.by_name["_seq"])]
 
 
-def compile_live_query(sql: str, tables: dict[str, TableDef]) -> LiveQuery:
+def compile_live_query(sql: str, tables: Mapping[str, TableDef]) -> LiveQuery:
     """Parse and validate a subscription's SQL; raises ``LiveQueryError`` with KalamDB's code."""
     try:
         tree = sqlglot.parse_one(sql, read=READ)

@@ -40,8 +40,3 @@ class Snowflake:
         if ms > self._last_ms:
             self._last_ms = ms
             self._seq = seen & _SEQ_MASK
-
-
-def millis_of(seq: int) -> int:
-    """Unix milliseconds at which a Snowflake id was made."""
-    return (seq >> (_NODE_BITS + _SEQ_BITS)) + EPOCH_MS

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from refserver.auth import TokenError
-from refserver.live import MAX_SUBS_PER_CONNECTION, Connection
+from refserver.catalog import TableDef
+from refserver.engine import Principal
+from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager
 from refserver.live_query import LiveQueryError, compile_live_query
-
-if TYPE_CHECKING:
-    from refserver.app import RefServer
 
 log = logging.getLogger("lqrefserver.ws")
 
@@ -42,13 +43,36 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
     return value
 
 
-class WsEndpoint:
-    """The WebSocket route and the watchdog enforcing auth and heartbeat timeouts."""
+@dataclass(frozen=True, slots=True)
+class WsSettings:
+    """The ``lqharness serve`` flags the WebSocket endpoint obeys."""
 
-    def __init__(self, server: RefServer) -> None:
-        self.server = server
-        self.cfg = server.config
-        self.live = server.live
+    auth_timeout: float = 3.0
+    heartbeat_timeout: float = 10.0
+    auth_rate_limit: int = 0  # authentications per client IP per second; 0 = unlimited
+    max_ws_message_size: int = 1 << 20
+
+
+class WsEndpoint:
+    """The WebSocket route and the watchdog enforcing auth and heartbeat timeouts.
+
+    It needs the live manager (connections, subscriptions), a way to turn a token into a
+    principal, the tables to subscribe to, its settings, and the event set when the server stops.
+    """
+
+    def __init__(
+        self,
+        live: LiveManager,
+        principal_for: Callable[[str], Principal],
+        tables: Mapping[str, TableDef],
+        settings: WsSettings,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.live = live
+        self.principal_for = principal_for
+        self.tables = tables
+        self.cfg = settings
+        self.stopping = stopping
         self._auth_window: tuple[int, dict[str, int]] = (0, {})  # (second, attempts per IP in it)
 
     async def watchdog(self) -> None:
@@ -70,11 +94,10 @@ class WsEndpoint:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Upgrade, authenticate (header or in-band), then serve messages until the socket ends."""
-        server = self.server
-        if server.shutting_down:
+        if self.stopping.is_set():
             return web.json_response({"error": "SERVICE_UNAVAILABLE", "message": "Server shutting down"}, status=503)
         compress = request.query.get("compress", "true").lower() != "false"
-        keep_closed = server.faults.on("keep-closed")
+        keep_closed = self.live.stage.keep_closed
         ws = web.WebSocketResponse(
             autoping=False,
             autoclose=not keep_closed,
@@ -158,7 +181,7 @@ class WsEndpoint:
         for sub_id in list(conn.subs):
             self.live.unsubscribe(conn, sub_id)
         self.live.connections.discard(conn)
-        await self.server.stopping.wait()
+        await self.stopping.wait()
 
     # ------------------------------------------------------------ messages
 
@@ -219,7 +242,7 @@ class WsEndpoint:
         ):
             raise InvalidMessage("unknown variant in `protocol`")
         try:
-            principal = self.server.principal_for(token)
+            principal = self.principal_for(token)
         except TokenError as exc:
             log.info("connection %s: authentication failed: %s", conn.connection_id, exc.message)
             conn.send_control({"type": "auth_error", "message": "Invalid credentials"})
@@ -274,11 +297,11 @@ class WsEndpoint:
             conn.send_control(_error(sub_id, "UNSUPPORTED", problem))
             return
         try:
-            query = compile_live_query(sql, self.server.store.tables)
+            query = compile_live_query(sql, self.tables)
         except LiveQueryError as exc:
             conn.send_control(_error(sub_id, exc.code, exc.message))
             return
-        if not self.server.may_read(query.table, conn.role or "user"):
+        if not query.table.readable_by(conn.role or "user"):
             conn.send_control(_error(sub_id, "UNAUTHORIZED", f"Access denied to table '{query.table.key}'"))
             return
         sub = self.live.subscribe(conn, sub_id, sql, query, options)

@@ -11,9 +11,14 @@ from refserver import catalog, dialect
 from refserver.auth import TokenError, Tokens, check_password, hash_password, verify_password
 from refserver.errors import SqlError
 from refserver.exprs import Compiler, EvalContext, truthy
-from refserver.faults import FaultSpecError, parse_faults
-from refserver.snowflake import EPOCH_MS, Snowflake, millis_of
+from refserver.faults import FAULT_HELP, Fault, FaultSpecError, FaultStage, PassThrough, parse_faults
+from refserver.snowflake import EPOCH_MS, Snowflake
 from refserver.values import BIGINT, TEXT, coercer, encoder, ktype
+
+
+def millis_of(seq: int) -> int:
+    """Unix milliseconds at which a Snowflake id was made (41 bits of ms above 10 node and 12 sequence bits)."""
+    return (seq >> 22) + EPOCH_MS
 
 
 def test_snowflake_layout_and_monotonic():
@@ -22,7 +27,6 @@ def test_snowflake_layout_and_monotonic():
     assert values == sorted(set(values))
     assert (values[0] >> 12) & 0x3FF == 5
     assert abs(millis_of(values[-1]) - time.time() * 1000) < 5_000
-    assert millis_of(0) == EPOCH_MS
     ids.observe(values[-1] + (1000 << 22))
     assert ids.next() > values[-1] + (1000 << 22)
 
@@ -78,12 +82,21 @@ def test_table_validation_rules():
 
 def test_fault_specs():
     faults = parse_faults(["drop:every=3", "delay:ms=5", "stale-old", "stall:after=1,for=2"])
-    assert faults.hits("drop", 6) and not faults.hits("drop", 7)
-    assert faults.param("delay", "every") == 1 and faults.hits("stale-old", 1)
-    assert faults.skew == 0 and parse_faults(["skew-changes:by=4"]).skew == 4
+    assert faults.hits(Fault.DROP, 6) and not faults.hits(Fault.DROP, 7)
+    assert faults.param(Fault.DELAY, "every") == 1 and faults.hits(Fault.STALE_OLD, 1)
+    assert faults.stage().live_changes_skew == 0 and parse_faults(["skew-changes:by=4"]).stage().live_changes_skew == 4
     for bad in (["nope"], ["drop"], ["drop:every=0"], ["drop:every=2", "drop:every=3"], ["leak:bytes=x"]):
         with pytest.raises(FaultSpecError):
             parse_faults(bad)
+
+
+def test_fault_stage_and_help():
+    """No fault configured: the pass-through stage; the help names every fault with its parameters."""
+    assert type(parse_faults([]).stage()) is PassThrough
+    assert type(parse_faults(["drop:every=2"]).stage()) is FaultStage
+    for name in Fault:
+        assert f"{name}" in FAULT_HELP
+    assert "delay:ms=N[,every=N]" in FAULT_HELP and "stale-old[:every=N]" in FAULT_HELP
 
 
 def test_passwords_and_tokens():

@@ -4,22 +4,58 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psutil
 
-if TYPE_CHECKING:
-    from refserver.app import RefServer
+from refserver.storage import Store
 
 VERSION = "0.1.0-refserver"
 BUILD_DATE = "2026-05-01"
 
 
-class Stats:
-    """Samples the server's own process with psutil on demand."""
+class Session(Protocol):
+    """A WebSocket connection as the metrics count it."""
 
-    def __init__(self, server: RefServer) -> None:
-        self.server = server
+    @property
+    def authenticated(self) -> bool: ...
+
+
+class LiveCounts(Protocol):
+    """What the metrics read of the live manager."""
+
+    @property
+    def connections(self) -> Collection[Session]: ...
+
+    @property
+    def dropped_total(self) -> int: ...
+
+    @property
+    def blocked_disconnects(self) -> int: ...
+
+    def subscriptions(self) -> Collection[Any]: ...
+
+    def live_rows(self) -> Collection[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSources:
+    """Where ``system.stats`` takes its numbers from, besides the process itself."""
+
+    live: LiveCounts
+    store: Store
+    plan_cache_size: Callable[[], int]
+    memory_limit_bytes: int = 0
+    node_id: int = 1
+
+
+class SystemStats:
+    """``system.stats``: samples the server's own process with psutil on demand."""
+
+    def __init__(self, sources: StatsSources) -> None:
+        self.sources = sources
         self.started = time.monotonic()
         self.process = psutil.Process(os.getpid())
         self.process.cpu_percent(None)
@@ -27,8 +63,8 @@ class Stats:
 
     def rows(self) -> list[tuple[str, str]]:
         """Current metrics, in a stable order."""
-        server = self.server
-        live = server.live
+        sources = self.sources
+        live, store = sources.live, sources.store
         mem = self.process.memory_info()
         uptime = time.monotonic() - self.started
         connections = len(live.connections)
@@ -40,7 +76,7 @@ class Stats:
             ("websocket_sessions", sessions),
         ):
             self.peaks[name] = max(self.peaks[name], value)
-        jobs = server.store.job_counts()
+        jobs = store.job_counts()
         vm = psutil.virtual_memory()
         metrics: list[tuple[str, object]] = [
             ("server_uptime_seconds", int(uptime)),
@@ -50,7 +86,7 @@ class Stats:
             ("memory_usage_source", "rss"),
             ("memory_rss_bytes", mem.rss),
             ("memory_rss_mb", mem.rss // (1 << 20)),
-            ("memory_limit_bytes", (server.config.memory_limit_mb or 0) << 20),
+            ("memory_limit_bytes", sources.memory_limit_bytes),
             ("memory_virtual_bytes", mem.vms),
             ("memory_virtual_mb", mem.vms // (1 << 20)),
             ("cpu_usage_percent", f"{self.process.cpu_percent(None):.2f}"),
@@ -66,9 +102,9 @@ class Stats:
             ("active_subscriptions_peak", self.peaks["active_subscriptions"]),
             ("websocket_sessions", sessions),
             ("websocket_sessions_peak", self.peaks["websocket_sessions"]),
-            ("total_users", server.store.count("__users")),
-            ("total_namespaces", len(server.store.namespaces)),
-            ("total_tables", len(server.store.tables)),
+            ("total_users", store.count("__users")),
+            ("total_namespaces", len(store.namespaces)),
+            ("total_tables", len(store.tables)),
             ("total_storages", 1),
             ("total_jobs", sum(jobs.values())),
             ("total_live_queries", len(live.live_rows())),
@@ -77,8 +113,8 @@ class Stats:
             ("jobs_failed", jobs.get("failed", 0)),
             ("notifications_dropped", live.dropped_total),
             ("slow_consumer_disconnects", live.blocked_disconnects),
-            ("plan_cache_size", len(server.engine.plans)),
-            ("node_id", server.config.node_id),
+            ("plan_cache_size", sources.plan_cache_size()),
+            ("node_id", sources.node_id),
             ("server_version", VERSION),
             ("server_build_date", BUILD_DATE),
             ("allocator_name", "pymalloc"),
