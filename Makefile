@@ -23,7 +23,7 @@ nightly: $(STAMP)
 	$(BIN)/python -m pytest -q -m nightly
 
 bench: $(STAMP)
-	$(BIN)/python -m harness.bench --out BENCHMARKS.md
+	$(BIN)/lqharness bench --out BENCHMARKS.md
 
 # ruff (lint and format), mypy, and the import contracts that keep the layers of DESIGN.md true.
 lint: $(STAMP)

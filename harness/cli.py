@@ -1,4 +1,4 @@
-"""``lqharness``: the command line. Each subcommand lives in the module named for its room.
+"""``lqharness``: the command line. Each subcommand ``<name>`` lives in ``harness/commands/<name>.py``.
 
 A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. Only the
 chosen command's module is imported, so ``--help`` and light commands stay fast and one
@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sample a server process (and target statistics) to a JSON-lines file",
     ),
     "judge": ("harness.commands.judge", "judge a run folder again, optionally with another criteria file"),
+    "bench": ("harness.commands.bench", "benchmark the reference server and the load generator's checks"),
 }
 
 
@@ -58,6 +59,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness import exitcodes
     from harness.errors import HarnessError
 
     argv = sys.argv[1:] if argv is None else argv
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("lqharness: interrupted", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,16 +8,14 @@ the coordinator runs the checker over every final summary and writes ``delivery.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from harness.delivery.checker import DEFAULT_GAP_SLACK_NS, check
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
+from harness.runfolder import DELIVERY, TARGET, WRITES, write_json_atomic
 
 log = logging.getLogger("lqharness")
 
@@ -52,13 +50,6 @@ class LiveView:
 
     def totals(self) -> dict[str, Any]:
         return {**self.counters, "latency_ms": self.latency.percentiles_ms()}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-    os.replace(tmp, path)
 
 
 def write_outputs(
@@ -103,7 +94,7 @@ def write_outputs(
         return delivery
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "delivery.json", delivery)
-    _write_json(folder / "writes.json", writes_summary([WriterLedger.from_dict(d) for d in ledgers]))
-    _write_json(folder / "target.json", target)
+    write_json_atomic(folder / DELIVERY, delivery)
+    write_json_atomic(folder / WRITES, writes_summary([WriterLedger.from_dict(d) for d in ledgers]))
+    write_json_atomic(folder / TARGET, target)
     return delivery

@@ -22,11 +22,11 @@ import gevent
 import orjson
 from locust import User, task
 
+from harness.runfolder import MONITOR
 from harness.targets.base import Admin, Listener, TargetError
 from locustfiles import coordination, population
 from locustfiles.population import ChurnSettings
 
-MONITOR_FILE = "monitor.jsonl"
 MONITOR_WAIT_SECONDS = 5.0  # how long to wait for a monitor sample taken after a mark
 TAIL_BYTES = 64 * 1024
 PUMP_SECONDS = 0.1
@@ -41,7 +41,7 @@ def monitor_sockets(run_dir: str | None, after: float) -> tuple[int | None, floa
     Waits up to ``MONITOR_WAIT_SECONDS`` for that sample; (None, None) without a monitor file
     or sample, or when the sample has no connection counts.
     """
-    path = Path(run_dir) / MONITOR_FILE if run_dir else None
+    path = Path(run_dir) / MONITOR if run_dir else None
     deadline = time.monotonic() + MONITOR_WAIT_SECONDS
     for _ in range(math.ceil(MONITOR_WAIT_SECONDS / PUMP_SECONDS) + 1):
         if path is None or not path.exists():

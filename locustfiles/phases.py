@@ -10,9 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-PHASES_FILE = "phases.jsonl"
+from harness.runfolder import PHASES, append_jsonl
 
 log = logging.getLogger("lqharness")
 
@@ -21,7 +19,7 @@ class PhaseLog:
     """Appends phases to ``run_dir/phases.jsonl`` (nothing is written without a run folder)."""
 
     def __init__(self, run_dir: str | None) -> None:
-        self.path = Path(run_dir) / PHASES_FILE if run_dir else None
+        self.path = Path(run_dir) / PHASES if run_dir else None
         self.written: list[dict[str, Any]] = []
 
     def write(self, name: str, start: float, end: float, **extra: Any) -> None:
@@ -31,8 +29,6 @@ class PhaseLog:
         if self.path is None:
             return
         try:
-            with self.path.open("ab") as out:
-                out.write(orjson.dumps(phase) + b"\n")
-                out.flush()
+            append_jsonl(self.path, phase)
         except OSError as exc:
             log.warning("cannot append phase %s to %s: %s", name, self.path, exc)

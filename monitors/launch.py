@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import IO
 
 from harness.plan import TargetSpec
+from harness.processes import terminate
+from harness.runfolder import GENERATOR, MONITOR
 
 PASSWORD_ENV = "LQH_TARGET_PASSWORD"  # the target password reaches the sidecar through this variable
 
@@ -44,7 +46,7 @@ def start_monitor_process(
         sys.executable, "-m", "harness.cli", "monitor",
         "--pid", str(server_pid),
         "--interval", str(interval),
-        "--out", str(out_dir / "monitor.jsonl"),
+        "--out", str(out_dir / MONITOR),
     ]  # fmt: skip
     env = dict(os.environ)
     if uss:
@@ -56,7 +58,7 @@ def start_monitor_process(
             "--generator-parent",
             str(generator_parent),
             "--generator-out",
-            str(out_dir / "generator.jsonl"),
+            str(out_dir / GENERATOR),
         ]
         if generator_in_process:
             cmd.append("--generator-include-parent")
@@ -75,10 +77,4 @@ def start_monitor_process(
 
 def stop_monitor_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int:
     """SIGTERM the monitor and wait for its final flush; kill it if it does not end in ``timeout``."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(timeout)
+    return terminate(proc, timeout)

@@ -7,16 +7,14 @@ exit code (0 pass, 1 fail, 2 inconclusive or harness error).
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from harness.errors import HarnessError
+from harness.runfolder import JUNIT, REPORT, VERDICT, dump_json, verdict_exit_code, write_bytes_atomic
 from reports import rules_delivery, rules_server
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
@@ -29,14 +27,9 @@ from reports.verdict import (
     CriterionResult,
     Finding,
     Unsupported,
-    exit_code,
     inconclusive,
     worst,
 )
-
-VERDICT_FILE = "verdict.json"
-JUNIT_FILE = "junit.xml"
-REPORT_FILE = "report.html"
 
 Rule = Callable[[RunFolder, dict[str, Any], Criteria], Finding]
 RULES: dict[str, Rule] = {
@@ -101,7 +94,8 @@ def delivery_summary(folder: RunFolder) -> dict[str, Any]:
     """The delivery totals copied from delivery.json (None where it has no value)."""
     totals = (folder.delivery or {}).get("totals")
     totals = totals if isinstance(totals, dict) else {}
-    latency = totals.get("latency_ms") if isinstance(totals.get("latency_ms"), dict) else {}
+    latency = totals.get("latency_ms")
+    latency = latency if isinstance(latency, dict) else {}
     out: dict[str, Any] = {k: totals.get(k) for k in DELIVERY_KEYS}
     out["latency_ms"] = {k: latency.get(k) for k in LATENCY_KEYS}
     return out
@@ -162,15 +156,9 @@ def verdict_document(folder: RunFolder, criteria: Criteria, scenarios: list[dict
 
 def _write(path: Path, data: bytes) -> None:
     try:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_bytes_atomic(path, data)
     except OSError as exc:
         raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def dump_json(data: Any) -> bytes:
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def judge_run(run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True) -> int:
@@ -184,31 +172,12 @@ def judge_run(run_dir: Path, criteria_path: Path | None = None, quiet: bool = Fa
     criteria = load_criteria(criteria_path)
     folder = load_run_folder(Path(run_dir))
     document = verdict_document(folder, criteria, [evaluate(folder, criteria)])
-    _write(folder.path / VERDICT_FILE, dump_json(document))
-    _write(folder.path / JUNIT_FILE, junit_xml(document))
+    _write(folder.path / VERDICT, dump_json(document))
+    _write(folder.path / JUNIT, junit_xml(document))
     if report:
-        _write(folder.path / REPORT_FILE, render_report(folder, document, criteria).encode())
+        _write(folder.path / REPORT, render_report(folder, document, criteria).encode())
     if not quiet:
         print(summary_table(document))
         if report:
-            print(f"report: {folder.path / REPORT_FILE}")
-    return exit_code(document["verdict"])
-
-
-def combine(verdict_paths: Iterable[Path], out: Path | None = None) -> int:
-    """The group exit code of several verdict.json files; writes their scenarios into ``out`` when given.
-
-    An unreadable verdict file counts as an inconclusive scenario.
-    """
-    scenarios: list[dict[str, Any]] = []
-    for path in verdict_paths:
-        try:
-            data = orjson.loads(Path(path).read_bytes())
-            scenarios.extend(data["scenarios"])
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            print(f"lqharness: warning: cannot read {path}: {exc}", file=sys.stderr)
-            scenarios.append({"name": str(path), "verdict": INCONCLUSIVE, "criteria": [], "delivery": {}})
-    document = {"verdict": worst(s.get("verdict", INCONCLUSIVE) for s in scenarios), "scenarios": scenarios}
-    if out is not None:
-        _write(Path(out), dump_json(document))
-    return exit_code(document["verdict"])
+            print(f"report: {folder.path / REPORT}")
+    return verdict_exit_code(document["verdict"])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.runfolder import RunStatus
 from reports.runfolder import DELIVERY, MONITOR, RUN_JSON, STATS, TARGET, WRITES, RunFolder
 from reports.verdict import Unsupported
 
@@ -216,8 +217,8 @@ def crash_signs(folder: RunFolder) -> str | None:
     """Hard signs the server died before the run ended: status ``target_crashed`` or an ``alive: false`` sample."""
     signs = []
     run = folder.run or {}
-    if run.get("status") == "target_crashed":
-        signs.append(f"run status target_crashed ({run.get('error') or 'no error text'})")
+    if run.get("status") == RunStatus.TARGET_CRASHED:
+        signs.append(f"run status {RunStatus.TARGET_CRASHED} ({run.get('error') or 'no error text'})")
     frame = folder.monitor
     if not frame.empty:
         end = run_end(folder)
@@ -272,12 +273,12 @@ def error_ratio(folder: RunFolder) -> tuple[float, int, int, str]:
         rows = locust_rows(folder, exclude=("NOTIFY",))
         total = int(rows["Request Count"].fillna(0).sum())
         failed = int(rows["Failure Count"].fillna(0).sum())
-        source = "locust_stats.csv"
+        source = STATS
     except Unsupported:
         counts = write_counts(folder)
         failed = sum(v for (o, _), v in counts.items() if o != "ok")
         total = sum(counts.values())
-        source = "writes.json"
+        source = WRITES
     if total == 0:
         raise Unsupported(f"no request recorded in {source}")
     return failed / total, failed, total, source
@@ -311,7 +312,7 @@ def insert_rate(folder: RunFolder, duration: float) -> tuple[float, str]:
     """Inserts attempted per second over ``duration``: writes.json, else Locust SQL rows named insert."""
     try:
         inserts = attempted(write_counts(folder), "insert")
-        source = "writes.json"
+        source = WRITES
     except Unsupported:
         try:
             rows = locust_rows(folder, "SQL")

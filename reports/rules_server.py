@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.runfolder import RUN_JSON, RunStatus
 from reports.criteria import Criteria
 from reports.degradation import degradation
 from reports.measures import (
@@ -120,7 +121,7 @@ def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Find
     if unwatched:
         raise Unsupported(unwatched)
     status = run.get("status")
-    if status != "completed":
+    if status != RunStatus.COMPLETED:
         raise Unsupported(f"run status {status!r}: {run.get('error') or 'the run did not complete'}")
     ratio, failed, total, source = error_ratio(folder)
     steps = step_error_ratios(folder)
@@ -274,14 +275,14 @@ def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
 def run_completed(folder: RunFolder) -> Finding | None:
     """RUN: a run that did not complete cannot pass; None when it completed."""
     if folder.run is None:
-        return inconclusive(f"{folder.why_missing('run.json')}: which criteria apply and what happened is unknown")
+        return inconclusive(f"{folder.why_missing(RUN_JSON)}: which criteria apply and what happened is unknown")
     status = folder.run.get("status")
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         return None
     error = folder.run.get("error") or "no error text"
-    if status == "target_crashed":
-        return Finding(FAIL, status, "completed", f"the target crashed: {error}")
-    return inconclusive(f"run status {status!r}: {error}", status, "completed")
+    if status == RunStatus.TARGET_CRASHED:
+        return Finding(FAIL, status, RunStatus.COMPLETED.value, f"the target crashed: {error}")
+    return inconclusive(f"run status {status!r}: {error}", status, RunStatus.COMPLETED.value)
 
 
 def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:

@@ -1,6 +1,7 @@
 """Reads one run folder into plain dicts and pandas frames, tolerating missing and truncated files.
 
-The judge never talks to the target: everything it knows comes from here. Each file that is
+The judge never talks to the target: everything it knows comes from here. The file names are the
+run-folder contract's (``harness.runfolder``), re-exported for the judge's modules. Each file that is
 missing or unreadable is recorded in ``problems`` (file name -> reason) so the criteria that
 need it can say "inconclusive" with that reason instead of guessing.
 """
@@ -16,15 +17,7 @@ import orjson
 import pandas as pd
 
 from harness.errors import HarnessError
-
-RUN_JSON = "run.json"
-MONITOR = "monitor.jsonl"
-GENERATOR = "generator.jsonl"
-STATS = "locust_stats.csv"
-HISTORY = "locust_stats_history.csv"
-DELIVERY = "delivery.json"
-WRITES = "writes.json"
-TARGET = "target.json"
+from harness.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, RUN_JSON, STATS, TARGET, WRITES
 
 LOAD_PHASES = ("load", "step-*")  # phases that make up the load (stress) window
 FALLBACK_LOAD_PHASES = ("locust",)  # used when a run recorded no load phase of its own

@@ -1,4 +1,8 @@
-"""Verdict values, one criterion's finding, and how findings combine into a scenario verdict and exit code."""
+"""Verdict values, one criterion's finding, and how findings combine into a scenario verdict.
+
+The values and the exit code each verdict ends a command with are the run-folder contract's
+(``harness.runfolder.Verdict`` and ``verdict_exit_code``), since ``verdict.json`` carries them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-PASS = "pass"
-FAIL = "fail"
-INCONCLUSIVE = "inconclusive"
-NA = "n/a"
-EXIT_CODES = {PASS: 0, FAIL: 1, INCONCLUSIVE: 2}
+from harness.runfolder import Verdict
+
+PASS = Verdict.PASS
+FAIL = Verdict.FAIL
+INCONCLUSIVE = Verdict.INCONCLUSIVE
+NA = Verdict.NA
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,6 @@ def worst(verdicts: Iterable[str]) -> str:
     if INCONCLUSIVE in seen or not seen:
         return INCONCLUSIVE
     return PASS
-
-
-def exit_code(verdict: str) -> int:
-    """0 pass, 1 fail, 2 inconclusive (and anything unknown)."""
-    return EXIT_CODES.get(verdict, 2)
 
 
 def brief(value: Any) -> str:

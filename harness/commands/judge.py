@@ -25,17 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Judge each run folder; the exit code is the worst verdict."""
+    """Judge each run folder; the exit code is the worst verdict (``exitcodes.combine``)."""
+    from harness import exitcodes
     from harness.errors import HarnessError
     from reports.judge import judge_run
-    from reports.verdict import EXIT_CODES
 
     for run_dir in args.run_dirs:
         if not run_dir.is_dir():
             raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
-    codes = [
+    return exitcodes.combine(
         judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report) for run_dir in args.run_dirs
-    ]
-    if EXIT_CODES["fail"] in codes:
-        return EXIT_CODES["fail"]
-    return max(codes)
+    )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.runfolder import GENERATOR, MONITOR
 from monitors.launch import PASSWORD_ENV
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--name", help="substring of the server's process name or command line (one match)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples (default 1.0)")
     parser.add_argument("--uss", action="store_true", help="also sample USS (unique memory; costly)")
-    parser.add_argument("--out", type=Path, required=True, help="monitor.jsonl to append samples to")
+    parser.add_argument("--out", type=Path, required=True, help=f"{MONITOR} to append samples to")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--generator-parent", type=int, metavar="PID", help="sample Locust processes under PID")
     parser.add_argument(
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--generator-out",
         type=Path,
         metavar="FILE",
-        help="generator samples (default: generator.jsonl beside --out)",
+        help=f"generator samples (default: {GENERATOR} beside --out)",
     )
     parser.add_argument("--target-url", help="poll statistics of the target at this URL")
     parser.add_argument("--target-name", default="kalamdb", help="target driver for --target-url (default kalamdb)")
@@ -82,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     sampler = ProcessSampler(proc, uss=args.uss, ports=[args.port] if args.port is not None else None)
     try:
         out = JsonlWriter(args.out)
-        generator_out = JsonlWriter(args.generator_out or args.out.with_name("generator.jsonl")) if generator else None
+        generator_out = JsonlWriter(args.generator_out or args.out.with_name(GENERATOR)) if generator else None
     except OSError as exc:
         raise HarnessError(f"cannot write samples: {exc}") from None
 

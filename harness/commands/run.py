@@ -59,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness import exitcodes
     from harness.errors import HarnessError
-    from harness.orchestration.runner import Runner, RunOptions, combine
+    from harness.orchestration.runner import Runner, RunOptions
+    from harness.runfolder import REPORT
     from harness.scenarios.catalogue import resolve
 
     if args.workers < 0:
@@ -85,17 +87,15 @@ def main(args: argparse.Namespace) -> int:
     )
     runner = Runner(options)
     codes = [runner.run(s) for s in scenarios]
-    code = combine(codes)
+    code = exitcodes.combine(codes)
     if len(scenarios) > 1:
-        word = {0: "PASS", 1: "FAIL"}.get(code, "INCONCLUSIVE")
+        words = {exitcodes.PASS: "pass", exitcodes.FAIL: "FAIL"}
         print("\nreports:")
         for scenario, run_dir, one in zip(scenarios, runner.run_dirs, codes, strict=True):
-            print(
-                f"  {({0: 'pass', 1: 'FAIL'}).get(one, 'inconclusive'):<12} {scenario.name:<28} "
-                f"{run_dir / 'report.html'}"
-            )
+            print(f"  {words.get(one, 'inconclusive'):<12} {scenario.name:<28} {run_dir / REPORT}")
+        passed, failed = codes.count(exitcodes.PASS), codes.count(exitcodes.FAIL)
         print(
-            f"{len(scenarios)} scenarios: {codes.count(0)} passed, {codes.count(1)} failed, "
-            f"{len(codes) - codes.count(0) - codes.count(1)} inconclusive -> {word}"
+            f"{len(scenarios)} scenarios: {passed} passed, {failed} failed, "
+            f"{len(codes) - passed - failed} inconclusive -> {words.get(code, 'inconclusive').upper()}"
         )
     return code

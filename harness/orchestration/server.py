@@ -1,14 +1,13 @@
 """Start the embedded reference server as a child process and wait until it listens.
 
-Used by ``lqharness run`` (the default ``ref`` target) and by the integration tests,
-so both exercise the server exactly as a user's ``lqharness serve`` would run.
+Used by ``lqharness run`` (the default ``ref`` target), ``lqharness bench`` and the integration tests,
+so each exercises the server exactly as a user's ``lqharness serve`` would run.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import orjson
 
 from harness.errors import HarnessError
+from harness.processes import terminate
+from harness.runfolder import SERVER
 
 
 @dataclass
@@ -45,16 +46,9 @@ class LocalServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        return terminate(self.proc, timeout)
 
     def __enter__(self) -> LocalServer:
         return self
@@ -69,7 +63,7 @@ def start_local_server(
     *,
     root_password: str | None = None,
     first_run: bool = False,
-    name: str = "server",
+    name: str = SERVER,
     timeout: float = 20.0,
 ) -> LocalServer:
     """Start ``lqharness serve --port 0`` writing ``<name>.log`` and ``<name>-data/`` under ``work_dir``.
@@ -106,6 +100,5 @@ def start_local_server(
             except (orjson.JSONDecodeError, KeyError):
                 pass  # half-written; read again
         time.sleep(0.05)
-    proc.kill()
-    proc.wait(5)
+    terminate(proc, 0)
     raise HarnessError(f"reference server did not become ready within {timeout:.0f} s (log: {log_path})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.bench import report, tracker_cost
+from harness.orchestration.bench import report, tracker_cost
 
 
 def test_tracker_cost_measures_a_clean_stream() -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from harness.cli import main as cli_main
-from reports.judge import combine, judge_run
+from reports.judge import judge_run
 from tests.support.synthetic import T0, Synthetic, ramp_phases, truncate, write_run
 
 
@@ -398,18 +398,6 @@ def test_ramp_run_records_the_degradation_curve(tmp_path: Path) -> None:
 def test_unknown_criterion_is_inconclusive(tmp_path: Path) -> None:
     _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-051", "SC-999"])))
     assert criterion(doc, "SC-999")["verdict"] == "inconclusive"
-
-
-def test_combine_gives_the_group_exit_code(tmp_path: Path) -> None:
-    good = write_run(tmp_path / "a", Synthetic(criteria=["SC-051"]))
-    bad = write_run(tmp_path / "b", Synthetic(criteria=["SC-051"], totals={"lost": 1}))
-    judge_run(good, quiet=True, report=False)
-    judge_run(bad, quiet=True, report=False)
-    out = tmp_path / "group.json"
-    assert combine([good / "verdict.json"]) == 0
-    assert combine([good / "verdict.json", bad / "verdict.json"], out) == 1
-    assert [s["verdict"] for s in orjson.loads(out.read_bytes())["scenarios"]] == ["pass", "fail"]
-    assert combine([good / "verdict.json", tmp_path / "missing.json"]) == 2
 
 
 def test_cli_judge_bad_folder_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
