@@ -23,7 +23,7 @@ PLAN_ENV = "LQH_PLAN"
 class TargetSpec:
     """How to reach the target: its driver name, URL and credentials."""
 
-    name: str  # "kalamdb" (also used for the reference server) or "parse"
+    name: str  # a driver of harness.targets.DRIVERS: "kalamdb" (the runner uses it for the reference server too)
     url: str
     user: str
     password: str

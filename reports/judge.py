@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runfolder import JUNIT, REPORT, VERDICT, dump_json, verdict_exit_code, write_bytes_atomic
+from harness.runfolder import (
+    GENERATOR,
+    JUNIT,
+    REPORT,
+    RUN_JSON,
+    VERDICT,
+    dump_json,
+    verdict_exit_code,
+    write_bytes_atomic,
+)
 from reports import rules_delivery, rules_server
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
@@ -60,8 +69,8 @@ def criteria_ids(folder: RunFolder, criteria: Criteria) -> tuple[list[str], str]
     """The criterion ids that apply (run.json profile, else the defaults) and where they came from."""
     listed = folder.profile.get("criteria")
     if isinstance(listed, list) and listed:
-        return [str(c) for c in listed], "run.json profile"
-    return list(criteria["judge"]["default_criteria"]), "criteria file defaults (run.json lists none)"
+        return [str(c) for c in listed], f"{RUN_JSON} profile"
+    return list(criteria["judge"]["default_criteria"]), f"criteria file defaults ({RUN_JSON} lists none)"
 
 
 def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
@@ -107,7 +116,7 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
     try:
         saturation = assess(folder, criteria["generator"])
     except Exception as exc:  # a malformed generator.jsonl leaves saturation unknown, never a traceback
-        why = f"generator.jsonl could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
+        why = f"{GENERATOR} could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
         saturation = Saturation(UNKNOWN, why)
     affected = set(criteria["generator"]["affects"])
     results: list[CriterionResult] = []

@@ -30,7 +30,7 @@ def rel(folder: RunFolder, t: float) -> str:
 
 def run_record(folder: RunFolder) -> dict[str, Any]:
     if folder.run is None:
-        raise Unsupported(folder.why_missing(RUN_JSON) or "run.json unusable")
+        raise Unsupported(folder.why_missing(RUN_JSON) or f"{RUN_JSON} unusable")
     return folder.run
 
 
@@ -38,7 +38,7 @@ def load_window(folder: RunFolder) -> tuple[float, float]:
     run_record(folder)
     window = folder.load_window()
     if window is None or window[1] <= window[0]:
-        raise Unsupported("run.json records no load phase (load or step-<n>), so there is no stress window")
+        raise Unsupported(f"{RUN_JSON} records no load phase (load or step-<n>), so there is no stress window")
     return window
 
 
@@ -47,10 +47,10 @@ def load_window(folder: RunFolder) -> tuple[float, float]:
 
 def delivery_totals(folder: RunFolder) -> dict[str, Any]:
     if folder.delivery is None:
-        raise Unsupported(folder.why_missing(DELIVERY) or "delivery.json unusable")
+        raise Unsupported(folder.why_missing(DELIVERY) or f"{DELIVERY} unusable")
     totals = folder.delivery.get("totals")
     if not isinstance(totals, dict):
-        raise Unsupported("delivery.json has no totals")
+        raise Unsupported(f"{DELIVERY} has no totals")
     return totals
 
 
@@ -109,7 +109,7 @@ def write_counts(folder: RunFolder) -> Counter[tuple[str, str]]:
     in a dict or a list, or already summed under ``totals``.
     """
     if folder.writes is None:
-        raise Unsupported(folder.why_missing(WRITES) or "writes.json unusable")
+        raise Unsupported(folder.why_missing(WRITES) or f"{WRITES} unusable")
     source = folder.writes.get("totals") if isinstance(folder.writes.get("totals"), dict) else folder.writes
     counts: Counter[tuple[str, str]] = Counter()
 
@@ -140,9 +140,9 @@ def live_samples(folder: RunFolder) -> pd.DataFrame:
     """Monitor samples of the live server process with an RSS reading."""
     frame = folder.monitor
     if frame.empty:
-        raise Unsupported(folder.why_missing(MONITOR) or "monitor.jsonl has no samples")
+        raise Unsupported(folder.why_missing(MONITOR) or f"{MONITOR} has no samples")
     if "rss" not in frame:
-        raise Unsupported("monitor.jsonl samples carry no rss")
+        raise Unsupported(f"{MONITOR} samples carry no rss")
     return frame[frame["alive"] & frame["rss"].notna()]
 
 
@@ -258,7 +258,7 @@ def locust_rows(folder: RunFolder, request_type: str | None = None, exclude: tup
     """Per-request rows of locust_stats.csv (no Aggregated row), optionally of one type only."""
     stats = folder.stats
     if stats.empty:
-        raise Unsupported(folder.why_missing(STATS) or "locust_stats.csv has no rows")
+        raise Unsupported(folder.why_missing(STATS) or f"{STATS} has no rows")
     rows = stats[stats["Name"] != "Aggregated"]
     if request_type is not None:
         rows = rows[rows["Type"] == request_type]
@@ -320,7 +320,7 @@ def insert_rate(folder: RunFolder, duration: float) -> tuple[float, str]:
             raise Unsupported(f"cannot tell the insert rate: {folder.why_missing(WRITES)}; {exc}") from exc
         named = rows[rows["Name"].str.lower().str.contains("insert")]
         inserts = int((named if len(named) else rows)["Request Count"].fillna(0).sum())
-        source = "locust_stats.csv SQL rows"
+        source = f"{STATS} SQL rows"
     return inserts / duration, source
 
 
@@ -329,5 +329,5 @@ def insert_rate(folder: RunFolder, duration: float) -> tuple[float, str]:
 
 def target_record(folder: RunFolder) -> dict[str, Any]:
     if folder.target is None:
-        raise Unsupported(folder.why_missing(TARGET) or "target.json unusable")
+        raise Unsupported(folder.why_missing(TARGET) or f"{TARGET} unusable")
     return folder.target

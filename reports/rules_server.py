@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.runfolder import RUN_JSON, RunStatus
+from harness.runfolder import MONITOR, RUN_JSON, STATS, TARGET, RunStatus
 from reports.criteria import Criteria
 from reports.degradation import degradation
 from reports.measures import (
@@ -28,7 +28,7 @@ from reports.measures import (
     step_error_ratios,
     target_record,
 )
-from reports.runfolder import MONITOR, RunFolder
+from reports.runfolder import RunFolder
 from reports.verdict import FAIL, PASS, Finding, Unsupported, inconclusive, not_applicable
 
 
@@ -84,9 +84,9 @@ def query_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) ->
     rows = locust_rows(folder, kind)
     rows = rows[rows["Request Count"].fillna(0) > 0]
     if rows.empty:
-        raise Unsupported(f"no {kind} request in locust_stats.csv")
+        raise Unsupported(f"no {kind} request in {STATS}")
     if column not in rows or rows[column].isna().all():
-        raise Unsupported(f"locust_stats.csv has no {column} column for {kind} rows")
+        raise Unsupported(f"{STATS} has no {column} column for {kind} rows")
     worst = rows.loc[rows[column].idxmax()]
     value = float(worst[column])
     total, failed = int(rows["Request Count"].sum()), int(rows["Failure Count"].fillna(0).sum())
@@ -101,7 +101,7 @@ def _liveness_unobserved(folder: RunFolder, criteria: Criteria) -> str | None:
     """Why the monitor does not show the server up to the run's end, or None: no samples, or samples
     stopping more than SC-060's ``max_sample_gap_seconds`` early (shared by SC-060 and DEGRADATION)."""
     if folder.monitor.empty:
-        why = folder.why_missing(MONITOR) or "monitor.jsonl has no samples"
+        why = folder.why_missing(MONITOR) or f"{MONITOR} has no samples"
         return f"cannot tell whether the server stayed up: {why}"
     gap = sample_gap(folder, float(criteria["SC-060"]["max_sample_gap_seconds"]))
     if gap:
@@ -193,10 +193,10 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     """CONN-RELEASE: after the churn closed its subscriptions, they and their sockets are gone."""
     released = target_record(folder).get("released")
     if not isinstance(released, dict):
-        raise Unsupported("target.json records no released counts (churn before/after)")
+        raise Unsupported(f"{TARGET} records no released counts (churn before/after)")
     closed = released.get("closed", folder.profile.get("churn_closed"))
     if not isinstance(closed, int):
-        raise Unsupported("neither target.json released.closed nor profile.churn_closed says how many were closed")
+        raise Unsupported(f"neither {TARGET} released.closed nor profile.churn_closed says how many were closed")
     sockets_closed = released.get("sockets_closed", closed)
     live_before, live_after = (
         _pick(released, "before", "live", "subscriptions"),
@@ -205,7 +205,7 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     sock_before = _pick(released, "before", "sockets", "established")
     sock_after = _pick(released, "after", "sockets", "established")
     if live_before is None or live_after is None:
-        raise Unsupported("target.json released lacks live subscription counts before/after the close")
+        raise Unsupported(f"{TARGET} released lacks live subscription counts before/after the close")
     lingering = live_after - (live_before - closed)
     value: dict[str, Any] = {"lingering_subscriptions": lingering}
     limits = {k: cfg[f"max_{k}"] for k in ("lingering_subscriptions", "lingering_sockets")}
@@ -229,7 +229,7 @@ def connections_released(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     if failed:
         return Finding(FAIL, value, limits, evidence)
     if not sockets_known:
-        return inconclusive("target.json released lacks socket counts before/after; " + evidence, value, limits)
+        return inconclusive(f"{TARGET} released lacks socket counts before/after; " + evidence, value, limits)
     return Finding(PASS, value, limits, evidence)
 
 
@@ -240,7 +240,7 @@ def jobs_completed(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -
     if not isinstance(jobs, dict) or not jobs:
         if features is not None and "flush" not in features:
             return not_applicable("the target has no flush jobs (feature 'flush' absent)")
-        raise Unsupported("target.json records no flush job")
+        raise Unsupported(f"{TARGET} records no flush job")
     ok = {str(s).lower() for s in cfg["ok_statuses"]}
     status = {str(k): str(v.get("status") if isinstance(v, dict) else v) for k, v in jobs.items()}
     stuck = {k: v for k, v in status.items() if v.lower() not in ok}
@@ -255,7 +255,7 @@ def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
     """MEM-BOUND: the largest RSS sample within ``profile.memory_limit_mb``."""
     limit = float(folder.profile.get("memory_limit_mb") or cfg["memory_limit_mb"])
     if limit <= 0:
-        raise Unsupported("no memory limit: run.json profile has no memory_limit_mb and the criteria file sets none")
+        raise Unsupported(f"no memory limit: {RUN_JSON} profile has no memory_limit_mb and the criteria file sets none")
     samples = live_samples(folder)
     if samples.empty:
         raise Unsupported("no live RSS sample")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.runfolder import JUNIT, REPORT, VERDICT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``RUN_DIR...``, ``--criteria FILE``, ``--quiet``, ``--no-report``."""
@@ -19,9 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML file overriding the default thresholds (same tables and keys as reports/criteria.toml)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    parser.add_argument(
-        "--no-report", action="store_true", help="write verdict.json and junit.xml only, no report.html"
-    )
+    parser.add_argument("--no-report", action="store_true", help=f"write {VERDICT} and {JUNIT} only, no {REPORT}")
 
 
 def main(args: argparse.Namespace) -> int:
