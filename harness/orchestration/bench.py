@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import queue
 import statistics
 import tempfile
 import time
@@ -58,6 +59,7 @@ def tracker_cost(repeats: int, count: int = TRACKER_NOTIFICATIONS) -> dict[str, 
 
 
 def machine() -> dict[str, str]:
+    """The machine the figures were measured on, for the report's first table."""
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -86,6 +88,8 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
             server_results = measure(server.url, server.ws_url, ROOT_PASSWORD, server.pid, repeats, seconds)
         except (BenchError, OSError) as exc:
             raise HarnessError(f"bench: {exc} (server log: {server.log_path})") from exc
+        except queue.Empty as exc:
+            raise HarnessError(f"bench: a load process did not report in time (server log: {server.log_path})") from exc
     return {
         **server_results,
         "machine": machine(),
