@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from harness.plan import TargetSpec
-from harness.targets import create_target, kalamdb
+from harness.targets import create_target
 from harness.targets.base import Change, Column, Disconnected, Op, Outcome, Schema, Target, TargetError
+from harness.targets.kalamdb import auth
 from tests.support.refserver import Http, start_refserver
 
 IDLE_TIMEOUT = 2  # seconds of client silence before the server closes a WebSocket
@@ -369,10 +370,10 @@ def test_rejected_cached_tokens_are_renewed(server) -> None:
     writer = target.writer(schema, user)
     key = (target.endpoint.base_url, user)
     try:
-        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        auth._TOKENS[key].access = "not-a-valid-jwt"
         assert writer.insert(_row(1)).outcome is Outcome.OK
-        assert kalamdb._TOKENS[key].access != "not-a-valid-jwt"
-        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        assert auth._TOKENS[key].access != "not-a-valid-jwt"
+        auth._TOKENS[key].access = "not-a-valid-jwt"
         listener = target.listener(schema, user)
         listener.subscribe(snapshot=True)
         (snap,) = _drain(listener, 1)

@@ -22,6 +22,7 @@ BIGINT_WIRE_TYPES = frozenset({"BigInt"})  # `data_type` names whose values trav
 SYSTEM_BIGINTS = frozenset({"_seq"})
 # 5xx codes that mean the server refused the statement before running it.
 REFUSAL_5XX_CODES = frozenset({"NOT_LEADER", "TOO_MANY_CONNECTIONS"})
+PAGE = 1000  # max_query_limit: the most rows one query returns (protocol 2.4)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
 _JOB_ID = re.compile(r"Job ID:\s*([A-Za-z0-9_:.\-]*[A-Za-z0-9_])")
 
