@@ -42,3 +42,10 @@ def test_transport_errors_read_as_one_line() -> None:
 def test_snapshot_batches_must_stay_below_max_query_limit(batch_size: int) -> None:
     with pytest.raises(TargetError, match="batch_size must be in 1..999"):
         KalamTarget(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"batch_size": batch_size}))
+
+
+def test_table_options_are_the_drivers_own_setting() -> None:
+    spec = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"table_options": {"flush_policy": "rows:10"}})
+    assert dict(KalamTarget(spec).settings.table_options) == {"flush_policy": "rows:10"}
+    with pytest.raises(TargetError, match="table_options must map"):
+        KalamTarget(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"table_options": "rows:10"}))

@@ -9,11 +9,12 @@ gevent-friendly. The package is split along the protocol's seams:
 - ``settings``: the driver's options, read once from the target spec
 - ``sql``: ``POST /v1/api/sql`` as one user, and the admin and writer sessions on it
 - ``listener``: one live query on its own WebSocket (websocket-client), heartbeat and resume
-- ``wire``: the pure encoding rules (SQL text, values, frames, messages to ``Change``)
+- ``dialect``: the statement text, from the interface's table kinds, column types and filters
+- ``wire``: the pure encoding rules of replies and messages (values, frames, ``Change``)
 - ``target``: ``KalamTarget``, the factory the harness gets from ``create_target``
 
-What differs between protocol generations (0.4 today) lives in ``wire`` and in the
-listener's subscribe/resume exchange; a second generation adds its rules beside them.
+The rules that differ between protocol generations (0.4 today: ``_seq``, numeric cursors,
+``EXECUTE AS USER``) are all in ``dialect``, ``wire`` and the listener's subscribe exchange.
 """
 
 from harness.targets.kalamdb.target import KalamTarget

@@ -17,8 +17,8 @@ import gevent
 import orjson
 import websocket
 
-from harness.targets.base import Change, Disconnected, Schema, TargetError
-from harness.targets.kalamdb import wire
+from harness.targets.base import Change, Disconnected, Eq, Schema, TargetError
+from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
 from harness.targets.kalamdb.settings import Settings
 from harness.targets.kalamdb.transport import Http, describe
@@ -197,15 +197,15 @@ class KalamListener:
 
     # -- subscription -------------------------------------------------------------------------
 
-    def subscribe(self, where: str | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
-        """Subscribe to ``SELECT * FROM ns.t [WHERE where]``; returns once the server says ``ready``."""
+    def subscribe(self, filter: Eq | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
+        """Subscribe to the rows matching ``filter`` (a live ``SELECT *``); returns once the server says ``ready``."""
         if self._sub_id is not None or self._closed:
             raise TargetError("this listener is already subscribed or closed; open a new one")
         try:
+            sql = dialect.subscription_sql(self._schema, filter)
             self._connect()
             self._count += 1
             self._sub_id = f"lqh_{self._name}_{self._count}"
-            sql = f"SELECT * FROM {wire.qualified(self._schema)}" + (f" WHERE {where}" if where else "")
             sub: dict[str, Any] = {"id": self._sub_id, "sql": sql}
             if resume_from is not None:
                 sub["options"] = {"from": int(resume_from), "batch_size": self._settings.batch_size}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.targets.base import TargetError
@@ -27,6 +28,8 @@ class Settings:
 
     ``root_password`` is used only for the first-run setup of a fresh server;
     ``setup_user`` is the DBA that setup creates when the harness logs in as root.
+    ``table_options`` are KalamDB's own table options by name (``flush_policy``, ...), which
+    ``Admin.setup`` writes into the ``CREATE TABLE`` statement.
     """
 
     endpoint: Endpoint
@@ -39,6 +42,7 @@ class Settings:
     heartbeat: float = DEFAULT_HEARTBEAT
     root_password: str | None = None
     setup_user: str = DEFAULT_SETUP_USER
+    table_options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_spec(cls, spec: TargetSpec) -> Settings:
@@ -49,6 +53,9 @@ class Settings:
         if not 0 < batch_size < wire.PAGE:
             # KalamDB cuts snapshot pages at max_query_limit and may then report has_more:false early
             raise TargetError(f"batch_size must be in 1..{wire.PAGE - 1} (below max_query_limit), not {batch_size}")
+        table_options = opts.get("table_options") or {}
+        if not isinstance(table_options, Mapping):
+            raise TargetError(f"table_options must map option names to values, not {table_options!r}")
         root_password = opts.get("root_password") or (spec.password if spec.user == "root" else None)
         return cls(
             endpoint=endpoint,
@@ -61,6 +68,7 @@ class Settings:
             heartbeat=float(opts.get("heartbeat_interval", DEFAULT_HEARTBEAT)),
             root_password=str(root_password) if root_password else None,
             setup_user=str(opts.get("setup_user", DEFAULT_SETUP_USER)),
+            table_options={str(k): str(v) for k, v in table_options.items()},
         )
 
     def admin_credentials(self) -> Credentials:

@@ -1,7 +1,7 @@
 """KalamDB over ``POST /v1/api/sql``: the SQL session, and the admin and writer sessions built on it.
 
-Statements are parameterised where KalamDB allows it; identifiers and literals that must be
-inlined go through ``wire`` (validated identifiers, quoted literals).
+The sessions take the interface's typed values (schemas, filters, users) and have ``dialect``
+write the statements; replies are read by ``wire``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.targets.base import Outcome, Row, Schema, TargetError, WriteResult
-from harness.targets.kalamdb import wire
+from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
+from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
 from harness.targets.kalamdb.settings import Settings
 from harness.targets.kalamdb.transport import Endpoint, Http, TransportError
@@ -62,46 +62,52 @@ class SqlSession:
 
 
 class KalamAdmin:
-    """Privileged SQL: setup, ``system.live`` counters, flush jobs and ``system.stats``."""
+    """Privileged SQL: setup, bounded reads (as a user where asked), ``system.live`` counters, flush jobs, stats."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._sql = SqlSession(settings.endpoint, settings.admin_credentials(), settings.timeout)
         self._sql.creds.token(self._sql.http, settings.timeout)
 
-    def execute(self, sql: str) -> list[dict[str, Any]]:
+    def _execute(self, sql: str) -> list[dict[str, Any]]:
         """Run SQL; one dict per statement result with ``rows`` as dicts (BIGINT values as int)."""
         return [{**r, "rows": wire.result_rows(r)} for r in self._sql.query(sql)]
 
     def _rows(self, sql: str) -> list[Row]:
-        results = self.execute(sql)
+        results = self._execute(sql)
         return results[0]["rows"] if results else []
 
     def setup(self, schema: Schema) -> None:
         """Create namespace, table and users. A user that already exists (an earlier run on the
         same server) gets the schema's password, so its sessions can log in."""
-        self.execute(f"CREATE NAMESPACE IF NOT EXISTS {wire.identifier(schema.namespace)}")
-        self.execute(wire.create_table_sql(schema))
+        self._execute(dialect.create_namespace_sql(schema))
+        self._execute(dialect.create_table_sql(schema, self._settings.table_options))
         for user, password in schema.users.items():
             try:
-                self.execute(wire.create_user_sql(user, password))
+                self._execute(dialect.create_user_sql(user, password))
             except TargetError as exc:
                 if "already exists" not in str(exc).lower():
                     raise TargetError(f"create user {user!r}: {exc}") from None
                 try:
-                    self.execute(wire.set_password_sql(user, password))
+                    self._execute(dialect.set_password_sql(user, password))
                 except TargetError as exc:
                     raise TargetError(f"set the password of existing user {user!r}: {exc}") from None
+
+    def recent(self, schema: Schema, filter: Eq | None, limit: int, as_user: str | None = None) -> list[Row]:
+        """The newest ``limit`` rows by key matching ``filter``; on USER tables as ``as_user`` (impersonated)."""
+        results = self._sql.query(dialect.recent_sql(schema, filter, limit, as_user))
+        return wire.result_rows(results[0], wire.schema_bigints(schema)) if results else []
+
+    def count(self, schema: Schema, as_user: str | None = None) -> int:
+        """``COUNT(*)`` of the table; on USER tables of ``as_user``'s partition (impersonated)."""
+        return wire.count_of(self._sql.query(dialect.count_sql(schema, as_user)))
 
     def live_subscriptions(self) -> dict[str, int] | None:
         """Client subscription id -> ``changes`` of every row of ``system.live``, paged by ``live_id``."""
         out: dict[str, int] = {}
         last: str | None = None
         for _ in range(MAX_PAGES):
-            where = f" WHERE live_id > {wire.quote_literal(last)}" if last is not None else ""
-            rows = self._rows(
-                f"SELECT live_id, subscription_id, changes FROM system.live{where} ORDER BY live_id LIMIT {PAGE}"
-            )
+            rows = self._rows(dialect.live_page_sql(last, PAGE))
             for row in rows:
                 changes = row.get("changes")
                 out[str(row["subscription_id"])] = int(changes) if changes is not None else 0
@@ -110,20 +116,17 @@ class KalamAdmin:
             last = str(rows[-1]["live_id"])
         raise TargetError(f"system.live did not end after {MAX_PAGES} pages")
 
-    def flush(self, table: str) -> str | None:
-        """Start ``STORAGE FLUSH TABLE`` on a namespace-qualified table; the job id, or None if skipped."""
-        ns, _, name = table.partition(".")
-        if not name:
-            raise TargetError(f"flush needs a namespace-qualified table, got {table!r}")
-        results = self.execute(f"STORAGE FLUSH TABLE {wire.identifier(ns)}.{wire.identifier(name)}")
+    def flush(self, schema: Schema) -> str | None:
+        """Start ``STORAGE FLUSH TABLE`` on the schema's table; the job id, or None if skipped."""
+        results = self._execute(dialect.flush_sql(schema))
         return wire.job_id_of(results[0].get("message") if results else None)
 
     def job_status(self, job_id: str) -> str | None:
-        rows = self._rows(f"SELECT status FROM system.jobs WHERE job_id = {wire.quote_literal(job_id)}")
+        rows = self._rows(dialect.job_status_sql(job_id))
         return str(rows[0]["status"]) if rows and rows[0].get("status") is not None else None
 
     def stats(self) -> dict[str, str] | None:
-        rows = self._rows(f"SELECT metric_name, metric_value FROM system.stats LIMIT {PAGE}")
+        rows = self._rows(dialect.stats_sql(PAGE))
         return {str(r["metric_name"]): str(r["metric_value"]) for r in rows}
 
     def server_pid(self) -> int | None:
@@ -145,8 +148,8 @@ class KalamWriter:
 
     def __init__(self, settings: Settings, schema: Schema, creds: Credentials) -> None:
         self._schema = schema
-        self._table = wire.qualified(schema)
-        self._key = wire.identifier(schema.key)
+        self._table = dialect.qualified(schema)
+        self._key = dialect.identifier(schema.key)
         self._bigints = wire.schema_bigints(schema)
         self._sql = SqlSession(settings.endpoint, creds, settings.timeout)
         self._sql.creds.token(self._sql.http, settings.timeout)
@@ -165,28 +168,24 @@ class KalamWriter:
 
     def insert(self, row: Row) -> WriteResult:
         cols = list(row)
-        return self._write(wire.insert_sql(self._table, cols), [row[c] for c in cols])
+        return self._write(dialect.insert_sql(self._table, cols), [row[c] for c in cols])
 
     def update(self, key: Any, changes: Row) -> WriteResult:
         cols = sorted(c for c in changes if c != self._key)
         if not cols:
             now = time.time_ns()
             return WriteResult(Outcome.FAILED, now, now, "update without columns to change")
-        return self._write(wire.update_sql(self._table, self._key, cols), [changes[c] for c in cols] + [key])
+        return self._write(dialect.update_sql(self._table, self._key, cols), [changes[c] for c in cols] + [key])
 
     def delete(self, key: Any) -> WriteResult:
-        return self._write(wire.delete_sql(self._table, self._key), [key])
+        return self._write(dialect.delete_sql(self._table, self._key), [key])
 
-    def select(self, where: str | None = None, limit: int | None = None) -> list[Row]:
-        sql = f"SELECT * FROM {self._table}"
-        if where:
-            sql += f" WHERE {where}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+    def rows(self, filter: Eq | None = None, limit: int | None = None) -> list[Row]:
+        """This user's rows matching ``filter``, at most ``limit`` (else KalamDB's cap of 1000)."""
         try:
-            results = self._sql.query(sql)
+            results = self._sql.query(dialect.rows_sql(self._schema, filter, limit))
         except TransportError as exc:
-            raise TargetError(f"select: {exc}") from None
+            raise TargetError(f"read rows: {exc}") from None
         return wire.result_rows(results[0], self._bigints) if results else []
 
     def close(self) -> None:
