@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from harness.errors import HarnessError
+from harness.targets.base import TableKind
 
 PLAN_ENV = "LQH_PLAN"
 
@@ -74,7 +75,7 @@ class ReconnectSpec:
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     listener_id: str
-    conversation_id: int | None = None  # None: unfiltered; else WHERE conversation_id = N
+    conversation_id: int | None = None  # None: every row; else only the rows of conversation N
     user: str | None = None
     reconnect: ReconnectSpec | None = None
 
@@ -86,7 +87,7 @@ class Plan:
     target: TargetSpec
     namespace: str
     table: str
-    table_type: str  # USER or SHARED
+    table_type: TableKind  # per-user or shared rows
     app_user: str  # the user writers and listeners log in as unless a spec names another
     app_password: str
     payload_bytes: int
@@ -107,6 +108,7 @@ class Plan:
             **{
                 **data,
                 "target": TargetSpec(**data["target"]),
+                "table_type": TableKind.parse(data["table_type"]),
                 "writers": tuple(
                     WriterSpec(
                         **{**w, "program": tuple(Step(**s) for s in w["program"])},
@@ -137,5 +139,5 @@ def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
         raise HarnessError(f"no run plan: set {PLAN_ENV} to a plan file written by `lqharness run`")
     try:
         return Plan.from_dict(orjson.loads(Path(path).read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError, KeyError) as exc:
+    except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
         raise HarnessError(f"cannot read run plan {path}: {exc}") from exc

@@ -18,7 +18,7 @@ from typing import Any
 import gevent
 from locust import User, task
 
-from harness.targets.base import Admin, TargetError
+from harness.targets.base import Admin, Schema, TargetError
 from locustfiles import coordination, population
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "skipped"})
@@ -33,9 +33,9 @@ class FlushFailed(Exception):
 class Flusher:
     """The jobs one flush user started: their last status and when each started."""
 
-    def __init__(self, admin: Admin, table: str, fire: Any) -> None:
+    def __init__(self, admin: Admin, schema: Schema, fire: Any) -> None:
         self.admin = admin
-        self.table = table
+        self.schema = schema
         self.fire = fire  # fire(name, started_perf, error or None)
         self.jobs: dict[str, str] = {}  # job id -> last status seen
         self.open: dict[str, float] = {}  # job id -> perf_counter at start, until it ends
@@ -45,7 +45,7 @@ class Flusher:
     def flush(self) -> None:
         started = time.perf_counter()
         try:
-            job_id = self.admin.flush(self.table)
+            job_id = self.admin.flush(self.schema)
         except TargetError as exc:
             self.errors.append(f"flush refused: {exc}")
             self.fire("flush", started, str(exc))
@@ -104,7 +104,7 @@ class FlushUser(User):
                 report["error"] = "flush: no go from the coordinator in time"
             elif link.go_ok:
                 admin = ctx.target.admin()
-                flusher = Flusher(admin, ctx.schema.qualified, self._fire)
+                flusher = Flusher(admin, ctx.schema, self._fire)
                 deadline = time.monotonic() + ctx.max_seconds
                 self._during_load(flusher, settings.every_seconds, deadline, link)
                 job_deadline = min(deadline, time.monotonic() + settings.job_timeout_seconds)

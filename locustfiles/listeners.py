@@ -18,7 +18,7 @@ from locust import User, task
 
 from harness.delivery.tracker import ListenerTracker
 from harness.plan import ListenerSpec
-from harness.targets.base import Disconnected, Listener, Op, TargetError
+from harness.targets.base import Disconnected, Eq, Listener, Op, TargetError
 from locustfiles import coordination
 
 RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
@@ -39,7 +39,7 @@ class Subscription:
         self.context = context
         self._stop = stop  # set once the run is ending
         self.deadline = deadline
-        self.where = None if spec.conversation_id is None else f"conversation_id = {int(spec.conversation_id)}"
+        self.filter = None if spec.conversation_id is None else Eq("conversation_id", spec.conversation_id)
         self.current: Listener | None = None
         self.received: dict[str, int] = {}  # subscription id -> change notifications received on it
         self.last_seq: int | None = None
@@ -57,7 +57,7 @@ class Subscription:
         for attempt in range(MAX_ATTEMPTS):
             listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
             try:
-                listener.subscribe(self.where, resume_from=resume_from)
+                listener.subscribe(self.filter, resume_from=resume_from)
             except TargetError as exc:
                 listener.close()
                 self.last_error = str(exc)

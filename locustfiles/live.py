@@ -5,7 +5,7 @@ Run by ``lqharness run`` in one of three modes: in-process (``locust -f locustfi
 ``-u`` = ``locustfiles.users_needed(plan)``. Every user class has a fixed count:
 
 - ListenerUser: one per plan listener; WriterUser: one per writer group;
-- QueryUser: ``extra.queriers.count`` (SELECTs as ``QUERY`` requests while writers run);
+- QueryUser: ``extra.queriers.count`` (bounded reads as ``QUERY`` requests while writers run);
 - ChurnUser: one when ``extra.churn`` is set (opens, counts, closes subscriptions);
 - FlushUser: one when ``extra.flush_every_seconds`` is set (periodic flush, jobs followed).
 

@@ -18,7 +18,7 @@ DEFAULT_JOB_TIMEOUT_SECONDS = 20.0
 
 @dataclass(frozen=True, slots=True)
 class QuerierSettings:
-    """``extra.queriers``: ``count`` QueryUsers, each issuing ``rate`` SELECTs per second while writers run."""
+    """``extra.queriers``: ``count`` QueryUsers, each issuing ``rate`` bounded reads per second while writers run."""
 
     count: int
     rate: float

@@ -1,11 +1,11 @@
-"""Query users (``extra.queriers``): SELECTs on the run's table while the writers run, as Locust ``QUERY`` requests.
+"""Query users (``extra.queriers``): bounded reads of the run's table during the load, as Locust ``QUERY`` requests.
 
 Each QueryUser takes turns between two kinds of query at ``rate`` per second, from the
-writers' start until the load is over: ``recent`` (the newest rows of one conversation,
-``ORDER BY id DESC LIMIT 20``) and ``count`` (``COUNT(*)`` of the table). Every answer's
-shape is checked (filter, order, limit; one count); a refused query or a wrong answer is a
-request failure. Queries go through ``Admin.execute``; on USER tables they run as the app
-user (``EXECUTE AS USER``), whose partition the writers fill.
+writers' start until the load is over: ``recent`` (the newest ``RECENT_LIMIT`` rows of one
+conversation, highest id first: ``Admin.recent``) and ``count`` (the table's rows:
+``Admin.count``). Every answer's shape is checked (filter, order, limit; a count the target
+could read); a refused query or a wrong answer is a request failure. Queries read as the app
+user, whose rows the writers fill (on per-user tables: its partition).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import gevent
 from locust import User, task
 
 from harness.plan import Plan
-from harness.targets.base import Admin, TargetError
+from harness.targets.base import Admin, Eq, Row, Schema, TargetError
 from locustfiles import coordination, population
 
 QUERY_KINDS = ("recent", "count")
@@ -31,30 +31,22 @@ class QueryFailed(Exception):
     """A query the target refused or answered wrongly (reported to Locust as a QUERY failure)."""
 
 
-def query_sql(plan: Plan, kind: str, conversation: int) -> str:
-    """The SQL of one query of ``kind`` (``recent`` or ``count``), run as the app user on USER tables."""
-    table = f"{plan.namespace}.{plan.table}"
+def ask(admin: Admin, schema: Schema, plan: Plan, kind: str, conversation: int) -> str | None:
+    """Run one query of ``kind`` (``recent`` or ``count``) as the app user; what is wrong with the answer, or None.
+
+    A count the target cannot read as one non-negative integer is a TargetError of the driver.
+    """
     if kind == "recent":
-        sql = f"SELECT * FROM {table} WHERE conversation_id = {int(conversation)} ORDER BY id DESC LIMIT {RECENT_LIMIT}"
-    elif kind == "count":
-        sql = f"SELECT COUNT(*) AS n FROM {table}"
-    else:
-        raise ValueError(f"unknown query kind {kind!r}")
-    if plan.table_type.upper() == "USER":
-        return f"EXECUTE AS USER '{plan.app_user}' ({sql})"
-    return sql
-
-
-def answer_problem(kind: str, conversation: int, results: list[dict[str, Any]]) -> str | None:
-    """What is wrong with a query's answer, or None when its shape is right."""
-    if len(results) != 1:
-        return f"{len(results)} statement results, expected 1"
-    rows = results[0].get("rows") or []
+        rows = admin.recent(schema, Eq("conversation_id", conversation), RECENT_LIMIT, as_user=plan.app_user)
+        return recent_problem(conversation, rows)
     if kind == "count":
-        values = list(rows[0].values()) if len(rows) == 1 else []
-        if len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool) or values[0] < 0:
-            return f"COUNT(*) answered {rows!r}"
+        admin.count(schema, as_user=plan.app_user)
         return None
+    raise ValueError(f"unknown query kind {kind!r}")
+
+
+def recent_problem(conversation: int, rows: list[Row]) -> str | None:
+    """What is wrong with the answer to a ``recent`` query, or None when its shape is right."""
     if len(rows) > RECENT_LIMIT:
         return f"{len(rows)} rows for LIMIT {RECENT_LIMIT}"
     try:
@@ -98,11 +90,13 @@ class QueryUser(User):
             self._fire("connect", time.perf_counter(), QueryFailed(str(exc)))
             return
         try:
-            self._loop(plan, admin, settings.rate, ctx.max_seconds, link)
+            self._loop(plan, ctx.schema, admin, settings.rate, ctx.max_seconds, link)
         finally:
             admin.close()
 
-    def _loop(self, plan: Plan, admin: Admin, rate: float, max_seconds: float, link: coordination.UserLink) -> None:
+    def _loop(
+        self, plan: Plan, schema: Schema, admin: Admin, rate: float, max_seconds: float, link: coordination.UserLink
+    ) -> None:
         conversations = sorted({w.conversation_id for w in plan.writers}) or [1]
         rng = random.Random(id(self))
         interval = 1.0 / rate
@@ -118,12 +112,12 @@ class QueryUser(User):
             next_at = max(next_at + interval, time.monotonic() - interval)  # late: no burst to catch up
             kind = QUERY_KINDS[issued % len(QUERY_KINDS)]
             issued += 1
-            self._one(plan, admin, kind, rng.choice(conversations))
+            self._one(plan, schema, admin, kind, rng.choice(conversations))
 
-    def _one(self, plan: Plan, admin: Admin, kind: str, conversation: int) -> None:
+    def _one(self, plan: Plan, schema: Schema, admin: Admin, kind: str, conversation: int) -> None:
         started = time.perf_counter()
         try:
-            problem = answer_problem(kind, conversation, admin.execute(query_sql(plan, kind, conversation)))
+            problem = ask(admin, schema, plan, kind, conversation)
         except TargetError as exc:
             problem = str(exc)
         self._fire(kind, started, QueryFailed(problem) if problem else None)

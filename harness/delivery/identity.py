@@ -16,19 +16,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.plan import Plan
-from harness.targets.base import Change, Column, Op, Row, Schema
+from harness.targets.base import Change, Column, ColumnType, Op, Row, Schema
 
 ROW_BITS = 32
 ROW_MASK = (1 << ROW_BITS) - 1
 
 COLUMNS: tuple[Column, ...] = (
-    Column("id", "BIGINT", primary_key=True),
-    Column("conversation_id", "BIGINT", not_null=True),
-    Column("writer_id", "BIGINT", not_null=True),
-    Column("wseq", "BIGINT", not_null=True),
-    Column("version", "INT", not_null=True),
-    Column("content", "TEXT", not_null=True),
-    Column("sent_at", "BIGINT", not_null=True),
+    Column("id", ColumnType.INT64, primary_key=True),
+    Column("conversation_id", ColumnType.INT64, not_null=True),
+    Column("writer_id", ColumnType.INT64, not_null=True),
+    Column("wseq", ColumnType.INT64, not_null=True),
+    Column("version", ColumnType.INT32, not_null=True),
+    Column("content", ColumnType.TEXT, not_null=True),
+    Column("sent_at", ColumnType.INT64, not_null=True),
 )
 UPDATED_COLUMNS = ("version", "wseq", "content", "sent_at")
 
@@ -86,9 +86,10 @@ def update_changes(rid: int, version: int, wseq: int, sent_at_us: int, payload_b
 def messages_schema(plan: Plan) -> Schema:
     """The harness table of ``plan`` with the app user (and any user a spec names) and its password."""
     users = {plan.app_user: plan.app_password}
-    for spec in (*plan.writers, *plan.listeners):
-        if spec.user and spec.user not in users:
-            users[spec.user] = plan.app_password
+    named = [w.user for w in plan.writers] + [li.user for li in plan.listeners]
+    for user in named:
+        if user and user not in users:
+            users[user] = plan.app_password
     return Schema(namespace=plan.namespace, table=plan.table, columns=COLUMNS, table_type=plan.table_type, users=users)
 
 
@@ -115,13 +116,8 @@ class Seen:
 
 
 def _int(value: Any) -> int | None:
-    """Ints arrive as numbers or (KalamDB BIGINT) as JSON strings."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """``value`` if it is an integer (drivers deliver int64 columns as ints), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def read_change(change: Change) -> Seen:

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
+from harness.targets.base import TableKind
 
 CATALOGUE_FILES = ("live.toml", "stress.toml")
 APP_USER = "lqh_app"
@@ -118,6 +119,14 @@ def _steps(program: list[dict[str, Any]]) -> tuple[Step, ...]:
     return tuple(Step(**step) for step in program)
 
 
+def _table_kind(scenario: Scenario) -> TableKind:
+    """The scenario's ``table_type`` as a table kind; a one-line error names the scenario."""
+    try:
+        return TableKind.parse(scenario.table_type)
+    except ValueError as exc:
+        raise HarnessError(f"scenario {scenario.name}: {exc}") from None
+
+
 def build_plan(scenario: Scenario, *, quick: bool, target: TargetSpec, run_id: str, run_dir: str) -> Plan:
     """Expand a scenario into the concrete run plan the Locust users execute."""
     profile = scenario.profile(quick)
@@ -155,7 +164,7 @@ def build_plan(scenario: Scenario, *, quick: bool, target: TargetSpec, run_id: s
         target=target,
         namespace="lqh",
         table=f"{slug}_{run_id.replace('-', '_')}"[:60],
-        table_type=scenario.table_type,
+        table_type=_table_kind(scenario),
         app_user=APP_USER,
         app_password="Lqh-" + secrets.token_hex(8),
         payload_bytes=scenario.payload_bytes,

@@ -1,12 +1,20 @@
-"""Target drivers, chosen by name: ``create_target(spec)`` is the only way the harness gets one."""
+"""Target drivers, chosen by name: ``create_target(spec)`` is the only way the harness gets one.
+
+The interface every driver implements, and the values that cross it, are in ``harness.targets.base``.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
-from harness.plan import TargetSpec
 from harness.targets.base import Target, TargetError
+
+if TYPE_CHECKING:
+    from harness.plan import TargetSpec
+
+__all__ = ["DRIVERS", "create_target"]
 
 # driver name -> "module:class"; "ref" is the embedded reference server, which speaks KalamDB v1.
 DRIVERS: dict[str, str] = {

@@ -1,8 +1,10 @@
 """The one interface every system under test is driven through.
 
-Nothing outside ``harness/targets/`` knows a wire format: writers, listeners, the
-checker and the runner see only the types below. The interface is synchronous and
-small because it runs inside gevent greenlets (Locust users).
+Nothing outside ``harness/targets/`` knows a wire format or a query language: writers,
+listeners, queriers, the checker and the runner see only the types below. Tables, columns
+and row filters are described as values (``TableKind``, ``ColumnType``, ``Eq``); each
+driver translates them. The interface is synchronous and small because it runs inside
+gevent greenlets (Locust users).
 """
 
 from __future__ import annotations
@@ -11,6 +13,25 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+__all__ = [
+    "Admin",
+    "Change",
+    "Column",
+    "ColumnType",
+    "Disconnected",
+    "Eq",
+    "Listener",
+    "Op",
+    "Outcome",
+    "Row",
+    "Schema",
+    "TableKind",
+    "Target",
+    "TargetError",
+    "WriteResult",
+    "WriterSession",
+]
 
 Row = dict[str, Any]
 
@@ -64,10 +85,35 @@ class Change:
     committed_ns: int | None = None
 
 
+class ColumnType(enum.StrEnum):
+    """What a column holds, in the interface's words; each driver maps them to its own types."""
+
+    INT64 = "int64"
+    INT32 = "int32"
+    TEXT = "text"
+
+
+class TableKind(enum.StrEnum):
+    """Who sees a table's rows; each driver maps the kind to its own table type."""
+
+    USER = "user"  # partitioned per user: each user reads and is notified of its own rows only
+    SHARED = "shared"  # one set of rows that every user with access sees
+
+    @classmethod
+    def parse(cls, text: str) -> TableKind:
+        """The kind named by ``text`` in any case (``user``, ``SHARED``); ValueError names the choices."""
+        try:
+            return cls(str(text).lower())
+        except ValueError:
+            raise ValueError(f"unknown table type {text!r}: expected {' or '.join(k.value for k in cls)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
+    """One column of a ``Schema``."""
+
     name: str
-    sql_type: str  # KalamDB type name: BIGINT, TEXT, INT, BOOLEAN, TIMESTAMP, ...
+    type: ColumnType
     primary_key: bool = False
     not_null: bool = False
 
@@ -79,17 +125,29 @@ class Schema:
     namespace: str
     table: str
     columns: tuple[Column, ...]
-    table_type: str = "USER"  # USER or SHARED
+    table_type: TableKind = TableKind.USER
     users: Mapping[str, str] = field(default_factory=dict)  # user id -> password
-    options: Mapping[str, str] = field(default_factory=dict)  # WITH (...) options
 
     @property
     def qualified(self) -> str:
+        """``namespace.table``, for messages and logs."""
         return f"{self.namespace}.{self.table}"
 
     @property
     def key(self) -> str:
         return next(c.name for c in self.columns if c.primary_key)
+
+    def column(self, name: str) -> Column | None:
+        """The column called ``name``, or None."""
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Eq:
+    """A row filter: the rows whose ``column`` equals ``value``. Drivers translate it to their own query."""
+
+    column: str
+    value: int | str
 
 
 class TargetError(Exception):
@@ -106,22 +164,29 @@ class Disconnected(TargetError):
 
 
 class Admin(Protocol):
-    """Privileged access for setup, introspection and server-side counters."""
-
-    def execute(self, sql: str) -> list[dict[str, Any]]:
-        """Run SQL; return one dict per statement result (``rows`` as dicts keyed by column)."""
-        ...
+    """Privileged access for setup, introspection, server-side counters and bounded reads."""
 
     def setup(self, schema: Schema) -> None:
         """Create namespace, table and users (idempotent)."""
+        ...
+
+    def recent(self, schema: Schema, filter: Eq | None, limit: int, as_user: str | None = None) -> list[Row]:
+        """The ``limit`` rows with the highest keys among those matching ``filter``, highest key first.
+
+        With ``as_user``, read what that user sees (its own partition of a per-user table).
+        """
+        ...
+
+    def count(self, schema: Schema, as_user: str | None = None) -> int:
+        """How many rows the table holds (with ``as_user``: how many that user sees)."""
         ...
 
     def live_subscriptions(self) -> dict[str, int] | None:
         """Live subscription id -> server-side ``changes`` counter; None if the target has none."""
         ...
 
-    def flush(self, table: str) -> str | None:
-        """Start a storage flush of ``table``; return the job id, or None if nothing to flush."""
+    def flush(self, schema: Schema) -> str | None:
+        """Start a storage flush of the schema's table; return the job id, or None if nothing to flush."""
         ...
 
     def job_status(self, job_id: str) -> str | None:
@@ -148,8 +213,8 @@ class WriterSession(Protocol):
 
     def delete(self, key: Any) -> WriteResult: ...
 
-    def select(self, where: str | None = None, limit: int | None = None) -> list[Row]:
-        """Read rows back (for queriers and reconciliation)."""
+    def rows(self, filter: Eq | None = None, limit: int | None = None) -> list[Row]:
+        """Read this session's user's rows back (matching ``filter``, at most ``limit``, else the target's cap)."""
         ...
 
     def close(self) -> None: ...
@@ -158,11 +223,12 @@ class WriterSession(Protocol):
 class Listener(Protocol):
     """One live subscription on its own connection."""
 
-    def subscribe(self, where: str | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
-        """Subscribe to the table, optionally filtered; returns once the subscription is ready.
+    def subscribe(self, filter: Eq | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
+        """Subscribe to the table's rows matching ``filter`` (None: all); returns once the subscription is ready.
 
         With ``resume_from`` (a ``server_seq`` seen earlier) rows changed since then are
-        delivered first as ``Op.SNAPSHOT`` changes. Raises ``TargetError`` on refusal.
+        delivered first as ``Op.SNAPSHOT`` changes; with ``snapshot`` the current matching rows
+        are. Raises ``TargetError`` on refusal.
         """
         ...
 

@@ -14,17 +14,30 @@ from collections.abc import Iterator
 import pytest
 
 from harness.plan import TargetSpec
-from harness.targets import create_target, kalamdb
-from harness.targets.base import Change, Column, Disconnected, Op, Outcome, Schema, Target, TargetError
+from harness.targets import create_target
+from harness.targets.base import (
+    Change,
+    Column,
+    ColumnType,
+    Disconnected,
+    Eq,
+    Op,
+    Outcome,
+    Schema,
+    TableKind,
+    Target,
+    TargetError,
+)
+from harness.targets.kalamdb import auth
 from tests.support.refserver import Http, start_refserver
 
 IDLE_TIMEOUT = 2  # seconds of client silence before the server closes a WebSocket
 IDLE_ARGS = ("--heartbeat-timeout", str(IDLE_TIMEOUT))
 COLUMNS = (
-    Column("id", "BIGINT", primary_key=True),
-    Column("conversation_id", "BIGINT", not_null=True),
-    Column("version", "INT", not_null=True),
-    Column("content", "TEXT", not_null=True),
+    Column("id", ColumnType.INT64, primary_key=True),
+    Column("conversation_id", ColumnType.INT64, not_null=True),
+    Column("version", ColumnType.INT32, not_null=True),
+    Column("content", ColumnType.TEXT, not_null=True),
 )
 
 
@@ -39,7 +52,7 @@ def _target(server: object, **options: object) -> Target:
     return create_target(TargetSpec("kalamdb", server.url, "root", server.root_password, opts))
 
 
-def _schema(target: Target, users: dict[str, str] | None = None, table_type: str = "USER") -> Schema:
+def _schema(target: Target, users: dict[str, str] | None = None, table_type: TableKind = TableKind.USER) -> Schema:
     """A fresh namespace and table (and users) per test, created through ``Admin.setup``."""
     tag = secrets.token_hex(4)
     schema = Schema(f"t{tag}", "messages", COLUMNS, table_type=table_type, users=users or {f"u{tag}": "Str0ng!pass1"})
@@ -113,7 +126,7 @@ def test_inserts_updates_deletes_arrive_exactly_with_old_values(server) -> None:
         live = admin.live_subscriptions()
         assert live[listener.subscription_id] == 165
 
-        rows = writer.select(limit=1000)
+        rows = writer.rows(limit=1000)
         assert len(rows) == 85 and all(isinstance(r["id"], int) and isinstance(r["_seq"], int) for r in rows)
         refused = writer.insert({**_row(1000), "no_such_column": 1})
         assert refused.outcome is Outcome.FAILED and refused.error
@@ -168,22 +181,30 @@ def test_user_tables_are_private_per_user(server) -> None:
     alice, bob = f"alice{tag}", f"bob{tag}"
     schema = _schema(target, users={alice: "Alic3!secret", bob: "B0b!secret99"})
     listen_a, listen_b = target.listener(schema, alice), target.listener(schema, bob)
+    filtered = target.listener(schema, alice)
     write_a, write_b = target.writer(schema, alice), target.writer(schema, bob)
+    admin = target.admin()
     try:
         listen_a.subscribe()
         listen_b.subscribe()
+        filtered.subscribe(Eq("conversation_id", 1))
         for i in range(5):
             write_a.insert(_row(i))
         for i in range(100, 103):
             write_b.insert(_row(i))
         assert sorted(c.row["id"] for c in _drain(listen_a, 5)) == list(range(5))
         assert sorted(c.row["id"] for c in _drain(listen_b, 3)) == [100, 101, 102]
-        assert sorted(r["id"] for r in write_a.select()) == list(range(5))
-        assert sorted(r["id"] for r in write_b.select()) == [100, 101, 102]
+        assert [c.row["id"] for c in _drain(filtered, 2)] == [1, 4]
+        assert sorted(r["id"] for r in write_a.rows()) == list(range(5))
+        assert sorted(r["id"] for r in write_b.rows()) == [100, 101, 102]
+        assert [r["id"] for r in write_a.rows(Eq("conversation_id", 2))] == [2]
+        assert (admin.count(schema, as_user=alice), admin.count(schema, as_user=bob)) == (5, 3)
+        assert [r["id"] for r in admin.recent(schema, Eq("conversation_id", 1), 5, as_user=alice)] == [4, 1]
+        assert [r["id"] for r in admin.recent(schema, None, 2, as_user=bob)] == [102, 101]
         with pytest.raises(TargetError, match="no password"):
             target.writer(schema, "mallory")
     finally:
-        for session in (listen_a, listen_b, write_a, write_b):
+        for session in (listen_a, listen_b, filtered, write_a, write_b, admin):
             session.close()
 
 
@@ -265,7 +286,7 @@ def test_bad_credentials_and_unreachable_server_fail_fast(server) -> None:
 @pytest.mark.timeout(30)
 def test_admin_counters_flush_jobs_and_errors(server) -> None:
     target = _target(server)
-    schema = _schema(target, table_type="SHARED")
+    schema = _schema(target, table_type=TableKind.SHARED)
     admin = target.admin()
     writer = target.writer(schema)
     try:
@@ -274,19 +295,19 @@ def test_admin_counters_flush_jobs_and_errors(server) -> None:
         assert admin.server_pid() == server.pid
         for i in range(3):
             assert writer.insert(_row(i)).outcome is Outcome.OK
-        job = admin.flush(schema.qualified)
+        job = admin.flush(schema)
         assert job is not None
         deadline = time.monotonic() + 10
         while admin.job_status(job) != "completed" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert admin.job_status(job) == "completed"
         assert admin.job_status("no-such-job") is None
-        (result,) = admin.execute(f"SELECT COUNT(*) AS n FROM {schema.qualified}")
-        assert result["rows"] == [{"n": 3}]
+        assert admin.count(schema) == 3
+        newest = admin.recent(schema, Eq("conversation_id", 2), 5)
+        assert [r["id"] for r in newest] == [2] and isinstance(newest[0]["_seq"], int)
+        missing = Schema(schema.namespace, "no_such_table", COLUMNS, table_type=TableKind.SHARED)
         with pytest.raises(TargetError, match="HTTP 400 .*no_such_table|TABLE_NOT_FOUND"):
-            admin.execute(f"SELECT * FROM {schema.namespace}.no_such_table")
-        with pytest.raises(TargetError, match="namespace-qualified"):
-            admin.flush("messages")
+            admin.count(missing)
     finally:
         writer.close()
         admin.close()
@@ -321,7 +342,7 @@ def test_server_loss_makes_writes_indeterminate_and_listeners_disconnected(tmp_p
     assert result.outcome is Outcome.INDETERMINATE and result.error and "\n" not in result.error
     assert result.invoke_ns <= result.ack_ns
     with pytest.raises(TargetError):
-        writer.select()
+        writer.rows()
     assert listener.recv(1.0).row["id"] == 1
     with pytest.raises(Disconnected) as lost:
         listener.recv(2.0)
@@ -336,7 +357,7 @@ def test_listeners_back_off_through_an_auth_rate_limit(tmp_path) -> None:
     """Twelve listeners opened at once against a 4-per-second limit all subscribe, by backing off."""
     with start_refserver(tmp_path, "--auth-rate-limit", "4") as srv:
         target = _target(srv)
-        schema = _schema(target, table_type="SHARED")
+        schema = _schema(target, table_type=TableKind.SHARED)
         listeners = [target.listener(schema) for _ in range(12)]
         errors: list[BaseException] = []
 
@@ -369,10 +390,10 @@ def test_rejected_cached_tokens_are_renewed(server) -> None:
     writer = target.writer(schema, user)
     key = (target.endpoint.base_url, user)
     try:
-        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        auth._TOKENS[key].access = "not-a-valid-jwt"
         assert writer.insert(_row(1)).outcome is Outcome.OK
-        assert kalamdb._TOKENS[key].access != "not-a-valid-jwt"
-        kalamdb._TOKENS[key].access = "not-a-valid-jwt"
+        assert auth._TOKENS[key].access != "not-a-valid-jwt"
+        auth._TOKENS[key].access = "not-a-valid-jwt"
         listener = target.listener(schema, user)
         listener.subscribe(snapshot=True)
         (snap,) = _drain(listener, 1)

@@ -18,6 +18,7 @@ import orjson
 from harness.delivery.identity import messages_schema
 from harness.plan import ListenerSpec, Plan, TargetSpec, WriterSpec
 from harness.targets import create_target
+from harness.targets.base import TableKind
 from locustfiles import users_needed
 from tests.support.refserver import ROOT_PASSWORD
 
@@ -37,7 +38,7 @@ def flow_plan(
     """A plan against ``url`` whose run folder is ``run_dir``: 64-byte payloads, a 1 s drain, a 60 s bound."""
     return Plan(
         run_id=table, scenario="flow", target=TargetSpec("kalamdb", url, "root", ROOT_PASSWORD, {"timeout": 5}),
-        namespace="lqh", table=table, table_type="USER", app_user="app", app_password="App-Pass-123",
+        namespace="lqh", table=table, table_type=TableKind.USER, app_user="app", app_password="App-Pass-123",
         payload_bytes=64, writers=writers, listeners=listeners, writer_groups=groups, drain_seconds=1.0,
         ready_timeout=20.0, summary_timeout=20.0, extra={"run_dir": str(run_dir), "max_seconds": 60},
     )  # fmt: skip

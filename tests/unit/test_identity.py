@@ -1,5 +1,8 @@
 """Row identity: ids, contents, schema and reading notifications back."""
 
+import orjson
+import pytest
+
 from harness.delivery.identity import (
     COLUMNS,
     content,
@@ -11,7 +14,7 @@ from harness.delivery.identity import (
     update_changes,
 )
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec
-from harness.targets.base import Change, Op
+from harness.targets.base import Change, Op, TableKind
 
 
 def _plan() -> Plan:
@@ -21,7 +24,7 @@ def _plan() -> Plan:
         target=TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw"),
         namespace="lq",
         table="messages",
-        table_type="SHARED",
+        table_type=TableKind.SHARED,
         app_user="app",
         app_password="secret",
         payload_bytes=100,
@@ -47,16 +50,18 @@ def test_content_is_deterministic_sized_and_version_specific() -> None:
 
 def test_schema_has_identity_columns_and_users() -> None:
     schema = messages_schema(_plan())
-    assert schema.qualified == "lq.messages" and schema.key == "id" and schema.table_type == "SHARED"
+    assert schema.qualified == "lq.messages" and schema.key == "id" and schema.table_type is TableKind.SHARED
     assert [c.name for c in schema.columns] == [c.name for c in COLUMNS]
     assert dict(schema.users) == {"app": "secret", "bob": "secret", "carol": "secret"}
 
 
-def test_read_change_accepts_bigints_as_strings() -> None:
-    row = {k: str(v) if k != "content" else v for k, v in insert_row(2, 9, 4, 11, 123, 50).items()}
+def test_read_change_reads_ints_and_not_unconverted_strings() -> None:
+    row = insert_row(2, 9, 4, 11, 123, 50)
     seen = read_change(Change(Op.INSERT, row, None, 1, 0, 10))
     assert (seen.writer_id, seen.n, seen.wseq, seen.version, seen.conversation_id) == (2, 4, 11, 1, 9)
     assert seen.error is None
+    as_text = {k: str(v) if k != "content" else v for k, v in row.items()}  # the driver converts int64 columns
+    assert "lacks identity columns" in read_change(Change(Op.INSERT, as_text, None, 1, 0, 10)).error
 
 
 def test_read_change_update_old_values_and_delete_tombstone() -> None:
@@ -74,3 +79,12 @@ def test_read_change_reports_foreign_rows() -> None:
     assert read_change(Change(Op.INSERT, {"id": 1}, None, 1, 0, 1)).error
     bad = insert_row(2, 9, 4, 11, 123, 50) | {"writer_id": 3}
     assert "belongs to writer 2" in read_change(Change(Op.INSERT, bad, None, 1, 0, 1)).error
+
+
+def test_table_kinds_parse_in_any_case_and_survive_the_plan_file() -> None:
+    assert TableKind.parse("USER") is TableKind.USER and TableKind.parse("shared") is TableKind.SHARED
+    with pytest.raises(ValueError, match="unknown table type 'STREAM': expected user or shared"):
+        TableKind.parse("STREAM")
+    plan = _plan()
+    assert orjson.loads(plan.to_json())["table_type"] == "shared"
+    assert Plan.from_dict(orjson.loads(plan.to_json())).table_type is TableKind.SHARED

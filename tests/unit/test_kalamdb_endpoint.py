@@ -6,7 +6,8 @@ import pytest
 
 from harness.plan import TargetSpec
 from harness.targets.base import TargetError
-from harness.targets.kalamdb import KalamTarget, _describe, _Endpoint
+from harness.targets.kalamdb import KalamTarget
+from harness.targets.kalamdb.transport import Endpoint, describe
 
 
 @pytest.mark.parametrize(
@@ -20,24 +21,31 @@ from harness.targets.kalamdb import KalamTarget, _describe, _Endpoint
     ],
 )
 def test_endpoint_urls(url: str, base: str, ws: str, loopback: bool) -> None:
-    endpoint = _Endpoint(url)
+    endpoint = Endpoint(url)
     assert (endpoint.base_url, endpoint.ws_url, endpoint.loopback) == (base, ws, loopback)
 
 
 @pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://host:99999"])
 def test_bad_urls_are_one_line_target_errors(url: str) -> None:
     with pytest.raises(TargetError) as err:
-        _Endpoint(url)
+        Endpoint(url)
     assert "\n" not in str(err.value)
 
 
 def test_transport_errors_read_as_one_line() -> None:
-    assert _describe(ConnectionRefusedError(111, "Connection refused")) == "connection refused"
-    assert _describe(TimeoutError("timed out")) == "timed out"
-    assert _describe(OSError("first line\nsecond line")) == "OSError: first line"
+    assert describe(ConnectionRefusedError(111, "Connection refused")) == "connection refused"
+    assert describe(TimeoutError("timed out")) == "timed out"
+    assert describe(OSError("first line\nsecond line")) == "OSError: first line"
 
 
 @pytest.mark.parametrize("batch_size", [0, 1000, 5000])
 def test_snapshot_batches_must_stay_below_max_query_limit(batch_size: int) -> None:
     with pytest.raises(TargetError, match="batch_size must be in 1..999"):
         KalamTarget(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"batch_size": batch_size}))
+
+
+def test_table_options_are_the_drivers_own_setting() -> None:
+    spec = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"table_options": {"flush_policy": "rows:10"}})
+    assert dict(KalamTarget(spec).settings.table_options) == {"flush_policy": "rows:10"}
+    with pytest.raises(TargetError, match="table_options must map"):
+        KalamTarget(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"table_options": "rows:10"}))

@@ -1,4 +1,4 @@
-"""Pure KalamDB wire rules: value conversion, Snowflake time, frames, messages to Change, SQL text."""
+"""Pure KalamDB rules: value conversion, Snowflake time, frames, messages to Change, and the SQL dialect."""
 
 from __future__ import annotations
 
@@ -11,21 +11,22 @@ import pytest
 from harness.errors import HarnessError
 from harness.plan import TargetSpec
 from harness.targets import create_target
-from harness.targets.base import Column, Op, Outcome, Schema, TargetError
-from harness.targets.kalamdb import wire
+from harness.targets.base import Column, ColumnType, Eq, Op, Outcome, Schema, TableKind, TargetError
+from harness.targets.kalamdb import dialect, wire
 
 SCHEMA = Schema(
     namespace="chat",
     table="messages",
     columns=(
-        Column("id", "BIGINT", primary_key=True),
-        Column("conversation_id", "BIGINT", not_null=True),
-        Column("version", "INT"),
-        Column("content", "TEXT"),
+        Column("id", ColumnType.INT64, primary_key=True),
+        Column("conversation_id", ColumnType.INT64, not_null=True),
+        Column("version", ColumnType.INT32),
+        Column("content", ColumnType.TEXT),
     ),
     users={"alice": "Secr3t!pass"},
-    options={"flush_policy": "rows:1000", "deleted_retention_hours": "1"},
 )
+OPTIONS = {"flush_policy": "rows:1000", "deleted_retention_hours": "1"}
+SHARED = Schema("lqh", "t", SCHEMA.columns, table_type=TableKind.SHARED)
 BIG = wire.schema_bigints(SCHEMA)
 
 
@@ -153,23 +154,66 @@ def test_outcome_classification() -> None:
     assert wire.classify(502, None) == (Outcome.INDETERMINATE, "HTTP 502")
 
 
+def test_count_answers_are_one_non_negative_integer() -> None:
+    def result(*values: object) -> dict:
+        return {"schema": [{"name": "n", "data_type": "BigInt", "index": 0}], "rows": [[v] for v in values]}
+
+    assert wire.count_of([result("12")]) == 12
+    with pytest.raises(TargetError, match="COUNT"):
+        wire.count_of([result("x")])
+    with pytest.raises(TargetError, match="COUNT"):
+        wire.count_of([result()])
+    with pytest.raises(TargetError, match="COUNT"):
+        wire.count_of([result("-1")])
+    with pytest.raises(TargetError, match="statement results"):
+        wire.count_of([])
+
+
 def test_sql_text_is_parameterised_and_stable() -> None:
-    table = wire.qualified(SCHEMA)
-    assert wire.insert_sql(table, ["id", "content"]) == "INSERT INTO chat.messages (id, content) VALUES ($1, $2)"
-    assert wire.update_sql(table, "id", ["content", "version"]) == (
+    table = dialect.qualified(SCHEMA)
+    assert dialect.insert_sql(table, ["id", "content"]) == "INSERT INTO chat.messages (id, content) VALUES ($1, $2)"
+    assert dialect.update_sql(table, "id", ["content", "version"]) == (
         "UPDATE chat.messages SET content = $1, version = $2 WHERE id = $3"
     )
-    assert wire.delete_sql(table, "id") == "DELETE FROM chat.messages WHERE id = $1"
+    assert dialect.delete_sql(table, "id") == "DELETE FROM chat.messages WHERE id = $1"
     with pytest.raises(TargetError, match="identifier"):
-        wire.insert_sql(table, ["id; DROP"])
+        dialect.insert_sql(table, ["id; DROP"])
 
 
-def test_ddl_and_users() -> None:
-    assert wire.create_table_sql(SCHEMA) == (
+def test_ddl_maps_neutral_kinds_and_types_and_users() -> None:
+    assert dialect.create_table_sql(SCHEMA, OPTIONS) == (
         "CREATE USER TABLE IF NOT EXISTS chat.messages (id BIGINT PRIMARY KEY, conversation_id BIGINT NOT NULL, "
         "version INT, content TEXT) WITH (FLUSH_POLICY = 'rows:1000', DELETED_RETENTION_HOURS = 1)"
     )
-    assert wire.create_user_sql("bob", "it's") == "CREATE USER 'bob' WITH PASSWORD 'it''s' ROLE user"
+    assert dialect.create_table_sql(SHARED).startswith("CREATE SHARED TABLE IF NOT EXISTS lqh.t (id BIGINT")
+    assert dialect.create_user_sql("bob", "it's") == "CREATE USER 'bob' WITH PASSWORD 'it''s' ROLE user"
+
+
+def test_filters_become_where_clauses_of_schema_columns() -> None:
+    assert dialect.subscription_sql(SCHEMA, None) == "SELECT * FROM chat.messages"
+    assert dialect.subscription_sql(SCHEMA, Eq("conversation_id", 7)) == (
+        "SELECT * FROM chat.messages WHERE conversation_id = 7"
+    )
+    assert dialect.subscription_sql(SCHEMA, Eq("content", "it's")) == (
+        "SELECT * FROM chat.messages WHERE content = 'it''s'"
+    )
+    assert dialect.rows_sql(SCHEMA, None, 5) == "SELECT * FROM chat.messages LIMIT 5"
+    with pytest.raises(TargetError, match="not a column"):
+        dialect.subscription_sql(SCHEMA, Eq("nope", 1))
+    with pytest.raises(TargetError, match="only integers and text"):
+        dialect.subscription_sql(SCHEMA, Eq("version", True))
+
+
+def test_reads_run_as_the_user_on_user_tables_only() -> None:
+    user_table = Schema("lqh", "t", SCHEMA.columns)
+    assert dialect.count_sql(user_table, "app") == "EXECUTE AS USER 'app' (SELECT COUNT(*) AS n FROM lqh.t)"
+    assert dialect.count_sql(user_table) == "SELECT COUNT(*) AS n FROM lqh.t"
+    assert dialect.recent_sql(SHARED, Eq("conversation_id", 7), 20, "app") == (
+        "SELECT * FROM lqh.t WHERE conversation_id = 7 ORDER BY id DESC LIMIT 20"
+    )
+    assert dialect.recent_sql(user_table, None, 3, "o'neil") == (
+        "EXECUTE AS USER 'o''neil' (SELECT * FROM lqh.t ORDER BY id DESC LIMIT 3)"
+    )
 
 
 def test_job_id_parsing() -> None:

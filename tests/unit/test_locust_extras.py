@@ -13,10 +13,11 @@ import pytest  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
 from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
+from harness.targets.base import Eq, TableKind  # noqa: E402
 from locustfiles import population, ramp, users_needed  # noqa: E402
 from locustfiles.churn import monitor_sockets  # noqa: E402
 from locustfiles.phases import PhaseLog  # noqa: E402
-from locustfiles.queriers import RECENT_LIMIT, answer_problem, query_sql  # noqa: E402
+from locustfiles.queriers import RECENT_LIMIT, ask, recent_problem  # noqa: E402
 
 if _PREVIOUS is None:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
@@ -26,7 +27,7 @@ else:
 TARGET = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw")
 
 
-def _plan(extra: dict, writers: tuple[WriterSpec, ...] = (), table_type: str = "USER") -> Plan:
+def _plan(extra: dict, writers: tuple[WriterSpec, ...] = (), table_type: TableKind = TableKind.USER) -> Plan:
     return Plan(
         run_id="r", scenario="s", target=TARGET, namespace="lqh", table="t", table_type=table_type,
         app_user="app", app_password="pw", payload_bytes=10, writers=writers,
@@ -131,27 +132,46 @@ def test_catalogue_degradation_writers_make_the_ramp_steps(quick: bool) -> None:
     assert ramp.offered(plan, settings.steps * settings.seconds + 0.1) == (0, 0)
 
 
-def test_queries_run_as_the_app_user_on_user_tables() -> None:
-    assert query_sql(_plan({}), "count", 1) == "EXECUTE AS USER 'app' (SELECT COUNT(*) AS n FROM lqh.t)"
-    shared = query_sql(_plan({}, table_type="SHARED"), "recent", 7)
-    assert shared == f"SELECT * FROM lqh.t WHERE conversation_id = 7 ORDER BY id DESC LIMIT {RECENT_LIMIT}"
+class _Admin:
+    """Records the reads a querier asks for and answers them with ``answer``."""
+
+    def __init__(self, answer: list[dict]) -> None:
+        self.answer = answer
+        self.calls: list[tuple] = []
+
+    def recent(self, schema, filter, limit, as_user=None) -> list[dict]:
+        self.calls.append(("recent", schema, filter, limit, as_user))
+        return self.answer
+
+    def count(self, schema, as_user=None) -> int:
+        self.calls.append(("count", schema, as_user))
+        return 12
+
+
+def test_queries_are_bounded_reads_as_the_app_user() -> None:
+    plan, schema = _plan({}), object()
+    admin = _Admin([{"id": 9, "conversation_id": 7}])
+    assert ask(admin, schema, plan, "recent", 7) is None
+    assert ask(admin, schema, plan, "count", 7) is None
+    assert admin.calls == [
+        ("recent", schema, Eq("conversation_id", 7), RECENT_LIMIT, "app"),
+        ("count", schema, "app"),
+    ]
+    assert "outside" in ask(_Admin([{"id": 9, "conversation_id": 8}]), schema, plan, "recent", 7)
     with pytest.raises(ValueError):
-        query_sql(_plan({}), "drop", 1)
+        ask(admin, schema, plan, "drop", 1)
 
 
 def test_answer_problems_are_found() -> None:
     def rows(*pairs: tuple[int, int]) -> list[dict]:
-        return [{"rows": [{"id": i, "conversation_id": c} for i, c in pairs]}]
+        return [{"id": i, "conversation_id": c} for i, c in pairs]
 
-    assert answer_problem("recent", 3, rows((9, 3), (5, 3))) is None
-    assert answer_problem("recent", 3, rows()) is None
-    assert "outside" in answer_problem("recent", 3, rows((9, 3), (5, 4)))
-    assert "descending" in answer_problem("recent", 3, rows((5, 3), (9, 3)))
-    assert "LIMIT" in answer_problem("recent", 3, rows(*[(100 - i, 3) for i in range(RECENT_LIMIT + 1)]))
-    assert answer_problem("count", 3, [{"rows": [{"n": 12}]}]) is None
-    assert "COUNT" in answer_problem("count", 3, [{"rows": [{"n": "x"}]}])
-    assert "COUNT" in answer_problem("count", 3, [{"rows": []}])
-    assert "statement results" in answer_problem("count", 3, [])
+    assert recent_problem(3, rows((9, 3), (5, 3))) is None
+    assert recent_problem(3, rows()) is None
+    assert "outside" in recent_problem(3, rows((9, 3), (5, 4)))
+    assert "descending" in recent_problem(3, rows((5, 3), (9, 3)))
+    assert "LIMIT" in recent_problem(3, rows(*[(100 - i, 3) for i in range(RECENT_LIMIT + 1)]))
+    assert "usable id" in recent_problem(3, [{"conversation_id": 3}])
 
 
 def test_monitor_sockets_reads_the_first_sample_after_a_mark(tmp_path) -> None:

@@ -1,7 +1,8 @@
-"""Pure KalamDB v1 wire helpers: SQL text, value conversion, frames and messages to ``Change``.
+"""Pure KalamDB v1 wire helpers: value conversion, replies, frames and messages to ``Change``.
 
 Kept free of I/O so the encoding rules of ``docs/kalamdb-protocol.md`` (BIGINT as JSON
 strings, Snowflake ``_seq``, gzip binary frames, change/old-value shapes) are unit-testable.
+The statement text the driver sends is in ``dialect``.
 """
 
 from __future__ import annotations
@@ -13,37 +14,38 @@ from typing import Any
 
 import orjson
 
-from harness.targets.base import Change, Op, Outcome, Row, Schema, TargetError
+from harness.targets.base import Change, ColumnType, Op, Outcome, Row, Schema, TargetError
+
+__all__ = [
+    "PAGE",
+    "WireError",
+    "change_events",
+    "classify",
+    "committed_ns",
+    "convert_row",
+    "count_of",
+    "decode_frame",
+    "error_of",
+    "job_id_of",
+    "result_rows",
+    "rows_affected",
+    "schema_bigints",
+    "snapshot_events",
+    "wire_bigints",
+]
 
 SEQ_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the Snowflake epoch of `_seq`
 GZIP_MAGIC = b"\x1f\x8b"
-BIGINT_SQL_TYPES = frozenset({"BIGINT", "INT8"})
 BIGINT_WIRE_TYPES = frozenset({"BigInt"})  # `data_type` names whose values travel as JSON strings
 SYSTEM_BIGINTS = frozenset({"_seq"})
 # 5xx codes that mean the server refused the statement before running it.
 REFUSAL_5XX_CODES = frozenset({"NOT_LEADER", "TOO_MANY_CONNECTIONS"})
-_IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
+PAGE = 1000  # max_query_limit: the most rows one query returns (protocol 2.4)
 _JOB_ID = re.compile(r"Job ID:\s*([A-Za-z0-9_:.\-]*[A-Za-z0-9_])")
 
 
 class WireError(TargetError):
     """A frame or message the protocol does not allow."""
-
-
-def identifier(name: str) -> str:
-    """Return ``name`` if it is a valid KalamDB identifier, else raise (keeps SQL text injection-free)."""
-    if not _IDENTIFIER.fullmatch(name):
-        raise TargetError(f"invalid identifier {name!r}: only letters, digits and _ are allowed")
-    return name
-
-
-def qualified(schema: Schema) -> str:
-    return f"{identifier(schema.namespace)}.{identifier(schema.table)}"
-
-
-def quote_literal(value: str) -> str:
-    """A SQL string literal with embedded quotes doubled."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def committed_ns(seq: int) -> int:
@@ -52,8 +54,8 @@ def committed_ns(seq: int) -> int:
 
 
 def schema_bigints(schema: Schema) -> frozenset[str]:
-    """Columns of ``schema`` whose values arrive as JSON strings, plus ``_seq``."""
-    return SYSTEM_BIGINTS | {c.name for c in schema.columns if c.sql_type.upper() in BIGINT_SQL_TYPES}
+    """Columns of ``schema`` whose values arrive as JSON strings (its int64 columns), plus ``_seq``."""
+    return SYSTEM_BIGINTS | {c.name for c in schema.columns if c.type is ColumnType.INT64}
 
 
 def wire_bigints(fields: Iterable[Mapping[str, Any]] | None) -> frozenset[str]:
@@ -108,63 +110,22 @@ def classify(status: int, body: Any) -> tuple[Outcome, str | None]:
     return Outcome.INDETERMINATE, text
 
 
+def count_of(results: Sequence[Mapping[str, Any]]) -> int:
+    """The one non-negative integer a ``COUNT(*)`` statement answered; TargetError for any other shape."""
+    if len(results) != 1:
+        raise TargetError(f"{len(results)} statement results, expected 1")
+    rows = result_rows(results[0])
+    values = list(rows[0].values()) if len(rows) == 1 else []
+    if len(values) != 1 or not isinstance(values[0], int) or isinstance(values[0], bool) or values[0] < 0:
+        raise TargetError(f"COUNT(*) answered {rows!r}")
+    return values[0]
+
+
 def rows_affected(body: Any) -> int | None:
     results = body.get("results") if isinstance(body, dict) else None
     if results and isinstance(results[0], dict) and isinstance(results[0].get("row_count"), int):
         return results[0]["row_count"]
     return None
-
-
-def insert_sql(table: str, columns: Sequence[str]) -> str:
-    cols = ", ".join(identifier(c) for c in columns)
-    marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-    return f"INSERT INTO {table} ({cols}) VALUES ({marks})"
-
-
-def update_sql(table: str, key: str, columns: Sequence[str]) -> str:
-    sets = ", ".join(f"{identifier(c)} = ${i}" for i, c in enumerate(columns, 1))
-    return f"UPDATE {table} SET {sets} WHERE {identifier(key)} = ${len(columns) + 1}"
-
-
-def delete_sql(table: str, key: str) -> str:
-    return f"DELETE FROM {table} WHERE {identifier(key)} = $1"
-
-
-def _option_value(value: str) -> str:
-    text = str(value)
-    if re.fullmatch(r"-?\d+", text) or text.upper() in ("TRUE", "FALSE"):
-        return text
-    return quote_literal(text)
-
-
-def create_table_sql(schema: Schema) -> str:
-    """``CREATE <type> TABLE IF NOT EXISTS ns.t (...) [WITH (...)]`` for ``schema``."""
-    kind = schema.table_type.upper()
-    if kind not in ("USER", "SHARED", "STREAM"):
-        raise TargetError(f"unknown table type {schema.table_type!r}")
-    cols = []
-    for c in schema.columns:
-        if not re.fullmatch(r"[A-Za-z0-9_(), ]+", c.sql_type):
-            raise TargetError(f"invalid column type {c.sql_type!r}")
-        parts = [identifier(c.name), c.sql_type]
-        if c.not_null:
-            parts.append("NOT NULL")
-        if c.primary_key:
-            parts.append("PRIMARY KEY")
-        cols.append(" ".join(parts))
-    sql = f"CREATE {kind} TABLE IF NOT EXISTS {qualified(schema)} ({', '.join(cols)})"
-    if schema.options:
-        opts = ", ".join(f"{identifier(k).upper()} = {_option_value(v)}" for k, v in schema.options.items())
-        sql += f" WITH ({opts})"
-    return sql
-
-
-def create_user_sql(user: str, password: str) -> str:
-    return f"CREATE USER {quote_literal(user)} WITH PASSWORD {quote_literal(password)} ROLE user"
-
-
-def set_password_sql(user: str, password: str) -> str:
-    return f"ALTER USER {quote_literal(user)} SET PASSWORD {quote_literal(password)}"
 
 
 def job_id_of(message: str | None) -> str | None:

@@ -1,0 +1,292 @@
+"""One KalamDB live query on its own ``/v1/ws`` WebSocket: in-band authentication, heartbeat, resume.
+
+websocket-client cooperates with gevent once the process is monkey-patched, so a listener
+blocks only its own greenlet. The connection is driven from ``recv``: the client pings when
+it has been quiet for ``heartbeat`` seconds (KalamDB drops silent clients), snapshot batches
+are requested as they are consumed, and a lost socket surfaces as ``Disconnected``.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+import time
+from typing import Any
+
+import gevent
+import orjson
+import websocket
+
+from harness.targets.base import Change, Disconnected, Eq, Schema, TargetError
+from harness.targets.kalamdb import dialect, wire
+from harness.targets.kalamdb.auth import Credentials
+from harness.targets.kalamdb.settings import Settings
+from harness.targets.kalamdb.transport import Http, describe
+
+__all__ = ["KalamListener"]
+
+CLOSE_TIMEOUT = 1.0
+RATE_LIMITED_AUTH = "too many authentication"  # KalamDB's auth_error text past its per-IP limit (protocol 4.2)
+AUTH_RETRY_SECONDS = 30.0  # how long a rate-limited WebSocket authentication keeps retrying
+AUTH_BACKOFF_FIRST = 0.05
+AUTH_BACKOFF_MAX = 1.0
+
+
+class KalamListener:
+    """One live subscription on its own WebSocket, with client heartbeat and resume by ``_seq``."""
+
+    def __init__(self, settings: Settings, schema: Schema, creds: Credentials) -> None:
+        self._settings = settings
+        self._schema = schema
+        self._creds = creds
+        self._http = Http(settings.endpoint, settings.timeout)
+        self._bigints = wire.schema_bigints(schema)
+        self._name = secrets.token_hex(6)
+        self._count = 0
+        self._ws: websocket.WebSocket | None = None
+        self._sub_id: str | None = None
+        self._ready = False
+        self._snapshot_wanted = False
+        self._buffer: collections.deque[Change] = collections.deque()
+        self._last_seq: int | None = None
+        self._next_ping = 0.0
+        self._dead: Disconnected | None = None
+        self._closed = False
+
+    @property
+    def subscription_id(self) -> str | None:
+        return self._sub_id
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._last_seq
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _open(self) -> websocket.WebSocket:
+        url = self._settings.endpoint.ws_url + ("" if self._settings.compress else "?compress=false")
+        try:
+            return websocket.create_connection(
+                url, timeout=self._settings.timeout, enable_multithread=True, skip_utf8_validation=True
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            raise TargetError(f"websocket upgrade refused at {url}: HTTP {exc.status_code}") from None
+        except (OSError, websocket.WebSocketException) as exc:
+            raise TargetError(f"cannot open websocket {url}: {describe(exc)}") from None
+
+    def _connect(self) -> None:
+        """Open the socket and authenticate in-band.
+
+        A rejected cached token is renewed once. A refusal for too many authentications from
+        this address (KalamDB's per-IP limit, protocol 4.2) is retried with a growing,
+        jittered back-off for up to ``AUTH_RETRY_SECONDS``.
+        """
+        renewed = False
+        give_up = time.monotonic() + AUTH_RETRY_SECONDS
+        backoff = AUTH_BACKOFF_FIRST
+        while True:
+            token = self._creds.token(self._http, self._settings.timeout)
+            refusal = self._authenticate(token)
+            if refusal is None:
+                return
+            if RATE_LIMITED_AUTH in refusal.lower():
+                if time.monotonic() + backoff > give_up:
+                    raise TargetError(
+                        f"websocket authentication as {self._creds.user!r} still rate-limited after "
+                        f"{AUTH_RETRY_SECONDS:g}s: {refusal} (raise the server's "
+                        "rate_limit.max_auth_requests_per_ip_per_sec)"
+                    )
+                gevent.sleep(backoff * (0.5 + secrets.randbelow(1000) / 1000))
+                backoff = min(backoff * 2, AUTH_BACKOFF_MAX)
+                continue
+            if renewed:
+                raise TargetError(f"websocket authentication as {self._creds.user!r} failed: {refusal}")
+            self._creds.invalidate(token)
+            renewed = True
+
+    def _authenticate(self, token: str) -> str | None:
+        """Open a socket and send ``authenticate``; None on success, else the server's refusal text."""
+        self._ws = self._open()
+        self._dead = None
+        self._send(
+            {
+                "type": "authenticate",
+                "method": "jwt",
+                "token": token,
+                "protocol": {
+                    "serialization": "json",
+                    "compression": "gzip" if self._settings.compress else "none",
+                },
+            }
+        )
+        deadline = time.monotonic() + self._settings.timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            msg = self._read(remaining)
+            if msg is None:
+                continue
+            kind = msg[0].get("type")
+            if kind == "auth_success":
+                return None
+            if kind == "auth_error":
+                self._shutdown()
+                return str(msg[0].get("message", ""))
+        self._shutdown()
+        raise TargetError(f"no authentication reply within {self._settings.timeout:g}s")
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self._ws is not None
+        try:
+            self._ws.settimeout(self._settings.timeout)
+            self._ws.send(orjson.dumps(msg).decode())
+        except (OSError, websocket.WebSocketException) as exc:
+            self._lost(f"send failed: {describe(exc)}")
+            raise self._dead from None  # type: ignore[misc]
+        self._next_ping = time.monotonic() + self._settings.heartbeat
+
+    def _heartbeat(self) -> None:
+        """Send a WebSocket ping when the connection has been quiet on our side for ``heartbeat`` s."""
+        if self._ws is None or self._dead is not None or time.monotonic() < self._next_ping:
+            return
+        try:
+            self._ws.settimeout(self._settings.timeout)
+            self._ws.ping()
+        except (OSError, websocket.WebSocketException) as exc:
+            self._lost(f"ping failed: {describe(exc)}")
+            return
+        self._next_ping = time.monotonic() + self._settings.heartbeat
+
+    def _lost(self, reason: str, expected: bool = False) -> None:
+        if self._dead is None:
+            self._dead = Disconnected(reason, expected=expected)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._ws is not None:
+            try:
+                self._ws.shutdown()
+            except (OSError, websocket.WebSocketException):
+                pass
+
+    def _read(self, timeout: float) -> tuple[dict[str, Any], int, int] | None:
+        """One server message (message, received_ns, payload bytes), or None after ``timeout``."""
+        if self._dead is not None:
+            raise self._dead
+        assert self._ws is not None
+        try:
+            self._ws.settimeout(max(timeout, 0.001))
+            opcode, frame = self._ws.recv_data_frame(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            return None
+        except websocket.WebSocketConnectionClosedException:
+            self._lost("connection closed without a close frame")
+            raise self._dead from None  # type: ignore[misc]
+        except (OSError, websocket.WebSocketException) as exc:
+            self._lost(f"connection lost: {describe(exc)}")
+            raise self._dead from None  # type: ignore[misc]
+        received = time.time_ns()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = frame.data or b""
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+            text = data[2:].decode("utf-8", "replace")
+            self._lost(f"closed by server: {code} {text}".rstrip())
+            raise self._dead from None  # type: ignore[misc]
+        if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            return None
+        data = frame.data
+        return wire.decode_frame(data), received, len(data)
+
+    # -- subscription -------------------------------------------------------------------------
+
+    def subscribe(self, filter: Eq | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
+        """Subscribe to the rows matching ``filter`` (a live ``SELECT *``); returns once the server says ``ready``."""
+        if self._sub_id is not None or self._closed:
+            raise TargetError("this listener is already subscribed or closed; open a new one")
+        try:
+            sql = dialect.subscription_sql(self._schema, filter)
+            self._connect()
+            self._count += 1
+            self._sub_id = f"lqh_{self._name}_{self._count}"
+            sub: dict[str, Any] = {"id": self._sub_id, "sql": sql}
+            if resume_from is not None:
+                sub["options"] = {"from": int(resume_from), "batch_size": self._settings.batch_size}
+            elif snapshot:
+                sub["options"] = {"batch_size": self._settings.batch_size}
+            self._snapshot_wanted = "options" in sub
+            self._send({"type": "subscribe", "subscription": sub})
+            deadline = time.monotonic() + self._settings.subscribe_timeout
+            while not self._ready:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TargetError(
+                        f"subscription {self._sub_id} not ready within {self._settings.subscribe_timeout:g}s"
+                    )
+                self._pump(remaining)
+        except TargetError:
+            self.close()
+            raise
+
+    def _pump(self, timeout: float) -> None:
+        """Read until one message or ``timeout`` s (at least one poll), in slices that keep the heartbeat going."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._heartbeat()
+            got = self._read(max(0.0, min(deadline, self._next_ping) - time.monotonic()))
+            if got is not None:
+                self._handle(*got)
+                return
+            if time.monotonic() >= deadline:
+                return
+
+    def _handle(self, msg: dict[str, Any], received_ns: int, size: int) -> None:
+        kind = msg.get("type")
+        if kind == "change":
+            self._buffer.extend(wire.change_events(msg, received_ns, size, self._bigints))
+        elif kind == "initial_data_batch":
+            self._buffer.extend(wire.snapshot_events(msg.get("rows") or [], received_ns, size, self._bigints))
+            control = msg.get("batch_control") or {}
+            if control.get("has_more"):
+                self._send(
+                    {
+                        "type": "next_batch",
+                        "subscription_id": self._sub_id,
+                        "last_seq_id": control.get("last_seq_id"),
+                    }
+                )
+            else:
+                self._ready = True
+        elif kind == "subscription_ack":
+            self._bigints = self._bigints | wire.wire_bigints(msg.get("schema"))
+            if not self._snapshot_wanted and not (msg.get("batch_control") or {}).get("has_more"):
+                self._ready = True
+        elif kind == "error":
+            raise TargetError(
+                f"server error for subscription {msg.get('subscription_id')}: {msg.get('code')}: {msg.get('message')}"
+            )
+
+    def recv(self, timeout: float) -> Change | None:
+        """Next change (snapshot rows first), None after ``timeout`` s, Disconnected when the socket ends."""
+        if self._sub_id is None:
+            raise TargetError("recv before subscribe")
+        deadline = time.monotonic() + timeout
+        while not self._buffer:
+            if self._dead is not None:
+                raise self._dead
+            self._pump(max(0.0, deadline - time.monotonic()))
+            if not self._buffer and time.monotonic() >= deadline:
+                return None
+        self._heartbeat()
+        change = self._buffer.popleft()
+        if change.server_seq is not None and (self._last_seq is None or change.server_seq > self._last_seq):
+            self._last_seq = change.server_seq
+        return change
+
+    def close(self) -> None:
+        """Close with code 1000 (waiting at most a second for the echo); later recv calls raise Disconnected."""
+        self._closed = True
+        if self._ws is not None and self._dead is None:
+            try:
+                self._ws.close(status=websocket.STATUS_NORMAL, timeout=CLOSE_TIMEOUT)
+            except (OSError, websocket.WebSocketException):
+                pass
+        self._lost("closed by client", expected=True)
+        self._http.close()
