@@ -141,10 +141,10 @@ def build_table(plan: CreateTable, namespace: str, created_at: int) -> TableDef:
             raise SqlError("INVALID_SQL", f"Duplicate column '{col.name}'")
         seen.add(col.name)
     for pk_name in plan.table_pk:
-        col = next((c for c in columns if c.name == pk_name.lower()), None)
-        if col is None:
+        pk_col = next((c for c in columns if c.name == pk_name.lower()), None)
+        if pk_col is None:
             raise SqlError("INVALID_SQL", f"PRIMARY KEY column '{pk_name}' does not exist")
-        col.primary_key = True
+        pk_col.primary_key = True
     pks = [c for c in columns if c.primary_key]
     if len(pks) != 1:
         raise SqlError("INVALID_SQL", f"{kind} tables need a single-column PRIMARY KEY")

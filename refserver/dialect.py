@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlglot
 from sqlglot import exp
@@ -253,7 +253,7 @@ def _upper(tok: Token) -> str:
 class _Tokenizer(Tokenizer):
     """sqlglot's tokenizer without its swallow-the-rest commands (EXECUTE, SHOW, ...)."""
 
-    COMMANDS: set[TokenType] = set()
+    COMMANDS: ClassVar[set[TokenType]] = set()
 
 
 def _space_params(sql: str) -> str:
@@ -307,7 +307,7 @@ def _sqlglot(sql: str) -> exp.Expression:
         tree = sqlglot.parse_one(sql, read=READ)
     except SqlglotError as exc:
         raise SqlError("INVALID_SQL", f"SQL parse error: {_first_line(exc)}") from None
-    if tree is None or isinstance(tree, exp.Command):
+    if not isinstance(tree, exp.Expression) or isinstance(tree, exp.Command):
         raise SqlError("INVALID_SQL", f"Unsupported statement: {_snippet(sql)}")
     return tree
 

@@ -232,6 +232,7 @@ class Engine:
         self, stmt: Query, principal: Principal, as_user: str, ctx: EvalContext, namespace: str
     ) -> dict[str, Any]:
         tree = stmt.tree
+        assert isinstance(tree, exp.Select)
         source = from_table(tree)
         if source is not None and is_system(source):
             if principal.role not in ("dba", "system"):
@@ -297,6 +298,7 @@ class Engine:
         key = (table.key, table.created_at)
         plan = stmt.compiled.get(key)
         if plan is None:
+            assert isinstance(stmt.tree, exp.Insert)
             plan = stmt.compiled[key] = compile_insert(stmt.tree, table)
         owner = as_user if table.per_user else ""
         changes: list[CommittedChange] = []
@@ -345,6 +347,7 @@ class Engine:
         key = (table.key, table.created_at)
         plan = stmt.compiled.get(key)
         if plan is None:
+            assert isinstance(stmt.tree, exp.Update | exp.Delete)
             plan = stmt.compiled[key] = compile_modify(stmt.tree, table)
         return plan
 

@@ -156,7 +156,9 @@ def compile_select(tree: exp.Select, table: TableDef | None, system: str | None)
     outputs = _typed_projections(tree, by_name)
     limit = tree.args.get("limit")
     limit_expr = limit.expression if limit is not None else None
-    tree = to_sqlite(tree, table, names)
+    rewritten = to_sqlite(tree, table, names)
+    assert isinstance(rewritten, exp.Select)  # only leaves are rewritten
+    tree = rewritten
     if system:
         _check_system_columns(tree, by_name, system)
     source = tree.args.get("from_")
@@ -248,7 +250,7 @@ def limit_value(node: exp.Expression | None, ctx: EvalContext) -> int:
     if node is None:
         return DEFAULT_LIMIT
     number = parameter_number(node)
-    value = ctx.bound(number) if number is not None else (node.this if isinstance(node, exp.Literal) else None)
+    value: Any = ctx.bound(number) if number is not None else (node.this if isinstance(node, exp.Literal) else None)
     try:
         limit = int(value)
     except (TypeError, ValueError):
@@ -295,7 +297,7 @@ def compile_insert(tree: exp.Insert, table: TableDef) -> InsertPlan:
             defaults.append((col.name, lambda ctx: ctx.ids.next()))
         elif col.default is not None:
             fn = _coerced(compiler.compile(col.default), col.coerce)
-            defaults.append((col.name, lambda ctx, fn=fn: fn({}, ctx)))
+            defaults.append((col.name, _constant_default(fn)))
     order = [c.name for c in table.user_columns]
     cols = ", ".join([OWNER, *(quote(c) for c in order), "_seq"])
     marks = ", ".join("?" for _ in range(len(order) + 2))
@@ -309,6 +311,11 @@ def compile_insert(tree: exp.Insert, table: TableDef) -> InsertPlan:
             f"DO UPDATE SET {updates}, _deleted = 0 WHERE {name}._deleted = 1"
         )
     return InsertPlan(table, sql, rows, order, defaults)
+
+
+def _constant_default(fn: Fn) -> Callable[[EvalContext], Any]:
+    """A column's DEFAULT expression, evaluated without a row."""
+    return lambda ctx: fn({}, ctx)
 
 
 def _coerced(fn: Fn, coerce: Callable[[Any], Any]) -> Fn:
