@@ -3,6 +3,9 @@
 A spec is ``name[:key=value[,key=value]]``. Counting faults act on a subscription's Nth, 2Nth, ...
 change notification (counted per subscription from 1), so their effect is predictable on the wire.
 
+The ``op=`` filter of drop, duplicate, reorder and mutate counts only changes of that type: the
+fault acts on the subscription's Nth, 2Nth, ... insert, update or delete.
+
 The faults reach the server through one object, the delivery stage (``Faults.stage()``): the
 fan-out passes each notification through ``deliver`` and enqueues what comes back, the sender asks
 ``send_delay`` before each frame, ``system.live`` adds ``live_changes_skew``. Without faults the
@@ -12,10 +15,12 @@ stage is a ``PassThrough``, so the real delivery path carries no fault checks at
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
@@ -43,57 +48,133 @@ class Fault(StrEnum):
     KEEP_CLOSED = "keep-closed"
     STALL = "stall"
     CRASH = "crash"
+    MALFORMED_ROW = "malformed-row"
+    MUTATE = "mutate"
+
+
+Value = int | float | str | None  # a parsed parameter
+
+
+def _count(positive: bool) -> Callable[[str], Value]:
+    """A parser of a whole number (0 allowed unless ``positive``)."""
+
+    def parse(text: str) -> Value:
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if number < 0 or (positive and number == 0):
+            raise ValueError("is out of range")
+        return number
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], Value]:
+    def parse(text: str) -> Value:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _column(text: str) -> Value:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise ValueError("must be a column name")
+    return text.lower()
+
+
+def _literal(text: str) -> Value:
+    """A JSON value from its text: an integer (of any size) or a decimal stays a number, the rest is a string."""
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if re.fullmatch(r"[+-]?\d+\.\d+", text):
+        return float(text)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
 class _Param:
-    """One parameter of a fault: its default (None: required) and whether 0 is allowed."""
+    """One parameter of a fault: how its text parses, how ``--help`` shows it, and its default if optional."""
 
-    default: int | None = None
-    positive: bool = False
+    parse: Callable[[str], Value] = _count(False)
+    metavar: str = "N"
+    required: bool = True
+    default: Value = None
 
 
-_EVERY = _Param(positive=True)
+_EVERY = _Param(_count(True))
+_EVERY_1 = _Param(_count(True), required=False, default=1)
+_OPS = ("insert", "update", "delete")
+_OP = _Param(_choice(*_OPS), "|".join(_OPS), required=False)
 
 
 @dataclass(frozen=True, slots=True)
 class _Spec:
-    """A fault's parameters (in usage order) and what it does, for ``--help``."""
+    """A fault's parameters (in usage order), what it does (for ``--help``), and a check across parameters."""
 
     params: dict[str, _Param]
     effect: str
+    check: Callable[[dict[str, Value]], str | None] = lambda params: None
+
+
+def _check_mutate(params: dict[str, Value]) -> str | None:
+    if (params["action"] == "set") != (params["value"] is not None):
+        return "takes value= with action=set, and only then"
+    return None
 
 
 _SPECS: dict[Fault, _Spec] = {
-    Fault.DROP: _Spec({"every": _EVERY}, "lose every Nth notification"),
-    Fault.DUPLICATE: _Spec({"every": _EVERY}, "send every Nth notification twice"),
-    Fault.REORDER: _Spec({"every": _EVERY}, "send every Nth notification after the next one"),
-    Fault.DELAY: _Spec({"ms": _Param(positive=True), "every": _Param(1, True)}, "send every Nth notification ms late"),
-    Fault.STALE_OLD: _Spec({"every": _Param(1, True)}, "old values of an update one version too old"),
-    Fault.CORRUPT_NEW: _Spec({"every": _Param(1, True)}, "text values of an insert or update altered"),
+    Fault.DROP: _Spec({"every": _EVERY, "op": _OP}, "lose every Nth notification"),
+    Fault.DUPLICATE: _Spec({"every": _EVERY, "op": _OP}, "send every Nth notification twice"),
+    Fault.REORDER: _Spec({"every": _EVERY, "op": _OP}, "send every Nth notification after the next one"),
+    Fault.DELAY: _Spec({"ms": _Param(_count(True)), "every": _EVERY_1}, "send every Nth notification ms late"),
+    Fault.STALE_OLD: _Spec({"every": _EVERY_1}, "old values of an update one version too old"),
+    Fault.CORRUPT_NEW: _Spec({"every": _EVERY_1}, "text values of an insert or update altered"),
     Fault.SUB_ERROR: _Spec({"every": _EVERY}, "a subscription error in place of every Nth notification"),
     Fault.NO_DELETED: _Spec({}, "delete tombstones without _deleted"),
     Fault.SKEW_CHANGES: _Spec({"by": _Param()}, "system.live.changes off by N"),
-    Fault.LEAK: _Spec({"bytes": _Param(positive=True)}, "keep N bytes per notification forever"),
+    Fault.LEAK: _Spec({"bytes": _Param(_count(True))}, "keep N bytes per notification forever"),
     Fault.KEEP_CLOSED: _Spec({}, "never answer a client's close; keep its subscriptions listed"),
-    Fault.STALL: _Spec({"after": _Param(), "for": _Param(positive=True)}, "block everything for T s, S s after start"),
-    Fault.CRASH: _Spec({"after": _Param()}, "exit hard S s after start"),
+    Fault.STALL: _Spec(
+        {"after": _Param(metavar="S"), "for": _Param(_count(True), "T")}, "block everything for T s, S s after start"
+    ),
+    Fault.CRASH: _Spec({"after": _Param(metavar="S")}, "exit hard S s after start"),
+    Fault.MALFORMED_ROW: _Spec(
+        {"every": _EVERY_1}, "every Nth notification's row as a positional JSON array instead of an object"
+    ),
+    Fault.MUTATE: _Spec(
+        {
+            "column": _Param(_column, "C"),
+            "action": _Param(_choice("drop", "null", "set"), "drop|null|set"),
+            "value": _Param(_literal, "V", required=False),
+            "op": _OP,
+            "every": _EVERY_1,
+        },
+        "drop column C from every Nth notification's row (the rows of an insert or update, the old_values "
+        "of a delete), make it null, or set it to V: an integer of any size or a decimal goes as a JSON "
+        "number, anything else as a string",
+        _check_mutate,
+    ),
 }
-_METAVARS = {"after": "S", "for": "T"}
 
 
 def _usage(name: Fault) -> str:
     """``name:key=N[,key=N]``, optional parameters in brackets."""
-    required = [f"{k}={_METAVARS.get(k, 'N')}" for k, p in _SPECS[name].params.items() if p.default is None]
-    optional = [f"{k}={_METAVARS.get(k, 'N')}" for k, p in _SPECS[name].params.items() if p.default is not None]
+    params = _SPECS[name].params
+    required = [f"{k}={p.metavar}" for k, p in params.items() if p.required]
+    optional = [f"{k}={p.metavar}" for k, p in params.items() if not p.required]
     text = name + (":" + ",".join(required) if required else "")
-    if optional:
-        text += f"[{',' if required else ':'}{','.join(optional)}]"
+    for i, item in enumerate(optional):
+        text += f"[{',' if required or i else ':'}{item}]"
     return text
 
 
-FAULT_HELP = "misbehave on purpose (repeatable): " + "; ".join(
-    f"{_usage(name)} ({spec.effect})" for name, spec in _SPECS.items()
+FAULT_HELP = (
+    "misbehave on purpose (repeatable): "
+    + "; ".join(f"{_usage(name)} ({spec.effect})" for name, spec in _SPECS.items())
+    + ". With op=, a fault counts only the changes of that type (every=1: each of them)."
 )
 
 
@@ -105,7 +186,7 @@ class FaultSpecError(ValueError):
 class Faults:
     """The configured faults and their parameters, plus the memory ``leak`` holds on to."""
 
-    params: dict[Fault, dict[str, int]] = field(default_factory=dict)
+    params: dict[Fault, dict[str, Value]] = field(default_factory=dict)
     leaked: list[bytearray] = field(default_factory=list)
 
     @property
@@ -116,18 +197,35 @@ class Faults:
     def on(self, name: Fault) -> bool:
         return name in self.params
 
-    def hits(self, name: Fault, n: int) -> bool:
-        """Whether a counting fault fires on the ``n``-th notification of a subscription."""
+    def hits(self, name: Fault, n: int, kind: str = "", nth_of_kind: int = 0) -> bool:
+        """Whether a counting fault fires on the ``n``-th notification of a subscription.
+
+        A fault with ``op=`` counts only changes of that type: it fires on the Nth, 2Nth, ... of them
+        (``kind`` is the change's type, ``nth_of_kind`` its count among the subscription's changes of that type).
+        """
         params = self.params.get(name)
-        return params is not None and n % params["every"] == 0
+        if params is None:
+            return False
+        op = params.get("op")
+        if op is None:
+            return n % self.param(name, "every") == 0
+        return kind == op and nth_of_kind % self.param(name, "every") == 0
 
     def param(self, name: Fault, key: str) -> int:
+        """An integer parameter."""
+        value = self.params[name][key]
+        assert isinstance(value, int)
+        return value
+
+    def option(self, name: Fault, key: str) -> Value:
+        """A parameter as parsed (None: an optional one not given)."""
         return self.params[name][key]
 
     def describe(self) -> str:
-        return ", ".join(
-            name + (":" + ",".join(f"{k}={v}" for k, v in p.items()) if p else "") for name, p in self.params.items()
-        )
+        def items(params: dict[str, Value]) -> str:
+            return ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+        return ", ".join(name + (":" + items(p) if items(p) else "") for name, p in self.params.items())
 
     def stage(self) -> PassThrough:
         """The delivery stage for these faults: a ``FaultStage``, or a ``PassThrough`` when there are none."""
@@ -144,23 +242,23 @@ def parse_faults(specs: list[str]) -> Faults:
         except ValueError:
             raise FaultSpecError(f"unknown fault '{raw}' in '{spec}' (known: {', '.join(Fault)})") from None
         allowed = _SPECS[name].params
-        params: dict[str, int] = {}
+        params: dict[str, Value] = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
             if not eq or key not in allowed:
                 raise FaultSpecError(f"bad parameter '{item}' in fault '{spec}' (expects {_usage(name)})")
             try:
-                number = int(value)
-            except ValueError:
-                raise FaultSpecError(f"parameter {key} of fault '{spec}' must be an integer") from None
-            if number < 0 or (allowed[key].positive and number == 0):
-                raise FaultSpecError(f"parameter {key} of fault '{spec}' is out of range")
-            params[key] = number
+                params[key] = allowed[key].parse(value)
+            except ValueError as exc:
+                raise FaultSpecError(f"parameter {key} of fault '{spec}' {exc}") from None
         for key, param in allowed.items():
             if key not in params:
-                if param.default is None:
+                if param.required:
                     raise FaultSpecError(f"fault '{spec}' needs {key}= (expects {_usage(name)})")
                 params[key] = param.default
+        problem = _SPECS[name].check(params)
+        if problem:
+            raise FaultSpecError(f"fault '{spec}' {problem} (expects {_usage(name)})")
         if name in faults.params:
             raise FaultSpecError(f"fault '{name}' given twice")
         faults.params[name] = params
@@ -185,6 +283,7 @@ class Subscriber(Protocol):
     prefix: bytes  # the change message up to and including its subscription_id
     loading: bool  # still receiving its snapshot
     held: Frame | None  # the reorder fault's withheld notification
+    kind_counts: dict[str, int]  # notifications per change type so far (what faults with op= count)
 
 
 class Renderer(Protocol):
@@ -245,27 +344,30 @@ class FaultStage(PassThrough):
         self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
     ) -> tuple[Frame, ...]:
         faults = self.faults
+        kind = change.kind
+        nth = sub.kind_counts[kind] = sub.kind_counts.get(kind, 0) + 1
         if self._leak:
             faults.leaked.append(bytearray(self._leak))
-        if faults.hits(Fault.DROP, n):
+        if faults.hits(Fault.DROP, n, kind, nth):
             return ()
         if faults.hits(Fault.SUB_ERROR, n) and not sub.loading:
             error = {"type": "error", "subscription_id": sub.sub_id, "code": "SUBSCRIPTION_FAILED"}
             return (Frame(orjson.dumps({**error, "message": "Injected fault"}), n, control=True),)
-        payload = sub.prefix + self._body(change, group, n, body)
-        if faults.hits(Fault.REORDER, n):
+        payload = sub.prefix + self._body(change, group, n, nth, body)
+        if faults.hits(Fault.REORDER, n, kind, nth):
+            # a frame still held (two holds in a row) goes out now: the later one is held instead
             released, sub.held = sub.held, Frame(payload, n)
             return () if released is None else (released,)
         frames = [Frame(payload, n)]
-        if faults.hits(Fault.DUPLICATE, n):
+        if faults.hits(Fault.DUPLICATE, n, kind, nth):
             frames.append(frames[0])
         if sub.held is not None:
             frames.append(sub.held)
             sub.held = None
         return tuple(frames)
 
-    def _body(self, change: CommittedChange, group: Renderer, n: int, body: bytes) -> bytes:
-        """The body after the faults that alter values (stale-old, corrupt-new, no-deleted)."""
+    def _body(self, change: CommittedChange, group: Renderer, n: int, nth: int, body: bytes) -> bytes:
+        """The body after the faults that alter values: re-rendered, or edited as a message."""
         faults = self.faults
         if self._no_deleted and change.kind == "delete":
             body = group.body(change, no_deleted=True)
@@ -273,7 +375,28 @@ class FaultStage(PassThrough):
             body = group.body(change, stale=self._stale)
         if change.kind != "delete" and faults.hits(Fault.CORRUPT_NEW, n):
             body = group.body(_corrupted(change))
+        mutate = faults.hits(Fault.MUTATE, n, change.kind, nth)
+        malformed = faults.hits(Fault.MALFORMED_ROW, n)
+        if mutate or malformed:
+            message = orjson.loads(b"{" + body[1:])
+            rows = message["old_values" if change.kind == "delete" else "rows"]
+            if mutate:
+                self._mutate(rows[0])
+            if malformed:
+                rows[0] = list(rows[0].values())
+            # the standard library's encoder: a mutated value may be an integer beyond 64 bits
+            body = b"," + json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()[1:]
         return body
+
+    def _mutate(self, row: dict[str, Any]) -> None:
+        """The mutate fault on one row: drop its column, make it null, or set it to the literal."""
+        faults = self.faults
+        column = str(faults.option(Fault.MUTATE, "column"))
+        action = faults.option(Fault.MUTATE, "action")
+        if action == "drop":
+            row.pop(column, None)
+        else:
+            row[column] = faults.option(Fault.MUTATE, "value") if action == "set" else None
 
     def send_delay(self, n: int) -> float:
         faults = self.faults

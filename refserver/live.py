@@ -69,6 +69,7 @@ class Subscription:
     created_at: int = field(default_factory=now_us)
     last_update: int = field(default_factory=now_us)
     held: Frame | None = None  # the reorder fault's withheld notification (owned by the fault stage)
+    kind_counts: dict[str, int] = field(default_factory=dict)  # per change type (kept by the fault stage)
     prefix: bytes = b""
 
     def __post_init__(self) -> None:

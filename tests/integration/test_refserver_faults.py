@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from unittest.mock import ANY
 
 import pytest
 import websocket
@@ -189,3 +191,130 @@ def test_bad_fault_spec_is_one_line_error(spec):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("lqharness: error: --fault")
     assert "Traceback" not in proc.stderr
+
+
+def received(ws: WsClient, timeout: float = 0.7) -> list[tuple[str, int]]:
+    """(change_type, id) of change frames until the socket is quiet for ``timeout``."""
+    seen = []
+    while True:
+        try:
+            msg = ws.recv(timeout)
+        except websocket.WebSocketTimeoutException:
+            return seen
+        seen.append((msg["change_type"], int((msg.get("rows") or msg["old_values"])[0]["id"])))
+
+
+def raw_change(ws: WsClient) -> bytes:
+    """The next frame's text as sent (the socket is uncompressed)."""
+    return ws.recv_frame()[1]
+
+
+def test_malformed_row_every_n(tmp_path):
+    with start_refserver(tmp_path, "--fault", "malformed-row:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3)
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        assert ws.recv()["rows"][0]["id"] == "1"
+        second = ws.recv()["rows"][0]
+        assert isinstance(second, list) and second[:2] == ["2", "v2"] and second[3] is False
+        assert ws.recv()["rows"][0]["id"] == "3"
+        update = ws.recv()
+        assert update["rows"][0][:2] == ["1", "second"] and len(update["rows"][0]) == 3
+        assert update["old_values"][0]["v"] == "v1"  # only the change's row is malformed
+
+
+def test_mutate_sets_an_integer_beyond_64_bits_as_a_json_number(tmp_path):
+    with start_refserver(tmp_path, "--fault", "mutate:column=v,action=set,value=18446744073709551616,op=insert") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        frame = raw_change(ws)
+        assert b'"v":18446744073709551616' in frame
+        assert json.loads(frame)["rows"][0] == {"id": "1", "v": 2**64, "_seq": ANY, "_deleted": False}
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        assert ws.recv()["rows"][0]["v"] == "second"  # op=insert: the update is left alone
+
+
+def test_mutate_sets_a_decimal_as_a_float_every_n(tmp_path):
+    with start_refserver(tmp_path, "--fault", "mutate:column=v,action=set,value=1.9,every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2)
+        assert ws.recv()["rows"][0]["v"] == "v1"
+        frame = raw_change(ws)
+        assert b'"v":1.9,' in frame and json.loads(frame)["rows"][0]["v"] == 1.9
+
+
+def test_mutate_drops_a_column_of_updates_only(tmp_path):
+    with start_refserver(tmp_path, "--fault", "mutate:column=v,action=drop,op=update") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        assert ws.recv()["rows"][0]["v"] == "v1"
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        update = ws.recv()
+        assert "v" not in update["rows"][0] and update["rows"][0]["id"] == "1"
+        assert update["old_values"][0]["v"] == "v1"
+
+
+def test_mutate_nulls_a_column(tmp_path):
+    with start_refserver(tmp_path, "--fault", "mutate:column=v,action=null") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        row = ws.recv()["rows"][0]
+        assert "v" in row and row["v"] is None and row["id"] == "1"
+        assert http.ok(token, "SELECT v FROM app.items WHERE id = 1")[0]["rows"] == [["v1"]]
+
+
+def test_mutate_a_delete_tombstone_names_another_id_or_garbled_content(tmp_path):
+    with start_refserver(tmp_path, "--fault", "mutate:column=id,action=set,value=99,op=delete,every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2)
+        http.ok(token, "DELETE FROM app.items WHERE id = 1")
+        http.ok(token, "DELETE FROM app.items WHERE id = 2")
+        assert received(ws) == [("insert", 1), ("insert", 2), ("delete", 1), ("delete", 99)]
+    with start_refserver(tmp_path / "garbled", "--fault", "mutate:column=v,action=set,value=x~y,op=delete") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1)
+        http.ok(token, "DELETE FROM app.items WHERE id = 1")
+        ws.recv()
+        tomb = ws.recv()["old_values"][0]
+        assert tomb["id"] == "1" and tomb["v"] == "x~y" and tomb["_deleted"] is True
+
+
+def test_reorder_op_delete_sends_each_delete_after_the_next_notification(tmp_path):
+    with start_refserver(tmp_path, "--fault", "reorder:op=delete,every=1") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3)
+        http.ok(token, "DELETE FROM app.items WHERE id = 1")
+        insert(http, token, 4)
+        http.ok(token, "DELETE FROM app.items WHERE id = 2")
+        http.ok(token, "DELETE FROM app.items WHERE id = 3")
+        insert(http, token, 5)
+        assert received(ws) == [
+            ("insert", 1),
+            ("insert", 2),
+            ("insert", 3),
+            ("insert", 4),
+            ("delete", 1),
+            ("delete", 2),  # released when the next delete is held
+            ("insert", 5),
+            ("delete", 3),
+        ]
+
+
+def test_drop_and_duplicate_with_op_count_only_that_change_type(tmp_path):
+    with start_refserver(
+        tmp_path, "--fault", "drop:op=delete,every=2", "--fault", "duplicate:op=update,every=1"
+    ) as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3)
+        http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
+        for key in (1, 2, 3):
+            http.ok(token, "DELETE FROM app.items WHERE id = $1", [key])
+        assert received(ws) == [
+            ("insert", 1),
+            ("insert", 2),
+            ("insert", 3),
+            ("update", 1),
+            ("update", 1),
+            ("delete", 1),
+            ("delete", 3),
+        ]

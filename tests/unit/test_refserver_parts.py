@@ -90,6 +90,30 @@ def test_fault_specs():
             parse_faults(bad)
 
 
+def test_new_fault_specs_parse_their_values():
+    faults = parse_faults(
+        ["mutate:column=Content,action=set,value=18446744073709551616,op=delete", "reorder:every=1,op=delete"]
+    )
+    assert faults.option(Fault.MUTATE, "value") == 2**64 and faults.option(Fault.MUTATE, "column") == "content"
+    assert parse_faults(["mutate:column=v,action=set,value=1.9"]).option(Fault.MUTATE, "value") == 1.9
+    assert parse_faults(["mutate:column=v,action=set,value=1.9.1"]).option(Fault.MUTATE, "value") == "1.9.1"
+    assert parse_faults(["malformed-row"]).param(Fault.MALFORMED_ROW, "every") == 1
+    assert faults.hits(Fault.REORDER, 7, "delete", 1) and not faults.hits(Fault.REORDER, 7, "insert", 1)
+    bad = (
+        "mutate:column=v,action=set",  # set needs a value
+        "mutate:column=v,action=null,value=3",  # and only set takes one
+        "mutate:column=v,action=swap",
+        "mutate:column=a-b,action=drop",
+        "mutate:action=drop",
+        "reorder:every=1,op=upsert",
+        "malformed-row:every=0",
+    )
+    for spec in bad:
+        with pytest.raises(FaultSpecError) as err:
+            parse_faults([spec])
+        assert "\n" not in str(err.value)
+
+
 def test_fault_stage_and_help():
     """No fault configured: the pass-through stage; the help names every fault with its parameters."""
     assert type(parse_faults([]).stage()) is PassThrough
