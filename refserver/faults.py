@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -268,12 +268,12 @@ def parse_faults(specs: list[str]) -> Faults:
 # ---------------------------------------------------------------- the delivery stage
 
 
-class Frame(NamedTuple):
-    """One frame for a subscription's connection: a change notification, or a control frame."""
+Frame = tuple[bytes, int, bool]
+"""One frame for a subscription's connection: (payload, n, control).
 
-    payload: bytes
-    n: int  # the notification's count on its subscription (what the sender's delay counts)
-    control: bool = False  # sent as a control frame: never dropped, not a change
+``n`` is the notification's count on its subscription (what the sender's delay counts); a control
+frame is never dropped and is not a change. A plain tuple: the fan-out makes one per subscriber.
+"""
 
 
 class Subscriber(Protocol):
@@ -308,7 +308,7 @@ class PassThrough:
         self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
     ) -> tuple[Frame, ...]:
         """The frames to enqueue for the ``n``-th notification of ``sub``, whose group rendered ``body``."""
-        return (Frame(sub.prefix + body, n),)
+        return ((sub.prefix + body, n, False),)
 
     def send_delay(self, n: int) -> float:
         """Seconds to wait before sending the frame of notification ``n`` (it goes in a write of its own)."""
@@ -352,13 +352,13 @@ class FaultStage(PassThrough):
             return ()
         if faults.hits(Fault.SUB_ERROR, n) and not sub.loading:
             error = {"type": "error", "subscription_id": sub.sub_id, "code": "SUBSCRIPTION_FAILED"}
-            return (Frame(orjson.dumps({**error, "message": "Injected fault"}), n, control=True),)
+            return ((orjson.dumps({**error, "message": "Injected fault"}), n, True),)
         payload = sub.prefix + self._body(change, group, n, nth, body)
         if faults.hits(Fault.REORDER, n, kind, nth):
             # a frame still held (two holds in a row) goes out now: the later one is held instead
-            released, sub.held = sub.held, Frame(payload, n)
+            released, sub.held = sub.held, (payload, n, False)
             return () if released is None else (released,)
-        frames = [Frame(payload, n)]
+        frames: list[Frame] = [(payload, n, False)]
         if faults.hits(Fault.DUPLICATE, n, kind, nth):
             frames.append(frames[0])
         if sub.held is not None:

@@ -494,11 +494,11 @@ class LiveManager:
                 if change.seq <= sub.start_seq:
                     continue
                 sub.notified += 1
-                for frame in stage.deliver(change, group, sub, sub.notified, body):
-                    if frame.control:
-                        sub.conn.send_control(frame.payload)
+                for payload, n, control in stage.deliver(change, group, sub, sub.notified, body):
+                    if control:
+                        sub.conn.send_control(payload)
                     else:
-                        self._offer(sub, frame.payload, frame.n, blocked)
+                        self._offer(sub, payload, n, blocked)
         return blocked
 
     def _full(self, sub: Subscription) -> bool:
