@@ -227,7 +227,7 @@ class Faults:
 
         return ", ".join(name + (":" + items(p) if items(p) else "") for name, p in self.params.items())
 
-    def stage(self) -> PassThrough:
+    def stage(self) -> DeliveryStage:
         """The delivery stage for these faults: a ``FaultStage``, or a ``PassThrough`` when there are none."""
         return FaultStage(self) if self.enabled else PassThrough()
 
@@ -294,12 +294,23 @@ class Renderer(Protocol):
     ) -> bytes: ...
 
 
-class PassThrough:
-    """The delivery stage without faults: every notification goes out once, as it is."""
+class DeliveryStage(Protocol):
+    """What the live fan-out and the sender ask of the faults (see the module docstring)."""
 
-    keep_closed = False  # the keep-closed fault: never answer a close, keep subscriptions listed
-    sees_every_change = False  # whether ``observe`` must see changes that no subscription matches
-    live_changes_skew = 0  # added to system.live.changes
+    @property
+    def keep_closed(self) -> bool:
+        """The keep-closed fault: never answer a client's close, keep its subscriptions listed."""
+        ...
+
+    @property
+    def sees_every_change(self) -> bool:
+        """Whether ``observe`` must see changes that no subscription matches."""
+        ...
+
+    @property
+    def live_changes_skew(self) -> int:
+        """Added to ``system.live.changes``."""
+        ...
 
     def observe(self, change: CommittedChange) -> None:
         """Called once per committed change, before its fan-out."""
@@ -308,17 +319,39 @@ class PassThrough:
         self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
     ) -> tuple[Frame, ...]:
         """The frames to enqueue for the ``n``-th notification of ``sub``, whose group rendered ``body``."""
-        return ((sub.prefix + body, n, False),)
+        ...
 
     def send_delay(self, n: int) -> float:
         """Seconds to wait before sending the frame of notification ``n`` (it goes in a write of its own)."""
-        return 0.0
+        ...
 
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Schedule the faults that act on the whole process once the server listens."""
 
 
-class FaultStage(PassThrough):
+class PassThrough:
+    """The delivery stage without faults: every notification goes out once, as it is."""
+
+    keep_closed = False
+    sees_every_change = False
+    live_changes_skew = 0
+
+    def observe(self, change: CommittedChange) -> None:
+        pass
+
+    def deliver(
+        self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
+    ) -> tuple[Frame, ...]:
+        return ((sub.prefix + body, n, False),)
+
+    def send_delay(self, n: int) -> float:
+        return 0.0
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        pass
+
+
+class FaultStage:
     """The configured faults as one delivery stage, in the order they apply to a notification."""
 
     def __init__(self, faults: Faults) -> None:

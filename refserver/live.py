@@ -28,7 +28,7 @@ from aiohttp import web
 
 from refserver.engine import CommittedChange
 from refserver.exprs import EvalContext, truthy
-from refserver.faults import Frame, PassThrough
+from refserver.faults import DeliveryStage, Frame
 from refserver.live_query import LiveQuery, options_json
 from refserver.snowflake import Snowflake
 from refserver.storage import Store, now_us
@@ -293,7 +293,7 @@ class LiveManager:
         self,
         store: Store,
         ids: Snowflake,
-        stage: PassThrough,
+        stage: DeliveryStage,
         node_id: int,
         queue_size: int,
         overflow: str,
