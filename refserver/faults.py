@@ -376,6 +376,7 @@ class FaultStage:
     def deliver(
         self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
     ) -> tuple[Frame, ...]:
+        """leak, then drop or sub-error, the value faults, reorder or duplicate, and a held frame's release."""
         faults = self.faults
         kind = change.kind
         nth = sub.kind_counts[kind] = sub.kind_counts.get(kind, 0) + 1
