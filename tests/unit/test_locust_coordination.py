@@ -14,9 +14,20 @@ from locust.env import Environment  # noqa: E402
 
 from harness.delivery.identity import messages_schema  # noqa: E402
 from harness.delivery.tracker import ListenerTracker  # noqa: E402
-from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
-from locustfiles import coordination  # noqa: E402
+from harness.plan import (  # noqa: E402
+    ChurnSettings,
+    Extras,
+    FlushSettings,
+    ListenerSpec,
+    Plan,
+    Step,
+    TargetSpec,
+    WriterSpec,
+)
+from locustfiles import coordination, messages  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
+from locustfiles.context import RunContext  # noqa: E402
+from locustfiles.messages import Go, ListenerFinal, LoadDone, Stop  # noqa: E402
 from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
 
 if _PREVIOUS is None:
@@ -31,7 +42,7 @@ def _plan(run_dir: str = "") -> Plan:
         namespace="lq", table="m", table_type="SHARED", app_user="app", app_password="pw", payload_bytes=PAYLOAD,
         writers=(WriterSpec(1, 10, (Step("insert", count=1),)), WriterSpec(2, 20, (Step("insert", count=1),))),
         listeners=(ListenerSpec("L1"), ListenerSpec("L2", 10)), writer_groups=((1,), (2,)),
-        drain_seconds=DRAIN_NS / 1e9, extra={"run_dir": run_dir},
+        drain_seconds=DRAIN_NS / 1e9, extra=Extras(run_dir=run_dir),
     )  # fmt: skip
 
 
@@ -39,13 +50,13 @@ def test_claims_are_unique_and_messages_reach_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("listener", 1.0) for _ in range(3)] == [0, 1, None]
     assert [link.claim("writer", 1.0) for _ in range(3)] == [0, 1, None]
-    env.runner.send_message(coordination.GO, {"ok": True})
+    messages.send(env.runner, Go(True))
     assert link.go.is_set() and link.go_ok
-    env.runner.send_message(coordination.STOP, {})
+    messages.send(env.runner, Stop(0.0))
     assert link.stop.is_set()
 
 
@@ -73,8 +84,10 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         world.listen(world.changes, lid="L1"),
         world.listen([c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10], 10, "L2"),
     ]
-    finals = [{"listener_id": t.listener_id, "summary": t.summary(), "subscription_id": f"s-{t.listener_id}",
-               "subscriptions": {f"s-{t.listener_id}": t.received}} for t in trackers]  # fmt: skip
+    finals = [
+        ListenerFinal(t.listener_id, t.summary(), f"s-{t.listener_id}", {f"s-{t.listener_id}": t.received})
+        for t in trackers
+    ]
     ledgers = [w.ledger.to_dict() for w in world.writers.values()]
     write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [])
     delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
@@ -95,14 +108,14 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
 def test_churn_and_flush_are_claimed_once_and_load_done_reaches_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
-    plan = replace(_plan(), extra={"churn": {"open": 2, "close": 1}, "flush_every_seconds": 1.0})
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    plan = replace(_plan(), extra=Extras(churn=ChurnSettings(2, 1), flush=FlushSettings(1.0)))
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("churn", 1.0) for _ in range(2)] == [0, None]
     assert [link.claim("flush", 1.0) for _ in range(2)] == [0, None]
     assert link.claim("querier", 1.0) is None  # queriers need no index: nothing to claim
     assert not link.winding_down()
-    env.runner.send_message(coordination.LOAD_DONE, {"at": 0.0})
+    messages.send(env.runner, LoadDone(0.0))
     assert link.winding_down() and not link.stop.is_set()
 
 
@@ -110,7 +123,7 @@ def test_stop_also_winds_extra_users_down() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
-    env.runner.send_message(coordination.STOP, {})
+    messages.send(env.runner, Stop(0.0))
     assert link.winding_down() and link.stop.is_set()
