@@ -1,7 +1,10 @@
 """The scenario catalogue: scenario definitions read from ``harness/scenarios/*.toml``.
 
 There is one definition per scenario; ``lqharness run``, ``make nightly`` and the pytest
-integration tests all build their run plans from it.
+integration tests all build their run plans from it. Loading checks every scenario as
+``reports.criteria`` checks an override file: an unknown key, a value of the wrong kind or
+an unknown criterion id is a one-line HarnessError before any run starts. The settings
+beyond writers and listeners become the plan's typed ``Extras``, parsed here once.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ EXTRAS_KEYS = (
     "release_seconds", "warmup_seconds", "gap_slack_seconds", "target_insert_rate", "memory_limit_mb", "server_args",
     "max_seconds",
 )  # fmt: skip
+ALL_KEYS = (*SCENARIO_KEYS, *EXTRAS_KEYS)
 WRITER_KEYS = ("copies", "conversation", "group", "program", "user", "quick")
 LISTENER_KEYS = ("copies", "conversation", "user", "reconnect")
 STEP_KEYS = ("op", "count", "seconds", "rate", "weights")
@@ -228,7 +232,6 @@ def _criteria(where: str, raw: Any, criterion_ids: Collection[str]) -> tuple[str
 
 def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str], filename: str) -> Scenario:
     where = f"scenario {name} ({filename})"
-    _check_keys(where, merged, (*SCENARIO_KEYS, *EXTRAS_KEYS))
     if not isinstance(merged.get("title"), str):
         raise HarnessError(f"{where}: needs a title")
     settings = {k: v for k, v in merged.items() if k not in SCENARIO_KEYS}
@@ -253,17 +256,22 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
     )
 
 
-def _load_file(filename: str, criterion_ids: Collection[str]) -> dict[str, Scenario]:
-    text = resources.files("harness.scenarios").joinpath(filename).read_text()
+def parse_catalogue(text: str, filename: str, criterion_ids: Collection[str]) -> dict[str, Scenario]:
+    """The scenarios of one catalogue file's ``text`` (a ``[defaults]`` table and ``[scenario."<name>"]`` tables)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"scenario catalogue {filename} is not valid TOML: {exc}") from exc
-    defaults = data.get("defaults", {})
-    return {
-        name: _scenario(name, {**defaults, **raw}, criterion_ids, filename)
-        for name, raw in data.get("scenario", {}).items()
-    }
+    _check_keys(f"scenario catalogue {filename}", data, ("defaults", "scenario"))
+    defaults = _check_keys(f"scenario catalogue {filename}: defaults", data.get("defaults", {}), ALL_KEYS)
+    scenarios = data.get("scenario", {})
+    if not isinstance(scenarios, dict):
+        raise HarnessError(f"scenario catalogue {filename}: scenario must be a table of scenarios, got {scenarios!r}")
+    out: dict[str, Scenario] = {}
+    for name, raw in scenarios.items():
+        table = _check_keys(f"scenario {name} ({filename})", raw, ALL_KEYS)
+        out[name] = _scenario(name, {**defaults, **table}, criterion_ids, filename)
+    return out
 
 
 def catalogue(criterion_ids: Collection[str]) -> dict[str, Scenario]:
@@ -276,7 +284,8 @@ def catalogue(criterion_ids: Collection[str]) -> dict[str, Scenario]:
     out: dict[str, Scenario] = {}
     for filename in CATALOGUE_FILES:
         if resources.files("harness.scenarios").joinpath(filename).is_file():
-            out.update(_load_file(filename, criterion_ids))
+            text = resources.files("harness.scenarios").joinpath(filename).read_text()
+            out.update(parse_catalogue(text, filename, criterion_ids))
     return out
 
 

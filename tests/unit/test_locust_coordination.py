@@ -10,11 +10,15 @@ os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 from dataclasses import replace  # noqa: E402
 
 import orjson  # noqa: E402
+import pytest  # noqa: E402
 from locust.env import Environment  # noqa: E402
+from locust.rpc.protocol import Message as LocustMessage  # noqa: E402
 
 from harness.delivery.identity import messages_schema  # noqa: E402
 from harness.delivery.tracker import ListenerTracker  # noqa: E402
+from harness.orchestration.runner import _run_time_bound  # noqa: E402
 from harness.plan import (  # noqa: E402
+    QUICK_MAX_SECONDS,
     ChurnSettings,
     Extras,
     FlushSettings,
@@ -24,10 +28,24 @@ from harness.plan import (  # noqa: E402
     TargetSpec,
     WriterSpec,
 )
-from locustfiles import coordination, messages  # noqa: E402
+from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
+from locustfiles import coordination, messages, users  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
 from locustfiles.context import RunContext  # noqa: E402
-from locustfiles.messages import Go, ListenerFinal, LoadDone, Stop  # noqa: E402
+from locustfiles.link import UserLink  # noqa: E402
+from locustfiles.messages import (  # noqa: E402
+    ChurnFinal,
+    Claim,
+    Claimed,
+    FlushFinal,
+    Go,
+    ListenerFinal,
+    LoadDone,
+    Ready,
+    Stop,
+    WriterFinal,
+)
+from reports.judge import RULES  # noqa: E402
 from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
 
 if _PREVIOUS is None:
@@ -127,3 +145,84 @@ def test_stop_also_winds_extra_users_down() -> None:
     link = coordination.link()
     messages.send(env.runner, Stop(0.0))
     assert link.winding_down() and link.stop.is_set()
+
+
+EVERY_MESSAGE = [
+    Claim("writer", "w1:1"),
+    Claimed("w1:1", 3),
+    Ready("L1", None),
+    Go(False),
+    LoadDone(12.5),
+    Stop(12.5),
+    WriterFinal(0, [{"writer_id": 1, "records": [[1, 2]]}], "boom"),
+    ListenerFinal("L1", {"received": 2, "by_op": {"insert": 2}}, "s-1", {"s-1": 2}, None),
+    ChurnFinal({"opened": 2, "before": {"live": 3}}, None),
+    FlushFinal({"j1": "completed"}, 1, None),
+]
+
+
+@pytest.mark.parametrize("msg", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_every_message_survives_the_wire(msg: messages.Message) -> None:
+    sent: list[LocustMessage] = []
+
+    class Wire:
+        def send_message(self, msg_type: str, data: object = None, client_id: str | None = None) -> None:
+            sent.append(LocustMessage.unserialize(LocustMessage(msg_type, data, client_id or "w1").serialize()))
+
+    messages.send(Wire(), msg)  # type: ignore[arg-type]
+    (received,) = sent
+    assert received.type == type(msg).TYPE
+    assert messages.decode(type(msg), received) == msg
+
+
+def test_message_types_are_distinct_and_documented() -> None:
+    kinds = [type(m) for m in EVERY_MESSAGE]
+    assert len({k.TYPE for k in kinds}) == len(kinds)
+    assert all("Sent by" in (k.__doc__ or "") for k in kinds)
+
+
+def test_the_coordinator_reads_the_finals_into_the_run_folder(tmp_path) -> None:
+    world = World()
+    world.standard()
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = replace(_plan(str(tmp_path)), extra=Extras(run_dir=str(tmp_path), flush=FlushSettings(1.0)))
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    link = coordination.link()
+    assert link.claim("listener", 1.0) == 0 and link.claim("writer", 1.0) == 0 and link.claim("flush", 1.0) == 0
+    tracker = world.listen(world.changes, lid="L1")
+    link.send(ListenerFinal("L1", tracker.summary(), "s-L1", {"s-L1": tracker.received}, None))
+    ledgers = [w.ledger.to_dict() for w in world.writers.values()]
+    link.send(WriterFinal(0, ledgers, "writer 1: refused"))
+    link.send(FlushFinal({"j1": "completed"}, 2, None))
+    env.events.quitting.fire(environment=env)  # the coordinator finishes when Locust quits
+    delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
+    assert delivery["error"].startswith("writer 1: refused; Locust quit before the run ended")
+    assert delivery["aggregation"]["missing_listeners"] == ["L2"]
+    target = orjson.loads((tmp_path / "target.json").read_bytes())
+    assert target["jobs"] == {"j1": "completed"} and target["flush"] == {"skipped": 2, "error": None}
+    assert target["listeners"]["L1"]["subscriptions"] == {"s-L1": tracker.received}
+
+
+def test_one_time_bound_serves_the_runner_and_the_coordinator() -> None:
+    plan = build_plan(resolve(["live.inserts"], RULES)[0], quick=True, target=_plan().target, run_id="r", run_dir="")
+    context = RunContext(plan, messages_schema(plan), target=None)  # type: ignore[arg-type]
+    assert context.max_seconds == _run_time_bound(plan) == QUICK_MAX_SECONDS
+
+
+def test_a_one_shot_user_runs_once_then_idles(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = _plan()
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    monkeypatch.setattr(users, "IDLE_SECONDS", 0.0)
+    runs: list[tuple[RunContext, UserLink]] = []
+
+    class Counting(users.OneShotUser):
+        def run_once(self, ctx: RunContext, link: UserLink) -> None:
+            runs.append((ctx, link))
+
+    user = Counting(env)
+    for _ in range(3):
+        user.once()
+    assert runs == [(coordination.context(), coordination.link())]
