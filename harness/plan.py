@@ -127,7 +127,7 @@ class Extras:
     The Locust side reads the users' settings, the time bound and the run folder; the
     runner reads the time bound; the judge reads the rest from run.json's ``profile``.
     Each field is the scenario key of the same name, except ``flush``
-    (``flush_every_seconds`` and ``job_timeout_seconds``).
+    (``flush_every_seconds`` and ``job_timeout_seconds``) and ``run_dir`` (set by the runner).
     """
 
     max_seconds: float = MAX_SECONDS  # hard bound of the Locust run (its --run-time)
