@@ -18,6 +18,10 @@ from harness.errors import HarnessError
 from harness.targets.base import TableKind
 
 PLAN_ENV = "LQH_PLAN"
+MAX_SECONDS = 900.0  # the run's time bound when the scenario sets no ``max_seconds``
+QUICK_MAX_SECONDS = 180.0  # the same for a quick run
+DEFAULT_JOB_TIMEOUT_SECONDS = 20.0
+DEFAULT_SETTLE_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,87 @@ class ListenerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class QuerierSettings:
+    """``queriers``: ``count`` QueryUsers, each issuing ``rate`` bounded reads per second while writers run."""
+
+    count: int
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnSettings:
+    """``churn``: open ``open`` subscriptions, close ``close`` of them, wait ``settle_seconds``, count again."""
+
+    open: int
+    close: int
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class FlushSettings:
+    """``flush_every_seconds``: a FlushUser flushing the table that often; its jobs are followed for up to
+    ``job_timeout_seconds`` after the load."""
+
+    every_seconds: float
+    job_timeout_seconds: float = DEFAULT_JOB_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class RampSettings:
+    """``ramp``: ``steps`` steps of ``seconds``, each adding ``writers_per_step`` writers at ``rate_per_writer``."""
+
+    steps: int
+    seconds: float
+    writers_per_step: int
+    rate_per_writer: float
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """A scenario's settings beyond its writers and listeners, validated by the catalogue.
+
+    The Locust side reads the users' settings, the time bound and the run folder; the
+    runner reads the time bound; the judge reads the rest from run.json's ``profile``.
+    Each field is the scenario key of the same name, except ``flush``
+    (``flush_every_seconds`` and ``job_timeout_seconds``) and ``run_dir`` (set by the runner).
+    """
+
+    max_seconds: float = MAX_SECONDS  # hard bound of the Locust run (its --run-time)
+    run_dir: str | None = None  # the run folder; None: the Locust side writes no files
+    queriers: QuerierSettings | None = None
+    churn: ChurnSettings | None = None
+    flush: FlushSettings | None = None
+    ramp: RampSettings | None = None
+    preload_seconds: float = 0.0  # listeners ready, writers held back, the idle server sampled
+    observe_seconds: float = 0.0  # after the load, the runner keeps sampling the server
+    release_seconds: float | None = None  # after the load, memory must be back near its baseline by then
+    warmup_seconds: float | None = None  # start of the load excluded from the memory baseline
+    gap_slack_seconds: float | None = None  # the checker's slack before a missing change counts as a gap
+    target_insert_rate: float | None = None  # inserts/s the scenario means to sustain
+    memory_limit_mb: float | None = None  # the memory bound the server runs under
+    server_args: tuple[str, ...] = ()  # extra `lqharness serve` flags for the reference server
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Extras:
+        """The extras of a plan file (written by :meth:`Plan.to_json`)."""
+
+        def nested(kind: type[Any], key: str) -> Any:
+            raw = data.get(key)
+            return None if raw is None else kind(**raw)
+
+        return cls(
+            **{
+                **data,
+                "queriers": nested(QuerierSettings, "queriers"),
+                "churn": nested(ChurnSettings, "churn"),
+                "flush": nested(FlushSettings, "flush"),
+                "ramp": nested(RampSettings, "ramp"),
+                "server_args": tuple(data.get("server_args", ())),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     run_id: str
     scenario: str
@@ -97,7 +182,7 @@ class Plan:
     drain_seconds: float  # after the last write, how long listeners keep receiving
     ready_timeout: float = 30.0  # how long writers wait for listeners to be ready
     summary_timeout: float = 30.0  # how long the master waits for worker final summaries
-    extra: dict[str, Any] = field(default_factory=dict)  # scenario-specific knobs (queriers, churn, ...)
+    extra: Extras = field(default_factory=Extras)  # the scenario's other settings (queriers, churn, ...)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
@@ -125,6 +210,7 @@ class Plan:
                     for li in data["listeners"]
                 ),
                 "writer_groups": tuple(tuple(g) for g in data["writer_groups"]),
+                "extra": Extras.from_dict(data.get("extra") or {}),
             }
         )
 

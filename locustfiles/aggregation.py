@@ -16,6 +16,7 @@ from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
 from harness.runfolder import DELIVERY, TARGET, WRITES, write_json_atomic
+from locustfiles.messages import ListenerFinal
 
 log = logging.getLogger("lqharness")
 
@@ -55,40 +56,40 @@ class LiveView:
 def write_outputs(
     plan: Plan,
     ledgers: list[dict[str, Any]],
-    listener_finals: list[dict[str, Any]],
+    listener_finals: list[ListenerFinal],
     target_side: dict[str, Any],
     aggregation: dict[str, Any],
     errors: list[str],
 ) -> dict[str, Any]:
     """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery."""
-    slack = plan.extra.get("gap_slack_seconds")
+    slack = plan.extra.gap_slack_seconds
     delivery = check(
         ledgers,
-        [final["summary"] for final in listener_finals],
+        [final.summary for final in listener_finals],
         drain_ns=int(plan.drain_seconds * 1e9),
         plan_writers=[w.writer_id for w in plan.writers],
-        gap_slack_ns=DEFAULT_GAP_SLACK_NS if slack is None else int(float(slack) * 1e9),
+        gap_slack_ns=DEFAULT_GAP_SLACK_NS if slack is None else int(slack * 1e9),
         aggregation=aggregation,
     )
     delivery["error"] = "; ".join(errors) if errors else None
-    target = {
+    target: dict[str, Any] = {
         "live": target_side.get("live"),
         "stats": target_side.get("stats"),
         "jobs": target_side.get("jobs") or {},
         "released": target_side.get("released"),
         **{k: target_side[k] for k in ("churn_error", "flush") if k in target_side},
         "listeners": {
-            final["listener_id"]: {
-                "subscription_id": final.get("subscription_id"),
-                "subscriptions": final.get("subscriptions", {}),
-                "received": final["summary"]["received"],
-                "snapshot_rows": final["summary"]["by_op"].get("snapshot", 0),
+            final.listener_id: {
+                "subscription_id": final.subscription_id,
+                "subscriptions": final.subscriptions,
+                "received": final.summary["received"],
+                "snapshot_rows": final.summary["by_op"].get("snapshot", 0),
             }
-            for final in sorted(listener_finals, key=lambda f: f["listener_id"])
+            for final in sorted(listener_finals, key=lambda f: f.listener_id)
         },
         "error": target_side.get("error"),
     }
-    run_dir = plan.extra.get("run_dir")
+    run_dir = plan.extra.run_dir
     if not run_dir:
         log.warning("plan has no run_dir: delivery results are not written")
         return delivery

@@ -20,19 +20,20 @@ from typing import Any
 
 import gevent
 import orjson
-from locust import User, task
 
+from harness.plan import ChurnSettings
 from harness.runfolder import MONITOR
 from harness.targets.base import Admin, Listener, TargetError
-from locustfiles import coordination, population
-from locustfiles.population import ChurnSettings
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import ChurnFinal
+from locustfiles.users import OneShotUser
 
 MONITOR_WAIT_SECONDS = 5.0  # how long to wait for a monitor sample taken after a mark
 TAIL_BYTES = 64 * 1024
 PUMP_SECONDS = 0.1
 CLOSE_WAIT_SECONDS = 5.0  # bound on closing a batch (each close waits at most about a second for its echo)
 MAX_DRAIN = 200  # notifications read from one held subscription per pump round
-IDLE_SECONDS = 0.5
 
 
 def monitor_sockets(run_dir: str | None, after: float) -> tuple[int | None, float | None]:
@@ -79,13 +80,13 @@ def _first_sample_after(path: Path, after: float) -> dict[str, Any] | None:
 class Churn:
     """One churn cycle against the target: open, count, close some, settle, count, close the rest."""
 
-    def __init__(self, ctx: coordination.RunContext, settings: ChurnSettings, stop: Any) -> None:
+    def __init__(self, ctx: RunContext, settings: ChurnSettings, stop: Any) -> None:
         self.ctx = ctx
         self.settings = settings
         self.stop = stop  # callable: the run is ending
         self.held: list[Listener] = []
         self.errors: list[str] = []
-        self.run_dir = ctx.plan.extra.get("run_dir")
+        self.run_dir = ctx.plan.extra.run_dir
 
     def open_all(self, until: float) -> None:
         """Open ``settings.open`` subscriptions (unfiltered, as the app user) one after another until ``until``."""
@@ -175,41 +176,29 @@ class Churn:
         }
 
 
-class ChurnUser(User):
+class ChurnUser(OneShotUser):
     """Runs the plan's churn once, after every listener is ready, and reports it to the coordinator."""
 
-    abstract = True  # made concrete by locustfiles/live.py when the plan has a churn
-
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self._finished = False
-
-    @task
-    def churn(self) -> None:
-        if self._finished:
-            gevent.sleep(IDLE_SECONDS)
-            return
-        self._finished = True
-        ctx, link = coordination.context(), coordination.link()
-        plan = ctx.plan
-        settings = population.churn(plan)
-        if settings is None or link.claim("churn", timeout=plan.ready_timeout) is None:
+    def run_once(self, ctx: RunContext, link: UserLink) -> None:
+        settings = ctx.plan.extra.churn
+        if settings is None or link.claim("churn", timeout=ctx.plan.ready_timeout) is None:
             return
         released: dict[str, Any] | None = None
         churn = Churn(ctx, settings, link.stop.is_set)
         try:
-            if not link.go.wait(timeout=population.go_timeout(plan, coordination.END_MARGIN_SECONDS)):
+            go = link.wait_go(ctx.go_timeout)
+            if go is None:
                 churn.errors.append("churn: no go from the coordinator in time")
-            elif link.go_ok:
+            elif go:
                 released = self._run(ctx, churn)
         finally:
             churn.close(list(churn.held))
             if released is not None:
                 released["errors"] = churn.errors[:10]
             error = None if released is not None else "; ".join(churn.errors[:5]) or "no churn (listeners not ready)"
-            link.send(coordination.CHURN_FINAL, {"released": released, "error": error})
+            link.send(ChurnFinal(released, error))
 
-    def _run(self, ctx: coordination.RunContext, churn: Churn) -> dict[str, Any] | None:
+    def _run(self, ctx: RunContext, churn: Churn) -> dict[str, Any] | None:
         started = time.perf_counter()
         admin = None
         try:
@@ -226,13 +215,8 @@ class ChurnUser(User):
         return released
 
     def _fire(self, started: float, error: str | None) -> None:
-        self.environment.events.request.fire(
-            request_type="CHURN",
-            name="open-close",
-            response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=0,
-            exception=ChurnFailed(error) if error else None,
-            context={},
+        self.fire(
+            "CHURN", "open-close", (time.perf_counter() - started) * 1000.0, ChurnFailed(error) if error else None
         )
 
 

@@ -16,14 +16,15 @@ import time
 from typing import Any
 
 import gevent
-from locust import User, task
 
 from harness.targets.base import Admin, Schema, TargetError
-from locustfiles import coordination, population
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import FlushFinal
+from locustfiles.users import OneShotUser
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "skipped"})
 POLL_SECONDS = 0.5
-IDLE_SECONDS = 0.5
 
 
 class FlushFailed(Exception):
@@ -71,38 +72,26 @@ class Flusher:
                 ok = status.lower() == "completed"
                 self.fire("job", started, None if ok else f"job {job_id} ended {status}")
 
-    def report(self) -> dict[str, Any]:
-        """The FLUSH_FINAL message: every job's last status, skipped flushes, the first distinct errors."""
+    def report(self) -> FlushFinal:
+        """The final message: every job's last status, skipped flushes, the first distinct errors."""
         error = "; ".join(list(dict.fromkeys(self.errors))[:5]) or None
-        return {"jobs": dict(self.jobs), "skipped": self.skipped, "error": error}
+        return FlushFinal(dict(self.jobs), self.skipped, error)
 
 
-class FlushUser(User):
+class FlushUser(OneShotUser):
     """Flushes the table periodically while the load runs, then waits for its jobs and reports them."""
 
-    abstract = True  # made concrete by locustfiles/live.py when the plan flushes
-
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self._finished = False
-
-    @task
-    def flush(self) -> None:
-        if self._finished:
-            gevent.sleep(IDLE_SECONDS)
+    def run_once(self, ctx: RunContext, link: UserLink) -> None:
+        settings = ctx.plan.extra.flush
+        if settings is None or link.claim("flush", timeout=ctx.plan.ready_timeout) is None:
             return
-        self._finished = True
-        ctx, link = coordination.context(), coordination.link()
-        plan = ctx.plan
-        settings = population.flush(plan)
-        if settings is None or link.claim("flush", timeout=plan.ready_timeout) is None:
-            return
-        report: dict[str, Any] = {"jobs": {}, "skipped": 0, "error": None}
+        report = FlushFinal()
         admin = None
         try:
-            if not link.go.wait(timeout=population.go_timeout(plan, coordination.END_MARGIN_SECONDS)):
-                report["error"] = "flush: no go from the coordinator in time"
-            elif link.go_ok:
+            go = link.wait_go(ctx.go_timeout)
+            if go is None:
+                report = FlushFinal(error="flush: no go from the coordinator in time")
+            elif go:
                 admin = ctx.target.admin()
                 flusher = Flusher(admin, ctx.schema, self._fire)
                 deadline = time.monotonic() + ctx.max_seconds
@@ -115,14 +104,14 @@ class FlushUser(User):
                     gevent.sleep(POLL_SECONDS)
                 report = flusher.report()
         except TargetError as exc:
-            report["error"] = f"flush: {exc}"
+            report = FlushFinal(error=f"flush: {exc}")
         finally:
             if admin is not None:
                 admin.close()
-            link.send(coordination.FLUSH_FINAL, report)
+            link.send(report)
 
     @staticmethod
-    def _during_load(flusher: Flusher, every: float, deadline: float, link: coordination.UserLink) -> None:
+    def _during_load(flusher: Flusher, every: float, deadline: float, link: UserLink) -> None:
         next_flush = time.monotonic() + every
         for _ in range(2 * math.ceil((deadline - time.monotonic()) / min(every, POLL_SECONDS)) + 2):
             if link.winding_down() or time.monotonic() >= deadline:
@@ -134,11 +123,4 @@ class FlushUser(User):
             link.load_done.wait(timeout=max(0.0, min(POLL_SECONDS, next_flush - time.monotonic())))
 
     def _fire(self, name: str, started: float, error: str | None) -> None:
-        self.environment.events.request.fire(
-            request_type="FLUSH",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=0,
-            exception=FlushFailed(error) if error else None,
-            context={},
-        )
+        self.fire("FLUSH", name, (time.perf_counter() - started) * 1000.0, FlushFailed(error) if error else None)

@@ -14,16 +14,17 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from locust import User, task
 
 from harness.delivery.tracker import ListenerTracker
 from harness.plan import ListenerSpec
 from harness.targets.base import Disconnected, Eq, Listener, Op, TargetError
-from locustfiles import coordination
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import ListenerFinal, Ready
+from locustfiles.users import OneShotUser
 
 RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
-IDLE_SECONDS = 0.5
 MAX_ATTEMPTS = 10_000  # subscribe attempts per (re)connection; time bounds them first
 
 
@@ -34,7 +35,7 @@ class DeliveryAnomaly(Exception):
 class Subscription:
     """The listener's current connection, opened again (with resume) when it ends."""
 
-    def __init__(self, spec: ListenerSpec, context: coordination.RunContext, stop: Event, deadline: float) -> None:
+    def __init__(self, spec: ListenerSpec, context: RunContext, stop: Event, deadline: float) -> None:
         self.spec = spec
         self.context = context
         self._stop = stop  # set once the run is ending
@@ -88,22 +89,10 @@ class Subscription:
             self.current = None
 
 
-class ListenerUser(User):
+class ListenerUser(OneShotUser):
     """Holds the subscription of ``plan.listeners[i]`` (i claimed from the coordinator) for the whole run."""
 
-    abstract = True  # made concrete by locustfiles/live.py with the plan's listener count
-
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self._finished = False
-
-    @task
-    def listen(self) -> None:
-        if self._finished:
-            gevent.sleep(IDLE_SECONDS)
-            return
-        self._finished = True
-        ctx, link = coordination.context(), coordination.link()
+    def run_once(self, ctx: RunContext, link: UserLink) -> None:
         plan = ctx.plan
         index = link.claim("listener", timeout=plan.ready_timeout)
         if index is None:
@@ -118,25 +107,16 @@ class ListenerUser(User):
         try:
             if sub.open(None, time.monotonic() + plan.ready_timeout):
                 tracker.mark_ready(time.time_ns())
-                link.send(coordination.READY, {"listener_id": spec.listener_id, "error": None})
+                link.send(Ready(spec.listener_id))
                 self._receive(sub, tracker)
             else:
                 error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"
-                link.send(coordination.READY, {"listener_id": spec.listener_id, "error": sub.last_error})
+                link.send(Ready(spec.listener_id, sub.last_error))
         finally:
             tracker.mark_end(time.time_ns())
             current = sub.current.subscription_id if sub.current else None
             sub.close()
-            link.send(
-                coordination.LISTENER_FINAL,
-                {
-                    "listener_id": spec.listener_id,
-                    "summary": tracker.summary(),
-                    "subscription_id": current,
-                    "subscriptions": dict(sub.received),
-                    "error": error,
-                },
-            )
+            link.send(ListenerFinal(spec.listener_id, tracker.summary(), current, dict(sub.received), error))
 
     def _receive(self, sub: Subscription, tracker: ListenerTracker) -> None:
         reconnect = sub.spec.reconnect
@@ -158,14 +138,9 @@ class ListenerUser(User):
             if change is None:
                 continue
             obs = tracker.observe(change)
-            self.environment.events.request.fire(
-                request_type="NOTIFY",
-                name=obs.op,
-                response_time=obs.latency_ms if obs.latency_ms is not None else 0,
-                response_length=change.wire_bytes,
-                exception=DeliveryAnomaly(", ".join(obs.anomalies)) if obs.anomalies else None,
-                context={},
-            )
+            anomaly = DeliveryAnomaly(", ".join(obs.anomalies)) if obs.anomalies else None
+            latency = obs.latency_ms if obs.latency_ms is not None else 0
+            self.fire("NOTIFY", obs.op, latency, anomaly, change.wire_bytes)
             on_connection += 1
             if reconnect is not None and on_connection == reconnect.after_changes:
                 reconnect_spec, reconnect = reconnect, None  # a planned reconnect happens once

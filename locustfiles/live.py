@@ -7,7 +7,9 @@ Run by ``lqharness run`` in one of three modes: in-process (``locust -f locustfi
 - ListenerUser: one per plan listener; WriterUser: one per writer group;
 - QueryUser: ``extra.queriers.count`` (bounded reads as ``QUERY`` requests while writers run);
 - ChurnUser: one when ``extra.churn`` is set (opens, counts, closes subscriptions);
-- FlushUser: one when ``extra.flush_every_seconds`` is set (periodic flush, jobs followed).
+- FlushUser: one when ``extra.flush`` is set (periodic flush, jobs followed).
+
+Each is a ``locustfiles.users.OneShotUser``: its work runs once, then it idles.
 
 The coordinator (master or in-process) ends the run itself and writes the delivery files.
 Load shapes are expressed by the plan, not by a Locust LoadTestShape:
@@ -32,6 +34,7 @@ from harness.errors import HarnessError
 from harness.plan import load_plan
 from harness.targets import create_target
 from locustfiles import churn, coordination, flusher, listeners, population, queriers, writers
+from locustfiles.context import RunContext
 
 if not monkey.is_module_patched("socket"):
     raise HarnessError("Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it")
@@ -66,5 +69,5 @@ class FlushUser(flusher.FlushUser):
 
 @events.init.add_listener
 def _install(environment: Any, **_: Any) -> None:
-    context = coordination.RunContext(PLAN, messages_schema(PLAN), create_target(PLAN.target))
+    context = RunContext(PLAN, messages_schema(PLAN), create_target(PLAN.target))
     coordination.install(environment, context)

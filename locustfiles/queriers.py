@@ -13,18 +13,15 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
-
-import gevent
-from locust import User, task
 
 from harness.plan import Plan
 from harness.targets.base import Admin, Eq, Row, Schema, TargetError
-from locustfiles import coordination, population
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.users import OneShotUser
 
 QUERY_KINDS = ("recent", "count")
 RECENT_LIMIT = 20
-IDLE_SECONDS = 0.5
 
 
 class QueryFailed(Exception):
@@ -60,29 +57,12 @@ def recent_problem(conversation: int, rows: list[Row]) -> str | None:
     return None
 
 
-class QueryUser(User):
+class QueryUser(OneShotUser):
     """Issues the plan's queries from the writers' start until the load is over, then idles."""
 
-    abstract = True  # made concrete by locustfiles/live.py with the plan's querier count
-
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self._finished = False
-
-    @task
-    def query(self) -> None:
-        if self._finished:
-            gevent.sleep(IDLE_SECONDS)
-            return
-        self._finished = True
-        ctx, link = coordination.context(), coordination.link()
-        plan = ctx.plan
-        settings = population.queriers(plan)
-        if (
-            settings is None
-            or not link.go.wait(timeout=population.go_timeout(plan, coordination.END_MARGIN_SECONDS))
-            or not link.go_ok
-        ):
+    def run_once(self, ctx: RunContext, link: UserLink) -> None:
+        settings = ctx.plan.extra.queriers
+        if settings is None or not link.wait_go(ctx.go_timeout):
             return
         try:
             admin = ctx.target.admin()
@@ -90,13 +70,11 @@ class QueryUser(User):
             self._fire("connect", time.perf_counter(), QueryFailed(str(exc)))
             return
         try:
-            self._loop(plan, ctx.schema, admin, settings.rate, ctx.max_seconds, link)
+            self._loop(ctx.plan, ctx.schema, admin, settings.rate, ctx.max_seconds, link)
         finally:
             admin.close()
 
-    def _loop(
-        self, plan: Plan, schema: Schema, admin: Admin, rate: float, max_seconds: float, link: coordination.UserLink
-    ) -> None:
+    def _loop(self, plan: Plan, schema: Schema, admin: Admin, rate: float, max_seconds: float, link: UserLink) -> None:
         conversations = sorted({w.conversation_id for w in plan.writers}) or [1]
         rng = random.Random(id(self))
         interval = 1.0 / rate
@@ -123,11 +101,4 @@ class QueryUser(User):
         self._fire(kind, started, QueryFailed(problem) if problem else None)
 
     def _fire(self, name: str, started: float, exception: Exception | None) -> None:
-        self.environment.events.request.fire(
-            request_type="QUERY",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=0,
-            exception=exception,
-            context={},
-        )
+        self.fire("QUERY", name, (time.perf_counter() - started) * 1000.0, exception)

@@ -1,4 +1,4 @@
-"""Ramp runs (``extra.ramp``): the step schedule and each step's offered load, as ``step-<n>`` phases.
+"""Ramp runs (``plan.extra.ramp``): the step schedule and each step's offered load, as ``step-<n>`` phases.
 
 A ramp is made of ordinary writer streams whose programs begin with a pause of
 (step index x step seconds), so every writer id is in the plan and the checker sees every
@@ -10,45 +10,9 @@ summed target inserts/s), computed from the plan's programs rather than trusted 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from harness.errors import HarnessError
-from harness.plan import Plan, Step
+from harness.plan import Plan, RampSettings, Step
 from locustfiles.phases import PhaseLog
-
-
-@dataclass(frozen=True, slots=True)
-class RampSettings:
-    """``extra.ramp``: ``steps`` steps of ``seconds``, each adding ``writers_per_step`` writers
-    at ``rate_per_writer``."""
-
-    steps: int
-    seconds: float
-    writers_per_step: int
-    rate_per_writer: float
-    p95_slo_ms: float | None
-
-
-def settings(plan: Plan) -> RampSettings | None:
-    """The plan's ramp settings, or None when it is not a ramp run."""
-    raw = plan.extra.get("ramp")
-    if raw is None:
-        return None
-    try:
-        out = RampSettings(
-            steps=int(raw["steps"]),
-            seconds=float(raw["seconds"]),
-            writers_per_step=int(raw["writers_per_step"]),
-            rate_per_writer=float(raw["rate_per_writer"]),
-            p95_slo_ms=float(raw["p95_slo_ms"]) if raw.get("p95_slo_ms") is not None else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HarnessError(
-            f"scenario {plan.scenario}: ramp needs steps, seconds, writers_per_step, rate_per_writer ({exc!r})"
-        ) from None
-    if out.steps < 1 or out.seconds <= 0 or out.writers_per_step < 1 or out.rate_per_writer <= 0:
-        raise HarnessError(f"scenario {plan.scenario}: ramp values must be positive, got {raw!r}")
-    return out
 
 
 def _duration(step: Step) -> float:

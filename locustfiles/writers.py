@@ -14,16 +14,18 @@ from bisect import bisect_left
 from typing import Any
 
 import gevent
-from locust import User, task
 
 from harness.delivery.identity import insert_row, row_id, update_changes
 from harness.delivery.ledger import WriterLedger
 from harness.plan import Plan, Step, WriterSpec
 from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
-from locustfiles import coordination, population
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import WriterFinal
+from locustfiles.users import OneShotUser
 
-IDLE_SECONDS = 0.5
 MIX_OPS = ("insert", "update", "delete")
+SLEEP_SLICE_SECONDS = 0.5  # longest sleep of the stream loop, so a stop is seen promptly
 
 
 class LiveRows:
@@ -208,7 +210,7 @@ def run_streams(
         if wait == float("inf"):
             return
         if wait > 0:
-            gevent.sleep(min(wait, IDLE_SECONDS))
+            gevent.sleep(min(wait, SLEEP_SLICE_SECONDS))
             continue
         acted = due.act(sessions[due.spec.user])
         if acted is not None:
@@ -222,22 +224,10 @@ def group_specs(plan: Plan, index: int) -> list[WriterSpec]:
     return [by_id[wid] for wid in plan.writer_groups[index]]
 
 
-class WriterUser(User):
+class WriterUser(OneShotUser):
     """Drives ``plan.writer_groups[i]`` (i claimed from the coordinator) once, then idles until the end."""
 
-    abstract = True  # made concrete by locustfiles/live.py with the plan's group count
-
-    def __init__(self, environment: Any) -> None:
-        super().__init__(environment)
-        self._finished = False
-
-    @task
-    def write(self) -> None:
-        if self._finished:
-            gevent.sleep(IDLE_SECONDS)
-            return
-        self._finished = True
-        ctx, link = coordination.context(), coordination.link()
+    def run_once(self, ctx: RunContext, link: UserLink) -> None:
         plan = ctx.plan
         index = link.claim("writer", timeout=plan.ready_timeout)
         if index is None:
@@ -246,25 +236,21 @@ class WriterUser(User):
         streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in group_specs(plan, index)]
         error: str | None = "writer stopped before its program ended"
         try:
-            go_timeout = population.go_timeout(plan, coordination.END_MARGIN_SECONDS)
-            if not link.go.wait(timeout=go_timeout):
-                error = f"writer group {index}: no go from the coordinator in {go_timeout:g} s"
-            elif not link.go_ok:
+            go = link.wait_go(ctx.go_timeout)
+            if go is None:
+                error = f"writer group {index}: no go from the coordinator in {ctx.go_timeout:g} s"
+            elif not go:
                 error = None  # listeners never became ready: the coordinator records why; nothing is written
             else:
-                error = self._drive(plan, streams, link.stop.is_set)
+                error = self._drive(ctx, streams, link.stop.is_set)
         finally:  # also when Locust stops this user early: the ledger is what the checker needs
-            link.send(
-                coordination.WRITER_FINAL,
-                {"group": index, "ledgers": [s.ledger.to_dict() for s in streams], "error": error},
-            )
+            link.send(WriterFinal(index, [s.ledger.to_dict() for s in streams], error))
 
-    def _drive(self, plan: Plan, streams: list[WriterStream], stop: Any) -> str | None:
-        ctx = coordination.context()
+    def _drive(self, ctx: RunContext, streams: list[WriterStream], stop: Any) -> str | None:
         sessions: dict[str | None, WriterSession] = {}
         try:
             for spec in {s.spec.user: s.spec for s in streams}.values():
-                sessions[spec.user] = ctx.target.writer(ctx.schema, spec.user or plan.app_user)
+                sessions[spec.user] = ctx.target.writer(ctx.schema, spec.user or ctx.plan.app_user)
             for stream in streams:
                 stream.start()
             run_streams(streams, sessions, self._fire, stop)
@@ -277,14 +263,8 @@ class WriterUser(User):
 
     def _fire(self, op: str, result: WriteResult) -> None:
         failed = result.outcome is not Outcome.OK
-        self.environment.events.request.fire(
-            request_type="SQL",
-            name=op,
-            response_time=(result.ack_ns - result.invoke_ns) / 1e6,
-            response_length=0,
-            exception=WriteFailed(f"{result.outcome}: {result.error}") if failed else None,
-            context={},
-        )
+        exception = WriteFailed(f"{result.outcome}: {result.error}") if failed else None
+        self.fire("SQL", op, (result.ack_ns - result.invoke_ns) / 1e6, exception)
 
 
 class WriteFailed(Exception):

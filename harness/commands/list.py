@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness.scenarios.catalogue import catalogue, resolve
+    from reports.judge import RULES
 
-    scenarios = resolve(args.groups) if args.groups else list(catalogue().values())
+    scenarios = resolve(args.groups, RULES) if args.groups else list(catalogue(RULES).values())
     width = max(len(s.name) for s in scenarios)
     for s in scenarios:
         expected = "" if s.expected is None else f"{s.expected:>5}"

@@ -64,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.orchestration.runner import Runner, RunOptions
     from harness.runfolder import REPORT
     from harness.scenarios.catalogue import resolve
+    from reports.judge import RULES
 
     if args.workers < 0:
         raise HarnessError("--workers must be 0 or more")
@@ -73,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
-    scenarios = resolve(args.scenarios)
+    scenarios = resolve(args.scenarios, RULES)
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
         target_url=args.target_url,

@@ -91,7 +91,7 @@ def _locust_cmd(plan: Plan, run_dir: Path, run_time: int, role: str, port: int, 
 
 def _run_time_bound(plan: Plan) -> int:
     """Hard upper bound for the Locust run in seconds; the run normally ends itself much earlier."""
-    return int(plan.extra.get("max_seconds", 180 if plan.extra.get("quick") else 900))
+    return int(plan.extra.max_seconds)
 
 
 class Runner:

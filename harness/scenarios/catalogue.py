@@ -1,28 +1,66 @@
 """The scenario catalogue: scenario definitions read from ``harness/scenarios/*.toml``.
 
 There is one definition per scenario; ``lqharness run``, ``make nightly`` and the pytest
-integration tests all build their run plans from it.
+integration tests all build their run plans from it. Loading checks every scenario as
+``reports.criteria`` checks an override file: an unknown key, a value of the wrong kind or
+an unknown criterion id is a one-line HarnessError before any run starts. The settings
+beyond writers and listeners become the plan's typed ``Extras``, parsed here once.
 """
 
 from __future__ import annotations
 
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.plan import ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
+from harness.plan import (
+    DEFAULT_JOB_TIMEOUT_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    MAX_SECONDS,
+    QUICK_MAX_SECONDS,
+    ChurnSettings,
+    Extras,
+    FlushSettings,
+    ListenerSpec,
+    Plan,
+    QuerierSettings,
+    RampSettings,
+    ReconnectSpec,
+    Step,
+    TargetSpec,
+    WriterSpec,
+)
 from harness.targets.base import TableKind
 
 CATALOGUE_FILES = ("live.toml", "stress.toml")
 APP_USER = "lqh_app"
 
+SCENARIO_KEYS = (
+    "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
+    "writers", "listeners", "quick",
+)  # fmt: skip
+EXTRAS_KEYS = (
+    "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
+    "release_seconds", "warmup_seconds", "gap_slack_seconds", "target_insert_rate", "memory_limit_mb", "server_args",
+    "max_seconds",
+)  # fmt: skip
+ALL_KEYS = (*SCENARIO_KEYS, *EXTRAS_KEYS)
+WRITER_KEYS = ("copies", "conversation", "group", "program", "user", "quick")
+LISTENER_KEYS = ("copies", "conversation", "user", "reconnect")
+STEP_KEYS = ("op", "count", "seconds", "rate", "weights")
+RECONNECT_KEYS = ("after_changes", "away_seconds", "resume")
+QUERIER_KEYS = ("count", "rate")
+CHURN_KEYS = ("open", "close", "settle_seconds")
+RAMP_KEYS = ("steps", "seconds", "writers_per_step", "rate_per_writer")
+
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One scenario as the catalogue defines it (already merged with its file's defaults)."""
+    """One scenario as the catalogue defines it (already merged with its file's defaults and validated)."""
 
     name: str
     title: str
@@ -35,12 +73,18 @@ class Scenario:
     quick_drain_seconds: float
     writers: tuple[dict[str, Any], ...]
     listeners: tuple[dict[str, Any], ...]
-    extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the other keys, as written
     quick: dict[str, Any] = field(default_factory=dict)
+    full_extras: Extras = field(default_factory=Extras)  # ``settings`` parsed
+    quick_extras: Extras = field(default_factory=Extras)  # ``settings`` with ``quick`` applied, parsed
+
+    def extras(self, quick: bool) -> Extras:
+        """The typed settings of the full or the quick profile."""
+        return self.quick_extras if quick else self.full_extras
 
     def profile(self, quick: bool) -> dict[str, Any]:
         """The parameters of this run (recorded in run.json): the full or the quick profile."""
-        extra = {**self.extra, **(self.quick if quick else {})}
+        settings = {**self.settings, **(self.quick if quick else {})}
         return {
             "name": self.name,
             "title": self.title,
@@ -50,56 +94,204 @@ class Scenario:
             "table_type": self.table_type,
             "payload_bytes": self.payload_bytes,
             "drain_seconds": self.quick_drain_seconds if quick else self.drain_seconds,
-            **extra,
+            **settings,
         }
 
 
-_KNOWN_KEYS = {
-    "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds",
-    "quick_drain_seconds", "writers", "listeners", "quick",
-}  # fmt: skip
+def _check_keys(where: str, raw: Any, known: Collection[str]) -> dict[str, Any]:
+    """``raw`` as a table whose keys are all ``known``; else a one-line HarnessError naming ``where``."""
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{where} must be a table, got {raw!r}")
+    for key in raw:
+        if key not in known:
+            raise HarnessError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+    return raw
 
 
-def _load_file(filename: str) -> dict[str, Scenario]:
-    text = resources.files("harness.scenarios").joinpath(filename).read_text()
+def _number(where: str, label: str, value: Any, minimum: float, integer: bool = False) -> Any:
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if not ok or isinstance(value, bool) or value < minimum:
+        kind = "an integer" if integer else "a number"
+        raise HarnessError(f"{where}: {label} must be {kind} >= {minimum:g}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _optional(where: str, raw: dict[str, Any], key: str, minimum: float) -> float | None:
+    return None if raw.get(key) is None else _number(where, key, raw[key], minimum)
+
+
+def _queriers(where: str, raw: Any) -> QuerierSettings | None:
+    """The querier settings, or None when there are none (count 0 counts as none)."""
+    table = _check_keys(f"{where}: queriers", raw, QUERIER_KEYS)
+    count = _number(where, "queriers.count", table.get("count"), 0, integer=True)
+    rate = _number(where, "queriers.rate", table.get("rate"), 0.001)
+    return QuerierSettings(count, rate) if count else None
+
+
+def _churn(where: str, raw: Any) -> ChurnSettings:
+    table = _check_keys(f"{where}: churn", raw, CHURN_KEYS)
+    opened = _number(where, "churn.open", table.get("open"), 1, integer=True)
+    closed = _number(where, "churn.close", table.get("close"), 0, integer=True)
+    if closed > opened:
+        raise HarnessError(f"{where}: churn.close ({closed}) exceeds churn.open ({opened})")
+    settle = _number(where, "churn.settle_seconds", table.get("settle_seconds", DEFAULT_SETTLE_SECONDS), 0)
+    return ChurnSettings(opened, closed, settle)
+
+
+def _flush(where: str, raw: dict[str, Any]) -> FlushSettings | None:
+    every = raw.get("flush_every_seconds")
+    if every is None:
+        return None
+    timeout = raw.get("job_timeout_seconds", DEFAULT_JOB_TIMEOUT_SECONDS)
+    return FlushSettings(
+        _number(where, "flush_every_seconds", every, 0.1), _number(where, "job_timeout_seconds", timeout, 0.1)
+    )
+
+
+def _ramp(where: str, raw: Any) -> RampSettings:
+    table = _check_keys(f"{where}: ramp", raw, RAMP_KEYS)
+    missing = [key for key in RAMP_KEYS if key not in table]
+    if missing:
+        raise HarnessError(f"{where}: ramp needs {', '.join(RAMP_KEYS)} (missing {', '.join(missing)})")
+    steps, writers = table["steps"], table["writers_per_step"]
+    numbers = [steps, table["seconds"], writers, table["rate_per_writer"]]
+    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, writers))
+    if not integers or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in numbers):
+        raise HarnessError(f"{where}: ramp values must be positive (steps, writers_per_step integers), got {table!r}")
+    return RampSettings(int(steps), float(table["seconds"]), int(writers), float(table["rate_per_writer"]))
+
+
+def _server_args(where: str, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        raise HarnessError(f"{where}: server_args must be a list of strings, got {raw!r}")
+    return tuple(raw)
+
+
+def parse_extras(where: str, raw: dict[str, Any], *, quick: bool) -> Extras:
+    """The typed settings of one profile; an unknown key or a bad value is a one-line HarnessError."""
+    _check_keys(where, raw, EXTRAS_KEYS)
+    return Extras(
+        max_seconds=_number(
+            where, "max_seconds", raw.get("max_seconds", QUICK_MAX_SECONDS if quick else MAX_SECONDS), 1
+        ),
+        queriers=None if raw.get("queriers") is None else _queriers(where, raw["queriers"]),
+        churn=None if raw.get("churn") is None else _churn(where, raw["churn"]),
+        flush=_flush(where, raw),
+        ramp=None if raw.get("ramp") is None else _ramp(where, raw["ramp"]),
+        preload_seconds=_number(where, "preload_seconds", raw.get("preload_seconds", 0), 0),
+        observe_seconds=_number(where, "observe_seconds", raw.get("observe_seconds", 0), 0),
+        release_seconds=_optional(where, raw, "release_seconds", 0),
+        warmup_seconds=_optional(where, raw, "warmup_seconds", 0),
+        gap_slack_seconds=_optional(where, raw, "gap_slack_seconds", 0),
+        target_insert_rate=_optional(where, raw, "target_insert_rate", 0),
+        memory_limit_mb=_optional(where, raw, "memory_limit_mb", 1),
+        server_args=_server_args(where, raw.get("server_args", [])),
+    )
+
+
+def _check_program(where: str, program: Any) -> None:
+    if not isinstance(program, list) or not program:
+        raise HarnessError(f"{where}: program must be a non-empty list of steps, got {program!r}")
+    for n, step in enumerate(program, 1):
+        _check_keys(f"{where} step {n}", step, STEP_KEYS)
+        if "op" not in step:
+            raise HarnessError(f"{where} step {n}: needs an op")
+
+
+def _check_writers(where: str, writers: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(writers, list):
+        raise HarnessError(f"{where}: writers must be a list of tables, got {writers!r}")
+    for n, writer in enumerate(writers, 1):
+        entry = f"{where} writer {n}"
+        _check_keys(entry, writer, WRITER_KEYS)
+        _check_program(entry, writer.get("program"))
+        quick = _check_keys(f"{entry} quick", writer.get("quick", {}), [k for k in WRITER_KEYS if k != "quick"])
+        if "program" in quick:
+            _check_program(f"{entry} quick", quick["program"])
+    return tuple(writers)
+
+
+def _check_listeners(where: str, listeners: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(listeners, list):
+        raise HarnessError(f"{where}: listeners must be a list of tables, got {listeners!r}")
+    for n, listener in enumerate(listeners, 1):
+        _check_keys(f"{where} listener {n}", listener, LISTENER_KEYS)
+        if listener.get("reconnect") is not None:
+            _check_keys(f"{where} listener {n} reconnect", listener["reconnect"], RECONNECT_KEYS)
+    return tuple(listeners)
+
+
+def _criteria(where: str, raw: Any, criterion_ids: Collection[str]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise HarnessError(f"{where}: criteria must be a list of criterion ids, got {raw!r}")
+    for cid in raw:
+        if cid not in criterion_ids:
+            raise HarnessError(f"{where}: unknown criterion {cid!r} (known: {', '.join(criterion_ids)})")
+    return tuple(raw)
+
+
+def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str], filename: str) -> Scenario:
+    where = f"scenario {name} ({filename})"
+    if not isinstance(merged.get("title"), str):
+        raise HarnessError(f"{where}: needs a title")
+    settings = {k: v for k, v in merged.items() if k not in SCENARIO_KEYS}
+    quick = _check_keys(f"{where}: quick", merged.get("quick", {}), EXTRAS_KEYS)
+    drain = _number(where, "drain_seconds", merged.get("drain_seconds", 5.0), 0)
+    return Scenario(
+        name=name,
+        title=merged["title"],
+        group=name.split(".", 1)[0],
+        expected=None if merged.get("expected") is None else _number(where, "expected", merged["expected"], 0, True),
+        criteria=_criteria(where, merged.get("criteria", []), criterion_ids),
+        table_type=merged.get("table_type", "USER"),
+        payload_bytes=_number(where, "payload_bytes", merged.get("payload_bytes", 200), 0, integer=True),
+        drain_seconds=drain,
+        quick_drain_seconds=_number(where, "quick_drain_seconds", merged.get("quick_drain_seconds", drain), 0),
+        writers=_check_writers(where, merged.get("writers", [])),
+        listeners=_check_listeners(where, merged.get("listeners", [])),
+        settings=settings,
+        quick=dict(quick),
+        full_extras=parse_extras(where, settings, quick=False),
+        quick_extras=parse_extras(f"{where} quick", {**settings, **quick}, quick=True),
+    )
+
+
+def parse_catalogue(text: str, filename: str, criterion_ids: Collection[str]) -> dict[str, Scenario]:
+    """The scenarios of one catalogue file's ``text`` (a ``[defaults]`` table and ``[scenario."<name>"]`` tables)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"scenario catalogue {filename} is not valid TOML: {exc}") from exc
-    defaults = data.get("defaults", {})
+    _check_keys(f"scenario catalogue {filename}", data, ("defaults", "scenario"))
+    defaults = _check_keys(f"scenario catalogue {filename}: defaults", data.get("defaults", {}), ALL_KEYS)
+    scenarios = data.get("scenario", {})
+    if not isinstance(scenarios, dict):
+        raise HarnessError(f"scenario catalogue {filename}: scenario must be a table of scenarios, got {scenarios!r}")
     out: dict[str, Scenario] = {}
-    for name, raw in data.get("scenario", {}).items():
-        merged = {**defaults, **raw}
-        out[name] = Scenario(
-            name=name,
-            title=merged["title"],
-            group=name.split(".", 1)[0],
-            expected=merged.get("expected"),
-            criteria=tuple(merged.get("criteria", ())),
-            table_type=merged.get("table_type", "USER"),
-            payload_bytes=int(merged.get("payload_bytes", 200)),
-            drain_seconds=float(merged.get("drain_seconds", 5.0)),
-            quick_drain_seconds=float(merged.get("quick_drain_seconds", merged.get("drain_seconds", 5.0))),
-            writers=tuple(merged.get("writers", ())),
-            listeners=tuple(merged.get("listeners", ())),
-            extra={k: v for k, v in merged.items() if k not in _KNOWN_KEYS},
-            quick=dict(merged.get("quick", {})),
-        )
+    for name, raw in scenarios.items():
+        table = _check_keys(f"scenario {name} ({filename})", raw, ALL_KEYS)
+        out[name] = _scenario(name, {**defaults, **table}, criterion_ids, filename)
     return out
 
 
-def catalogue() -> dict[str, Scenario]:
-    """Every scenario by name, in catalogue order."""
+def catalogue(criterion_ids: Collection[str]) -> dict[str, Scenario]:
+    """Every scenario by name, in catalogue order, each checked against the known keys and ``criterion_ids``.
+
+    The criterion ids are the judge's (``reports.judge.RULES``); the caller passes them, since
+    this package may not import ``reports``. A bad scenario is a one-line HarnessError here,
+    before any run starts.
+    """
     out: dict[str, Scenario] = {}
     for filename in CATALOGUE_FILES:
         if resources.files("harness.scenarios").joinpath(filename).is_file():
-            out.update(_load_file(filename))
+            text = resources.files("harness.scenarios").joinpath(filename).read_text()
+            out.update(parse_catalogue(text, filename, criterion_ids))
     return out
 
 
-def resolve(names: list[str]) -> list[Scenario]:
+def resolve(names: list[str], criterion_ids: Collection[str]) -> list[Scenario]:
     """Scenarios for names or group names (``live`` = every ``live.*``), in catalogue order."""
-    all_scenarios = catalogue()
+    all_scenarios = catalogue(criterion_ids)
     chosen: list[Scenario] = []
     for name in names:
         if name in all_scenarios:
@@ -129,7 +321,6 @@ def _table_kind(scenario: Scenario) -> TableKind:
 
 def build_plan(scenario: Scenario, *, quick: bool, target: TargetSpec, run_id: str, run_dir: str) -> Plan:
     """Expand a scenario into the concrete run plan the Locust users execute."""
-    profile = scenario.profile(quick)
     writers: list[WriterSpec] = []
     groups: dict[str, list[int]] = {}
     for raw in scenario.writers:
@@ -171,6 +362,6 @@ def build_plan(scenario: Scenario, *, quick: bool, target: TargetSpec, run_id: s
         writers=tuple(writers),
         listeners=tuple(listeners),
         writer_groups=tuple(tuple(g) for g in groups.values()),
-        drain_seconds=profile["drain_seconds"],
-        extra={**{k: v for k, v in profile.items() if k not in ("name", "title")}, "run_dir": run_dir},
+        drain_seconds=scenario.quick_drain_seconds if quick else scenario.drain_seconds,
+        extra=replace(scenario.extras(quick), run_dir=run_dir),
     )

@@ -15,6 +15,7 @@ import pytest
 
 from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
+from reports.judge import RULES
 
 CASES = [
     # fault, scenario, criterion that must fail, counter that must be non-zero, criteria that must still pass
@@ -39,7 +40,7 @@ def run_with_fault(tmp_path: Path, scenario: str, *faults: str) -> tuple[int, di
         progress=lambda _msg: None,
         server_args=tuple(a for f in faults for a in ("--fault", f)),
     )
-    code = Runner(options).run(resolve([scenario])[0])
+    code = Runner(options).run(resolve([scenario], RULES)[0])
     (run_dir,) = out.iterdir()
     return code, json.loads((run_dir / "verdict.json").read_text()), run_dir
 

@@ -14,14 +14,15 @@ import pytest
 from harness.orchestration.runner import Runner, RunOptions
 from harness.orchestration.server import start_local_server
 from harness.scenarios.catalogue import resolve
+from reports.judge import RULES
 
-LIVE = resolve(["live"])
+LIVE = resolve(["live"], RULES)
 
 
 def _run(tmp_path: Path, scenario_name: str, **options) -> tuple[int, dict, dict]:
     out = tmp_path / "runs"
     runner = Runner(RunOptions(quick=True, out_dir=out, progress=lambda _msg: None, **options))
-    (scenario,) = resolve([scenario_name])
+    (scenario,) = resolve([scenario_name], RULES)
     code = runner.run(scenario)
     (run_dir,) = [p for p in out.iterdir() if p.name.endswith(scenario_name)]
     verdict = json.loads((run_dir / "verdict.json").read_text())

@@ -14,27 +14,36 @@ from typing import Any
 import orjson
 import pytest
 
-from harness.plan import ListenerSpec, Plan, Step, WriterSpec
+from harness.plan import (
+    ChurnSettings,
+    FlushSettings,
+    ListenerSpec,
+    Plan,
+    QuerierSettings,
+    RampSettings,
+    Step,
+    WriterSpec,
+)
 from monitors.launch import start_monitor_process, stop_monitor_process
 from tests.support.locust_flow import ANOMALIES, flow_plan, run_locust
 from tests.support.refserver import start_refserver
 
 
-def _plan(refserver: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], extra: dict[str, Any]) -> Plan:
+def _plan(refserver: Any, tmp_path: Path, name: str, writers: tuple[WriterSpec, ...], **extra: Any) -> Plan:
     plan = flow_plan(
         refserver.url, tmp_path / name, f"stress_{name}", writers, (ListenerSpec("L1"),),
         tuple((w.writer_id,) for w in writers),
     )  # fmt: skip
-    return replace(plan, extra={**plan.extra, **extra})
+    return replace(plan, extra=replace(plan.extra, **extra))
 
 
 def _stats(plan: Plan) -> dict[tuple[str, str], dict[str, str]]:
-    with (Path(plan.extra["run_dir"]) / "locust_stats.csv").open() as f:
+    with (Path(plan.extra.run_dir) / "locust_stats.csv").open() as f:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
 
 
 def _phases(plan: Plan) -> dict[str, dict[str, Any]]:
-    lines = (Path(plan.extra["run_dir"]) / "phases.jsonl").read_bytes().splitlines()
+    lines = (Path(plan.extra.run_dir) / "phases.jsonl").read_bytes().splitlines()
     return {p["name"]: p for p in map(orjson.loads, lines)}
 
 
@@ -48,7 +57,7 @@ def _clean(result: dict[str, Any]) -> None:
 @pytest.mark.timeout(90)
 def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=2.0, rate=25.0),)),)
-    plan = _plan(refserver, tmp_path, "query", writers, {"queriers": {"count": 2, "rate": 5}})
+    plan = _plan(refserver, tmp_path, "query", writers, queriers=QuerierSettings(2, 5))
     result = run_locust(plan, workers=0)
     _clean(result)
     stats = _stats(plan)
@@ -66,8 +75,8 @@ def test_queriers_fire_query_events_while_writers_run(tmp_path: Path, refserver:
 @pytest.mark.timeout(90)
 def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=5.0, rate=10.0),)),)
-    plan = _plan(refserver, tmp_path, "churn", writers, {"churn": {"open": 6, "close": 4, "settle_seconds": 1.0}})
-    run_dir = Path(plan.extra["run_dir"])
+    plan = _plan(refserver, tmp_path, "churn", writers, churn=ChurnSettings(6, 4, 1.0))
+    run_dir = Path(plan.extra.run_dir)
     run_dir.mkdir(parents=True)
     monitor = start_monitor_process(refserver.pid, run_dir, interval=0.2)
     try:
@@ -90,7 +99,7 @@ def test_churn_records_released_subscriptions_and_sockets(tmp_path: Path, refser
 @pytest.mark.timeout(90)
 def test_churn_without_a_monitor_has_no_socket_counts(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
-    plan = _plan(refserver, tmp_path, "churn_nomon", writers, {"churn": {"open": 2, "close": 2, "settle_seconds": 0.5}})
+    plan = _plan(refserver, tmp_path, "churn_nomon", writers, churn=ChurnSettings(2, 2, 0.5))
     released = run_locust(plan, workers=0)["target"]["released"]
     assert released["before"]["live"] - released["after"]["live"] == 2
     assert released["before"]["sockets"] is None and released["after"]["sockets"] is None
@@ -102,7 +111,7 @@ def test_churn_sees_subscriptions_a_server_keeps_after_close(tmp_path: Path) -> 
     subscriptions left open must be kept alive meanwhile (this server drops clients silent for 2 s)."""
     with start_refserver(tmp_path / "leaky", "--fault", "keep-closed", "--heartbeat-timeout", "2") as srv:
         writers = (WriterSpec(1, 1, (Step("insert", count=5, rate=10.0),)),)
-        plan = _plan(srv, tmp_path, "churn_leak", writers, {"churn": {"open": 6, "close": 3, "settle_seconds": 0.5}})
+        plan = _plan(srv, tmp_path, "churn_leak", writers, churn=ChurnSettings(6, 3, 0.5))
         plan = replace(plan, target=replace(plan.target, options={**plan.target.options, "heartbeat_interval": 0.5}))
         released = run_locust(plan, workers=0)["target"]["released"]
     assert released["closed"] == 3 and released["closed_still_live"] == 3
@@ -113,7 +122,7 @@ def test_churn_sees_subscriptions_a_server_keeps_after_close(tmp_path: Path) -> 
 @pytest.mark.timeout(90)
 def test_flush_user_follows_every_job_to_its_end(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=30.0),)),)
-    plan = _plan(refserver, tmp_path, "flush", writers, {"flush_every_seconds": 0.5})
+    plan = _plan(refserver, tmp_path, "flush", writers, flush=FlushSettings(0.5))
     result = run_locust(plan, workers=0)
     _clean(result)
     jobs = result["target"]["jobs"]
@@ -131,8 +140,7 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, refserver: Any) -> None:
         WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=20.0),)),
         WriterSpec(2, 2, (Step("pause", seconds=1.5), Step("insert", seconds=1.5, rate=20.0))),
     )
-    ramp = {"steps": 2, "seconds": 1.5, "writers_per_step": 1, "rate_per_writer": 20, "p95_slo_ms": 50}
-    plan = _plan(refserver, tmp_path, "ramp", writers, {"ramp": ramp})
+    plan = _plan(refserver, tmp_path, "ramp", writers, ramp=RampSettings(2, 1.5, 1, 20.0))
     result = run_locust(plan, workers=0)
     _clean(result)
     phases = _phases(plan)
@@ -147,12 +155,8 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, refserver: Any) -> None:
 @pytest.mark.timeout(120)
 def test_extra_users_work_across_workers(tmp_path: Path, refserver: Any) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=20.0),)),)
-    extra = {
-        "queriers": {"count": 2, "rate": 4},
-        "churn": {"open": 4, "close": 2, "settle_seconds": 0.5},
-        "flush_every_seconds": 1.0,
-    }
-    plan = _plan(refserver, tmp_path, "distributed", writers, extra)
+    extra = {"queriers": QuerierSettings(2, 4), "churn": ChurnSettings(4, 2, 0.5), "flush": FlushSettings(1.0)}
+    plan = _plan(refserver, tmp_path, "distributed", writers, **extra)
     result = run_locust(plan, workers=2)
     _clean(result)
     agg = result["delivery"]["aggregation"]

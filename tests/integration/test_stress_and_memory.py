@@ -15,8 +15,9 @@ import pytest
 
 from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
+from reports.judge import RULES
 
-STRESS = resolve(["stress"])
+STRESS = resolve(["stress"], RULES)
 
 
 def run_scenario(tmp_path: Path, scenario, quick: bool) -> tuple[int, dict, dict]:

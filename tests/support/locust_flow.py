@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from harness.delivery.identity import messages_schema
-from harness.plan import ListenerSpec, Plan, TargetSpec, WriterSpec
+from harness.plan import Extras, ListenerSpec, Plan, TargetSpec, WriterSpec
 from harness.targets import create_target
 from harness.targets.base import TableKind
 from locustfiles import users_needed
@@ -40,7 +40,7 @@ def flow_plan(
         run_id=table, scenario="flow", target=TargetSpec("kalamdb", url, "root", ROOT_PASSWORD, {"timeout": 5}),
         namespace="lqh", table=table, table_type=TableKind.USER, app_user="app", app_password="App-Pass-123",
         payload_bytes=64, writers=writers, listeners=listeners, writer_groups=groups, drain_seconds=1.0,
-        ready_timeout=20.0, summary_timeout=20.0, extra={"run_dir": str(run_dir), "max_seconds": 60},
+        ready_timeout=20.0, summary_timeout=20.0, extra=Extras(run_dir=str(run_dir), max_seconds=60),
     )  # fmt: skip
 
 
@@ -53,7 +53,7 @@ def _free_port() -> int:
 
 def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
     """Set the table up, run Locust in-process (``workers=0``) or distributed, return the run folder's JSON files."""
-    run_dir = Path(plan.extra["run_dir"])
+    run_dir = Path(plan.extra.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.write(run_dir / "plan.json")
     if setup:

@@ -10,13 +10,42 @@ os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
 from dataclasses import replace  # noqa: E402
 
 import orjson  # noqa: E402
+import pytest  # noqa: E402
 from locust.env import Environment  # noqa: E402
+from locust.rpc.protocol import Message as LocustMessage  # noqa: E402
 
 from harness.delivery.identity import messages_schema  # noqa: E402
 from harness.delivery.tracker import ListenerTracker  # noqa: E402
-from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
-from locustfiles import coordination  # noqa: E402
+from harness.orchestration.runner import _run_time_bound  # noqa: E402
+from harness.plan import (  # noqa: E402
+    QUICK_MAX_SECONDS,
+    ChurnSettings,
+    Extras,
+    FlushSettings,
+    ListenerSpec,
+    Plan,
+    Step,
+    TargetSpec,
+    WriterSpec,
+)
+from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
+from locustfiles import coordination, messages, users  # noqa: E402
 from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
+from locustfiles.context import RunContext  # noqa: E402
+from locustfiles.link import UserLink  # noqa: E402
+from locustfiles.messages import (  # noqa: E402
+    ChurnFinal,
+    Claim,
+    Claimed,
+    FlushFinal,
+    Go,
+    ListenerFinal,
+    LoadDone,
+    Ready,
+    Stop,
+    WriterFinal,
+)
+from reports.judge import RULES  # noqa: E402
 from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
 
 if _PREVIOUS is None:
@@ -31,7 +60,7 @@ def _plan(run_dir: str = "") -> Plan:
         namespace="lq", table="m", table_type="SHARED", app_user="app", app_password="pw", payload_bytes=PAYLOAD,
         writers=(WriterSpec(1, 10, (Step("insert", count=1),)), WriterSpec(2, 20, (Step("insert", count=1),))),
         listeners=(ListenerSpec("L1"), ListenerSpec("L2", 10)), writer_groups=((1,), (2,)),
-        drain_seconds=DRAIN_NS / 1e9, extra={"run_dir": run_dir},
+        drain_seconds=DRAIN_NS / 1e9, extra=Extras(run_dir=run_dir),
     )  # fmt: skip
 
 
@@ -39,13 +68,13 @@ def test_claims_are_unique_and_messages_reach_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("listener", 1.0) for _ in range(3)] == [0, 1, None]
     assert [link.claim("writer", 1.0) for _ in range(3)] == [0, 1, None]
-    env.runner.send_message(coordination.GO, {"ok": True})
+    messages.send(env.runner, Go(True))
     assert link.go.is_set() and link.go_ok
-    env.runner.send_message(coordination.STOP, {})
+    messages.send(env.runner, Stop(0.0))
     assert link.stop.is_set()
 
 
@@ -73,8 +102,10 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         world.listen(world.changes, lid="L1"),
         world.listen([c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10], 10, "L2"),
     ]
-    finals = [{"listener_id": t.listener_id, "summary": t.summary(), "subscription_id": f"s-{t.listener_id}",
-               "subscriptions": {f"s-{t.listener_id}": t.received}} for t in trackers]  # fmt: skip
+    finals = [
+        ListenerFinal(t.listener_id, t.summary(), f"s-{t.listener_id}", {f"s-{t.listener_id}": t.received})
+        for t in trackers
+    ]
     ledgers = [w.ledger.to_dict() for w in world.writers.values()]
     write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [])
     delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
@@ -95,14 +126,14 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
 def test_churn_and_flush_are_claimed_once_and_load_done_reaches_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
-    plan = replace(_plan(), extra={"churn": {"open": 2, "close": 1}, "flush_every_seconds": 1.0})
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    plan = replace(_plan(), extra=Extras(churn=ChurnSettings(2, 1), flush=FlushSettings(1.0)))
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("churn", 1.0) for _ in range(2)] == [0, None]
     assert [link.claim("flush", 1.0) for _ in range(2)] == [0, None]
     assert link.claim("querier", 1.0) is None  # queriers need no index: nothing to claim
     assert not link.winding_down()
-    env.runner.send_message(coordination.LOAD_DONE, {"at": 0.0})
+    messages.send(env.runner, LoadDone(0.0))
     assert link.winding_down() and not link.stop.is_set()
 
 
@@ -110,7 +141,88 @@ def test_stop_also_winds_extra_users_down() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, coordination.RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
     link = coordination.link()
-    env.runner.send_message(coordination.STOP, {})
+    messages.send(env.runner, Stop(0.0))
     assert link.winding_down() and link.stop.is_set()
+
+
+EVERY_MESSAGE = [
+    Claim("writer", "w1:1"),
+    Claimed("w1:1", 3),
+    Ready("L1", None),
+    Go(False),
+    LoadDone(12.5),
+    Stop(12.5),
+    WriterFinal(0, [{"writer_id": 1, "records": [[1, 2]]}], "boom"),
+    ListenerFinal("L1", {"received": 2, "by_op": {"insert": 2}}, "s-1", {"s-1": 2}, None),
+    ChurnFinal({"opened": 2, "before": {"live": 3}}, None),
+    FlushFinal({"j1": "completed"}, 1, None),
+]
+
+
+@pytest.mark.parametrize("msg", EVERY_MESSAGE, ids=lambda m: type(m).__name__)
+def test_every_message_survives_the_wire(msg: messages.Message) -> None:
+    sent: list[LocustMessage] = []
+
+    class Wire:
+        def send_message(self, msg_type: str, data: object = None, client_id: str | None = None) -> None:
+            sent.append(LocustMessage.unserialize(LocustMessage(msg_type, data, client_id or "w1").serialize()))
+
+    messages.send(Wire(), msg)  # type: ignore[arg-type]
+    (received,) = sent
+    assert received.type == type(msg).TYPE
+    assert messages.decode(type(msg), received) == msg
+
+
+def test_message_types_are_distinct_and_documented() -> None:
+    kinds = [type(m) for m in EVERY_MESSAGE]
+    assert len({k.TYPE for k in kinds}) == len(kinds)
+    assert all("Sent by" in (k.__doc__ or "") for k in kinds)
+
+
+def test_the_coordinator_reads_the_finals_into_the_run_folder(tmp_path) -> None:
+    world = World()
+    world.standard()
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = replace(_plan(str(tmp_path)), extra=Extras(run_dir=str(tmp_path), flush=FlushSettings(1.0)))
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    link = coordination.link()
+    assert link.claim("listener", 1.0) == 0 and link.claim("writer", 1.0) == 0 and link.claim("flush", 1.0) == 0
+    tracker = world.listen(world.changes, lid="L1")
+    link.send(ListenerFinal("L1", tracker.summary(), "s-L1", {"s-L1": tracker.received}, None))
+    ledgers = [w.ledger.to_dict() for w in world.writers.values()]
+    link.send(WriterFinal(0, ledgers, "writer 1: refused"))
+    link.send(FlushFinal({"j1": "completed"}, 2, None))
+    env.events.quitting.fire(environment=env)  # the coordinator finishes when Locust quits
+    delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
+    assert delivery["error"].startswith("writer 1: refused; Locust quit before the run ended")
+    assert delivery["aggregation"]["missing_listeners"] == ["L2"]
+    target = orjson.loads((tmp_path / "target.json").read_bytes())
+    assert target["jobs"] == {"j1": "completed"} and target["flush"] == {"skipped": 2, "error": None}
+    assert target["listeners"]["L1"]["subscriptions"] == {"s-L1": tracker.received}
+
+
+def test_one_time_bound_serves_the_runner_and_the_coordinator() -> None:
+    plan = build_plan(resolve(["live.inserts"], RULES)[0], quick=True, target=_plan().target, run_id="r", run_dir="")
+    context = RunContext(plan, messages_schema(plan), target=None)  # type: ignore[arg-type]
+    assert context.max_seconds == _run_time_bound(plan) == QUICK_MAX_SECONDS
+
+
+def test_a_one_shot_user_runs_once_then_idles(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = Environment(user_classes=[])
+    env.create_local_runner()
+    plan = _plan()
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    monkeypatch.setattr(users, "IDLE_SECONDS", 0.0)
+    runs: list[tuple[RunContext, UserLink]] = []
+
+    class Counting(users.OneShotUser):
+        def run_once(self, ctx: RunContext, link: UserLink) -> None:
+            runs.append((ctx, link))
+
+    user = Counting(env)
+    for _ in range(3):
+        user.once()
+    assert runs == [(coordination.context(), coordination.link())]

@@ -11,13 +11,14 @@ import orjson  # noqa: E402
 import pytest  # noqa: E402
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
-from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
+from harness.plan import ChurnSettings, ListenerSpec, Plan, RampSettings, Step, TargetSpec, WriterSpec  # noqa: E402
+from harness.scenarios.catalogue import build_plan, parse_extras, resolve  # noqa: E402
 from harness.targets.base import Eq, TableKind  # noqa: E402
 from locustfiles import population, ramp, users_needed  # noqa: E402
 from locustfiles.churn import monitor_sockets  # noqa: E402
 from locustfiles.phases import PhaseLog  # noqa: E402
 from locustfiles.queriers import RECENT_LIMIT, ask, recent_problem  # noqa: E402
+from reports.judge import RULES  # noqa: E402
 
 if _PREVIOUS is None:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
@@ -28,11 +29,12 @@ TARGET = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw")
 
 
 def _plan(extra: dict, writers: tuple[WriterSpec, ...] = (), table_type: TableKind = TableKind.USER) -> Plan:
+    """A plan with ``extra`` as a scenario would write it, parsed as the catalogue parses it."""
     return Plan(
         run_id="r", scenario="s", target=TARGET, namespace="lqh", table="t", table_type=table_type,
         app_user="app", app_password="pw", payload_bytes=10, writers=writers,
         listeners=(ListenerSpec("L1"), ListenerSpec("L2")), writer_groups=tuple((w.writer_id,) for w in writers),
-        drain_seconds=1.0, extra=extra,
+        drain_seconds=1.0, extra=parse_extras("scenario s", extra, quick=False),
     )  # fmt: skip
 
 
@@ -52,7 +54,7 @@ def test_users_needed_counts_every_kind() -> None:
         "flush": 1,
     }
     assert users_needed(full) == 9
-    assert population.churn(full) == population.ChurnSettings(4, 2, 3.0)
+    assert full.extra.churn == ChurnSettings(4, 2, 3.0)
     assert users_needed(_plan({"queriers": {"count": 0, "rate": 1}}, writers)) == 4
 
 
@@ -71,7 +73,7 @@ def test_users_needed_counts_every_kind() -> None:
 )
 def test_bad_settings_are_one_line_errors(extra: dict, words: str) -> None:
     with pytest.raises(HarnessError, match=words):
-        users_needed(_plan(extra))
+        parse_extras("scenario s", extra, quick=False)
 
 
 def test_rate_at_follows_pauses_counts_and_seconds() -> None:
@@ -94,7 +96,8 @@ def test_ramp_clock_writes_each_step_once_it_ends(tmp_path) -> None:
     )
     plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 50}}, writers)
     log = PhaseLog(str(tmp_path))
-    clock = ramp.RampClock(plan, ramp.settings(plan), 1000.0, log)
+    assert plan.extra.ramp == RampSettings(3, 10.0, 1, 50.0)
+    clock = ramp.RampClock(plan, plan.extra.ramp, 1000.0, log)
     clock.tick(1005.0)
     assert log.written == []
     clock.tick(1010.0)
@@ -114,15 +117,16 @@ def test_ramp_clock_skips_steps_the_load_never_reached(tmp_path) -> None:
     writers = (WriterSpec(1, 1, (Step("insert", seconds=30, rate=10),)),)
     plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 10}}, writers)
     log = PhaseLog(None)
-    ramp.RampClock(plan, ramp.settings(plan), 0.0, log).tick(5.0, final=True)
+    assert plan.extra.ramp is not None
+    ramp.RampClock(plan, plan.extra.ramp, 0.0, log).tick(5.0, final=True)
     assert [p["name"] for p in log.written] == ["step-1"] and log.written[0]["end"] == 5.0
 
 
 @pytest.mark.parametrize("quick", [True, False])
 def test_catalogue_degradation_writers_make_the_ramp_steps(quick: bool) -> None:
-    (scenario,) = resolve(["stress.degradation"])
+    (scenario,) = resolve(["stress.degradation"], RULES)
     plan = build_plan(scenario, quick=quick, target=TARGET, run_id="r", run_dir="")
-    settings = ramp.settings(plan)
+    settings = plan.extra.ramp
     assert settings is not None
     assert len(plan.writers) == settings.steps * settings.writers_per_step
     for n in range(settings.steps):

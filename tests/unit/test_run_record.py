@@ -17,6 +17,7 @@ from harness.orchestration.server import LocalServer
 from harness.processes import terminate
 from harness.runfolder import PHASES, RUN_JSON, RunStatus
 from harness.scenarios.catalogue import resolve
+from reports.judge import RULES
 
 
 def server(tmp_path: Path, code: int | None) -> Iterator[LocalServer]:
@@ -59,7 +60,7 @@ def test_a_failure_is_a_harness_error_unless_the_server_crashed_first(alive: Loc
 
 
 def test_run_json_is_written_at_start_and_folds_in_the_coordinators_phases(tmp_path: Path) -> None:
-    scenario = resolve(["live.inserts"])[0]
+    scenario = resolve(["live.inserts"], RULES)[0]
     record = RunRecord.start(tmp_path, scenario, quick=True, target="ref", target_url=None, workers=0)
     saved = orjson.loads((record.path / RUN_JSON).read_bytes())
     assert saved["status"] == "running" and saved["scenario"] == "live.inserts" and saved["ended_at"] is None
@@ -75,6 +76,6 @@ def test_run_json_is_written_at_start_and_folds_in_the_coordinators_phases(tmp_p
 
 def test_an_unusable_out_dir_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    scenario = resolve(["live.inserts"])[0]
+    scenario = resolve(["live.inserts"], RULES)[0]
     with pytest.raises(HarnessError, match="cannot create the run folder"):
         RunRecord.start(tmp_path / "file", scenario, quick=True, target="ref", target_url=None, workers=0)

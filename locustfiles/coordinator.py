@@ -1,0 +1,292 @@
+"""The run's coordinator (on the master, or in-process): spec claims, the writers' gate, the end of the run.
+
+It hands each user a unique spec index, opens the writers' gate once every listener is
+ready (after ``extra.preload_seconds`` of an idle server, when set), and ends the run:
+writers (and the churn) done → queriers and flusher wind down → drain → target counters →
+stop listeners → final summaries → checker → run folder → quit. It logs each phase to
+``phases.jsonl`` as it ends (``subscribe``, ``preload``, ``load``, ``step-<n>`` for ramps, ``drain``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from harness.targets.base import TargetError
+from locustfiles import messages, ramp
+from locustfiles.aggregation import LiveView, write_outputs
+from locustfiles.context import END_MARGIN_SECONDS, RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import (
+    ChurnFinal,
+    Claim,
+    Claimed,
+    FlushFinal,
+    Go,
+    ListenerFinal,
+    LoadDone,
+    Ready,
+    Stop,
+    WriterFinal,
+)
+from locustfiles.phases import PhaseLog
+
+POLL_SECONDS = 0.1
+
+
+class Coordinator:
+    """The run's single coordinator (master or in-process runner)."""
+
+    def __init__(self, environment: Environment, context: RunContext, local_link: UserLink | None = None) -> None:
+        self.environment = environment
+        self.context = context
+        self.plan = context.plan
+        self.local_link = local_link  # this process's users, when they run here (in-process)
+        self.live_view = LiveView()
+        self.phases = PhaseLog(self.plan.extra.run_dir)
+        self.ramp = self.plan.extra.ramp
+        self._churn = self.plan.extra.churn is not None
+        self._flush = self.plan.extra.flush is not None
+        self._totals = {
+            "listener": len(self.plan.listeners),
+            "writer": len(self.plan.writer_groups),
+            "churn": int(self._churn),
+            "flush": int(self._flush),
+        }
+        self._next = dict.fromkeys(self._totals, 0)
+        self._ready: dict[str, str | None] = {}
+        self._ledgers: dict[int, dict[str, Any]] = {}
+        self._groups_done: set[int] = set()
+        self._listener_finals: dict[str, ListenerFinal] = {}
+        self._listeners_stopped_at: float | None = None
+        self._churn_final: ChurnFinal | None = None
+        self._flush_final: FlushFinal | None = None
+        self._load_started_at: float | None = None
+        self._load_logged = False
+        self._clock: ramp.RampClock | None = None
+        self._claims_by_node: dict[str, int] = {}
+        self._finals_by_node: dict[str, int] = {}
+        self._greenlet: gevent.Greenlet | None = None
+        self._finished = False
+        self._errors: list[str] = []
+        self._target_side: dict[str, Any] = {}
+        self._summary_timed_out = False
+        self._started = time.monotonic()
+
+    @property
+    def runner(self) -> Any:
+        return self.environment.runner
+
+    def register(self) -> None:
+        """Listen for the users' messages and the workers' reports."""
+        messages.on(self.runner, Claim, self._on_claim)
+        messages.on(self.runner, Ready, self._on_ready)
+        messages.on(self.runner, WriterFinal, self._on_writer_final)
+        messages.on(self.runner, ListenerFinal, self._on_listener_final)
+        messages.on(self.runner, ChurnFinal, self._on_churn_final)
+        messages.on(self.runner, FlushFinal, self._on_flush_final)
+        self.environment.events.worker_report.add_listener(self._on_worker_report)
+
+    def start(self) -> None:
+        """Begin the run's end-to-end sequence (once; later test starts are ignored)."""
+        if self._greenlet is None:
+            self._started = time.monotonic()
+            self._greenlet = gevent.spawn(self._run)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def _on_claim(self, msg: Claim, node_id: str) -> None:
+        total = self._totals.get(msg.kind, 0)
+        index = self._next[msg.kind] if msg.kind in self._next and self._next[msg.kind] < total else None
+        if index is not None:
+            self._next[msg.kind] += 1
+            self._claims_by_node[node_id] = self._claims_by_node.get(node_id, 0) + 1
+        messages.send(self.runner, Claimed(msg.token, index), client_id=node_id)
+
+    def _on_ready(self, msg: Ready, node_id: str) -> None:
+        self._ready[msg.listener_id] = msg.error
+
+    def _count_final(self, node_id: str) -> None:
+        self._finals_by_node[node_id] = self._finals_by_node.get(node_id, 0) + 1
+
+    def _on_writer_final(self, msg: WriterFinal, node_id: str) -> None:
+        self._count_final(node_id)
+        self._groups_done.add(int(msg.group))
+        for ledger in msg.ledgers:
+            self._ledgers[int(ledger["writer_id"])] = ledger
+        if msg.error:
+            self._errors.append(msg.error)
+
+    def _on_listener_final(self, msg: ListenerFinal, node_id: str) -> None:
+        self._count_final(node_id)
+        self._listener_finals[msg.listener_id] = msg
+        if len(self._listener_finals) >= len(self.plan.listeners):
+            self._listeners_stopped_at = time.time()
+        if msg.error:
+            self._errors.append(msg.error)
+
+    def _on_churn_final(self, msg: ChurnFinal, node_id: str) -> None:
+        self._count_final(node_id)
+        self._churn_final = msg
+        self._target_side["released"] = msg.released
+        if msg.error:
+            self._target_side["churn_error"] = msg.error
+
+    def _on_flush_final(self, msg: FlushFinal, node_id: str) -> None:
+        self._count_final(node_id)
+        self._flush_final = msg
+        self._target_side["jobs"] = dict(msg.jobs)
+        self._target_side["flush"] = {"skipped": msg.skipped, "error": msg.error}
+
+    def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        if "lqh" in data:
+            self.live_view.add(data["lqh"])
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        """When the run must start ending so it finishes before the runner's hard bound."""
+        reserve = self.plan.drain_seconds + self.plan.summary_timeout + END_MARGIN_SECONDS
+        return self._started + max(self.context.max_seconds - reserve, 1.0)
+
+    def _wait(self, done: Callable[[], bool], until: float) -> bool:
+        while not done():
+            if time.monotonic() >= until:
+                return False
+            if self.local_link is not None:
+                self.live_view.add(self.local_link.delta())
+            if self._clock is not None:
+                self._clock.tick(time.time())
+            gevent.sleep(POLL_SECONDS)
+        return True
+
+    def _load_over(self) -> bool:
+        """Every writer group reported, and the churn (part of the load) too when there is one."""
+        return len(self._groups_done) >= len(self.plan.writer_groups) and (
+            not self._churn or self._churn_final is not None
+        )
+
+    def _all_final(self) -> bool:
+        return (
+            len(self._listener_finals) >= len(self.plan.listeners)
+            and self._load_over()
+            and (not self._flush or self._flush_final is not None)
+        )
+
+    def _end_load(self) -> float:
+        """Log the ``load`` phase (and the ramp's last steps) once, ending now; return its end."""
+        now = time.time()
+        if self._load_started_at is not None and not self._load_logged:
+            self._load_logged = True
+            if self._clock is not None:
+                self._clock.tick(now, final=True)
+                self._clock = None
+            self.phases.write(
+                "load", self._load_started_at, now, writers=len(self.plan.writers),
+                writer_users=len(self.plan.writer_groups),
+            )  # fmt: skip
+        return now
+
+    def _run(self) -> None:
+        plan = self.plan
+        n_listeners = len(plan.listeners)
+        subscribe_start = time.time()
+        ready_by = min(time.monotonic() + plan.ready_timeout, self._deadline())
+        all_ready = self._wait(lambda: len(self._ready) >= n_listeners, ready_by)
+        self.phases.write("subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=len(self._ready))
+        failed = {lid: err for lid, err in self._ready.items() if err}
+        ok = all_ready and not failed
+        if not all_ready:
+            missing = sorted({s.listener_id for s in plan.listeners} - set(self._ready))
+            self._errors.append(f"listeners not ready within {plan.ready_timeout:g} s: {', '.join(missing)}")
+        for lid, err in sorted(failed.items()):
+            self._errors.append(f"listener {lid} could not subscribe: {err}")
+        preload = plan.extra.preload_seconds
+        if ok and preload > 0:
+            preload_start, until = (
+                time.time(),
+                time.monotonic() + min(preload, self._deadline() - time.monotonic()),
+            )
+            self._wait(lambda: time.monotonic() >= until, until + 1.0)
+            self.phases.write("preload", preload_start, time.time())
+        messages.send(self.runner, Go(ok))
+        self._load_started_at = time.time()
+        if self.ramp is not None and ok:
+            self._clock = ramp.RampClock(plan, self.ramp, self._load_started_at, self.phases)
+        n_groups = len(plan.writer_groups)
+        if not self._wait(self._load_over, self._deadline()):
+            churn = "" if not self._churn else f", churn {'done' if self._churn_final else 'not done'}"
+            self._errors.append(
+                f"load not done before the run's time bound ({len(self._groups_done)}/{n_groups} writer groups{churn})"
+            )
+        writers_done_at = self._end_load()
+        messages.send(self.runner, LoadDone(writers_done_at))
+        if ok:
+            gevent.sleep(plan.drain_seconds)
+        self._read_target_side()
+        messages.send(self.runner, Stop(writers_done_at))
+        summary_by = time.monotonic() + plan.summary_timeout
+        self._summary_timed_out = not self._wait(self._all_final, summary_by)
+        self.phases.write("drain", writers_done_at, self._listeners_stopped_at or time.time())
+        self.finish()
+        self.runner.quit()
+
+    def _read_target_side(self) -> None:
+        """The target's own counters at the end of load (``target.json``)."""
+        admin = None
+        try:
+            admin = self.context.target.admin()
+            self._target_side["live"] = admin.live_subscriptions()
+            self._target_side["stats"] = admin.stats()
+        except TargetError as exc:
+            self._target_side.setdefault("live", None)
+            self._target_side["error"] = f"cannot read target counters: {exc}"
+        finally:
+            if admin is not None:
+                admin.close()
+
+    def finish(self, error: str | None = None) -> None:
+        """Check delivery and write the run folder files (once; also called when Locust quits early)."""
+        if self._finished:
+            return
+        self._finished = True
+        if error:
+            self._errors.append(error)
+        self._end_load()
+        if self._churn and self._churn_final is None:
+            self._target_side["churn_error"] = "the churn user sent no final report"
+        if self._flush and self._flush_final is None:
+            self._target_side["flush"] = {"skipped": None, "error": "the flush user sent no final report"}
+        workers = self.runner.worker_count if isinstance(self.runner, MasterRunner) else 0
+        expected_ids = {s.listener_id for s in self.context.plan.listeners}
+        extra_expected = int(self._churn) + int(self._flush)
+        users_expected = len(expected_ids) + len(self.plan.writer_groups) + extra_expected
+        users_received = (
+            len(self._listener_finals) + len(self._groups_done)
+            + int(self._churn_final is not None) + int(self._flush_final is not None)
+        )  # fmt: skip
+        nodes_complete = [n for n, c in self._claims_by_node.items() if self._finals_by_node.get(n, 0) >= c]
+        aggregation = {
+            "workers_expected": workers,
+            "summaries_expected": len(self._claims_by_node),
+            "summaries_received": len(nodes_complete),
+            "users_expected": users_expected,
+            "users_received": users_received,
+            "timed_out": self._summary_timed_out or users_received < users_expected,
+            "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
+            "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
+            "live_view": self.live_view.totals(),
+        }
+        write_outputs(
+            self.plan,
+            list(self._ledgers.values()),
+            list(self._listener_finals.values()),
+            self._target_side,
+            aggregation,
+            list(dict.fromkeys(self._errors)),
+        )
