@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from harness.delivery.checker import DEFAULT_GAP_SLACK_NS, check
+from harness.delivery.checker import check
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
@@ -68,16 +69,19 @@ def write_outputs(
     target_side: dict[str, Any],
     aggregation: dict[str, Any],
     errors: list[str],
+    features: Iterable[str],
 ) -> dict[str, Any]:
-    """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery."""
-    slack = plan.extra.get("gap_slack_seconds")
+    """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery.
+
+    ``features`` are the target's: they say what its resume promises (docs/excuse-rule.md).
+    """
     delivery = check(
         ledgers,
         [final["summary"] for final in listener_finals],
         drain_ns=int(plan.drain_seconds * 1e9),
         plan_writers=[w.writer_id for w in plan.writers],
-        gap_slack_ns=DEFAULT_GAP_SLACK_NS if slack is None else int(float(slack) * 1e9),
         aggregation=aggregation,
+        features=features,
     )
     delivery["error"] = "; ".join(errors) if errors else None
     target = {

@@ -369,6 +369,7 @@ class Coordinator:
             self._target_side,
             aggregation,
             list(dict.fromkeys(self._errors)),
+            self.context.target.features,
         )
 
 

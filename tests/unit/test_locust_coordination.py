@@ -73,10 +73,10 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         world.listen(world.changes, lid="L1"),
         world.listen([c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10], 10, "L2"),
     ]
-    finals = [{"listener_id": t.listener_id, "summary": t.summary(), "subscription_id": f"s-{t.listener_id}",
+    finals = [{"listener_id": t.listener_id, "summary": t.summary().to_dict(), "subscription_id": f"s-{t.listener_id}",
                "subscriptions": {f"s-{t.listener_id}": t.received}} for t in trackers]  # fmt: skip
     ledgers = [w.ledger.to_dict() for w in world.writers.values()]
-    write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [])
+    write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [], {"resume"})
     delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
     assert delivery["totals"]["expected"] == delivery["totals"]["delivered"] == 24
     assert delivery["totals"]["lost"] == 0 and delivery["error"] is None
