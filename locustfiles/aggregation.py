@@ -8,10 +8,11 @@ the coordinator runs the checker over every final summary and writes ``delivery.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.delivery.checker import DEFAULT_GAP_SLACK_NS, check
+from harness.delivery.checker import check
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
@@ -60,16 +61,19 @@ def write_outputs(
     target_side: dict[str, Any],
     aggregation: dict[str, Any],
     errors: list[str],
+    features: Iterable[str],
 ) -> dict[str, Any]:
-    """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery."""
-    slack = plan.extra.gap_slack_seconds
+    """Run the checker and write ``delivery.json``, ``writes.json``, ``target.json``; return the delivery.
+
+    ``features`` are the target's: they say what its resume promises (docs/excuse-rule.md).
+    """
     delivery = check(
         ledgers,
         [final.summary for final in listener_finals],
         drain_ns=int(plan.drain_seconds * 1e9),
         plan_writers=[w.writer_id for w in plan.writers],
-        gap_slack_ns=DEFAULT_GAP_SLACK_NS if slack is None else int(slack * 1e9),
         aggregation=aggregation,
+        features=features,
     )
     delivery["error"] = "; ".join(errors) if errors else None
     target: dict[str, Any] = {

@@ -289,4 +289,5 @@ class Coordinator:
             self._target_side,
             aggregation,
             list(dict.fromkeys(self._errors)),
+            self.context.target.features,
         )

@@ -4,7 +4,8 @@ A listener subscribes (filtered by conversation when its spec says so), reports 
 then receives until the coordinator says stop, feeding its ``ListenerTracker`` and
 firing one Locust ``NOTIFY`` request event per notification (anomalies as failures).
 It leaves and resumes per its ``ReconnectSpec``, and reconnects with resume after an
-unexpected disconnect (recorded as such).
+unexpected disconnect (recorded as such). A frame the target cannot decode is a malformed
+notification followed by a resume; a listener that ends before the stop says why.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from harness.delivery.tracker import ListenerTracker
-from harness.plan import ListenerSpec
-from harness.targets.base import Disconnected, Eq, Listener, Op, TargetError
+from harness.delivery.tracker import ListenerTracker, WriterView
+from harness.plan import ListenerSpec, Plan
+from harness.targets.base import Disconnected, Eq, Listener, Op, TableKind, TargetError
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
@@ -45,6 +46,7 @@ class Subscription:
         self.received: dict[str, int] = {}  # subscription id -> change notifications received on it
         self.last_seq: int | None = None
         self.last_error: str | None = None
+        self.requested_ns: int | None = None  # when the current subscription was requested
 
     def stop(self) -> bool:
         return self._stop.is_set()
@@ -57,6 +59,7 @@ class Subscription:
         """Subscribe, retrying until ``until`` (monotonic) or stop; True once subscribed."""
         for attempt in range(MAX_ATTEMPTS):
             listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
+            self.requested_ns = time.time_ns()
             try:
                 listener.subscribe(self.filter, resume_from=resume_from)
             except TargetError as exc:
@@ -98,41 +101,47 @@ class ListenerUser(OneShotUser):
         if index is None:
             return
         spec = plan.listeners[index]
-        tracker = ListenerTracker(
-            spec.listener_id, spec.conversation_id, plan.payload_bytes, int(plan.drain_seconds * 1e9)
-        )
+        tracker = _tracker(plan, spec)
         link.trackers.append(tracker)
         sub = Subscription(spec, ctx, link.stop, time.monotonic() + ctx.max_seconds)
         error = None
+        early: str | None = "the listener's receive loop raised"
         try:
             if sub.open(None, time.monotonic() + plan.ready_timeout):
                 tracker.mark_ready(time.time_ns())
                 link.send(Ready(spec.listener_id))
-                self._receive(sub, tracker)
+                early = self._receive(sub, tracker)
             else:
+                early = None  # never ready: counted apart, not as ended early
                 error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"
                 link.send(Ready(spec.listener_id, sub.last_error))
         finally:
-            tracker.mark_end(time.time_ns())
+            tracker.mark_end(time.time_ns(), early=None if sub.stop() else early)
             current = sub.current.subscription_id if sub.current else None
             sub.close()
-            link.send(ListenerFinal(spec.listener_id, tracker.summary(), current, dict(sub.received), error))
+            link.send(ListenerFinal(spec.listener_id, tracker.summary().to_dict(), current, dict(sub.received), error))
 
-    def _receive(self, sub: Subscription, tracker: ListenerTracker) -> None:
+    def _receive(self, sub: Subscription, tracker: ListenerTracker) -> str | None:
+        """Receive until the stop; return why it ended without one (None when it was told to stop)."""
         reconnect = sub.spec.reconnect
         on_connection = 0
         while not sub.stop() and time.monotonic() < sub.deadline:
             try:
                 change = sub.recv(RECV_SLICE)
-            except TargetError as exc:  # the socket ended, or the server sent an error for the subscription
+            except Exception as exc:  # noqa: BLE001 - the socket ended, a server error, or a frame not decodable
                 if sub.stop():
-                    return
-                reason = exc.reason if isinstance(exc, Disconnected) else f"server error: {exc}"
-                tracker.mark_disconnected(time.time_ns(), reason, expected=False)
+                    return None
+                now = time.time_ns()
+                if isinstance(exc, TargetError):
+                    reason = exc.reason if isinstance(exc, Disconnected) else f"server error: {exc}"
+                else:  # the driver could not decode a frame: a protocol anomaly, then a resume
+                    reason = f"malformed frame: {type(exc).__name__}: {exc}"
+                    tracker.observe_malformed(now, reason)
+                tracker.mark_disconnected(now, reason, expected=False)
                 sub.close()
                 if not sub.open(sub.last_seq, sub.deadline):
-                    return
-                tracker.mark_resumed(time.time_ns(), resumed=sub.last_seq is not None)
+                    return f"could not subscribe again after {reason}: {sub.last_error}"
+                tracker.mark_resumed(time.time_ns(), resumed=sub.last_seq is not None, requested_ns=sub.requested_ns)
                 on_connection = 0
                 continue
             if change is None:
@@ -144,12 +153,27 @@ class ListenerUser(OneShotUser):
             on_connection += 1
             if reconnect is not None and on_connection == reconnect.after_changes:
                 reconnect_spec, reconnect = reconnect, None  # a planned reconnect happens once
+                tracker.mark_disconnected(time.time_ns(), "planned reconnect", expected=True)  # before close() waits
                 sub.close()
-                tracker.mark_disconnected(time.time_ns(), "planned reconnect", expected=True)
                 if sub.stop_wait(reconnect_spec.away_seconds):
-                    return
+                    return None
                 resume_from = sub.last_seq if reconnect_spec.resume else None
                 if not sub.open(resume_from, sub.deadline):
-                    return
-                tracker.mark_resumed(time.time_ns(), resumed=resume_from is not None)
+                    return f"could not subscribe again after a planned reconnect: {sub.last_error}"
+                tracker.mark_resumed(time.time_ns(), resumed=resume_from is not None, requested_ns=sub.requested_ns)
                 on_connection = 0
+        return None if sub.stop() else "the run's time bound passed before the stop"
+
+
+def _tracker(plan: Plan, spec: ListenerSpec) -> ListenerTracker:
+    """The listener's tracker, knowing the plan's writers (conversation, user) and whom it may see."""
+    writers = {w.writer_id: WriterView(w.conversation_id, w.user or plan.app_user) for w in plan.writers}
+    return ListenerTracker(
+        spec.listener_id,
+        spec.conversation_id,
+        plan.payload_bytes,
+        int(plan.drain_seconds * 1e9),
+        writers=writers,
+        user=spec.user or plan.app_user,
+        per_user=plan.table_type is TableKind.USER,
+    )

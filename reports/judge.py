@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.delivery.anomalies import LEGACY_PHANTOM, Anomaly, phantom_total
 from harness.errors import HarnessError
 from harness.runfolder import (
     GENERATOR,
@@ -58,10 +59,7 @@ RULES: dict[str, Rule] = {
     "MEM-BOUND": rules_server.memory_bound,
     "DEGRADATION": rules_server.degradation_capacity,
 }
-DELIVERY_KEYS = (
-    "expected", "delivered", "lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "new_value_errors",
-    "delete_flag_errors",
-)  # fmt: skip
+DELIVERY_KEYS = ("expected", "delivered", LEGACY_PHANTOM, *(str(a) for a in Anomaly if a is not Anomaly.LATE))
 LATENCY_KEYS = ("p50", "p95", "p99", "max")
 
 
@@ -101,11 +99,11 @@ def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
 
 def delivery_summary(folder: RunFolder) -> dict[str, Any]:
     """The delivery totals copied from delivery.json (None where it has no value)."""
-    totals = (folder.delivery or {}).get("totals")
-    totals = totals if isinstance(totals, dict) else {}
-    latency = totals.get("latency_ms")
-    latency = latency if isinstance(latency, dict) else {}
+    found = (folder.delivery or {}).get("totals")
+    totals: dict[str, Any] = found if isinstance(found, dict) else {}
+    latency: dict[str, Any] = totals["latency_ms"] if isinstance(totals.get("latency_ms"), dict) else {}
     out: dict[str, Any] = {k: totals.get(k) for k in DELIVERY_KEYS}
+    out[LEGACY_PHANTOM] = phantom_total(totals)  # an old run folder has only the family's sum
     out["latency_ms"] = {k: latency.get(k) for k in LATENCY_KEYS}
     return out
 

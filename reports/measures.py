@@ -6,12 +6,14 @@ Kept apart from the rules so the report can show the same numbers the verdict us
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.delivery.anomalies import Anomaly, kinds_of
 from harness.runfolder import RunStatus
 from reports.runfolder import DELIVERY, MONITOR, RUN_JSON, STATS, TARGET, WRITES, RunFolder
 from reports.verdict import Unsupported
@@ -78,11 +80,12 @@ def aggregation_gap(folder: RunFolder) -> str | None:
     return "; ".join(reasons) if reasons else None
 
 
-def witnesses(folder: RunFolder, *words: str, limit: int = 3) -> str:
-    """The first few anomaly witnesses whose kind contains one of ``words``, as a short text."""
+def witnesses(folder: RunFolder, kinds: Collection[Anomaly], limit: int = 3) -> str:
+    """The first few anomaly witnesses of one of ``kinds``, as a short text (an old folder's ``phantom``
+    witnesses stand for the whole phantom family)."""
     found = []
     for w in (folder.delivery or {}).get("witnesses") or []:
-        if not isinstance(w, dict) or not any(word in str(w.get("kind", "")).lower() for word in words):
+        if not isinstance(w, dict) or not kinds_of(w.get("kind")) & set(kinds):
             continue
         parts = [
             str(w.get("kind")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.delivery.anomalies import LEGACY_PHANTOM, PHANTOM, Anomaly, phantom_total
 from reports.criteria import Criteria
 from reports.measures import (
     aggregation_gap,
@@ -17,23 +18,38 @@ from reports.measures import (
 from reports.runfolder import RunFolder
 from reports.verdict import FAIL, PASS, Finding, Unsupported, inconclusive, not_applicable
 
-SC051_KINDS = ("lost", "duplicates", "out_of_order", "phantom")
+SC051_KINDS: dict[str, frozenset[Anomaly]] = {
+    str(Anomaly.LOST): frozenset({Anomaly.LOST}),
+    str(Anomaly.DUPLICATE): frozenset({Anomaly.DUPLICATE}),
+    str(Anomaly.OUT_OF_ORDER): frozenset({Anomaly.OUT_OF_ORDER}),
+    LEGACY_PHANTOM: PHANTOM,
+    str(Anomaly.ENDED_EARLY): frozenset({Anomaly.ENDED_EARLY}),
+}
+"""SC-051's counted keys (each with a ``max_<key>`` limit) and the anomaly kinds each one sums."""
+
+
+def _sc051_value(totals: dict[str, Any], key: str) -> int:
+    return phantom_total(totals) if key == LEGACY_PHANTOM else count(totals, key)
 
 
 def delivery_complete(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
-    """SC-051: no lost, duplicate, out-of-order or phantom delivery (each limit in the criteria file)."""
+    """SC-051: no lost, duplicate, out-of-order or phantom delivery, no listener that ended early (limits
+    in the criteria file); the phantom family's causes are shown one by one."""
     totals = delivery_totals(folder)
-    values = {k: count(totals, k) for k in SC051_KINDS}
+    values = {k: _sc051_value(totals, k) for k in SC051_KINDS}
     limits = {k: cfg[f"max_{k}"] for k in SC051_KINDS}
     expected, delivered = count(totals, "expected"), count(totals, "delivered")
     share = f" ({100.0 * min(delivered, expected) / expected:.2f}%)" if expected else ""
     evidence = f"expected {expected}, delivered {delivered}{share}, may {count(totals, 'may')}; " + ", ".join(
         f"{k.replace('_', ' ')} {v}" for k, v in values.items()
     )
+    causes = [f"{a.value.replace('_', ' ')} {count(totals, a)}" for a in Anomaly if a in PHANTOM and count(totals, a)]
+    if causes:
+        evidence += f" ({', '.join(causes)})"
     over = [k for k in SC051_KINDS if values[k] > limits[k]]
     if over:
-        words = ("lost", "dup", "order", "phantom")
-        return Finding(FAIL, values, limits, evidence + witnesses(folder, *words))
+        kinds = frozenset().union(*(SC051_KINDS[k] for k in over))
+        return Finding(FAIL, values, limits, evidence + witnesses(folder, kinds))
     gap = aggregation_gap(folder)
     if gap:
         return inconclusive(f"{gap}; {evidence}", values, limits)
@@ -50,21 +66,23 @@ def delivery_complete(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria
     return Finding(PASS, values, limits, evidence)
 
 
-def _values_check(folder: RunFolder, cfg: dict[str, Any], op: str, error_keys: tuple[str, ...], what: str) -> Finding:
+def _values_check(
+    folder: RunFolder, cfg: dict[str, Any], op: str, error_kinds: tuple[Anomaly, ...], what: str
+) -> Finding:
     """SC-052/SC-053: no value errors, and some acknowledged ``op`` actually reached a listener to be checked."""
     totals = delivery_totals(folder)
+    error_keys = tuple(str(kind) for kind in error_kinds)
     errors = {key: count(totals, key) for key in error_keys}
     limits = {key: cfg[f"max_{key}"] for key in error_keys}
     value, limit = (errors, limits) if len(error_keys) > 1 else (errors[error_keys[0]], limits[error_keys[0]])
     shown = ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in errors.items())
     over = [key for key in error_keys if errors[key] > limits[key]]
     if over:
-        words = ("old", "new") if op == "update" else ("delete", "flag")
         return Finding(
             FAIL,
             value,
             limit,
-            f"{shown} (allowed {', '.join(str(limits[k]) for k in over)})" + witnesses(folder, *words),
+            f"{shown} (allowed {', '.join(str(limits[k]) for k in over)})" + witnesses(folder, error_kinds),
         )
     writes = write_counts(folder)
     tried, acked = attempted(writes, op), writes[("ok", op)]
@@ -95,12 +113,12 @@ def _values_check(folder: RunFolder, cfg: dict[str, Any], op: str, error_keys: t
 
 def update_values(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
     """SC-052: updates delivered with the right old values, and every row version with its own content."""
-    return _values_check(folder, cfg, "update", ("old_value_errors", "new_value_errors"), "old or new value")
+    return _values_check(folder, cfg, "update", (Anomaly.OLD_VALUE, Anomaly.NEW_VALUE), "old or new value")
 
 
 def delete_flags(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
-    """SC-053: deletes delivered with ``_deleted`` set."""
-    return _values_check(folder, cfg, "delete", ("delete_flag_errors",), "delete flag")
+    """SC-053: deletes delivered with ``_deleted`` set and the deleted row's last version as tombstone."""
+    return _values_check(folder, cfg, "delete", (Anomaly.DELETE_FLAG, Anomaly.DELETE_VALUE), "delete flag or row")
 
 
 def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:

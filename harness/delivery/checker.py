@@ -1,73 +1,149 @@
 """The delivery checker: writers' ledgers × listeners' summaries → ``delivery.json``.
 
 Pure functions over plain data. For each listener the expected ("must") set is every
-write acked ok by a writer it should see (its conversation, or all when unfiltered),
-invoked after it was ready and acked before its end minus the drain window. Writes that
-race a boundary, fall in a gap without resume, or are indeterminate are "may": they can
-arrive or not without an anomaly. In a gap with resume (KalamDB sends the rows changed
-since the last seen ``_seq``, current versions only), a write stays "must" unless its row
-version was replaced by an operation started before the listener came back; deletes there
-are "may". Lost = must − delivered; phantom = delivered writes the ledger has as failed or
-never made (indeterminate ones never are), and anything delivered from a writer whose
-conversation the listener's filter excludes.
+write acked ok by a writer it may see (its conversation, or all when unfiltered; on a
+per-user table only its own user's writers), certainly invoked after it was ready and
+certainly acked before its end minus the drain window. Writes that race a boundary or are
+indeterminate are "may": they can arrive or not without an anomaly.
 
-A disconnect gap starts ``slack`` before the disconnect (notifications still in flight
-then may be replaced or deleted before the resume): ``gap_slack_ns`` or twice the
-listener's p99 latency, whichever is more.
+Disconnects follow the excuse rule of ``docs/excuse-rule.md``, from the marks the tracker
+took at each disconnect (per writer, the highest wseq and deleted row delivered until then),
+never from a clock: whatever is missing at or below a mark is lost. Above it, a resume
+that replays every change (feature ``resume_replays_changes``) excuses nothing; a resume
+that sends current rows only (feature ``resume``, KalamDB's) excuses a version replaced
+before the resume and any delete made before it, unless the version is still current at
+the end of the run or a live change after the resume proved the resume owed it. A
+reconnect without resume excuses everything above the marks made before the new
+subscription was ready, and a live change of a write acked before it was requested is
+``stale``.
+
+Each anomaly class has its own function; ``check_listener`` returns a ``ListenerReport``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.delivery.identity import row_id
+from harness.delivery.anomalies import LEGACY_PHANTOM, ON_ARRIVAL, PHANTOM, Anomaly, Witness
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import INF, TimeIndex, WriterLedger
 from harness.delivery.rangeset import RangeSet
-from harness.delivery.tracker import ANOMALIES, MAX_WITNESSES
+from harness.delivery.tracker import Delivered, Disconnect, ListenerSummary
 
-COUNTERS = ("expected", "may", "delivered", "lost", *ANOMALIES, "late")
+COUNTS = ("expected", "may", "delivered")
 MAX_WITNESSES_PER_KIND = 10
-DEFAULT_GAP_SLACK_NS = 200_000_000  # at least; twice the listener's p99 latency when that is more
+MAX_WITNESSES = 5  # per listener, writer and kind found at the end
+RESUME_CURRENT_ROWS = "resume"
+"""Target feature: a resume sends the current version of every row changed since the last seen sequence."""
+RESUME_REPLAYS_CHANGES = "resume_replays_changes"
+"""Target feature: a resume replays every change since the last seen sequence, deletes included."""
+
+
+@dataclass
+class ListenerReport:
+    """One listener's verdict data: counts by kind, witnesses, timeline and latency (``to_dict``: its row)."""
+
+    listener: str
+    conversation_id: int | None
+    counts: dict[str, int]
+    received: int
+    received_by_op: dict[str, int]
+    latency: LatencyHistogram
+    deletes_without_latency: int
+    ready_ns: int | None
+    end_ns: int | None
+    witnesses: list[Witness] = field(default_factory=list)
+    timeline: dict[tuple[int, Anomaly], int] = field(default_factory=dict)
+
+    def add(self, kind: Anomaly | str, n: int) -> None:
+        self.counts[str(kind)] = self.counts.get(str(kind), 0) + n
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "listener": self.listener,
+            "conversation_id": self.conversation_id,
+            **_with_phantom(self.counts),
+            "received": self.received,
+            "received_by_op": dict(self.received_by_op),
+            "latency_ms": self.latency.percentiles_ms(),
+            "deletes_without_latency": self.deletes_without_latency,
+            "ready_at": _secs(self.ready_ns),
+            "end_at": _secs(self.end_ns),
+        }
+
+
+def _zero_counts() -> dict[str, int]:
+    return {**dict.fromkeys(COUNTS, 0), **{str(a): 0 for a in Anomaly}}
+
+
+def _with_phantom(counts: dict[str, int]) -> dict[str, int]:
+    """The counts plus ``phantom``, the phantom family's sum (the key older readers know)."""
+    return {**counts, LEGACY_PHANTOM: sum(counts.get(str(a), 0) for a in PHANTOM)}
 
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """A listener's time windows.
+    """A listener's time window where acked writes are owed (``up``), and where anything may arrive (``life``)."""
 
-    ``up``: where acked writes must arrive. ``soft``: resumed disconnect gaps (from
-    ``slack`` before the disconnect to the resume), where a write whose row version was
-    later replaced, and any delete, may be missing (a resume sends current rows only).
-    ``life``: ready to end, where anything may arrive.
-    """
-
-    up: tuple[tuple[int, int], ...]
-    soft: tuple[tuple[int, int], ...]
+    up: tuple[int, int] | None
     life: tuple[int, int] | None
 
 
-def listener_windows(summary: dict[str, Any], drain_ns: int, gap_slack_ns: int) -> Windows:
-    """Up intervals from ready to end − drain, cut by gaps without resume, softened by resumed ones."""
-    ready, end = summary.get("ready_ns"), summary.get("end_ns")
+def listener_windows(summary: ListenerSummary, drain_ns: int) -> Windows:
+    """From ready to end − drain (disconnects are handled by their marks, not by time)."""
+    ready, end = summary.ready_ns, summary.end_ns
     if ready is None or end is None:
-        return Windows((), (), None)
-    up: list[tuple[int, int]] = []
-    soft: list[tuple[int, int]] = []
-    start: int | None = ready
-    for gap in sorted(summary.get("disconnects", []), key=lambda d: d["down_ns"]):
-        if start is None:
-            break
-        if gap.get("resumed") and gap.get("up_ns") is not None:
-            soft.append((gap["down_ns"] - gap_slack_ns, gap["up_ns"]))
-            continue
-        up.append((start, gap["down_ns"] - gap_slack_ns))
-        start = gap.get("up_ns")
-    if start is not None:
-        up.append((start, end - drain_ns))
-    return Windows(tuple((a, b) for a, b in up if a <= b), tuple(soft), (ready, end))
+        return Windows(None, None)
+    return Windows((ready, end - drain_ns) if ready <= end - drain_ns else None, (ready, end))
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """One writer's stream as one listener sees it: its keys by outcome, times, and what was delivered.
+
+    ``deletes`` streams are keyed by row number, the others by wseq. ``current`` are the
+    keys still their row's version at the end (none for deletes); ``owed`` the keys the
+    tracker proved a resume owed.
+    """
+
+    writer: int
+    deletes: bool
+    ok: RangeSet
+    possible: RangeSet
+    failed: RangeSet
+    times: TimeIndex
+    got: RangeSet
+    current: RangeSet
+    owed: RangeSet
+
+
+def _streams(led: WriterLedger, got: Delivered) -> tuple[Stream, Stream]:
+    writes = Stream(
+        led.writer_id,
+        False,
+        led.written("ok"),
+        led.written("ok", "indeterminate"),
+        led.written("failed"),
+        led.times,
+        got.delivered,
+        led.current,
+        got.owed,
+    )
+    deletes = Stream(
+        led.writer_id,
+        True,
+        led.deleted("ok"),
+        led.deleted("ok", "indeterminate"),
+        led.deleted("failed"),
+        led.delete_times,
+        got.deleted,
+        RangeSet(),
+        RangeSet(),
+    )
+    return writes, deletes
 
 
 def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
@@ -77,28 +153,77 @@ def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
     return RangeSet([(lo, hi)] if lo <= hi and lo < INF else [])
 
 
-def _classify(
-    times: TimeIndex,
-    windows: Windows,
-    ok: RangeSet,
-    possible: RangeSet,
-    replaced: Callable[[int], RangeSet] | None,
-) -> tuple[RangeSet, RangeSet]:
-    """(must, may) keys of one writer stream for one listener. Inside a soft window, keys that
-    ``replaced(resume_ns)`` names (every key when it is None) are excused."""
+def _mark(gap: Disconnect, stream: Stream) -> int:
+    mark = gap.marks.get(stream.writer)
+    value = None if mark is None else (mark.deleted if stream.deletes else mark.wseq)
+    return value or 0
+
+
+def excused(stream: Stream, gap: Disconnect, replays: bool) -> RangeSet:
+    """Keys of ``stream`` that ``gap`` excuses (see the module docstring and docs/excuse-rule.md)."""
+    if gap.up_ns is None:  # never came back: the listener's end bounds what it was owed
+        return RangeSet([(_mark(gap, stream) + 1, INF)])
+    above = _mark(gap, stream) + 1
+    if not gap.resumed:
+        last = stream.times.first_invoked_at_or_after(gap.up_ns) - 1
+        return RangeSet([(above, last)] if above <= last else [])
+    if replays:
+        return RangeSet()
+    last = stream.times.last_possibly_invoked_at_or_before(gap.up_ns)
+    window = RangeSet([(above, last)] if above <= last else [])
+    return window.difference(stream.current).difference(stream.owed)
+
+
+def classify(stream: Stream, summary: ListenerSummary, windows: Windows, replays: bool) -> tuple[RangeSet, RangeSet]:
+    """(must, may) keys of one writer stream for one listener."""
     must = RangeSet()
-    for start, stop in windows.up:
-        lo, hi = times.first_invoked_at_or_after(start), times.last_acked_at_or_before(stop)
+    if windows.up is not None:
+        start, stop = windows.up
+        lo, hi = stream.times.first_invoked_at_or_after(start), stream.times.last_acked_at_or_before(stop)
         if lo <= hi:
             must.add_range(lo, hi)
-    must = must.intersection(ok)
-    for start, stop in windows.soft:
-        gap = _touching(times, start, stop)
-        must = must.difference(gap if replaced is None else gap.intersection(replaced(stop)))
+    must = must.intersection(stream.ok)
+    for gap in summary.disconnects:
+        must = must.difference(excused(stream, gap, replays))
     if windows.life is None:
         return must, RangeSet()
-    life = _touching(times, *windows.life)
-    return must, life.intersection(possible).difference(must)
+    life = _touching(stream.times, *windows.life)
+    return must, life.intersection(stream.possible).difference(must)
+
+
+def stale(stream: Stream, summary: ListenerSummary) -> RangeSet:
+    """Live deliveries, after reconnects without resume, of writes certainly acked before the new subscription."""
+    out = RangeSet()
+    if stream.deletes:
+        return out
+    for gap in summary.disconnects:
+        first = gap.first_live.get(stream.writer)
+        if gap.resumed or gap.requested_ns is None or first is None:
+            continue
+        lo = max(first, _mark(gap, stream) + 1)
+        hi = stream.times.last_acked_at_or_before(gap.requested_ns)
+        if lo <= hi:
+            out = out.union(stream.got.intersection(RangeSet([(lo, hi)])))
+    return out
+
+
+def _foreign_reason(
+    wid: int, led: WriterLedger | None, plan_writers: set[int], summary: ListenerSummary
+) -> tuple[Anomaly, str] | None:
+    """Why every delivery of writer ``wid`` should not exist for this listener, or None.
+
+    A tracker that knows the plan's writers reports rows outside the filter or of another user
+    on arrival; these rules catch the rest (a writer the plan never had, a row claiming a
+    conversation its writer does not write).
+    """
+    if led is None:
+        return (Anomaly.UNEXPECTED, f"writer {wid} is not in the plan") if wid not in plan_writers else None
+    if wid in summary.hidden_writers:
+        return Anomaly.OTHER_USER, f"writer {wid} writes as another user than {summary.user}"
+    cid = summary.conversation_id
+    if cid is not None and led.conversation_id != cid:
+        return Anomaly.OUTSIDE_FILTER, f"writer {wid} writes conversation {led.conversation_id}, outside filter {cid}"
+    return None
 
 
 def _first_ack_ns(times: TimeIndex, key: int) -> int | None:
@@ -127,124 +252,144 @@ def _per_second(times: TimeIndex, keys: RangeSet) -> dict[int, int]:
     return out
 
 
+def _witnesses_for(kind: Anomaly, lid: str, stream: Stream, keys: RangeSet) -> list[Witness]:
+    """The first few witnesses of ``keys`` (of one writer stream) found at the end of the run."""
+    what = "delete" if stream.deletes else "write"
+    texts = {
+        Anomaly.LOST: ("delivery of a write acked ok", "never delivered"),
+        Anomaly.UNEXPECTED: ("no delivery (never attempted)", f"{what} delivered"),
+        Anomaly.ABORTED: ("no delivery (the write failed)", f"{what} delivered"),
+        Anomaly.STALE: ("no live change of a write acked before the subscription", "one"),
+    }
+    expected, observed = texts[kind]
+    out = []
+    for key in keys.first(MAX_WITNESSES):
+        ack = _first_ack_ns(stream.times, key) if kind is not Anomaly.UNEXPECTED else None
+        out.append(
+            Witness(
+                kind=kind,
+                listener=lid,
+                expected=expected,
+                observed=observed,
+                writer=stream.writer,
+                wseq=None if stream.deletes else key,
+                row=key if stream.deletes else None,
+                op="delete" if stream.deletes else None,
+                acked_at=_secs(ack),
+            )
+        )
+    return out
+
+
+def _check_stream(
+    report: ListenerReport, stream: Stream, summary: ListenerSummary, windows: Windows, replays: bool
+) -> None:
+    """Lost, unexpected, aborted and stale keys of one writer stream, counted with witnesses and timeline."""
+    must, may = classify(stream, summary, windows, replays)
+    report.add("expected", len(must))
+    report.add("may", len(may))
+    found = {
+        Anomaly.LOST: must.difference(stream.got),
+        Anomaly.ABORTED: stream.got.intersection(stream.failed),
+        Anomaly.UNEXPECTED: stream.got.difference(stream.possible).difference(stream.failed),
+        Anomaly.STALE: stale(stream, summary),
+    }
+    for kind, keys in found.items():
+        report.add(kind, len(keys))
+        report.witnesses.extend(_witnesses_for(kind, report.listener, stream, keys))
+    for second, n in _per_second(stream.times, found[Anomaly.LOST]).items():
+        report.timeline[(second, Anomaly.LOST)] = report.timeline.get((second, Anomaly.LOST), 0) + n
+
+
+def _ended_early(report: ListenerReport, summary: ListenerSummary) -> None:
+    if summary.ended_early is None or summary.ready_ns is None:
+        return
+    report.add(Anomaly.ENDED_EARLY, 1)
+    report.witnesses.append(
+        Witness(
+            Anomaly.ENDED_EARLY,
+            report.listener,
+            "to receive until the run's stop",
+            f"ended: {summary.ended_early[:120]}",
+            received_at=_secs(summary.end_ns),
+        )
+    )
+
+
 def check_listener(
-    summary: dict[str, Any],
-    ledgers: dict[int, WriterLedger],
+    summary: ListenerSummary,
+    ledgers: Mapping[int, WriterLedger],
     plan_writers: set[int],
     drain_ns: int,
-    gap_slack_ns: int = DEFAULT_GAP_SLACK_NS,
-) -> dict[str, Any]:
-    """Counters, witnesses and timeline of one listener (``ledgers``: the writers that arrived)."""
-    lid = summary["listener_id"]
-    cid = summary.get("conversation_id")
-    hist = LatencyHistogram.decode(summary.get("latency", "0:"))
-    p99_ms = hist.percentiles_ms()["p99"] or 0
-    slack_ns = max(gap_slack_ns, int(2 * p99_ms * 1_000_000))
-    windows = listener_windows(summary, drain_ns, slack_ns)
-    anomalies = summary.get("anomalies", {})
-    counts = {k: 0 for k in COUNTERS}
-    for kind in ANOMALIES:
-        counts[kind] = int(anomalies.get(kind, 0))
-    counts["late"] = int(summary.get("late", 0))
-    witnesses: list[dict[str, Any]] = list(summary.get("witnesses", []))
-    timeline: dict[tuple[int, str], int] = {}
-    for kind, per_second in summary.get("timeline", {}).items():
+    replays: bool = False,
+) -> ListenerReport:
+    """Counts, witnesses and timeline of one listener (``ledgers``: the writers that arrived).
+
+    ``replays``: the target's resume replays every change (nothing above a mark is excused).
+    """
+    report = ListenerReport(
+        listener=summary.listener_id,
+        conversation_id=summary.conversation_id,
+        counts=_zero_counts(),
+        received=summary.received,
+        received_by_op=dict(summary.by_op),
+        latency=LatencyHistogram.decode(summary.latency),
+        deletes_without_latency=summary.deletes_without_latency,
+        ready_ns=summary.ready_ns,
+        end_ns=summary.end_ns,
+        witnesses=list(summary.witnesses),
+    )
+    for kind in ON_ARRIVAL:
+        report.add(kind, summary.anomalies.get(kind, 0))
+    report.add(Anomaly.LATE, summary.late)
+    for kind, per_second in summary.timeline.items():
         for second, n in per_second.items():
-            timeline[(int(second), kind)] = timeline.get((int(second), kind), 0) + n
-    delivered_by_writer = {int(w): v for w, v in summary.get("writers", {}).items()}
-    watched = [led for led in ledgers.values() if cid is None or led.conversation_id == cid]
-    for wid in sorted(set(delivered_by_writer) | {led.writer_id for led in watched}):
-        got = delivered_by_writer.get(wid, {})
-        got_w = RangeSet.from_list(got.get("delivered", []))
-        got_d = RangeSet.from_list(got.get("deleted", []))
-        counts["delivered"] += len(got_w) + len(got_d)
+            report.timeline[(second, kind)] = report.timeline.get((second, kind), 0) + n
+    _ended_early(report, summary)
+    windows = listener_windows(summary, drain_ns)
+    cid = summary.conversation_id
+    watched = {
+        led.writer_id
+        for led in ledgers.values()
+        if (cid is None or led.conversation_id == cid) and led.writer_id not in summary.hidden_writers
+    }
+    for wid in sorted(set(summary.writers) | watched):
+        got = summary.writers.get(wid, Delivered())
+        report.add("delivered", len(got.delivered) + len(got.deleted))
         led = ledgers.get(wid)
-        if led is None and wid not in plan_writers:
-            foreign = f"writer {wid} is not in the plan"
-        elif led is not None and cid is not None and led.conversation_id != cid:
-            foreign = f"writer {wid} writes conversation {led.conversation_id}, outside this listener's filter {cid}"
-        else:
-            foreign = None
+        foreign = _foreign_reason(wid, led, plan_writers, summary)
         if foreign is not None:
-            counts["phantom"] += len(got_w) + len(got_d)
-            witnesses.append(_witness("phantom", lid, wid, got_w.first(1), got_d.first(1), foreign))
-            continue
-        if led is None:  # its ledger never arrived: neither expected nor phantom
-            continue
-        for keys, got_keys, times, replaced, is_delete in (
-            (led.written, got_w, led.times, led.superseded_by, False),
-            (led.deleted, got_d, led.delete_times, None, True),
-        ):
-            possible = keys("ok", "indeterminate")
-            must, may = _classify(times, windows, keys("ok"), possible, replaced)
-            lost = must.difference(got_keys)
-            phantom = got_keys.difference(possible)
-            counts["expected"] += len(must)
-            counts["may"] += len(may)
-            counts["lost"] += len(lost)
-            counts["phantom"] += len(phantom)
-            what = "delete of row" if is_delete else "wseq"
-            for key in lost.first(MAX_WITNESSES):
-                ack = _first_ack_ns(times, key)
-                witnesses.append(
-                    _witness(
-                        "lost",
-                        lid,
-                        wid,
-                        [] if is_delete else [key],
-                        [key] if is_delete else [],
-                        f"{what} {key} acked ok (about {_secs(ack)}) and never delivered",
-                    )
+            kind, why = foreign
+            report.add(kind, len(got.delivered) + len(got.deleted))
+            report.witnesses.append(
+                Witness(
+                    kind,
+                    report.listener,
+                    "rows of the writers this listener may see",
+                    why,
+                    writer=wid,
+                    wseq=_first(got.delivered),
+                    row=None if got.delivered else _first(got.deleted),
                 )
-            for key in phantom.first(MAX_WITNESSES):
-                why = "failed" if key in keys("failed") else "never made"
-                witnesses.append(
-                    _witness(
-                        "phantom",
-                        lid,
-                        wid,
-                        [] if is_delete else [key],
-                        [key] if is_delete else [],
-                        f"{what} {key} delivered but the write {why}",
-                    )
-                )
-            for second, n in _per_second(times, lost).items():
-                timeline[(second, "lost")] = timeline.get((second, "lost"), 0) + n
-    return {
-        "listener": lid,
-        "conversation_id": cid,
-        **counts,
-        "received": int(summary.get("received", 0)),
-        "received_by_op": {op: int(n) for op, n in summary.get("by_op", {}).items()},
-        "latency_ms": hist.percentiles_ms(),
-        "deletes_without_latency": int(summary.get("deletes_without_latency", 0)),
-        "gap_slack_ms": slack_ns / 1e6 if summary.get("disconnects") else None,
-        "ready_at": _secs(summary.get("ready_ns")),
-        "end_at": _secs(summary.get("end_ns")),
-        "_histogram": hist,
-        "_witnesses": witnesses,
-        "_timeline": timeline,
-    }
+            )
+            continue
+        if led is None:  # its ledger never arrived: neither expected nor unexpected
+            continue
+        for stream in _streams(led, got):
+            _check_stream(report, stream, summary, windows, replays)
+    return report
 
 
-def _witness(kind: str, lid: str, wid: int, wseqs: list[int], rows: list[int], detail: str) -> dict[str, Any]:
-    """A witness of something that was not received as it should be (so it has no receive time)."""
-    return {
-        "kind": kind,
-        "listener": lid,
-        "writer": wid,
-        "wseq": wseqs[0] if wseqs else None,
-        "row_id": row_id(wid, rows[0]) if rows else None,
-        "received_at": None,
-        "detail": detail,
-    }
+def _first(keys: RangeSet) -> int | None:
+    found = keys.first(1)
+    return found[0] if found else None
 
 
 def _secs(ns: int | None) -> float | None:
     return None if ns is None else ns / 1e9
 
 
-def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def connections(summaries: Iterable[ListenerSummary]) -> dict[str, Any]:
     """Listener seconds connected vs meant to be connected, and unexpected disconnects with witnesses.
 
     Planned time away (a scenario's reconnect) counts in neither; unexpected gaps count as down.
@@ -255,12 +400,12 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     unexpected = never_ready = 0
     witnesses: list[dict[str, Any]] = []
     for s in summaries:
-        created, ready, end = s.get("created_ns"), s.get("ready_ns"), s.get("end_ns")
+        created, ready, end = s.created_ns, s.ready_ns, s.end_ns
         if created is None or end is None:
             continue
-        gaps = s.get("disconnects", [])
-        planned = sum((d["up_ns"] or end) - d["down_ns"] for d in gaps if d.get("expected"))
-        down = sum((d["up_ns"] or end) - d["down_ns"] for d in gaps if not d.get("expected"))
+        gaps = s.disconnects
+        planned = sum((d.up_ns or end) - d.down_ns for d in gaps if d.expected)
+        down = sum((d.up_ns or end) - d.down_ns for d in gaps if not d.expected)
         total += (end - created - planned) / 1e9
         planned_total += planned / 1e9
         if ready is not None:
@@ -269,17 +414,17 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
         else:
             never_ready += 1
         for d in gaps:
-            if d.get("expected"):
+            if d.expected:
                 continue
             unexpected += 1
             if len(witnesses) < MAX_WITNESSES_PER_KIND:
                 witnesses.append(
                     {
-                        "listener": s["listener_id"],
-                        "down_at": _secs(d["down_ns"]),
-                        "up_at": _secs(d.get("up_ns")),
-                        "reason": d.get("reason"),
-                        "resumed": bool(d.get("resumed")),
+                        "listener": s.listener_id,
+                        "down_at": _secs(d.down_ns),
+                        "up_at": _secs(d.up_ns),
+                        "reason": d.reason,
+                        "resumed": d.resumed,
                     }
                 )
     return {
@@ -295,56 +440,64 @@ def connections(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def check(
     ledgers: Iterable[WriterLedger | dict[str, Any]],
-    listener_summaries: Iterable[dict[str, Any]],
+    listener_summaries: Iterable[ListenerSummary | dict[str, Any]],
     drain_ns: int,
     plan_writers: Iterable[int] | None = None,
-    gap_slack_ns: int = DEFAULT_GAP_SLACK_NS,
     aggregation: dict[str, Any] | None = None,
+    features: Iterable[str] = (RESUME_CURRENT_ROWS,),
 ) -> dict[str, Any]:
     """The ``delivery.json`` structure (see docs/run-folder.md) for one run.
 
     ``plan_writers`` lists every writer id of the plan; a writer whose ledger is missing
-    (its summary never arrived) is neither expected nor phantom. Defaults to the ledgers.
+    (its summary never arrived) is neither expected nor unexpected. Defaults to the ledgers.
+    ``features`` are the target's; they say what a resume promises (docs/excuse-rule.md).
     """
     by_id = {}
     for led in ledgers:
         led = led if isinstance(led, WriterLedger) else WriterLedger.from_dict(led)
         by_id[led.writer_id] = led
     known = set(plan_writers) if plan_writers is not None else set(by_id)
-    summaries = sorted(listener_summaries, key=lambda s: s["listener_id"])
-    rows = [check_listener(s, by_id, known, drain_ns, gap_slack_ns) for s in summaries]
-    totals: dict[str, Any] = {k: sum(r[k] for r in rows) for k in COUNTERS}
+    replays = RESUME_REPLAYS_CHANGES in set(features)
+    summaries = sorted(
+        (s if isinstance(s, ListenerSummary) else ListenerSummary.from_dict(s) for s in listener_summaries),
+        key=lambda s: s.listener_id,
+    )
+    reports = [check_listener(s, by_id, known, drain_ns, replays) for s in summaries]
+    counts = _zero_counts()
     merged = LatencyHistogram()
-    witnesses: dict[str, list[dict[str, Any]]] = {}
-    timeline: dict[tuple[int, str], int] = {}
-    for r in rows:
-        merged.merge(r.pop("_histogram"))
-        for w in r.pop("_witnesses"):
-            kept = witnesses.setdefault(w["kind"], [])
-            if len(kept) < MAX_WITNESSES_PER_KIND:
-                kept.append(w)
-        for key, n in r.pop("_timeline").items():
-            timeline[key] = timeline.get(key, 0) + n
-    totals["latency_ms"] = merged.percentiles_ms()
-    totals["received"] = sum(r["received"] for r in rows)
+    witnesses: dict[Anomaly, list[dict[str, Any]]] = {}
+    timeline: dict[tuple[int, Anomaly], int] = {}
     by_op: dict[str, int] = dict.fromkeys(("insert", "update", "delete", "snapshot"), 0)
-    for r in rows:
-        for op, n in r["received_by_op"].items():
+    for r in reports:
+        for name, n in r.counts.items():
+            counts[name] = counts.get(name, 0) + n
+        merged.merge(r.latency)
+        for w in r.witnesses:
+            kept = witnesses.setdefault(w.kind, [])
+            if len(kept) < MAX_WITNESSES_PER_KIND:
+                kept.append(w.to_dict())
+        for when, n in r.timeline.items():
+            timeline[when] = timeline.get(when, 0) + n
+        for op, n in r.received_by_op.items():
             by_op[op] = by_op.get(op, 0) + n
+    totals: dict[str, Any] = _with_phantom(counts)
+    totals["latency_ms"] = merged.percentiles_ms()
+    totals["received"] = sum(r.received for r in reports)
     totals["received_by_op"] = by_op
-    deletes_without = sum(r["deletes_without_latency"] for r in rows)
+    deletes_without = sum(r.deletes_without_latency for r in reports)
     notes = [
         "late: notifications received in a listener's last drain window; they count as delivered "
         "and their latency is in latency_ms",
         "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows are excluded",
+        f"phantom: the sum of {', '.join(str(a) for a in Anomaly if a in PHANTOM)}",
     ]
     if deletes_without:
         notes.append(f"{deletes_without} delete notifications carried no commit time and are not in latency_ms")
     return {
         "totals": totals,
-        "listeners": rows,
+        "listeners": [r.to_dict() for r in reports],
         "witnesses": [w for kind in sorted(witnesses) for w in witnesses[kind]],
-        "timeline": [{"t": t, "kind": kind, "count": n} for (t, kind), n in sorted(timeline.items())],
+        "timeline": [{"t": t, "kind": str(kind), "count": n} for (t, kind), n in sorted(timeline.items())],
         "connections": connections(summaries),
         "aggregation": aggregation or {},
         "notes": notes,

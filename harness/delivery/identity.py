@@ -30,7 +30,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("content", ColumnType.TEXT, not_null=True),
     Column("sent_at", ColumnType.INT64, not_null=True),
 )
-UPDATED_COLUMNS = ("version", "wseq", "content", "sent_at")
+BIGINT_LIMIT = 1 << 63  # identity values are signed 64-bit; anything at or above cannot be a harness value
 
 
 def row_id(writer_id: int, n: int) -> int:
@@ -97,8 +97,11 @@ def messages_schema(plan: Plan) -> Schema:
 class Seen:
     """The identity a notification carries, read from its row (or tombstone for deletes).
 
-    For updates, ``old_version``/``old_content`` come from the reported old values (None
-    when absent). ``error`` is set when the notification cannot be read as a harness row.
+    For updates, ``old_version``/``old_content``/``old_wseq`` come from the reported old
+    values (None when absent). ``error`` is set when the notification cannot be read as a harness row
+    (then only ``op`` is meaningful). ``conversation_id``, ``sent_at_us`` and ``content``
+    are None when absent or of the wrong type; the tracker checks them against what the
+    writer wrote.
     """
 
     op: Op
@@ -112,12 +115,23 @@ class Seen:
     content: str | None
     old_version: int | None = None
     old_content: str | None = None
+    old_wseq: int | None = None
     error: str | None = None
 
 
 def _int(value: Any) -> int | None:
-    """``value`` if it is an integer (drivers deliver int64 columns as ints), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer column's value (drivers deliver int64 columns as ints), within the signed 64-bit range.
+
+    Anything else (a float, a bool, text, a value outside 64 bits) is None: it is not what the
+    harness wrote, and must not reach the summaries, which carry 64-bit ints.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -BIGINT_LIMIT <= value < BIGINT_LIMIT else None
+
+
+def _unreadable(op: Op, why: str) -> Seen:
+    return Seen(op, 0, 0, 0, None, 0, 0, None, None, error=why)
 
 
 def read_change(change: Change) -> Seen:
@@ -125,21 +139,15 @@ def read_change(change: Change) -> Seen:
     row = change.old_row if change.op is Op.DELETE else change.row
     old = change.old_row if change.op is Op.UPDATE else None
     if not row:
-        return Seen(change.op, 0, 0, 0, None, 0, 0, None, None, error="notification carries no row")
-    rid, writer_id, wseq, version = (_int(row.get(k)) for k in ("id", "writer_id", "wseq", "version"))
-    if rid is None or writer_id is None or wseq is None or version is None:
-        return Seen(
-            change.op,
-            rid or 0,
-            writer_id or 0,
-            0,
-            None,
-            wseq or 0,
-            version or 0,
-            None,
-            None,
-            error=f"row lacks identity columns: {sorted(row)}",
-        )
+        return _unreadable(change.op, "notification carries no row")
+    if not isinstance(row, dict) or (old is not None and not isinstance(old, dict)):
+        return _unreadable(change.op, f"row is a {type(row).__name__}, not an object of columns")
+    ids = {k: _int(row.get(k)) for k in ("id", "writer_id", "wseq", "version")}
+    bad = sorted(k for k, v in ids.items() if v is None or v < 0)
+    if bad:
+        shown = ", ".join(f"{k}={_clip(row.get(k))}" for k in bad)
+        return _unreadable(change.op, f"identity columns missing, not integers or out of range: {shown}")
+    rid, writer_id, wseq, version = (int(ids[k] or 0) for k in ("id", "writer_id", "wseq", "version"))
     w, n = split_id(rid)
     text = row.get("content")
     return Seen(
@@ -154,5 +162,11 @@ def read_change(change: Change) -> Seen:
         content=text if isinstance(text, str) else None,
         old_version=_int(old.get("version")) if old else None,
         old_content=old.get("content") if old and isinstance(old.get("content"), str) else None,
+        old_wseq=_int(old.get("wseq")) if old else None,
         error=None if w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
     )
+
+
+def _clip(value: Any, limit: int = 30) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

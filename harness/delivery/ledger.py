@@ -1,11 +1,11 @@
 """The writers' ledger: what each writer did and what it knows about the outcome, compactly.
 
 Per writer: range sets of insert/update sequence numbers (``wseq``) per outcome,
-range sets of deleted row numbers per outcome, the wseqs whose row version was later
-replaced (updated or deleted) grouped by when the replacing operation started, counts by
-kind, and coarse time indexes (checkpoints of invoke/ack times) from which the checker
-bounds when any operation happened. Memory grows with outcome changes and run time,
-never with one entry per operation.
+range sets of deleted row numbers per outcome, the wseqs that are their row's current
+version (never replaced by an update or delete), counts by kind, and coarse time indexes
+(checkpoints of invoke/ack times) from which the checker bounds when any operation
+happened. Memory grows with outcome changes, run time and the writer's live rows (as the
+writer's own state does), never with one entry per operation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from harness.targets.base import Outcome, WriteResult
 
 KINDS = ("insert", "update", "delete")
 CHECKPOINT_NS = 50_000_000
-SUPERSEDE_EPOCH_NS = 250_000_000  # replaced versions are grouped by the replacing op's start, this coarsely
 MAX_ERRORS = 5
 INF = 1 << 62
 
@@ -128,7 +127,7 @@ class WriterLedger:
     wseqs: dict[str, RangeSet] = field(default_factory=dict)
     deleted_rows: dict[str, RangeSet] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    superseded: list[tuple[int, RangeSet]] = field(default_factory=list)  # (epoch start ns, replaced wseqs)
+    current: RangeSet = field(default_factory=RangeSet)  # wseqs still their row's version (never replaced)
     times: TimeIndex = field(default_factory=TimeIndex)
     delete_times: TimeIndex = field(default_factory=TimeIndex)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -136,16 +135,17 @@ class WriterLedger:
     def record(self, kind: str, key: int, result: WriteResult, supersedes: int | None = None) -> None:
         """Record one operation: ``key`` is the wseq of an insert/update, the row number of a delete.
 
-        ``supersedes`` is the wseq of the row version an update or delete replaces: a listener
-        away at that time may never see that version (a resume sends current rows only).
+        ``supersedes`` is the wseq of the row version an update or delete replaces: that version
+        stops being current (a resume sends current rows only). An indeterminate update's new
+        version is not known to be current, nor is the version it may have replaced.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown op kind {kind!r}")
         outcome = str(Outcome(result.outcome))
         if supersedes is not None and outcome != Outcome.FAILED:
-            if not self.superseded or result.invoke_ns - self.superseded[-1][0] >= SUPERSEDE_EPOCH_NS:
-                self.superseded.append((result.invoke_ns, RangeSet()))
-            self.superseded[-1][1].add(supersedes)
+            self.current.discard(supersedes)
+        if kind != "delete" and outcome == Outcome.OK:
+            self.current.add(key)
         if kind == "delete":
             self.deleted_rows.setdefault(outcome, RangeSet()).add(key)
             self.delete_times.add(key, result.invoke_ns, result.ack_ns)
@@ -158,19 +158,6 @@ class WriterLedger:
             self.errors.append(
                 {"op": kind, "key": key, "outcome": outcome, "error": result.error, "at_ns": result.ack_ns}
             )
-
-    def superseded_by(self, t_ns: int) -> RangeSet:
-        """Wseqs whose version an operation started by about ``t_ns`` replaced.
-
-        Coarse by one epoch: a replacement started up to ``SUPERSEDE_EPOCH_NS`` after ``t_ns``
-        may be included, never one started before it left out.
-        """
-        out = RangeSet()
-        for start, keys in self.superseded:
-            if start > t_ns:
-                break
-            out = out.union(keys)
-        return out
 
     def written(self, *outcomes: str) -> RangeSet:
         """Insert/update wseqs with any of ``outcomes``."""
@@ -191,7 +178,7 @@ class WriterLedger:
             "wseqs": {o: rs.to_list() for o, rs in self.wseqs.items()},
             "deleted_rows": {o: rs.to_list() for o, rs in self.deleted_rows.items()},
             "counts": self.outcome_counts(),
-            "superseded": [[start, keys.to_list()] for start, keys in self.superseded],
+            "current": self.current.to_list(),
             "times": self.times.to_list(),
             "delete_times": self.delete_times.to_list(),
             "errors": list(self.errors),
@@ -205,7 +192,7 @@ class WriterLedger:
             wseqs={o: RangeSet.from_list(r) for o, r in data["wseqs"].items()},
             deleted_rows={o: RangeSet.from_list(r) for o, r in data["deleted_rows"].items()},
             counts={o: dict(c) for o, c in data["counts"].items()},
-            superseded=[(int(start), RangeSet.from_list(keys)) for start, keys in data.get("superseded", [])],
+            current=RangeSet.from_list(data.get("current") or []),
             times=TimeIndex.from_list(data["times"]),
             delete_times=TimeIndex.from_list(data["delete_times"]),
             errors=list(data.get("errors", [])),
@@ -230,5 +217,8 @@ def writes_summary(ledgers: list[WriterLedger]) -> dict[str, Any]:
         }
         for led in sorted(ledgers, key=lambda x: x.writer_id)
     }
-    totals = {o: {k: sum(w[o][k] for w in writers.values()) for k in KINDS} for o in ("ok", "failed", "indeterminate")}
+    totals = {
+        str(o): {k: sum(led.outcome_counts()[str(o)][k] for led in ledgers) for k in KINDS}
+        for o in (Outcome.OK, Outcome.FAILED, Outcome.INDETERMINATE)
+    }
     return {"writers": writers, "totals": totals}

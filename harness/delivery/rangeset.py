@@ -50,6 +50,25 @@ class RangeSet:
         self._count += 1
         return True
 
+    def discard(self, x: int) -> bool:
+        """Remove ``x``; return False if it was not present. Splits its range in two when ``x`` is inside."""
+        i = bisect_right(self._lo, x) - 1
+        if i < 0 or self._hi[i] < x:
+            return False
+        lo, hi = self._lo[i], self._hi[i]
+        if lo == hi:
+            del self._lo[i], self._hi[i]
+        elif x == lo:
+            self._lo[i] = x + 1
+        elif x == hi:
+            self._hi[i] = x - 1
+        else:
+            self._hi[i] = x - 1
+            self._lo.insert(i + 1, x + 1)
+            self._hi.insert(i + 1, hi)
+        self._count -= 1
+        return True
+
     def add_range(self, a: int, b: int) -> None:
         """Add every integer of ``[a, b]`` (inclusive)."""
         if a > b:
@@ -83,10 +102,6 @@ class RangeSet:
     def __iter__(self) -> Iterator[int]:
         for lo, hi in zip(self._lo, self._hi, strict=True):
             yield from range(lo, hi + 1)
-
-    @property
-    def range_count(self) -> int:
-        return len(self._lo)
 
     def ranges(self) -> list[tuple[int, int]]:
         return list(zip(self._lo, self._hi, strict=True))

@@ -2,31 +2,27 @@
 
 Per writer the tracker keeps a range set of delivered ``wseq`` (inserts, updates and
 snapshot rows) and one of delivered delete row numbers; a complete, in-order stream
-stays one range each, so memory grows with writers and anomalies, not with messages.
-Anomalies are counted per kind, bucketed per second and keep a few witnesses.
+stays one range each, so memory grows with writers, disconnects and anomalies, not with
+messages. At each disconnect it marks, per writer, the highest sequence and deleted row
+delivered so far: the checker's excuse rule (docs/excuse-rule.md) works from those marks.
+Anomalies (``harness.delivery.anomalies``) are counted per kind, bucketed per second and
+keep a few witnesses. ``summary()`` is the ``ListenerSummary`` the checker reads.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from harness.delivery.anomalies import ON_ARRIVAL, Anomaly, Witness, parse
 from harness.delivery.identity import Seen, content, read_change
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.rangeset import RangeSet
 from harness.targets.base import Change, Op
 
-ANOMALIES = (
-    "duplicates",
-    "out_of_order",
-    "phantom",
-    "old_value_errors",
-    "new_value_errors",
-    "delete_flag_errors",
-)
 MAX_WITNESSES = 5
 LATE_BUCKETS = 100  # the drain window is watched in this many buckets to count late arrivals
 
@@ -36,26 +32,192 @@ class Observation:
     """What one notification showed: its latency (None when not measurable) and anomaly kinds."""
 
     latency_ms: float | None
-    anomalies: tuple[str, ...]
+    anomalies: tuple[Anomaly, ...]
     op: str
 
 
+@dataclass(frozen=True, slots=True)
+class WriterView:
+    """What a listener knows of a planned writer: the conversation it writes and the user it writes as."""
+
+    conversation_id: int
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Per writer, at a disconnect: the highest ``wseq`` and the highest deleted row delivered until then."""
+
+    wseq: int | None
+    deleted: int | None
+
+
+@dataclass
+class Disconnect:
+    """One time away: when it dropped, why, the marks then, and how it came back.
+
+    ``requested_ns`` is when the subscription that ended it was requested, ``up_ns`` when it
+    was ready; ``resumed`` says whether it resumed from the last seen server sequence.
+    ``first_live`` holds, per writer, the first live (not snapshot) wseq received after it.
+    """
+
+    down_ns: int
+    reason: str
+    expected: bool
+    marks: dict[int, Mark] = field(default_factory=dict)
+    up_ns: int | None = None
+    requested_ns: int | None = None
+    resumed: bool = False
+    first_live: dict[int, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "down_ns": self.down_ns,
+            "up_ns": self.up_ns,
+            "requested_ns": self.requested_ns,
+            "reason": self.reason,
+            "expected": self.expected,
+            "resumed": self.resumed,
+            "marks": {str(w): [m.wseq, m.deleted] for w, m in sorted(self.marks.items())},
+            "first_live": {str(w): k for w, k in sorted(self.first_live.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Disconnect:
+        return cls(
+            down_ns=int(data["down_ns"]),
+            reason=str(data.get("reason")),
+            expected=bool(data.get("expected")),
+            marks={int(w): Mark(m[0], m[1]) for w, m in (data.get("marks") or {}).items()},
+            up_ns=data.get("up_ns"),
+            requested_ns=data.get("requested_ns"),
+            resumed=bool(data.get("resumed")),
+            first_live={int(w): int(k) for w, k in (data.get("first_live") or {}).items()},
+        )
+
+
+@dataclass
+class Delivered:
+    """One writer's deliveries to one listener: wseqs (inserts, updates, snapshot rows) and deleted rows.
+
+    ``owed`` holds wseqs a resume owed and did not send: versions never received, replaced by
+    a change that arrived live after the resume, so they were current when the resume was made.
+    It grows only with such losses.
+    """
+
+    delivered: RangeSet = field(default_factory=RangeSet)
+    deleted: RangeSet = field(default_factory=RangeSet)
+    owed: RangeSet = field(default_factory=RangeSet)
+
+    def to_dict(self) -> dict[str, list[list[int]]]:
+        return {"delivered": self.delivered.to_list(), "deleted": self.deleted.to_list(), "owed": self.owed.to_list()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Delivered:
+        return cls(*(RangeSet.from_list(data.get(k) or []) for k in ("delivered", "deleted", "owed")))
+
+    def copy(self) -> Delivered:
+        return Delivered.from_dict(self.to_dict())
+
+
+@dataclass
+class ListenerSummary:
+    """A listener's final state as the checker reads it (sent from worker to master as ``to_dict``).
+
+    ``user`` is the user the listener subscribed as; ``hidden_writers`` the planned writers
+    whose rows that user may not see (a per-user table); ``ended_early`` why the listener
+    stopped before the run told it to (None when it did not).
+    """
+
+    listener_id: str
+    conversation_id: int | None = None
+    user: str | None = None
+    hidden_writers: frozenset[int] = frozenset()
+    created_ns: int | None = None
+    ready_ns: int | None = None
+    end_ns: int | None = None
+    ended_early: str | None = None
+    disconnects: list[Disconnect] = field(default_factory=list)
+    received: int = 0
+    by_op: dict[str, int] = field(default_factory=dict)
+    late: int = 0
+    anomalies: dict[Anomaly, int] = field(default_factory=dict)
+    witnesses: list[Witness] = field(default_factory=list)
+    timeline: dict[Anomaly, dict[int, int]] = field(default_factory=dict)
+    writers: dict[int, Delivered] = field(default_factory=dict)
+    latency: str = "0:"
+    deletes_without_latency: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "listener_id": self.listener_id,
+            "conversation_id": self.conversation_id,
+            "user": self.user,
+            "hidden_writers": sorted(self.hidden_writers),
+            "created_ns": self.created_ns,
+            "ready_ns": self.ready_ns,
+            "end_ns": self.end_ns,
+            "ended_early": self.ended_early,
+            "disconnects": [d.to_dict() for d in self.disconnects],
+            "received": self.received,
+            "by_op": dict(self.by_op),
+            "late": self.late,
+            "anomalies": {str(k): n for k, n in self.anomalies.items()},
+            "witnesses": [w.to_dict() for w in self.witnesses],
+            "timeline": {str(k): {str(s): c for s, c in v.items()} for k, v in self.timeline.items()},
+            "writers": {str(wid): d.to_dict() for wid, d in sorted(self.writers.items())},
+            "latency": self.latency,
+            "deletes_without_latency": self.deletes_without_latency,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ListenerSummary:
+        """Inverse of ``to_dict``; unknown anomaly keys are dropped."""
+        return cls(
+            listener_id=str(data["listener_id"]),
+            conversation_id=data.get("conversation_id"),
+            user=data.get("user"),
+            hidden_writers=frozenset(int(w) for w in data.get("hidden_writers") or ()),
+            created_ns=data.get("created_ns"),
+            ready_ns=data.get("ready_ns"),
+            end_ns=data.get("end_ns"),
+            ended_early=data.get("ended_early"),
+            disconnects=[Disconnect.from_dict(d) for d in data.get("disconnects") or ()],
+            received=int(data.get("received", 0)),
+            by_op={str(k): int(v) for k, v in (data.get("by_op") or {}).items()},
+            late=int(data.get("late", 0)),
+            anomalies={a: int(n) for k, n in (data.get("anomalies") or {}).items() if (a := parse(k)) is not None},
+            witnesses=[Witness.from_dict(w) for w in data.get("witnesses") or ()],
+            timeline={
+                a: {int(s): int(c) for s, c in v.items()}
+                for k, v in (data.get("timeline") or {}).items()
+                if (a := parse(k)) is not None
+            },
+            writers={int(w): Delivered.from_dict(d) for w, d in (data.get("writers") or {}).items()},
+            latency=str(data.get("latency", "0:")),
+            deletes_without_latency=int(data.get("deletes_without_latency", 0)),
+        )
+
+
 class _WriterState:
-    __slots__ = ("delivered", "deleted", "last_wseq", "last_deleted")
+    __slots__ = ("got", "last_wseq", "last_deleted")
 
     def __init__(self) -> None:
-        self.delivered = RangeSet()  # wseqs of inserts, updates and snapshot rows
-        self.deleted = RangeSet()  # row numbers of delivered deletes
+        self.got = Delivered()
         self.last_wseq: int | None = None  # the previous delivery's, for order: one displaced
         self.last_deleted: int | None = None  # message counts once, not for all that follow it
 
 
 class ListenerTracker:
-    """Checks one listener's notifications (identity, duplicates, order, old values, delete flag).
+    """Checks one listener's notifications (identity, duplicates, order, old and new values, deletes).
 
     ``conversation_id`` is the listener's filter (None: unfiltered); ``payload_bytes``
-    lets it recompute expected old contents; ``drain_ns`` is the drain window, inside
-    which arrivals before ``mark_end`` count as late.
+    lets it recompute expected contents; ``drain_ns`` is the drain window, inside which
+    arrivals before ``mark_end`` count as late. ``writers`` are the planned writers (their
+    conversation and user), so a row can be checked against what its writer wrote; rows
+    of writers not in it are checked by the checker at the end. ``user`` is the user the
+    listener subscribes as and ``per_user`` whether the table shows each user only its own
+    rows.
     """
 
     def __init__(
@@ -65,20 +227,28 @@ class ListenerTracker:
         payload_bytes: int,
         drain_ns: int,
         created_ns: int | None = None,
+        *,
+        writers: Mapping[int, WriterView] | None = None,
+        user: str | None = None,
+        per_user: bool = False,
     ) -> None:
         self.listener_id = listener_id
         self.conversation_id = conversation_id
         self.payload_bytes = payload_bytes
         self.drain_ns = drain_ns
         self.created_ns = created_ns if created_ns is not None else time.time_ns()
+        self.plan_writers: dict[int, WriterView] = dict(writers or {})
+        self.user = user
+        self.hidden = frozenset(w for w, v in self.plan_writers.items() if per_user and v.user != user)
         self.ready_ns: int | None = None
         self.end_ns: int | None = None
-        self.disconnects: list[dict[str, Any]] = []
+        self.ended_early: str | None = None
+        self.disconnects: list[Disconnect] = []
         self.received = 0
         self.by_op: dict[str, int] = {}
-        self.anomalies: dict[str, int] = dict.fromkeys(ANOMALIES, 0)
-        self.witnesses: dict[str, list[dict[str, Any]]] = {}
-        self.timeline: dict[str, dict[int, int]] = {}
+        self.anomalies: dict[Anomaly, int] = dict.fromkeys(ON_ARRIVAL, 0)
+        self.witnesses: dict[Anomaly, list[Witness]] = {}
+        self.timeline: dict[Anomaly, dict[int, int]] = {}
         self.deletes_without_latency = 0
         self.late = 0
         self._writers: dict[int, _WriterState] = {}
@@ -87,7 +257,7 @@ class ListenerTracker:
         self._late_buckets: deque[list[int]] = deque()  # [bucket index, count]
         self._late_witness: dict[int, tuple[Seen, Change, int | None]] = {}  # first arrival per bucket
         self._bucket_ns = max(1_000_000, drain_ns // LATE_BUCKETS)
-        self._last_delta: dict[str, int] = {"received": 0, **dict.fromkeys(ANOMALIES, 0)}
+        self._last_delta: dict[str, int] = {"received": 0, **{str(k): 0 for k in ON_ARRIVAL}}
 
     def mark_ready(self, ns: int) -> None:
         """The subscription is ready: changes committed from now on must arrive."""
@@ -95,26 +265,49 @@ class ListenerTracker:
             self.ready_ns = ns
 
     def mark_disconnected(self, ns: int, reason: str, expected: bool) -> None:
-        self.disconnects.append(
-            {"down_ns": ns, "up_ns": None, "reason": reason, "expected": expected, "resumed": False}
-        )
+        """The connection dropped (or was closed) at ``ns``: mark what each writer had delivered until now."""
+        marks = {w: Mark(st.got.delivered.max(), st.got.deleted.max()) for w, st in self._writers.items()}
+        self.disconnects.append(Disconnect(ns, reason, expected, marks))
 
-    def mark_resumed(self, ns: int, resumed: bool = True) -> None:
-        """Subscribed again at ``ns``; ``resumed`` says whether it resumed from the last seen seq."""
-        if self.disconnects and self.disconnects[-1]["up_ns"] is None:
-            self.disconnects[-1]["up_ns"] = ns
-            self.disconnects[-1]["resumed"] = resumed
+    def mark_resumed(self, ns: int, resumed: bool = True, requested_ns: int | None = None) -> None:
+        """Subscribed again at ``ns`` (requested at ``requested_ns``); ``resumed``: from the last seen seq."""
+        if self.disconnects and self.disconnects[-1].up_ns is None:
+            gap = self.disconnects[-1]
+            gap.up_ns = ns
+            gap.requested_ns = requested_ns if requested_ns is not None else ns
+            gap.resumed = resumed
 
-    def mark_end(self, ns: int) -> None:
-        """The listener stopped receiving; arrivals in the last drain window count as late."""
+    def mark_end(self, ns: int, early: str | None = None) -> None:
+        """The listener stopped receiving; arrivals in the last drain window count as late.
+
+        ``early`` says why, when the run did not tell it to stop (a crash, a failed resubscribe).
+        """
         self.end_ns = ns
+        self.ended_early = early
         cutoff = (ns - self.drain_ns) // self._bucket_ns
         self.late = sum(count for index, count in self._late_buckets if index >= cutoff)
         for index in sorted(self._late_witness):
             if index >= cutoff:
                 seen, change, latency_us = self._late_witness[index]
-                latency = "" if latency_us is None else f", latency {latency_us / 1000:.1f} ms"
-                self._witness("late", _witness(self.listener_id, seen, change, f"arrived in the drain window{latency}"))
+                latency = "no latency" if latency_us is None else f"latency {latency_us / 1000:.1f} ms"
+                self._keep(_witness(Anomaly.LATE, self.listener_id, seen, change, "before the drain window", latency))
+
+    def observe_malformed(self, received_ns: int, detail: str) -> Observation:
+        """A frame the target could not turn into a notification (a protocol error): one malformed anomaly."""
+        self.received += 1
+        self.by_op["malformed"] = self.by_op.get("malformed", 0) + 1
+        self._count(Anomaly.MALFORMED, received_ns)
+        if len(self.witnesses.get(Anomaly.MALFORMED, ())) < MAX_WITNESSES:
+            self._keep(
+                Witness(
+                    Anomaly.MALFORMED,
+                    self.listener_id,
+                    "a change frame of the protocol's shape",
+                    _clip(detail, 80),
+                    received_at=received_ns / 1e9,
+                )
+            )
+        return Observation(None, (Anomaly.MALFORMED,), "malformed")
 
     def observe(self, change: Change) -> Observation:
         """Check one notification and fold it into the state."""
@@ -122,23 +315,20 @@ class ListenerTracker:
         op = str(change.op.value)
         self.by_op[op] = self.by_op.get(op, 0) + 1
         seen = read_change(change)
-        found: list[str] = []
+        found: list[Anomaly] = []
         latency_us: int | None = None
+        outside = self._outside(seen)
         if seen.error:
-            found.append(self._anomaly("phantom", seen, change, lambda: str(seen.error)))
-        elif self.conversation_id is not None and seen.conversation_id != self.conversation_id:
-            found.append(
-                self._anomaly(
-                    "phantom",
-                    seen,
-                    change,
-                    lambda: f"conversation {seen.conversation_id} outside filter {self.conversation_id}",
-                )
-            )
+            found.append(self._anomaly(Anomaly.MALFORMED, seen, change, "a harness row", lambda: str(seen.error)))
+        elif outside is not None:
+            kind, expected, observed = outside
+            found.append(self._anomaly(kind, seen, change, expected, lambda: observed))
         else:
             state = self._writers.get(seen.writer_id)
             if state is None:
                 state = self._writers[seen.writer_id] = _WriterState()
+            found.extend(self._check_values(seen, change))
+            self._note_owed(state, seen, change)
             if change.op is Op.DELETE:
                 found.extend(self._check_delete(state, seen, change))
                 if change.committed_ns is not None:
@@ -149,91 +339,153 @@ class ListenerTracker:
                 found.extend(self._check_write(state, seen, change))
                 if change.op is not Op.SNAPSHOT and seen.sent_at_us is not None:
                     latency_us = change.received_ns // 1000 - seen.sent_at_us
+                if change.op is not Op.SNAPSHOT and self.disconnects:
+                    self.disconnects[-1].first_live.setdefault(seen.writer_id, seen.wseq)
         if latency_us is not None:
             self._latency_delta.record_us(latency_us)
         self._watch_late(change, seen, latency_us)
         return Observation(None if latency_us is None else latency_us / 1000, tuple(found), op)
 
-    def _check_write(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
-        found = []
-        if change.op is Op.INSERT and seen.version != 1:
-            found.append(self._anomaly("phantom", seen, change, lambda: f"insert with version {seen.version}"))
+    def _note_owed(self, state: _WriterState, seen: Seen, change: Change) -> None:
+        """After a resume, a live change replacing a version never received proves the resume owed that version."""
         if change.op is Op.UPDATE:
-            if seen.version < 2:
-                found.append(self._anomaly("phantom", seen, change, lambda: f"update with version {seen.version}"))
-            elif seen.old_version != seen.version - 1:
+            replaced = seen.old_wseq
+        elif change.op is Op.DELETE:
+            replaced = seen.wseq  # the tombstone is the row's last version
+        else:
+            return
+        resumed = bool(self.disconnects) and self.disconnects[-1].resumed
+        if resumed and replaced is not None and replaced >= 1 and replaced not in state.got.delivered:
+            state.got.owed.add(replaced)
+
+    def _outside(self, seen: Seen) -> tuple[Anomaly, str, str] | None:
+        """(kind, expected, observed) when the row is one this listener should never see, else None."""
+        if seen.error:
+            return None
+        view = self.plan_writers.get(seen.writer_id)
+        if seen.writer_id in self.hidden:
+            return (
+                Anomaly.OTHER_USER,
+                f"rows of user {self.user}",
+                f"writer {seen.writer_id}'s (user {view and view.user})",
+            )
+        conversation = view.conversation_id if view is not None else seen.conversation_id
+        if self.conversation_id is not None and conversation != self.conversation_id:
+            return (
+                Anomaly.OUTSIDE_FILTER,
+                f"conversation {self.conversation_id}",
+                f"conversation {conversation} (writer {seen.writer_id})",
+            )
+        return None
+
+    def _check_values(self, seen: Seen, change: Change) -> list[Anomaly]:
+        """Every column the writer wrote, against what it wrote (the new row, or the delete's tombstone)."""
+        kind = Anomaly.DELETE_VALUE if change.op is Op.DELETE else Anomaly.NEW_VALUE
+        view = self.plan_writers.get(seen.writer_id)
+        wrong: list[tuple[str, Callable[[], str]]] = []
+        if change.op is Op.INSERT and seen.version != 1:
+            wrong.append(("version 1", lambda: f"version {seen.version}"))
+        if change.op is Op.UPDATE and seen.version < 2:
+            wrong.append(("version 2 or more", lambda: f"version {seen.version}"))
+        if seen.version < 1:
+            wrong.append(("version 1 or more", lambda: f"version {seen.version}"))
+        elif seen.content != content(seen.rid, seen.version, self.payload_bytes):
+            wrong.append((f"version {seen.version}'s content", lambda: f"content {_clip(seen.content)}"))
+        if view is not None and seen.conversation_id != view.conversation_id:
+            wrong.append((f"conversation {view.conversation_id}", lambda: f"conversation {seen.conversation_id}"))
+        elif seen.conversation_id is None:
+            wrong.append(("an integer conversation_id", lambda: "none"))
+        if seen.sent_at_us is None:
+            wrong.append(("an integer sent_at", lambda: "none"))
+        if seen.wseq < 1:
+            wrong.append(("wseq 1 or more", lambda: f"wseq {seen.wseq}"))
+        if not wrong:
+            return []
+        expected, observed = wrong[0]
+        return [self._anomaly(kind, seen, change, expected, observed)]
+
+    def _check_write(self, state: _WriterState, seen: Seen, change: Change) -> list[Anomaly]:
+        found = []
+        if change.op is Op.UPDATE and seen.version >= 2:
+            if seen.old_version != seen.version - 1:
                 found.append(
                     self._anomaly(
-                        "old_value_errors",
+                        Anomaly.OLD_VALUE,
                         seen,
                         change,
-                        lambda: f"old version {seen.old_version}, expected {seen.version - 1}",
+                        f"old version {seen.version - 1}",
+                        lambda: f"old version {seen.old_version}",
                     )
                 )
             elif seen.old_content != content(seen.rid, seen.version - 1, self.payload_bytes):
                 found.append(
                     self._anomaly(
-                        "old_value_errors",
+                        Anomaly.OLD_VALUE,
                         seen,
                         change,
-                        lambda: f"old content {_clip(seen.old_content)} is not version {seen.version - 1}'s",
+                        f"version {seen.version - 1}'s content as old content",
+                        lambda: f"old content {_clip(seen.old_content)}",
                     )
                 )
-        if (
-            seen.content is not None
-            and seen.version >= 1
-            and (seen.content != content(seen.rid, seen.version, self.payload_bytes))
-        ):
-            found.append(
-                self._anomaly(
-                    "new_value_errors",
-                    seen,
-                    change,
-                    lambda: f"content {_clip(seen.content)} is not version {seen.version}'s",
-                )
-            )
-        if seen.wseq in state.delivered:
-            found.append(self._anomaly("duplicates", seen, change, lambda: "wseq delivered before"))
+        got = state.got
+        if seen.wseq in got.delivered:
+            found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one delivery", lambda: "a second one"))
             return found
         last = state.last_wseq
-        if seen.n in state.deleted:
-            found.append(self._anomaly("out_of_order", seen, change, lambda: "row's delete was delivered before"))
+        if seen.n in got.deleted:
+            found.append(
+                self._anomaly(Anomaly.OUT_OF_ORDER, seen, change, "before the row's delete", lambda: "after it")
+            )
         elif last is not None and seen.wseq < last:
-            found.append(self._anomaly("out_of_order", seen, change, lambda: f"after wseq {last}"))
-        state.delivered.add(seen.wseq)
+            found.append(
+                self._anomaly(Anomaly.OUT_OF_ORDER, seen, change, f"before wseq {last}", lambda: f"after wseq {last}")
+            )
+        got.delivered.add(seen.wseq)
         state.last_wseq = seen.wseq
         return found
 
-    def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[str]:
+    def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[Anomaly]:
         found = []
         if change.deleted is not True:
-            found.append(self._anomaly("delete_flag_errors", seen, change, lambda: f"_deleted is {change.deleted!r}"))
-        if seen.n in state.deleted:
-            found.append(self._anomaly("duplicates", seen, change, lambda: f"delete of row {seen.n} delivered before"))
+            found.append(
+                self._anomaly(
+                    Anomaly.DELETE_FLAG, seen, change, "_deleted true", lambda: f"_deleted {change.deleted!r}"
+                )
+            )
+        got = state.got
+        if seen.n in got.deleted:
+            found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one delete", lambda: "a second one"))
             return found
         last = state.last_deleted
         if last is not None and seen.n < last:
             found.append(
-                self._anomaly("out_of_order", seen, change, lambda: f"delete of row {seen.n} after row {last}")
+                self._anomaly(
+                    Anomaly.OUT_OF_ORDER, seen, change, f"before the delete of row {last}", lambda: f"after row {last}"
+                )
             )
-        state.deleted.add(seen.n)
+        got.deleted.add(seen.n)
         state.last_deleted = seen.n
         return found
 
-    def _anomaly(self, kind: str, seen: Seen, change: Change, detail: Callable[[], str]) -> str:
-        """Count one anomaly; its witness text is only built while the kind still keeps witnesses."""
-        self.anomalies[kind] += 1
-        second = change.received_ns // 1_000_000_000
+    def _count(self, kind: Anomaly, received_ns: int) -> None:
+        self.anomalies[kind] = self.anomalies.get(kind, 0) + 1
         per_second = self.timeline.setdefault(kind, {})
+        second = received_ns // 1_000_000_000
         per_second[second] = per_second.get(second, 0) + 1
+
+    def _anomaly(
+        self, kind: Anomaly, seen: Seen, change: Change, expected: str, observed: Callable[[], str]
+    ) -> Anomaly:
+        """Count one anomaly; its witness text is only built while the kind still keeps witnesses."""
+        self._count(kind, change.received_ns)
         if len(self.witnesses.get(kind, ())) < MAX_WITNESSES:
-            self._witness(kind, _witness(self.listener_id, seen, change, detail()))
+            self._keep(_witness(kind, self.listener_id, seen, change, expected, observed()))
         return kind
 
-    def _witness(self, kind: str, witness: dict[str, Any]) -> None:
-        kept = self.witnesses.setdefault(kind, [])
+    def _keep(self, witness: Witness) -> None:
+        kept = self.witnesses.setdefault(witness.kind, [])
         if len(kept) < MAX_WITNESSES:
-            kept.append({"kind": kind, **witness})
+            kept.append(witness)
 
     def _watch_late(self, change: Change, seen: Seen, latency_us: int | None) -> None:
         index = change.received_ns // self._bucket_ns
@@ -248,8 +500,8 @@ class ListenerTracker:
 
     def delta(self) -> dict[str, Any]:
         """Counters and latency since the previous call (for Locust's report cycle)."""
-        now = {"received": self.received, **self.anomalies}
-        out = {key: now[key] - self._last_delta[key] for key in now}
+        now = {"received": self.received, **{str(k): n for k, n in self.anomalies.items()}}
+        out: dict[str, Any] = {key: n - self._last_delta.get(key, 0) for key, n in now.items()}
         self._last_delta = now
         out["latency"] = self._latency_delta.encode()
         self._latency.merge(self._latency_delta)
@@ -262,39 +514,43 @@ class ListenerTracker:
         total.merge(self._latency_delta)
         return total
 
-    def summary(self) -> dict[str, Any]:
-        """Full state as plain data, for the checker."""
-        return {
-            "listener_id": self.listener_id,
-            "conversation_id": self.conversation_id,
-            "created_ns": self.created_ns,
-            "ready_ns": self.ready_ns,
-            "end_ns": self.end_ns,
-            "disconnects": [dict(d) for d in self.disconnects],
-            "received": self.received,
-            "by_op": dict(self.by_op),
-            "late": self.late,
-            "anomalies": dict(self.anomalies),
-            "witnesses": [w for kind in sorted(self.witnesses) for w in self.witnesses[kind]],
-            "timeline": {k: {str(s): c for s, c in v.items()} for k, v in self.timeline.items()},
-            "writers": {
-                str(wid): {"delivered": st.delivered.to_list(), "deleted": st.deleted.to_list()}
-                for wid, st in sorted(self._writers.items())
-            },
-            "latency": self._total_latency().encode(),
-            "deletes_without_latency": self.deletes_without_latency,
-        }
+    def summary(self) -> ListenerSummary:
+        """Full state, for the checker (``to_dict`` for the wire)."""
+        return ListenerSummary(
+            listener_id=self.listener_id,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            hidden_writers=self.hidden,
+            created_ns=self.created_ns,
+            ready_ns=self.ready_ns,
+            end_ns=self.end_ns,
+            ended_early=self.ended_early,
+            disconnects=[Disconnect.from_dict(d.to_dict()) for d in self.disconnects],
+            received=self.received,
+            by_op=dict(self.by_op),
+            late=self.late,
+            anomalies=dict(self.anomalies),
+            witnesses=[w for kind in sorted(self.witnesses) for w in self.witnesses[kind]],
+            timeline={k: dict(v) for k, v in self.timeline.items()},
+            writers={wid: st.got.copy() for wid, st in sorted(self._writers.items())},
+            latency=self._total_latency().encode(),
+            deletes_without_latency=self.deletes_without_latency,
+        )
 
 
-def _witness(listener_id: str, seen: Seen, change: Change, detail: str) -> dict[str, Any]:
-    return {
-        "listener": listener_id,
-        "writer": seen.writer_id,
-        "wseq": seen.wseq if change.op is not Op.DELETE else None,
-        "row_id": seen.rid,
-        "received_at": change.received_ns / 1e9,
-        "detail": f"{change.op} of row {seen.n} (version {seen.version}, wseq {seen.wseq}): {detail}",
-    }
+def _witness(kind: Anomaly, listener_id: str, seen: Seen, change: Change, expected: str, observed: str) -> Witness:
+    readable = seen.error is None
+    return Witness(
+        kind=kind,
+        listener=listener_id,
+        expected=expected,
+        observed=observed,
+        writer=seen.writer_id if readable else None,
+        wseq=seen.wseq if readable and change.op is not Op.DELETE else None,
+        row=seen.n if readable else None,
+        op=str(change.op),
+        received_at=change.received_ns / 1e9,
+    )
 
 
 def _clip(text: str | None, limit: int = 40) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from harness.delivery.checker import check
 from harness.delivery.identity import content, insert_row, row_id, update_changes
 from harness.delivery.ledger import WriterLedger
-from harness.delivery.tracker import ListenerTracker
+from harness.delivery.tracker import ListenerTracker, WriterView
 from harness.targets.base import Change, Op, Outcome, WriteResult
 
 MS = 1_000_000
@@ -25,6 +25,7 @@ PAYLOAD = 64
 @dataclass
 class _Writer:
     ledger: WriterLedger
+    user: str | None = None
     wseq: int = 0
     n: int = 0
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -39,8 +40,8 @@ class World:
         self.changes: list[Change] = []
         self.seq = 0
 
-    def writer(self, wid: int, conversation: int) -> None:
-        self.writers[wid] = _Writer(WriterLedger(wid, conversation))
+    def writer(self, wid: int, conversation: int, user: str | None = None) -> None:
+        self.writers[wid] = _Writer(WriterLedger(wid, conversation), user)
 
     def _result(self, outcome: Outcome) -> WriteResult:
         res = WriteResult(outcome, self.t, self.t + MS)
@@ -106,15 +107,22 @@ class World:
         lid: str = "l1",
         end_ns: int | None = None,
     ) -> ListenerTracker:
-        tracker = ListenerTracker(lid, conversation, PAYLOAD, DRAIN_NS, created_ns=T0)
+        tracker = self.tracker(lid, conversation)
         tracker.mark_ready(T0 + 500 * MS)
         for change in changes:
             tracker.observe(change)
         tracker.mark_end(end_ns if end_ns is not None else self.end_ns())
         return tracker
 
-    def check(self, *trackers: ListenerTracker) -> dict[str, Any]:
-        return check([w.ledger for w in self.writers.values()], [t.summary() for t in trackers], DRAIN_NS)
+    def tracker(self, lid: str = "l1", conversation: int | None = None, **kwargs: Any) -> ListenerTracker:
+        """A tracker that knows this world's writers (as a listener knows the plan's)."""
+        views = {wid: WriterView(w.ledger.conversation_id, w.user) for wid, w in self.writers.items()}
+        return ListenerTracker(lid, conversation, PAYLOAD, DRAIN_NS, created_ns=T0, writers=views, **kwargs)
+
+    def check(self, *trackers: ListenerTracker, **kwargs: Any) -> dict[str, Any]:
+        """``delivery.json`` of the trackers, their summaries sent over the wire as the runner does."""
+        summaries = [t.summary().to_dict() for t in trackers]
+        return check([w.ledger for w in self.writers.values()], summaries, DRAIN_NS, **kwargs)
 
 
 def content_of(change: Change, version: int) -> str:

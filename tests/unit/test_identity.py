@@ -61,7 +61,7 @@ def test_read_change_reads_ints_and_not_unconverted_strings() -> None:
     assert (seen.writer_id, seen.n, seen.wseq, seen.version, seen.conversation_id) == (2, 4, 11, 1, 9)
     assert seen.error is None
     as_text = {k: str(v) if k != "content" else v for k, v in row.items()}  # the driver converts int64 columns
-    assert "lacks identity columns" in read_change(Change(Op.INSERT, as_text, None, 1, 0, 10)).error
+    assert "identity columns missing, not integers" in read_change(Change(Op.INSERT, as_text, None, 1, 0, 10)).error
 
 
 def test_read_change_update_old_values_and_delete_tombstone() -> None:

@@ -237,12 +237,13 @@ def test_delivery_anomalies_fail_sc051_to_sc053(tmp_path: Path) -> None:
         witnesses=[
             {"kind": "lost", "listener": "L1", "writer": 2, "wseq": 17, "row_id": 8589934609, "received_at": None,
              "detail": "never received"},
-            {"kind": "old_value", "listener": "L1", "writer": 1, "wseq": 40, "row_id": 4294967336,
+            {"kind": "old_value_errors", "listener": "L1", "writer": 1, "wseq": 40, "row_id": 4294967336,
              "received_at": T0 + 50, "detail": "old version 1 expected 2"},
-            {"kind": "delete_flag", "listener": "L1", "writer": 1, "wseq": 90, "row_id": 4294967386,
+            {"kind": "delete_flag_errors", "listener": "L1", "writer": 1, "wseq": 90, "row_id": 4294967386,
              "received_at": T0 + 80, "detail": "_deleted missing"},
         ],
-        timeline=[{"t": T0 + 40, "kind": "lost", "count": 3}, {"t": T0 + 50, "kind": "old_value", "count": 2}],
+        timeline=[{"t": T0 + 40, "kind": "lost", "count": 3},
+                  {"t": T0 + 50, "kind": "old_value_errors", "count": 2}],
     )  # fmt: skip
     code, doc, root = judged(write_run(tmp_path, spec))
     assert code == 1
@@ -252,14 +253,43 @@ def test_delivery_anomalies_fail_sc051_to_sc053(tmp_path: Path) -> None:
         "duplicates": 1,
         "out_of_order": 0,
         "phantom": 0,
+        "ended_early": 0,
     }
     assert "writer 2 wseq 17" in sc051["evidence"]
     assert sc052["verdict"] == "fail" and sc052["value"] == {"old_value_errors": 2, "new_value_errors": 0}
     assert "old version 1 expected 2" in sc052["evidence"]
-    assert sc053["verdict"] == "fail" and sc053["value"] == 1 and "_deleted missing" in sc053["evidence"]
+    assert sc053["verdict"] == "fail" and sc053["value"] == {"delete_flag_errors": 1, "delete_value_errors": 0}
+    assert "_deleted missing" in sc053["evidence"]
     for cid in ("SC-051", "SC-052", "SC-053"):
         assert junit_state(root, cid)[0] == "failure"
     assert "lost 3" in junit_state(root, "SC-051")[1]
+
+
+def test_an_old_run_folder_with_one_phantom_count_still_judges(tmp_path: Path) -> None:
+    spec = Synthetic(
+        criteria=["SC-051"],
+        totals={"phantom": 2},
+        witnesses=[{"kind": "phantom", "listener": "L1", "writer": 9, "wseq": 3, "row_id": None, "received_at": None,
+                    "detail": "writer 9 is not in the plan"}],
+    )  # fmt: skip
+    code, doc, _ = judged(write_run(tmp_path, spec))
+    sc051 = criterion(doc, "SC-051")
+    assert code == 1 and sc051["verdict"] == "fail" and sc051["value"]["phantom"] == 2
+    assert "writer 9 is not in the plan" in sc051["evidence"]
+    assert doc["scenarios"][0]["delivery"]["phantom"] == 2
+
+
+def test_sc051_sums_the_phantom_family_and_shows_each_cause(tmp_path: Path) -> None:
+    spec = Synthetic(
+        criteria=["SC-051"],
+        totals={"unexpected": 1, "malformed": 2, "phantom": 3},
+        witnesses=[{"kind": "malformed", "listener": "L1", "writer": None, "wseq": None, "row_id": None,
+                    "received_at": T0 + 5, "detail": "expected a harness row, observed a list"}],
+    )  # fmt: skip
+    code, doc, _ = judged(write_run(tmp_path, spec))
+    sc051 = criterion(doc, "SC-051")
+    assert code == 1 and sc051["value"]["phantom"] == 3
+    assert "(unexpected 1, malformed 2)" in sc051["evidence"] and "observed a list" in sc051["evidence"]
 
 
 def test_scenario_without_updates_gets_na_for_sc052(tmp_path: Path) -> None:

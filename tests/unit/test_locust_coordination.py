@@ -1,6 +1,7 @@
 """Coordination over Locust's in-process runner: unique spec claims, gate and stop messages, deltas."""
 
 import os
+from types import SimpleNamespace
 
 # Locust patches the whole process with gevent on import; the test process must stay unpatched,
 # and the variable must not leak into Locust subprocesses that other tests start.
@@ -64,11 +65,15 @@ def _plan(run_dir: str = "") -> Plan:
     )  # fmt: skip
 
 
+# The coordinator reads only the target's features here: what its resume promises.
+NO_TARGET = SimpleNamespace(features=frozenset({"resume"}))
+
+
 def test_claims_are_unique_and_messages_reach_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=NO_TARGET))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("listener", 1.0) for _ in range(3)] == [0, 1, None]
     assert [link.claim("writer", 1.0) for _ in range(3)] == [0, 1, None]
@@ -103,11 +108,11 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
         world.listen([c for c in world.changes if (c.row or c.old_row)["conversation_id"] == 10], 10, "L2"),
     ]
     finals = [
-        ListenerFinal(t.listener_id, t.summary(), f"s-{t.listener_id}", {f"s-{t.listener_id}": t.received})
+        ListenerFinal(t.listener_id, t.summary().to_dict(), f"s-{t.listener_id}", {f"s-{t.listener_id}": t.received})
         for t in trackers
     ]
     ledgers = [w.ledger.to_dict() for w in world.writers.values()]
-    write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [])
+    write_outputs(plan, ledgers, finals, {"live": {"s-L1": 16, "s-L2": 8}}, {"timed_out": False}, [], {"resume"})
     delivery = orjson.loads((tmp_path / "delivery.json").read_bytes())
     assert delivery["totals"]["expected"] == delivery["totals"]["delivered"] == 24
     assert delivery["totals"]["lost"] == 0 and delivery["error"] is None
@@ -127,7 +132,7 @@ def test_churn_and_flush_are_claimed_once_and_load_done_reaches_users() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = replace(_plan(), extra=Extras(churn=ChurnSettings(2, 1), flush=FlushSettings(1.0)))
-    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=NO_TARGET))  # type: ignore[arg-type]
     link = coordination.link()
     assert [link.claim("churn", 1.0) for _ in range(2)] == [0, None]
     assert [link.claim("flush", 1.0) for _ in range(2)] == [0, None]
@@ -141,7 +146,7 @@ def test_stop_also_winds_extra_users_down() -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=NO_TARGET))  # type: ignore[arg-type]
     link = coordination.link()
     messages.send(env.runner, Stop(0.0))
     assert link.winding_down() and link.stop.is_set()
@@ -187,11 +192,11 @@ def test_the_coordinator_reads_the_finals_into_the_run_folder(tmp_path) -> None:
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = replace(_plan(str(tmp_path)), extra=Extras(run_dir=str(tmp_path), flush=FlushSettings(1.0)))
-    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=NO_TARGET))  # type: ignore[arg-type]
     link = coordination.link()
     assert link.claim("listener", 1.0) == 0 and link.claim("writer", 1.0) == 0 and link.claim("flush", 1.0) == 0
     tracker = world.listen(world.changes, lid="L1")
-    link.send(ListenerFinal("L1", tracker.summary(), "s-L1", {"s-L1": tracker.received}, None))
+    link.send(ListenerFinal("L1", tracker.summary().to_dict(), "s-L1", {"s-L1": tracker.received}, None))
     ledgers = [w.ledger.to_dict() for w in world.writers.values()]
     link.send(WriterFinal(0, ledgers, "writer 1: refused"))
     link.send(FlushFinal({"j1": "completed"}, 2, None))
@@ -214,7 +219,7 @@ def test_a_one_shot_user_runs_once_then_idles(monkeypatch: pytest.MonkeyPatch) -
     env = Environment(user_classes=[])
     env.create_local_runner()
     plan = _plan()
-    coordination.install(env, RunContext(plan, messages_schema(plan), target=None))  # type: ignore[arg-type]
+    coordination.install(env, RunContext(plan, messages_schema(plan), target=NO_TARGET))  # type: ignore[arg-type]
     monkeypatch.setattr(users, "IDLE_SECONDS", 0.0)
     runs: list[tuple[RunContext, UserLink]] = []
 

@@ -9,7 +9,7 @@ def test_in_order_adds_stay_one_range() -> None:
     rs = RangeSet()
     for x in range(1, 10_001):
         assert rs.add(x)
-    assert rs.range_count == 1 and len(rs) == 10_000
+    assert len(rs.ranges()) == 1 and len(rs) == 10_000
     assert not rs.add(5)
 
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 import orjson
 import pytest
 
+from harness.delivery.anomalies import Anomaly
 from harness.delivery.identity import insert_row
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.tracker import MAX_WITNESSES, ListenerTracker
@@ -49,7 +50,8 @@ def test_update_with_skipped_version_is_an_old_value_error() -> None:
     upd = next(c for c in world.changes if c.op is Op.UPDATE)
     obs = tracker.observe(replace(upd, old_row={**upd.old_row, "version": 0}))
     assert obs.anomalies == ("old_value_errors",)
-    assert tracker.summary()["witnesses"][0]["detail"].endswith("old version 0, expected 1")
+    (witness,) = tracker.summary().witnesses
+    assert (witness.kind, witness.expected, witness.observed) == (Anomaly.OLD_VALUE, "old version 1", "old version 0")
 
 
 def _insert(n: int) -> Change:
@@ -64,7 +66,7 @@ def _summary_after(count: int) -> dict:
         tracker.observe(_insert(n))
     tracker.mark_end(T0 + (count + 10) * MS + DRAIN_NS // 2)
     assert len(tracker._late_buckets) <= 102
-    return tracker.summary()
+    return tracker.summary().to_dict()
 
 
 def test_summary_size_does_not_grow_with_in_order_notifications() -> None:
@@ -81,8 +83,8 @@ def test_one_displaced_notification_is_one_out_of_order() -> None:
     for n in (1, 2, 3, 9, 4, 5, 6, 7, 8, 10):
         tracker.observe(_insert(n))
     assert tracker.anomalies["out_of_order"] == 1
-    (witness,) = tracker.summary()["witnesses"]
-    assert witness["wseq"] == 4 and witness["detail"].endswith("after wseq 9")
+    (witness,) = tracker.summary().witnesses
+    assert witness.wseq == 4 and witness.observed == "after wseq 9"
 
 
 def test_anomalies_keep_counting_past_the_witness_limit() -> None:
@@ -91,7 +93,7 @@ def test_anomalies_keep_counting_past_the_witness_limit() -> None:
     for _ in range(21):
         tracker.observe(first)
     assert tracker.anomalies["duplicates"] == 20
-    assert len(tracker.summary()["witnesses"]) == MAX_WITNESSES
+    assert len(tracker.summary().witnesses) == MAX_WITNESSES
 
 
 def test_new_value_of_a_snapshot_row_is_checked() -> None:
