@@ -134,6 +134,15 @@ def store_url(value: str | Path) -> URL:
     return url
 
 
+def open_history(location: str | Path, *, must_exist: bool = False) -> HistoryStore:
+    """The store at ``location``; with ``must_exist`` an SQLite file that is not there is a ``HarnessError``
+    (a command that only reads must not leave an empty history behind)."""
+    url = store_url(location)
+    if must_exist and url.get_backend_name() == "sqlite" and not Path(str(url.database)).is_file():
+        raise HarnessError(f"no history at {url.database} (runs record one beside their folders; or --history URL)")
+    return HistoryStore(url)
+
+
 def describe(url: URL) -> str:
     """The URL for messages, password hidden."""
     return url.render_as_string(hide_password=True)
