@@ -124,7 +124,7 @@ def store_url(value: str | Path) -> URL:
         return URL.create("sqlite", database=str(path))
     try:
         url = make_url(text)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise HarnessError(f"history URL {text!r} is not a database URL ({exc})") from exc
     backend = url.get_backend_name()
     if backend not in BACKENDS:
