@@ -36,6 +36,13 @@ class Current:
     metrics: dict[str, float]
 
 
+def change_text(change_pct: float) -> str:
+    """A change as words: ``+20.0% worse``, ``13.6% better`` or ``no change``."""
+    if change_pct > 0:
+        return f"{change_pct:+.1f}% worse"
+    return f"{-change_pct:.1f}% better" if change_pct < 0 else "no change"
+
+
 @dataclass(frozen=True, slots=True)
 class MetricChange:
     """One measurement against the baseline; ``change_pct`` is positive when the run is worse."""
@@ -59,7 +66,7 @@ class MetricChange:
         unit = BY_NAME[self.name].unit
         return (
             f"{BY_NAME[self.name].label} ({self.name}): baseline {brief(self.baseline)} {unit}, current "
-            f"{brief(self.current)} {unit}, change {self.change_pct:+.1f}% worse (limit {self.limit_pct:g}%), "
+            f"{brief(self.current)} {unit}, change {change_text(self.change_pct)} (limit {self.limit_pct:g}%), "
             f"noise band ±{brief(self.band)} {unit}"
         )
 

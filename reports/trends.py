@@ -11,9 +11,10 @@ from html import escape
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reports.plots import WIDTH, Plot, _placeholder, _png
-from reports.regression import Trend
+from reports.regression import Trend, change_text
 from reports.tracked import BY_NAME, TRACKED
 from reports.verdict import PASS, brief
 
@@ -63,6 +64,7 @@ def trend_plot(trend: Trend) -> Plot:
                     label="this run")  # fmt: skip
         ax.set_title(f"{BY_NAME[name].label} ({BY_NAME[name].unit})", fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if index == 0:
             ax.legend(fontsize=6, loc="best")
@@ -93,7 +95,8 @@ def trend_table(trend: Trend, changes: list[dict[str, Any]] | None = None) -> st
         if change is None:
             judged, shift = "-", "-"
         else:
-            shift = f"{change['change_pct']:+.1f}% worse (limit {brief(change['limit_pct'])}%)"
+            limit = f"limit {brief(change['limit_pct'])}%" if change["limit_pct"] > 0 else "trend only"
+            shift = f"{change_text(change['change_pct'])} ({limit})"
             judged = '<span class="v fail">regressed</span>' if change["regressed"] else "ok"
         rows.append([
             escape(t.label), _cell(trend.baseline.get(name), t.unit), _cell(trend.bands.get(name), t.unit),

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from reports.criteria import load_criteria
     from reports.history import DEFAULT_FILE, open_history
-    from reports.regression import CRITERION, Current, compare
+    from reports.regression import CRITERION, Current, change_text, compare
     from reports.tracked import BY_NAME
     from reports.verdict import brief, exit_code
 
@@ -90,6 +90,6 @@ def main(args: argparse.Namespace) -> int:
         mark = "REGRESSED" if change.regressed else "ok" if change.limit_pct > 0 else "trend only"
         print(
             f"  {t.label:<36} baseline {brief(change.baseline):>9}  current {brief(change.current):>9} {t.unit:<10}"
-            f" {change.change_pct:+7.1f}%  band ±{brief(change.band):<8} {mark}"
+            f" {change_text(change.change_pct):<16} band ±{brief(change.band):<8} {mark}"
         )
     return exit_code(result.verdict)
