@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from harness.errors import HarnessError
-from reports.tracked import RunFacts
+from reports.tracked import HistoryRun, RunFacts
 
 DEFAULT_FILE = "history.sqlite"
 DEFAULT_STORE = Path("runs") / DEFAULT_FILE
@@ -77,27 +77,6 @@ class PinRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(32), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
     pinned_at: Mapped[float] = mapped_column(Float)
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRun:
-    """A run as the history holds it (plain data, so the comparison needs no database)."""
-
-    facts: RunFacts
-    verdict: str
-    verdicts: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    recorded_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        f = self.facts
-        return {
-            "run_id": f.run_id, "scenario": f.scenario, "profile": f.profile, "target": f.target,
-            "target_version": f.target_version, "harness_version": f.harness_version,
-            "fingerprint": f.fingerprint, "machine": f.machine, "started_at": f.started_at,
-            "recorded_at": self.recorded_at, "verdict": self.verdict, "verdicts": self.verdicts,
-            "run_dir": f.run_dir, "metrics": self.metrics,
-        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

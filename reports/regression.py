@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from harness.errors import HarnessError
 from reports.criteria import Criteria
 from reports.machine import differences
 from reports.runfolder import RunFolder
-from reports.tracked import BY_NAME, TRACKED, RunFacts, measure, run_facts
+from reports.tracked import BY_NAME, TRACKED, HistoryRun, RunFacts, measure, run_facts
 from reports.verdict import FAIL, INCONCLUSIVE, NA, PASS, Finding, Unsupported, brief, worst
 
 CRITERION = "REGRESSION"
@@ -80,7 +81,7 @@ class Trend:
     target: str
     target_version: str
     fingerprint: str
-    runs: list[Any]  # HistoryRun, oldest first, without the current run
+    runs: list[HistoryRun]  # oldest first, without the current run
     baseline: dict[str, float]
     baseline_kind: str
     bands: dict[str, float]
@@ -125,7 +126,7 @@ def same_group(a: RunFacts, b: RunFacts) -> bool:
     return comparable(a, b) and a.fingerprint == b.fingerprint and a.target_version == b.target_version
 
 
-def passing(run: Any) -> bool:
+def passing(run: HistoryRun) -> bool:
     """A run fit to be a baseline: every criterion but REGRESSION passed (or was n/a), and it did not regress.
 
     A REGRESSION that was n/a or inconclusive (first runs, a new machine) does not keep a run out.
@@ -148,7 +149,7 @@ def _limits(cfg: dict[str, Any]) -> dict[str, float]:
     return {t.name: float(cfg[t.name]) for t in TRACKED}
 
 
-def bands(runs: list[Any], cfg: dict[str, Any]) -> dict[str, float]:
+def bands(runs: list[HistoryRun], cfg: dict[str, Any]) -> dict[str, float]:
     """The noise band per measurement: ``band_mads`` x MAD over the comparable passing runs."""
     out = {}
     for t in TRACKED:
@@ -158,7 +159,7 @@ def bands(runs: list[Any], cfg: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def median_baseline(runs: list[Any]) -> dict[str, float]:
+def median_baseline(runs: list[HistoryRun]) -> dict[str, float]:
     """The median of each measurement over ``runs``."""
     out = {}
     for t in TRACKED:
@@ -186,7 +187,7 @@ def changes(current: dict[str, float], baseline: dict[str, float], band: dict[st
     return out
 
 
-def _why_not_comparable(current: RunFacts, others: list[Any]) -> str:
+def _why_not_comparable(current: RunFacts, others: list[HistoryRun]) -> str:
     latest = others[-1].facts
     reasons = []
     if current.fingerprint != latest.fingerprint:
@@ -200,8 +201,8 @@ def _why_not_comparable(current: RunFacts, others: list[Any]) -> str:
     )
 
 
-def compare(current: Current, history: list[Any], cfg: dict[str, Any], pinned: Any = None,
-            explicit: Any = None) -> Comparison:  # fmt: skip
+def compare(current: Current, history: list[HistoryRun], cfg: dict[str, Any], pinned: HistoryRun | None = None,
+            explicit: HistoryRun | None = None) -> Comparison:  # fmt: skip
     """REGRESSION of ``current`` against ``history`` (HistoryRun list), a pinned run, or an explicit baseline.
 
     Only runs that started before ``current`` count, so judging an old run again compares it
@@ -269,7 +270,10 @@ def compare(current: Current, history: list[Any], cfg: dict[str, Any], pinned: A
                       found, trend)  # fmt: skip
 
 
-def scenario_trend(history: list[Any], scenario: str, cfg: dict[str, Any], pinned_for: Any) -> Trend:
+def scenario_trend(
+    history: list[HistoryRun], scenario: str, cfg: dict[str, Any],
+    pinned_for: Callable[[RunFacts], HistoryRun | None],
+) -> Trend:  # fmt: skip
     """The trend of a scenario without a run: the group of its latest recorded run.
 
     ``pinned_for(facts)`` returns that group's pinned run or None. A scenario with no recorded run is a HarnessError.
@@ -304,7 +308,7 @@ def judge_history(folder: RunFolder, scenario: dict[str, Any], criteria: Criteri
     history does not change. A history that cannot be opened makes REGRESSION inconclusive with
     the reason; the rest of the verdict stands.
     """
-    from reports.history import HistoryRun, HistoryStore
+    from reports.history import HistoryStore
 
     comparison: Comparison
     try:

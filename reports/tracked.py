@@ -8,7 +8,7 @@ history and the verdict agree on every number. A measurement the run cannot supp
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reports.criteria import Criteria
@@ -76,6 +76,27 @@ class RunFacts:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.machine)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRun:
+    """A run as the history holds it: plain data, so the comparison needs no database."""
+
+    facts: RunFacts
+    verdict: str
+    verdicts: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    recorded_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        f = self.facts
+        return {
+            "run_id": f.run_id, "scenario": f.scenario, "profile": f.profile, "target": f.target,
+            "target_version": f.target_version, "harness_version": f.harness_version,
+            "fingerprint": f.fingerprint, "machine": f.machine, "started_at": f.started_at,
+            "recorded_at": self.recorded_at, "verdict": self.verdict, "verdicts": self.verdicts,
+            "run_dir": f.run_dir, "metrics": self.metrics,
+        }  # fmt: skip
 
 
 def _target_version(folder: RunFolder) -> str:

@@ -27,9 +27,8 @@ def _run(path: Path, store: Any, criteria: Any) -> Any:
     import orjson
 
     from harness.errors import HarnessError
-    from reports.history import HistoryRun
     from reports.runfolder import load_run_folder
-    from reports.tracked import measure, run_facts
+    from reports.tracked import HistoryRun, measure, run_facts
     from reports.verdict import INCONCLUSIVE, Unsupported
 
     folder = load_run_folder(path)

@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 
 from harness.cli import main as cli_main
 from harness.errors import HarnessError
-from reports.history import VERSION_TABLE, Base, HistoryRun, HistoryStore, open_history, store_url
+from reports.history import VERSION_TABLE, Base, HistoryStore, open_history, store_url
 from reports.judge import judge_run
-from reports.tracked import RunFacts
+from reports.tracked import HistoryRun, RunFacts
 from tests.unit.test_judge_synthetic import Synthetic, write_run
 
 MACHINE = {"cpu_model": "Test CPU", "cores": 4, "memory_mib": 8192, "kernel": "6.1.0"}

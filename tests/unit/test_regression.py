@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from reports.criteria import load_criteria
-from reports.history import HistoryRun
 from reports.regression import CRITERION, Current, compare, mad, passing, scenario_trend
-from reports.tracked import TRACKED, RunFacts
+from reports.tracked import TRACKED, HistoryRun, RunFacts
 from reports.verdict import FAIL, INCONCLUSIVE, NA, PASS
 
 MACHINE = {"cpu_model": "Test CPU 3000", "cores": 8, "memory_mib": 32768, "kernel": "6.1.0"}
