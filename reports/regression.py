@@ -188,16 +188,17 @@ def changes(current: dict[str, float], baseline: dict[str, float], band: dict[st
 
 
 def _why_not_comparable(current: RunFacts, others: list[HistoryRun]) -> str:
-    latest = others[-1].facts
-    reasons = []
-    if current.fingerprint != latest.fingerprint:
-        reasons.append("machine fingerprint differs (" + "; ".join(differences(current.machine, latest.machine)) + ")")
-    versions = sorted({r.facts.target_version for r in others})
-    if current.target_version not in versions:
-        reasons.append(f"target version differs (this run {current.target_version}, history {', '.join(versions)})")
+    """Why none of ``others`` (same scenario, profile, target) is on this machine with this target version."""
+    here = [r for r in others if r.facts.fingerprint == current.fingerprint]
+    if not here:
+        latest = others[-1].facts
+        why = "machine fingerprint differs (" + "; ".join(differences(current.machine, latest.machine)) + ")"
+    else:
+        versions = ", ".join(sorted({r.facts.target_version for r in here}))
+        why = f"target version differs (this run {current.target_version}, history {versions})"
     return (
         f"{len(others)} recorded run(s) of {current.scenario} ({current.profile}) on {current.target}, none on this "
-        f"machine with this target version: {'; '.join(reasons) or 'machine or target version differs'}"
+        f"machine with this target version: {why}"
     )
 
 
@@ -216,13 +217,9 @@ def compare(current: Current, history: list[HistoryRun], cfg: dict[str, Any], pi
     group = [r for r in others if same_group(r.facts, facts)]
     fit = [r for r in group if passing(r)][-int(cfg["baseline_runs"]) :]
     band = bands(fit, cfg)
-    chosen = (
-        explicit
-        if explicit is not None
-        else pinned
-        if pinned is not None and pinned.facts.run_id != facts.run_id
-        else None
-    )
+    chosen = explicit
+    if chosen is None and pinned is not None and pinned.facts.run_id != facts.run_id:
+        chosen = pinned
     if chosen is not None:
         what = "the given baseline" if explicit is not None else "the pinned baseline"
         if chosen.facts.fingerprint != facts.fingerprint:
@@ -244,11 +241,13 @@ def compare(current: Current, history: list[HistoryRun], cfg: dict[str, Any], pi
             return Comparison(INCONCLUSIVE, _why_not_comparable(facts, others))
         need = int(cfg["min_runs"])
         if len(fit) < need:
-            return Comparison(
-                NA,
+            why = (
                 f"only {len(fit)} comparable passing run(s) of {facts.scenario} ({facts.profile}) on this "
-                f"machine, need {need} for a median baseline (or pin one: lqharness baseline set RUN_DIR)",
+                f"machine, need {need} for a median baseline (or pin one: lqharness baseline set RUN_DIR)"
             )
+            early = Trend(facts.scenario, facts.profile, facts.target, facts.target_version, facts.fingerprint,
+                          group, {}, "none yet", band, current)  # fmt: skip
+            return Comparison(NA, why, [], early)
         baseline = median_baseline(fit)
         kind = f"the median of the last {len(fit)} comparable passing runs"
     trend = Trend(facts.scenario, facts.profile, facts.target, facts.target_version, facts.fingerprint,

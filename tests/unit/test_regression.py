@@ -100,7 +100,8 @@ def test_a_different_machine_fingerprint_is_inconclusive_with_the_reason() -> No
 
 
 def test_a_different_target_version_is_inconclusive_with_the_reason() -> None:
-    result = compare(current(50.0, version="2.0"), history([10.0, 10.0, 10.0]), CFG)
+    elsewhere = [HistoryRun(facts(-1, machine=dict(MACHINE, cores=2), version="2.0"), PASS, {}, {})]
+    result = compare(current(50.0, version="2.0"), elsewhere + history([10.0, 10.0, 10.0]), CFG)
     assert result.verdict == INCONCLUSIVE
     assert "target version differs (this run 2.0, history 1.0)" in result.evidence
 
@@ -109,6 +110,7 @@ def test_too_few_comparable_passing_runs_is_not_applicable() -> None:
     runs = [*history([10.0, 10.0]), HistoryRun(facts(5), FAIL, {"SC-054": FAIL}, {"delivery_p99_ms": 10.0})]
     result = compare(current(50.0), runs, CFG)
     assert result.verdict == NA and "only 2 comparable passing run(s)" in result.evidence
+    assert result.trend is not None and len(result.trend.runs) == 3 and result.trend.baseline == {}
 
 
 def test_runs_that_did_not_pass_are_not_baselines() -> None:
