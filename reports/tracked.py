@@ -25,7 +25,7 @@ from reports.measures import (
     rss_window,
     write_counts,
 )
-from reports.runfolder import RunFolder
+from reports.runfolder import RUN_JSON, RunFolder
 from reports.saturation import assess
 from reports.verdict import Unsupported
 
@@ -114,7 +114,7 @@ def run_facts(folder: RunFolder) -> RunFacts:
     """
     run = folder.run
     if run is None or not run.get("run_id"):
-        raise Unsupported(folder.why_missing("run.json") or "run.json names no run_id")
+        raise Unsupported(folder.why_missing(RUN_JSON) or f"{RUN_JSON} names no run_id")
     target: dict[str, Any] = run["target"] if isinstance(run.get("target"), dict) else {}
     versions: dict[str, Any] = run["versions"] if isinstance(run.get("versions"), dict) else {}
     started = run.get("started_at")

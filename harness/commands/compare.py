@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from harness.commands.history import add_history_option
+
+if TYPE_CHECKING:
+    from reports.criteria import Criteria
+    from reports.history import HistoryStore
+    from reports.tracked import HistoryRun
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
 
-def _run(path: Path, store: Any, criteria: Any) -> Any:
+def _run(path: Path, store: HistoryStore, criteria: Criteria) -> HistoryRun:
     """The run as the history holds it, else as its folder says (facts, measurements, verdicts)."""
     import orjson
 
     from harness.errors import HarnessError
+    from harness.runfolder import VERDICT
     from reports.runfolder import load_run_folder
     from reports.tracked import HistoryRun, measure, run_facts
     from reports.verdict import INCONCLUSIVE, Unsupported
@@ -40,9 +46,9 @@ def _run(path: Path, store: Any, criteria: Any) -> Any:
     if recorded is not None:
         return recorded
     verdicts: dict[str, str] = {}
-    verdict = INCONCLUSIVE
+    verdict: str = INCONCLUSIVE
     try:
-        document = orjson.loads((folder.path / "verdict.json").read_bytes())
+        document = orjson.loads((folder.path / VERDICT).read_bytes())
         scenario = document["scenarios"][0]
         verdict = str(scenario["verdict"])
         verdicts = {str(c["id"]): str(c["verdict"]) for c in scenario["criteria"]}
@@ -55,11 +61,12 @@ def main(args: argparse.Namespace) -> int:
     import orjson
 
     from harness.errors import HarnessError
+    from harness.runfolder import verdict_exit_code
     from reports.criteria import load_criteria
     from reports.history import DEFAULT_FILE, open_history
     from reports.regression import CRITERION, Current, change_text, compare
     from reports.tracked import BY_NAME
-    from reports.verdict import brief, exit_code
+    from reports.verdict import brief
 
     for path in (args.run_dir, args.baseline):
         if path is not None and not path.is_dir():
@@ -81,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         out = {"run_id": f.run_id, "verdict": result.verdict, "evidence": result.evidence,
                "metrics": [c.to_dict() for c in result.changes]}  # fmt: skip
         print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
-        return exit_code(result.verdict)
+        return verdict_exit_code(result.verdict)
     print(f"{f.scenario} ({f.profile}) run {f.run_id}: REGRESSION {result.verdict.upper()}")
     print(f"  {result.evidence}")
     for change in result.changes:
@@ -91,4 +98,4 @@ def main(args: argparse.Namespace) -> int:
             f"  {t.label:<36} baseline {brief(change.baseline):>9}  current {brief(change.current):>9} {t.unit:<10}"
             f" {change_text(change.change_pct):<16} band ±{brief(change.band):<8} {mark}"
         )
-    return exit_code(result.verdict)
+    return verdict_exit_code(result.verdict)
