@@ -19,6 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import JSON, Engine, Float, ForeignKey, String, create_engine, delete, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
@@ -154,7 +155,11 @@ class HistoryStore:
         self.url = location if isinstance(location, URL) else store_url(location)
         with self._guard("cannot open"):
             self.engine = create_engine(self.url)
-            migrate(self.engine)
+            try:
+                migrate(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def __enter__(self) -> HistoryStore:
@@ -171,7 +176,7 @@ class HistoryStore:
         """Database errors as a one-line ``HarnessError`` naming the store."""
         try:
             yield
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, CommandError) as exc:  # CommandError: a schema newer than this harness knows
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise HarnessError(f"history {describe(self.url)}: {doing}: {reason}") from exc
 

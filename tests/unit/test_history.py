@@ -192,3 +192,13 @@ def test_bad_input_is_one_line(
     code = cli_main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_history_from_a_newer_harness_is_a_one_line_error(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    with HistoryStore(tmp_path / "h.sqlite") as store, store.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(HarnessError, match="cannot open: Can't locate revision") as caught:
+        HistoryStore(tmp_path / "h.sqlite")
+    assert "\n" not in str(caught.value)
