@@ -22,11 +22,11 @@ from harness.errors import HarnessError
 from reports.criteria import Criteria
 from reports.machine import differences
 from reports.runfolder import RunFolder
+from reports.saturation import SATURATED
 from reports.tracked import BY_NAME, TRACKED, HistoryRun, RunFacts, measure, run_facts
 from reports.verdict import FAIL, INCONCLUSIVE, NA, PASS, Finding, Unsupported, brief, worst
 
 CRITERION = "REGRESSION"
-SETTINGS = ("title", "baseline_runs", "min_runs", "band_mads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +337,7 @@ def judge_history(folder: RunFolder, scenario: dict[str, Any], criteria: Criteri
 def _saturated(comparison: Comparison, scenario: dict[str, Any]) -> Comparison:
     """A failing comparison of a run whose load generator saturated is inconclusive (the generator may be slow)."""
     generator = scenario.get("generator") or {}
-    if comparison.verdict != FAIL or generator.get("state") != "saturated":
+    if comparison.verdict != FAIL or generator.get("state") != SATURATED:
         return comparison
     evidence = f"load generator saturated ({generator.get('evidence')}), so the regression may be the generator's; "
     return Comparison(INCONCLUSIVE, evidence + comparison.evidence, comparison.changes, comparison.trend)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reports.criteria import load_criteria
-from reports.regression import CRITERION, Current, compare, mad, passing, scenario_trend
+from reports.regression import CRITERION, Current, _saturated, compare, mad, passing, scenario_trend
 from reports.tracked import TRACKED, HistoryRun, RunFacts
 from reports.verdict import FAIL, INCONCLUSIVE, NA, PASS
 
@@ -156,3 +156,12 @@ def test_the_trend_of_a_scenario_without_a_run_uses_its_latest_group() -> None:
     trend = scenario_trend(runs, "live.high-frequency", CFG, lambda f: None)
     assert trend.baseline["delivery_p99_ms"] == 11.0 and trend.bands["delivery_p99_ms"] == 3.0
     assert len(trend.runs) == 3 and trend.current is None
+
+
+def test_a_regression_while_the_generator_saturated_is_inconclusive() -> None:
+    failed = compare(current(12.0), history([10.0, 10.0, 10.0]), CFG)
+    scenario = {"generator": {"state": "saturated", "evidence": "generator local pid 7 at >= 90% of a core"}}
+    result = _saturated(failed, scenario)
+    assert failed.verdict == FAIL and result.verdict == INCONCLUSIVE
+    assert result.evidence.startswith("load generator saturated (generator local pid 7") and result.changes
+    assert _saturated(failed, {"generator": {"state": "healthy"}}) is failed
