@@ -13,7 +13,7 @@ from typing import Any
 
 from reports.criteria import Criteria
 from reports.degradation import degradation
-from reports.machine import fingerprint, machine_facts
+from reports.machine import FINGERPRINT_KEYS, fingerprint, machine_facts
 from reports.measures import (
     MIB,
     delivery_totals,
@@ -107,8 +107,16 @@ def _target_version(folder: RunFolder) -> str:
     return "unknown"
 
 
+def _machine(run: dict[str, Any]) -> dict[str, Any]:
+    """The machine the run ran on (run.json ``machine``), else this one (a run folder from before it was recorded)."""
+    recorded = run.get("machine")
+    if isinstance(recorded, dict) and all(key in recorded for key in FINGERPRINT_KEYS):
+        return dict(recorded)
+    return machine_facts()
+
+
 def run_facts(folder: RunFolder) -> RunFacts:
-    """The run's identity from run.json; the machine is this one (the judge runs where the run ran).
+    """The run's identity from run.json: scenario, profile, target and versions, and the machine it ran on.
 
     Raises ``Unsupported`` when run.json is unusable or names no run id.
     """
@@ -125,7 +133,7 @@ def run_facts(folder: RunFolder) -> RunFacts:
         target=str(target.get("name") or "unknown"),
         target_version=_target_version(folder),
         harness_version=str(versions.get("harness") or "unknown"),
-        machine=machine_facts(),
+        machine=_machine(run),
         started_at=float(started) if isinstance(started, int | float) else 0.0,
         run_dir=str(folder.path),
     )

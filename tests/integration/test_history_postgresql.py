@@ -25,7 +25,7 @@ from alembic.runtime.migration import MigrationContext
 
 from harness.cli import main as cli_main
 from reports.history import VERSION_TABLE, Base, HistoryStore
-from tests.unit.test_history import regression, synthetic_run
+from tests.support.history import regression, synthetic_run
 
 INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-postgresql.sh"
 ROOT = Path(__file__).resolve().parents[2]

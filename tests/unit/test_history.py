@@ -3,10 +3,8 @@ runs recorded once by run id (judging again changes nothing), and a REGRESSION j
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -18,33 +16,14 @@ from harness.errors import HarnessError
 from reports.history import VERSION_TABLE, Base, HistoryStore, open_history, store_url
 from reports.judge import judge_run
 from reports.tracked import HistoryRun, RunFacts
-from tests.unit.test_judge_synthetic import Synthetic, write_run
+from tests.support.history import regression, synthetic_run
 
 MACHINE = {"cpu_model": "Test CPU", "cores": 4, "memory_mib": 8192, "kernel": "6.1.0"}
-LATENCY = {"p50": 4.0, "p95": 12.0, "p99": 20.0, "max": 45.0, "count": 9000}
 
 
 def a_run(n: int, verdict: str = "pass", **metrics: float) -> HistoryRun:
     facts = RunFacts(f"run-{n}", "live.x", "quick", "ref", "1.0", "0.1.0", MACHINE, 1000.0 + n, f"runs/run-{n}")
     return HistoryRun(facts, verdict, {"SC-051": verdict}, dict(metrics) or {"delivery_p99_ms": 10.0 + n}, 5.0)
-
-
-def synthetic_run(runs: Path, n: int, p99: float = 20.0) -> Path:
-    """A synthetic run folder ``runs/run-<n>`` with its own run id and start, and delivery latency ``p99``."""
-    spec = Synthetic(criteria=["SC-051", "SC-054"], totals={"latency_ms": dict(LATENCY, p99=p99)})
-    made = write_run(runs.parent / f"scratch-{n}", spec)
-    folder = runs / f"run-{n}"
-    runs.mkdir(exist_ok=True)
-    shutil.move(made, folder)
-    record = orjson.loads((folder / "run.json").read_bytes())
-    record.update(run_id=f"20240101-0000{n:02d}-abcd", started_at=record["started_at"] + 1000 * n)
-    (folder / "run.json").write_bytes(orjson.dumps(record))
-    return folder
-
-
-def regression(folder: Path) -> dict[str, Any]:
-    document = orjson.loads((folder / "verdict.json").read_bytes())
-    return next(c for c in document["scenarios"][0]["criteria"] if c["id"] == "REGRESSION")
 
 
 def test_store_records_a_run_once_and_reads_it_back(tmp_path: Path) -> None:
@@ -202,3 +181,14 @@ def test_a_history_from_a_newer_harness_is_a_one_line_error(tmp_path: Path) -> N
     with pytest.raises(HarnessError, match="cannot open: Can't locate revision") as caught:
         HistoryStore(tmp_path / "h.sqlite")
     assert "\n" not in str(caught.value)
+
+
+def test_the_machine_is_the_one_run_json_names(tmp_path: Path) -> None:
+    folder = synthetic_run(tmp_path / "runs", 0)
+    record = orjson.loads((folder / "run.json").read_bytes())
+    record["machine"] = MACHINE
+    (folder / "run.json").write_bytes(orjson.dumps(record))
+    judge_run(folder, quiet=True, report=False)
+    with HistoryStore(tmp_path / "runs" / "history.sqlite") as store:
+        (run,) = store.runs()
+    assert run.facts.machine == MACHINE
