@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test nightly bench lint clean
+.PHONY: run test nightly nightly-tests bench lint clean
+
+# `make nightly`: where the run folders go, and the run history they record into and compare with
+# (history.sqlite in NIGHTLY_OUT unless HISTORY names a database, e.g. HISTORY=postgresql://lqh@db/lqh).
+NIGHTLY_OUT ?= runs
+HISTORY ?=
+HISTORY_ARGS = $(if $(HISTORY),--history '$(HISTORY)')
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,13 +19,22 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/lqharness run live stress.writers-listeners --quick
+	$(BIN)/lqharness run live stress.writers-listeners --quick $(HISTORY_ARGS)
 
 test: lint
 	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"
+	@bash scripts/install-postgresql.sh || echo "postgresql not installed: the shared-history test will skip"
 	$(BIN)/python -m pytest -q
 
+# Every scenario at full length; each run is recorded in the history and judged against its baseline
+# (REGRESSION). The history table follows; the exit code is the runs' (0 pass, 1 fail, 2 inconclusive).
 nightly: $(STAMP)
+	@status=0; $(BIN)/lqharness run live stress --out $(NIGHTLY_OUT) $(HISTORY_ARGS) || status=$$?; \
+	$(BIN)/lqharness history $(if $(HISTORY),$(HISTORY_ARGS),--history $(NIGHTLY_OUT)/history.sqlite) --limit 40; \
+	exit $$status
+
+# The full-length stress profiles as pytest tests of the harness itself (each criterion judged with evidence).
+nightly-tests: $(STAMP)
 	$(BIN)/python -m pytest -q -m nightly
 
 bench: $(STAMP)

@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "judge": ("harness.commands.judge", "judge a run folder again, optionally with another criteria file"),
     "bench": ("harness.commands.bench", "benchmark the reference server and the load generator's checks"),
+    "history": ("harness.commands.history", "list the recorded runs, or render a scenario's trend (--html)"),
+    "baseline": ("harness.commands.baseline", "pin a recorded run as the baseline of its scenario and machine"),
+    "compare": ("harness.commands.compare", "compare a run folder with its baseline (the REGRESSION criterion)"),
 }
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from reports.criteria import Criteria
 from reports.plots import render_plots
+from reports.regression import CRITERION, Trend
 from reports.runfolder import RunFolder
+from reports.trends import trend_section
 from reports.verdict import brief
 
 CSS = """
@@ -148,9 +150,10 @@ def _phase_rows(folder: RunFolder) -> list[list[str]]:
     ]  # fmt: skip
 
 
-def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteria) -> str:
-    """The whole report page as a string."""
+def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteria, trend: Trend | None = None) -> str:
+    """The whole report page as a string; ``trend`` is the comparable history behind REGRESSION."""
     scenario = document["scenarios"][0]
+    regression: dict[str, Any] = next((c for c in scenario.get("criteria", []) if c.get("id") == CRITERION), {})
     generator = scenario.get("generator") or {}
     phase_rows = _phase_rows(folder)
     figures = "".join(
@@ -170,6 +173,7 @@ def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteri
         f'<p class="note">Criteria from {escape(str(scenario.get("criteria_source")))}. Load generator: '
         f"{escape(str(generator.get('state')))} — {escape(str(generator.get('evidence')))}</p>",
         _criteria_table(scenario),
+        trend_section(trend, regression.get("metrics")),
         "<h2>Delivery</h2>",
         _delivery_table(scenario),
         "<h3>Anomaly witnesses</h3>",

@@ -168,21 +168,28 @@ def _write(path: Path, data: bytes) -> None:
         raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def judge_run(run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True) -> int:
+def judge_run(
+    run_dir: Path, criteria_path: Path | None = None, quiet: bool = False, *, report: bool = True,
+    history: str | Path | None = None,
+) -> int:  # fmt: skip
     """Judge one run folder, write verdict.json, junit.xml and (unless ``report`` is false) report.html into it,
     return the exit code. A run folder that does not exist or an unusable criteria file raises ``HarnessError``.
+    The run is compared with and recorded in the run history (``history``: URL or file, default beside the run).
     """
     from reports.html import render_report
     from reports.junit import junit_xml
+    from reports.regression import judge_history
     from reports.terminal import summary_table
 
     criteria = load_criteria(criteria_path)
     folder = load_run_folder(Path(run_dir))
-    document = verdict_document(folder, criteria, [evaluate(folder, criteria)])
+    scenario = evaluate(folder, criteria)
+    comparison = judge_history(folder, scenario, criteria, history)
+    document = verdict_document(folder, criteria, [scenario])
     _write(folder.path / VERDICT, dump_json(document))
     _write(folder.path / JUNIT, junit_xml(document))
     if report:
-        _write(folder.path / REPORT, render_report(folder, document, criteria).encode())
+        _write(folder.path / REPORT, render_report(folder, document, criteria, comparison.trend).encode())
     if not quiet:
         print(summary_table(document))
         if report:

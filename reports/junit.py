@@ -15,6 +15,23 @@ def _message(criterion: dict[str, Any]) -> str:
     )
 
 
+def _regressed_cases(suite: ET.Element, classname: str, criterion: dict[str, Any]) -> int:
+    """One failing testcase per regressed measurement of a criterion that lists ``metrics`` (REGRESSION),
+    added to ``suite``; returns how many."""
+    regressed = [m for m in criterion.get("metrics") or [] if isinstance(m, dict) and m.get("regressed")]
+    for metric in regressed:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=f"{criterion.get('id')} {metric.get('name')}",
+                             time="0")  # fmt: skip
+        message = (
+            f"{metric.get('label')}: baseline {brief(metric.get('baseline'))} {metric.get('unit')}, current "
+            f"{brief(metric.get('current'))}, change {brief(metric.get('change_pct'))}% worse (limit "
+            f"{brief(metric.get('limit_pct'))}%), noise band ±{brief(metric.get('band'))}"
+        )
+        failure = ET.SubElement(case, "failure", message=message, type="regression")
+        failure.text = message
+    return len(regressed)
+
+
 def junit_xml(document: dict[str, Any]) -> bytes:
     """A <testsuites> document: fail -> <failure>, inconclusive and n/a -> <skipped> with the reason."""
     suites = ET.Element("testsuites", name="lqharness")
@@ -39,6 +56,9 @@ def junit_xml(document: dict[str, Any]) -> bytes:
                 ET.SubElement(case, "skipped", message=_message(criterion))
             out = ET.SubElement(case, "system-out")
             out.text = _message(criterion)
+            regressed = _regressed_cases(suite, name, criterion)
+            counts["tests"] += regressed
+            counts["failures"] += regressed
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value

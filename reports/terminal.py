@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.verdict import FAIL, INCONCLUSIVE, brief
+from reports.verdict import FAIL, INCONCLUSIVE, NA, brief
 
 WIDTHS = (12, 12, 40, 34)
 SHORT = {
@@ -33,12 +33,18 @@ def _row(cells: tuple[str, ...]) -> str:
 
 def summary_table(document: dict[str, Any]) -> str:
     """A column header, then per scenario its verdict and one row per criterion (criterion, verdict, value,
-    threshold); failed and inconclusive ones get a reason line while the scenario stays within 15 lines."""
+    threshold); failed and inconclusive ones get a reason line while the scenario stays within 15 lines.
+    When the rows alone would pass 15 lines, the n/a criteria are only named on the scenario's line."""
     lines = [_row(("criterion", "verdict", "value", "threshold"))]
     for scenario in document.get("scenarios", []):
         criteria = scenario.get("criteria", [])
+        head = f"{scenario.get('name')}: {str(scenario.get('verdict')).upper()}"
+        skipped = [str(c.get("id")) for c in criteria if c.get("verdict") == NA]
+        if 1 + len(criteria) > MAX_LINES and skipped:
+            criteria = [c for c in criteria if c.get("verdict") != NA]
+            head += f"  (n/a: {', '.join(skipped)})"
+        lines.append(head)
         spare = MAX_LINES - 1 - len(criteria)
-        lines.append(f"{scenario.get('name')}: {str(scenario.get('verdict')).upper()}")
         for c in criteria:
             cells = (
                 str(c.get("id")),

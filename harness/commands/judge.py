@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands.history import add_history_option
 from harness.runfolder import JUNIT, REPORT, VERDICT
 
 
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML file overriding the default thresholds (same tables and keys as reports/criteria.toml)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_history_option(parser, "history.sqlite beside each RUN_DIR")
     parser.add_argument("--no-report", action="store_true", help=f"write {VERDICT} and {JUNIT} only, no {REPORT}")
 
 
@@ -28,11 +30,15 @@ def main(args: argparse.Namespace) -> int:
     """Judge each run folder; the exit code is the worst verdict (``exitcodes.combine``)."""
     from harness import exitcodes
     from harness.errors import HarnessError
+    from reports.history import store_url
     from reports.judge import judge_run
 
     for run_dir in args.run_dirs:
         if not run_dir.is_dir():
             raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
+    if args.history is not None:
+        store_url(args.history)  # a malformed URL is an error before anything is judged
     return exitcodes.combine(
-        judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report) for run_dir in args.run_dirs
+        judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report, history=args.history)
+        for run_dir in args.run_dirs
     )

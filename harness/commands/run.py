@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from harness.commands.history import add_history_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -56,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="start the reference server with this fault (see `lqharness serve --help`); repeatable",
     )
+    add_history_option(parser, "history.sqlite in the --out directory")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,6 +77,10 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
+    if args.history is not None:
+        from reports.history import store_url
+
+        store_url(args.history)  # a malformed URL is an error before the run, not after it
     scenarios = resolve(args.scenarios, RULES)
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
@@ -85,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         out_dir=args.out,
         criteria=args.criteria,
         server_args=tuple(a for spec in args.fault for a in ("--fault", spec)),
+        history=args.history,
     )
     runner = Runner(options)
     codes = [runner.run(s) for s in scenarios]

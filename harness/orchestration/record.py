@@ -19,6 +19,7 @@ import orjson
 from harness.errors import HarnessError
 from harness.runfolder import PHASES, RUN_JSON, RunStatus, write_json_atomic
 from harness.scenarios.catalogue import Scenario
+from reports.machine import machine_facts
 
 
 def _versions() -> dict[str, str]:
@@ -62,6 +63,7 @@ class RunRecord:
                 "profile": scenario.profile(quick),
                 "target": {"name": target, "url": target_url, "features": [], "pid": None},
                 "versions": _versions(),
+                "machine": machine_facts(),
                 "workers": workers,
                 "started_at": time.time(),
                 "ended_at": None,

@@ -44,6 +44,7 @@ class RunOptions:
     out_dir: Path = Path("runs")
     criteria: Path | None = None
     server_args: tuple[str, ...] = ()  # extra `lqharness serve` flags (faults, limits) for the ref target
+    history: str | None = None  # run history URL or file; None: history.sqlite in out_dir
     progress: Callable[[str], None] = print
 
 
@@ -266,4 +267,4 @@ class Runner:
     def _judge(self, record: RunRecord) -> int:
         from reports.judge import judge_run
 
-        return judge_run(record.path, self.options.criteria)
+        return judge_run(record.path, self.options.criteria, history=self.options.history)

@@ -57,7 +57,7 @@ def test_terminal_table_is_short_and_names_each_criterion(tmp_path: Path) -> Non
     table = summary_table(document).splitlines()
     assert len(table) <= 17  # the column header, 15 for the scenario, the overall verdict
     assert table[0].split() == ["criterion", "verdict", "value", "threshold"]
-    assert table[1] == "stress.synthetic: FAIL" and table[-1] == "verdict: FAIL"
+    assert table[1] == "stress.synthetic: FAIL  (n/a: REGRESSION)" and table[-1] == "verdict: FAIL"
     for cid in ALL_CRITERIA:
         assert any(line.split()[:1] == [cid] for line in table), cid
     assert any("lost=2" in line for line in table)
@@ -65,7 +65,7 @@ def test_terminal_table_is_short_and_names_each_criterion(tmp_path: Path) -> Non
     run_dir = write_run(tmp_path / "few", Synthetic(criteria=["SC-051", "SC-054"], totals={"lost": 2}))
     judge_run(run_dir, quiet=True, report=False)
     table = summary_table(orjson.loads((run_dir / "verdict.json").read_bytes())).splitlines()
-    assert len(table) == 6 and "lost 2" in table[3]  # the reason line under the failure
+    assert len(table) == 7 and "lost 2" in table[3]  # the reason line under the failure; REGRESSION last
 
 
 def test_junit_has_one_testcase_per_criterion_with_counts(tmp_path: Path) -> None:
@@ -77,8 +77,8 @@ def test_junit_has_one_testcase_per_criterion_with_counts(tmp_path: Path) -> Non
     suite = root.find("testsuite")
     assert suite is not None and suite.get("name") == "stress.synthetic"
     cases = {c.get("name", "").split()[0]: c for c in suite.iter("testcase")}
-    assert list(cases) == ["SC-051", "SC-052", "SC-055", "SC-058"]
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "2")
+    assert list(cases) == ["SC-051", "SC-052", "SC-055", "SC-058", "REGRESSION"]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "3")
     failure = cases["SC-051"].find("failure")
     assert (
         failure is not None and "duplicates 4" in (failure.text or "") and "fail: value" in failure.get("message", "")
