@@ -122,21 +122,17 @@ class Stream:
 
 
 def effective_marks(led: WriterLedger, gap: Disconnect) -> tuple[int, int]:
-    """(wseq, deleted row) marks of ``led``'s writer at ``gap``, each raised by what the other one proves.
+    """(wseq, deleted row) marks of ``led``'s writer at ``gap``.
 
-    A delivered write or delete proves delivered-before-it every operation of the same writer that
-    certainly ended before it started (the writer runs one at a time, its ledger's own clock says so):
-    deletes carry no wseq, so this is how a delete takes its place in the writer's order.
+    The tracker's delete mark already counts the deletes that delivered writes proved (their
+    ``last_delete``). A delivered delete proves, in turn, every write that certainly ended before
+    it started (the writer runs one operation at a time; its ledger's own clock says so).
     """
     mark = gap.marks.get(led.writer_id)
     wseq = (mark.wseq if mark else None) or 0
     deleted = (mark.deleted if mark else None) or 0
-    if wseq:
-        started = led.times.invoked_not_before(wseq)
-        if started is not None:
-            deleted = max(deleted, led.delete_times.last_acked_at_or_before(started))
-    if mark is not None and mark.deleted:
-        started = led.delete_times.invoked_not_before(mark.deleted)
+    if deleted:
+        started = led.delete_times.invoked_not_before(deleted)
         if started is not None:
             wseq = max(wseq, led.times.last_acked_at_or_before(started))
     return wseq, deleted

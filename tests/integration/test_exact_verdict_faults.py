@@ -90,6 +90,15 @@ CASES = [
         {"malformed": 4, "lost": 4},
         ["SC-054", "SC-057"],
     ),
+    # 10: live.ordering's insert m2 held back until after the delete of m1, which its writer made later
+    (
+        "10-delete-before-an-earlier-insert",
+        "reorder:every=2,op=insert",
+        "live.ordering",
+        "SC-051",
+        {"out_of_order": 1},
+        ["SC-052", "SC-053", "SC-054", "SC-057"],
+    ),  # fmt: skip
 ]
 ANOMALY_KEYS = (
     "lost", "duplicates", "out_of_order", "unexpected", "aborted", "outside_filter", "other_user", "stale",

@@ -269,6 +269,38 @@ def test_case9_every_written_column_of_a_new_row_is_checked() -> None:
         assert all(report["totals"][k] == 0 for k in (Anomaly.OLD_VALUE, Anomaly.OUT_OF_ORDER)), _counts(report)
 
 
+# -- case 10: a delete takes its place in its writer's order -----------------------------------------
+
+
+def _case10_world() -> tuple[World, list[Change]]:
+    """Insert 1..3, delete row 1, insert 4..6, update row 2 (the issue's writer)."""
+    world = World()
+    world.writer(1, 10)
+    for _ in range(3):
+        world.insert(1)
+    world.delete(1, 1)
+    for _ in range(3):
+        world.insert(1)
+    world.update(1, 2)
+    return world, list(world.changes)
+
+
+def test_case10_a_delete_arriving_after_a_later_write_of_its_writer_is_out_of_order() -> None:
+    world, changes = _case10_world()
+    delete = changes.pop(3)
+    report = world.check(world.listen([*changes, delete]))  # the delete last, after update 2
+    assert _counts(report) == {Anomaly.OUT_OF_ORDER: 1}
+    assert _witnesses(report, Anomaly.OUT_OF_ORDER)[0]["op"] == "delete"
+
+
+def test_case10_a_delete_arriving_before_an_earlier_write_of_its_writer_is_out_of_order() -> None:
+    world, changes = _case10_world()
+    delete = changes.pop(3)
+    report = world.check(world.listen([changes[0], delete, *changes[1:]]))  # the delete before insert 2
+    assert _counts(report) == {Anomaly.OUT_OF_ORDER: 1}  # one displaced message counts once
+    assert _witnesses(report, Anomaly.OUT_OF_ORDER)[0]["wseq"] == 2
+
+
 # -- case 11: a subscription without resume delivering old writes --------------------------------------
 
 
