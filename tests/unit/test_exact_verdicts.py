@@ -4,6 +4,7 @@ project's own classes, and the verdict it must give."""
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 from harness.delivery.anomalies import Anomaly
 from harness.delivery.identity import row_id
 from harness.delivery.ledger import WriterLedger
+from harness.plan import ReconnectSpec
 from harness.targets.base import Change, Op, Outcome, WriteResult
 from locustfiles.listeners import ListenerUser
 from locustfiles.writers import LiveRows
@@ -101,6 +103,35 @@ def test_case1_a_listener_that_ends_before_the_stop_is_an_anomaly_not_silence() 
     assert report["totals"][Anomaly.ENDED_EARLY] == 1
     (witness,) = _witnesses(report, Anomaly.ENDED_EARLY)
     assert witness["listener"] == "l1" and "raised" in witness["observed"]
+
+
+class _PlannedSub(_Sub):
+    """A subscription that leaves after 3 changes (a planned reconnect) and whose close takes its time."""
+
+    def __init__(self, changes: list[Change]) -> None:
+        super().__init__(changes)
+        self._script = list(changes)
+        self.spec = SimpleNamespace(reconnect=ReconnectSpec(after_changes=3, away_seconds=0.0))
+        self.closed_at: list[int] = []
+
+    def close(self) -> None:
+        self.closed_at.append(time.time_ns())
+        time.sleep(0.05)  # a client close waits for the server's echo
+
+    def stop_wait(self, seconds: float) -> bool:
+        return False
+
+
+def test_suspicion_a_planned_reconnect_is_stamped_before_close_waits() -> None:
+    world = World()
+    world.standard()
+    tracker = world.tracker()
+    tracker.mark_ready(T0 + 500 * MS)
+    sub = _PlannedSub(world.changes)
+    user = SimpleNamespace(fire=lambda *args: None)
+    assert ListenerUser._receive(user, sub, tracker) is None  # type: ignore[arg-type]
+    (gap,) = tracker.disconnects
+    assert gap.expected and gap.down_ns <= sub.closed_at[0]
 
 
 # -- cases 2, 3, 6: marks, not time, decide what a resumed gap excuses ---------------------------------
