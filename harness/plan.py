@@ -140,7 +140,6 @@ class Extras:
     observe_seconds: float = 0.0  # after the load, the runner keeps sampling the server
     release_seconds: float | None = None  # after the load, memory must be back near its baseline by then
     warmup_seconds: float | None = None  # start of the load excluded from the memory baseline
-    gap_slack_seconds: float | None = None  # the checker's slack before a missing change counts as a gap
     target_insert_rate: float | None = None  # inserts/s the scenario means to sustain
     memory_limit_mb: float | None = None  # the memory bound the server runs under
     server_args: tuple[str, ...] = ()  # extra `lqharness serve` flags for the reference server

@@ -92,6 +92,7 @@ class WriterStream:
         self.wseq = 0
         self.n = 0
         self.skipped = 0  # update/delete steps with no live row to act on
+        self.last_delete = 0  # row number of the last delete attempted: every later write carries it
         self._rng = random.Random(spec.writer_id)
         self._step = -1
         self._step_ops = 0
@@ -166,7 +167,9 @@ class WriterStream:
         self.wseq += 1
         self.n += 1
         spec = self.spec
-        row = insert_row(spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes)
+        row = insert_row(
+            spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes, self.last_delete
+        )
         result = session.insert(row)
         self.ledger.record("insert", self.wseq, result)
         if result.outcome is Outcome.OK:
@@ -177,7 +180,8 @@ class WriterStream:
         self.wseq += 1
         rid = row_id(self.spec.writer_id, n)
         version = self.rows.versions[n] + 1
-        result = session.update(rid, update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes))
+        changes = update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes, self.last_delete)
+        result = session.update(rid, changes)
         self.ledger.record("update", self.wseq, result, supersedes=self.rows.wseqs[n])
         if result.outcome is Outcome.OK:
             self.rows.versions[n] = version
@@ -187,6 +191,7 @@ class WriterStream:
         return result
 
     def _delete(self, session: WriterSession, n: int) -> WriteResult:
+        self.last_delete = n
         result = session.delete(row_id(self.spec.writer_id, n))
         self.ledger.record("delete", n, result, supersedes=self.rows.wseqs[n])
         self.rows.remove(n)  # deleted, or unknown: either way deletes stay in increasing row order

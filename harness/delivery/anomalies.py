@@ -31,7 +31,8 @@ class Anomaly(enum.StrEnum):
     DUPLICATE = "duplicates", "a write (insert, update or delete) the listener received more than once"
     OUT_OF_ORDER = (
         "out_of_order",
-        "a write received after a later write of the same writer, or a row's change after that row's delete",
+        "a write (insert, update or delete) received after one its writer made later, or a row's change after "
+        "that row's delete",
     )
     UNEXPECTED = "unexpected", "a received write that its writer never attempted"
     ABORTED = "aborted", "a received write that the server refused (its writer's ledger has it as failed)"

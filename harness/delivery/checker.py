@@ -106,7 +106,7 @@ class Stream:
 
     ``deletes`` streams are keyed by row number, the others by wseq. ``current`` are the
     keys still their row's version at the end (none for deletes); ``owed`` the keys the
-    tracker proved a resume owed.
+    tracker proved a resume owed; ``marks`` the stream's mark at each disconnect.
     """
 
     writer: int
@@ -118,9 +118,28 @@ class Stream:
     got: RangeSet
     current: RangeSet
     owed: RangeSet
+    marks: tuple[int, ...]
 
 
-def _streams(led: WriterLedger, got: Delivered) -> tuple[Stream, Stream]:
+def effective_marks(led: WriterLedger, gap: Disconnect) -> tuple[int, int]:
+    """(wseq, deleted row) marks of ``led``'s writer at ``gap``.
+
+    The tracker's delete mark already counts the deletes that delivered writes proved (their
+    ``last_delete``). A delivered delete proves, in turn, every write that certainly ended before
+    it started (the writer runs one operation at a time; its ledger's own clock says so).
+    """
+    mark = gap.marks.get(led.writer_id)
+    wseq = (mark.wseq if mark else None) or 0
+    deleted = (mark.deleted if mark else None) or 0
+    if deleted:
+        started = led.delete_times.invoked_not_before(deleted)
+        if started is not None:
+            wseq = max(wseq, led.times.last_acked_at_or_before(started))
+    return wseq, deleted
+
+
+def _streams(led: WriterLedger, got: Delivered, gaps: list[Disconnect]) -> tuple[Stream, Stream]:
+    marks = [effective_marks(led, gap) for gap in gaps]
     writes = Stream(
         led.writer_id,
         False,
@@ -131,6 +150,7 @@ def _streams(led: WriterLedger, got: Delivered) -> tuple[Stream, Stream]:
         got.delivered,
         led.current,
         got.owed,
+        tuple(m[0] for m in marks),
     )
     deletes = Stream(
         led.writer_id,
@@ -142,6 +162,7 @@ def _streams(led: WriterLedger, got: Delivered) -> tuple[Stream, Stream]:
         got.deleted,
         RangeSet(),
         RangeSet(),
+        tuple(m[1] for m in marks),
     )
     return writes, deletes
 
@@ -153,17 +174,11 @@ def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
     return RangeSet([(lo, hi)] if lo <= hi and lo < INF else [])
 
 
-def _mark(gap: Disconnect, stream: Stream) -> int:
-    mark = gap.marks.get(stream.writer)
-    value = None if mark is None else (mark.deleted if stream.deletes else mark.wseq)
-    return value or 0
-
-
-def excused(stream: Stream, gap: Disconnect, replays: bool) -> RangeSet:
-    """Keys of ``stream`` that ``gap`` excuses (see the module docstring and docs/excuse-rule.md)."""
+def excused(stream: Stream, gap: Disconnect, mark: int, replays: bool) -> RangeSet:
+    """Keys of ``stream`` that ``gap`` (with ``mark``) excuses (see the module docstring and docs/excuse-rule.md)."""
+    above = mark + 1
     if gap.up_ns is None:  # never came back: the listener's end bounds what it was owed
-        return RangeSet([(_mark(gap, stream) + 1, INF)])
-    above = _mark(gap, stream) + 1
+        return RangeSet([(above, INF)])
     if not gap.resumed:
         last = stream.times.first_invoked_at_or_after(gap.up_ns) - 1
         return RangeSet([(above, last)] if above <= last else [])
@@ -183,8 +198,8 @@ def classify(stream: Stream, summary: ListenerSummary, windows: Windows, replays
         if lo <= hi:
             must.add_range(lo, hi)
     must = must.intersection(stream.ok)
-    for gap in summary.disconnects:
-        must = must.difference(excused(stream, gap, replays))
+    for gap, mark in zip(summary.disconnects, stream.marks, strict=True):
+        must = must.difference(excused(stream, gap, mark, replays))
     if windows.life is None:
         return must, RangeSet()
     life = _touching(stream.times, *windows.life)
@@ -196,11 +211,11 @@ def stale(stream: Stream, summary: ListenerSummary) -> RangeSet:
     out = RangeSet()
     if stream.deletes:
         return out
-    for gap in summary.disconnects:
+    for gap, mark in zip(summary.disconnects, stream.marks, strict=True):
         first = gap.first_live.get(stream.writer)
         if gap.resumed or gap.requested_ns is None or first is None:
             continue
-        lo = max(first, _mark(gap, stream) + 1)
+        lo = max(first, mark + 1)
         hi = stream.times.last_acked_at_or_before(gap.requested_ns)
         if lo <= hi:
             out = out.union(stream.got.intersection(RangeSet([(lo, hi)])))
@@ -375,7 +390,7 @@ def check_listener(
             continue
         if led is None:  # its ledger never arrived: neither expected nor unexpected
             continue
-        for stream in _streams(led, got):
+        for stream in _streams(led, got, summary.disconnects):
             _check_stream(report, stream, summary, windows, replays)
     return report
 

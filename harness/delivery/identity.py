@@ -7,6 +7,11 @@ so a listener can check loss, duplication, order, old values and latency on its 
 ``wseq`` numbers a writer's inserts and updates (1-based, one per attempt). Deletes carry
 no wseq on the wire (the tombstone holds the last version's columns), so they take none
 and are numbered by the row they delete; that keeps a complete stream one range.
+
+Deletes still take their place in the writer's order: every insert and update carries
+``last_delete``, the row number of the writer's last delete attempted before it (0 if none).
+A write with ``last_delete`` r follows the delete of row r and precedes that of row r + 1,
+so a listener checks the order of deletes and writes on arrival, keeping two numbers.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("version", ColumnType.INT32, not_null=True),
     Column("content", ColumnType.TEXT, not_null=True),
     Column("sent_at", ColumnType.INT64, not_null=True),
+    Column("last_delete", ColumnType.INT64, not_null=True),
 )
 BIGINT_LIMIT = 1 << 63  # identity values are signed 64-bit; anything at or above cannot be a harness value
 
@@ -59,8 +65,10 @@ def content(rid: int, version: int, payload_bytes: int) -> str:
     return head + (digest * reps)[: payload_bytes - len(head)]
 
 
-def insert_row(writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_us: int, payload_bytes: int) -> Row:
-    """All columns of a new row (version 1)."""
+def insert_row(
+    writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_us: int, payload_bytes: int, last_delete: int = 0
+) -> Row:
+    """All columns of a new row (version 1); ``last_delete`` is the writer's last deleted row number so far."""
     rid = row_id(writer_id, n)
     return {
         "id": rid,
@@ -70,16 +78,18 @@ def insert_row(writer_id: int, conversation_id: int, n: int, wseq: int, sent_at_
         "version": 1,
         "content": content(rid, 1, payload_bytes),
         "sent_at": sent_at_us,
+        "last_delete": last_delete,
     }
 
 
-def update_changes(rid: int, version: int, wseq: int, sent_at_us: int, payload_bytes: int) -> Row:
+def update_changes(rid: int, version: int, wseq: int, sent_at_us: int, payload_bytes: int, last_delete: int = 0) -> Row:
     """The columns an update sets to bring row ``rid`` to ``version``."""
     return {
         "version": version,
         "wseq": wseq,
         "content": content(rid, version, payload_bytes),
         "sent_at": sent_at_us,
+        "last_delete": last_delete,
     }
 
 
@@ -100,8 +110,8 @@ class Seen:
     For updates, ``old_version``/``old_content``/``old_wseq`` come from the reported old
     values (None when absent). ``error`` is set when the notification cannot be read as a harness row
     (then only ``op`` is meaningful). ``conversation_id``, ``sent_at_us`` and ``content``
-    are None when absent or of the wrong type; the tracker checks them against what the
-    writer wrote.
+    and ``last_delete`` are None when absent or of the wrong type; the tracker checks them
+    against what the writer wrote.
     """
 
     op: Op
@@ -116,6 +126,7 @@ class Seen:
     old_version: int | None = None
     old_content: str | None = None
     old_wseq: int | None = None
+    last_delete: int | None = None
     error: str | None = None
 
 
@@ -163,6 +174,7 @@ def read_change(change: Change) -> Seen:
         old_version=_int(old.get("version")) if old else None,
         old_content=old.get("content") if old and isinstance(old.get("content"), str) else None,
         old_wseq=_int(old.get("wseq")) if old else None,
+        last_delete=_int(row.get("last_delete")),
         error=None if w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
     )
 

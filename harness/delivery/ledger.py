@@ -106,6 +106,17 @@ class TimeIndex:
             return keys[j + 1] - 1
         return keys[j]
 
+    def invoked_not_before(self, key: int) -> int | None:
+        """A time at or before which ``key``'s operation had certainly not started (None if no key at or before it).
+
+        The stream runs one operation at a time, so ``key`` started after the checkpoint before it was acked.
+        """
+        keys, inv, ack = self._arrays()
+        i = bisect_right(keys, key) - 1
+        if i < 0:
+            return None
+        return inv[i] if keys[i] == key else ack[i]
+
     def spans(self) -> list[tuple[int, int, int]]:
         """``(first_key, last_key, ack_ns)`` spans: keys in a span were acked at about ``ack_ns``."""
         keys, _, ack = self._arrays()

@@ -200,12 +200,22 @@ class ListenerSummary:
 
 
 class _WriterState:
-    __slots__ = ("got", "last_wseq", "last_deleted")
+    """One writer's deliveries so far, and what order checks need of the previous one.
+
+    Order compares each delivery with the previous one only, so one displaced message counts
+    once, not for all that follow it. A write carrying ``last_delete`` r follows the delete of
+    row r and precedes the delete of row r + 1 in its writer's order (see identity).
+    """
+
+    __slots__ = ("got", "last_wseq", "last_deleted", "previous_delete", "previous_write_after", "max_last_delete")
 
     def __init__(self) -> None:
         self.got = Delivered()
-        self.last_wseq: int | None = None  # the previous delivery's, for order: one displaced
-        self.last_deleted: int | None = None  # message counts once, not for all that follow it
+        self.last_wseq: int | None = None  # the previous write's wseq
+        self.last_deleted: int | None = None  # the previous delete's row
+        self.previous_delete: int | None = None  # the previous delivery's row, when it was a delete
+        self.previous_write_after: int | None = None  # the previous delivery's last_delete, when it was a write
+        self.max_last_delete = 0  # the highest last_delete delivered: deletes up to it came before
 
 
 class ListenerTracker:
@@ -266,7 +276,10 @@ class ListenerTracker:
 
     def mark_disconnected(self, ns: int, reason: str, expected: bool) -> None:
         """The connection dropped (or was closed) at ``ns``: mark what each writer had delivered until now."""
-        marks = {w: Mark(st.got.delivered.max(), st.got.deleted.max()) for w, st in self._writers.items()}
+        marks = {
+            w: Mark(st.got.delivered.max(), max(st.got.deleted.max() or 0, st.max_last_delete) or None)
+            for w, st in self._writers.items()
+        }
         self.disconnects.append(Disconnect(ns, reason, expected, marks))
 
     def mark_resumed(self, ns: int, resumed: bool = True, requested_ns: int | None = None) -> None:
@@ -399,6 +412,8 @@ class ListenerTracker:
             wrong.append(("an integer sent_at", lambda: "none"))
         if seen.wseq < 1:
             wrong.append(("wseq 1 or more", lambda: f"wseq {seen.wseq}"))
+        if seen.last_delete is None or seen.last_delete < 0:
+            wrong.append(("an integer last_delete", lambda: f"last_delete {seen.last_delete}"))
         if not wrong:
             return []
         expected, observed = wrong[0]
@@ -431,7 +446,8 @@ class ListenerTracker:
         if seen.wseq in got.delivered:
             found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one delivery", lambda: "a second one"))
             return found
-        last = state.last_wseq
+        last, deleted_before = state.last_wseq, state.previous_delete
+        after = seen.last_delete if change.op is not Op.SNAPSHOT else None  # a resume sends rows, not order
         if seen.n in got.deleted:
             found.append(
                 self._anomaly(Anomaly.OUT_OF_ORDER, seen, change, "before the row's delete", lambda: "after it")
@@ -440,8 +456,22 @@ class ListenerTracker:
             found.append(
                 self._anomaly(Anomaly.OUT_OF_ORDER, seen, change, f"before wseq {last}", lambda: f"after wseq {last}")
             )
+        elif deleted_before is not None and after is not None and after < deleted_before:
+            found.append(
+                self._anomaly(
+                    Anomaly.OUT_OF_ORDER,
+                    seen,
+                    change,
+                    f"before the delete of row {deleted_before}",
+                    lambda: f"after it (written after the delete of row {after})",
+                )
+            )
         got.delivered.add(seen.wseq)
         state.last_wseq = seen.wseq
+        state.previous_delete = None
+        state.previous_write_after = after
+        if after is not None:
+            state.max_last_delete = max(state.max_last_delete, after)
         return found
 
     def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[Anomaly]:
@@ -456,15 +486,27 @@ class ListenerTracker:
         if seen.n in got.deleted:
             found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one delete", lambda: "a second one"))
             return found
-        last = state.last_deleted
+        last, write_after = state.last_deleted, state.previous_write_after
         if last is not None and seen.n < last:
             found.append(
                 self._anomaly(
                     Anomaly.OUT_OF_ORDER, seen, change, f"before the delete of row {last}", lambda: f"after row {last}"
                 )
             )
+        elif write_after is not None and write_after >= seen.n:
+            found.append(
+                self._anomaly(
+                    Anomaly.OUT_OF_ORDER,
+                    seen,
+                    change,
+                    "before the writes made after it",
+                    lambda: f"after a write made after the delete of row {write_after}",
+                )
+            )
         got.deleted.add(seen.n)
         state.last_deleted = seen.n
+        state.previous_delete = seen.n
+        state.previous_write_after = None
         return found
 
     def _count(self, kind: Anomaly, received_ns: int) -> None:

@@ -45,7 +45,7 @@ SCENARIO_KEYS = (
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
-    "release_seconds", "warmup_seconds", "gap_slack_seconds", "target_insert_rate", "memory_limit_mb", "server_args",
+    "release_seconds", "warmup_seconds", "target_insert_rate", "memory_limit_mb", "server_args",
     "max_seconds",
 )  # fmt: skip
 ALL_KEYS = (*SCENARIO_KEYS, *EXTRAS_KEYS)
@@ -182,7 +182,6 @@ def parse_extras(where: str, raw: dict[str, Any], *, quick: bool) -> Extras:
         observe_seconds=_number(where, "observe_seconds", raw.get("observe_seconds", 0), 0),
         release_seconds=_optional(where, raw, "release_seconds", 0),
         warmup_seconds=_optional(where, raw, "warmup_seconds", 0),
-        gap_slack_seconds=_optional(where, raw, "gap_slack_seconds", 0),
         target_insert_rate=_optional(where, raw, "target_insert_rate", 0),
         memory_limit_mb=_optional(where, raw, "memory_limit_mb", 1),
         server_args=_server_args(where, raw.get("server_args", [])),

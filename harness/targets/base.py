@@ -257,7 +257,10 @@ class Target(Protocol):
     """A system under test: a factory of admin, writer and listener sessions."""
 
     name: str
-    features: frozenset[str]  # e.g. {"changes_counter", "resume", "flush", "stats", "user_tables"}
+    # e.g. {"changes_counter", "resume", "flush", "stats", "user_tables"}. What a resume promises
+    # (docs/excuse-rule.md): "resume" sends the current version of each row changed since the last
+    # seen sequence; "resume_replays_changes" replays every change since then, deletes included.
+    features: frozenset[str]
 
     def admin(self) -> Admin: ...
 

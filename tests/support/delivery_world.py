@@ -27,6 +27,7 @@ class _Writer:
     ledger: WriterLedger
     user: str | None = None
     wseq: int = 0
+    last_delete: int = 0
     n: int = 0
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -57,7 +58,7 @@ class World:
         w.wseq += 1
         w.n += 1
         res = self._result(outcome)
-        row = insert_row(wid, w.ledger.conversation_id, w.n, w.wseq, res.invoke_ns // 1000, PAYLOAD)
+        row = insert_row(wid, w.ledger.conversation_id, w.n, w.wseq, res.invoke_ns // 1000, PAYLOAD, w.last_delete)
         w.ledger.record("insert", w.wseq, res)
         if outcome is Outcome.OK:
             w.versions[w.n] = row
@@ -71,15 +72,16 @@ class World:
         old = w.versions[n]
         res = self._result(outcome)
         rid = row_id(wid, n)
-        new = {**old, **update_changes(rid, old["version"] + 1, w.wseq, res.invoke_ns // 1000, PAYLOAD)}
+        new = {**old, **update_changes(rid, old["version"] + 1, w.wseq, res.invoke_ns // 1000, PAYLOAD, w.last_delete)}
         w.ledger.record("update", w.wseq, res, supersedes=old["wseq"])
         if outcome is Outcome.OK:
             w.versions[n] = new
-            old_values = {"id": rid, **{k: old[k] for k in ("version", "wseq", "content", "sent_at")}}
+            old_values = {"id": rid, **{k: old[k] for k in ("version", "wseq", "content", "sent_at", "last_delete")}}
             self._push(Op.UPDATE, new, old_values, res)
 
     def delete(self, wid: int, n: int, outcome: Outcome = Outcome.OK) -> None:
         w = self.writers[wid]
+        w.last_delete = n
         res = self._result(outcome)
         w.ledger.record("delete", n, res, supersedes=w.versions[n]["wseq"])
         if outcome is Outcome.OK:
