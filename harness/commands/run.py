@@ -1,7 +1,9 @@
 """Run scenarios against a target, write one run folder per scenario, judge each.
 
 By default the embedded reference server is started on a free loopback port; with
---target-url an already running KalamDB-protocol server is used instead. Exit code:
+--target parse, Parse Server + LiveQuery on a private PostgreSQL cluster (installed from
+the npm registry on first use); with --target-url an already running KalamDB-protocol
+server is used instead. Exit code:
 0 pass, 1 fail, 2 inconclusive or harness error (over all scenarios: fail wins).
 """
 
@@ -20,9 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target",
-        choices=("ref", "kalamdb"),
+        choices=("ref", "kalamdb", "parse"),
         default="ref",
-        help="ref: start the embedded reference server (default); kalamdb: needs --target-url",
+        help="ref: start the embedded reference server (default); kalamdb: needs --target-url; "
+        "parse: install (once) and start Parse Server + LiveQuery on a private PostgreSQL",
     )
     parser.add_argument(
         "--target-url",
@@ -75,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"criteria file not found: {args.criteria}")
     if args.target == "kalamdb" and not args.target_url:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
+    if args.target == "parse" and (args.target_url or args.fault):
+        raise HarnessError("--target parse starts its own server: it takes neither --target-url nor --fault")
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
     if args.history is not None:

@@ -173,8 +173,13 @@ class Runner:
             if not opts.password:
                 raise HarnessError("--target-url needs a password: --password or KALAMDB_PASSWORD")
             return None, TargetSpec("kalamdb", opts.target_url.rstrip("/"), opts.user, opts.password)
+        if opts.target == "parse":
+            from harness.orchestration.parse_process import start_parse
+
+            parse = start_parse(record.path, opts.progress)
+            return parse, parse.spec()
         if opts.target != "ref":
-            raise HarnessError(f"--target {opts.target} needs --target-url (only 'ref' is started by the harness)")
+            raise HarnessError(f"--target {opts.target} needs --target-url (only ref and parse are started here)")
         scenario_args = [str(a) for a in record.profile.get("server_args", [])]
         password = "Root-" + secrets.token_hex(8)
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)
