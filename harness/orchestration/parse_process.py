@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -200,15 +201,23 @@ def _run_as() -> str | None:
 
 
 class PgCluster:
-    """A private PostgreSQL cluster in ``folder/pg``: initdb, start on a loopback port, stop, remove."""
+    """A private PostgreSQL cluster in ``folder/pg``: initdb, start on a loopback port, stop, remove.
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    As root the cluster belongs to the ``postgres`` user; when that user cannot reach ``folder``
+    (a private temporary folder, a home directory) the cluster goes to a temporary folder of its
+    own instead. Its log is copied into ``folder`` when it is removed.
+    """
+
+    def __init__(self, folder: Path, root: Path | None = None) -> None:
         self.folder = folder
-        self.root = folder / PG_DIR
-        self.data = self.root / "data"
-        self.port = port
+        self.root = root or folder / PG_DIR
+        self.port: int | None = None
         self.bindir = pg_bindir()
         self.user = _run_as()
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
 
     def _cmd(self, *args: str) -> list[str]:
         return (["runuser", "-u", self.user, "--"] if self.user else []) + list(args)
@@ -227,16 +236,22 @@ class PgCluster:
     def init(self) -> None:
         """Create the cluster (trust authentication: it listens on 127.0.0.1 only)."""
         self.root.mkdir(parents=True, exist_ok=False)
-        if self.user:
-            shutil.chown(self.root, self.user, self.user)
-            probe = subprocess.run(self._cmd("test", "-w", str(self.root)), stdin=subprocess.DEVNULL)
-            if probe.returncode != 0:
-                raise HarnessError(f"the postgres user cannot write {self.root}: put the run folder where it can")
+        if self.user and not self._owned(self.root):
+            shutil.rmtree(self.root)
+            self.root = Path(tempfile.mkdtemp(prefix="lqh-pg-"))
+            if not self._owned(self.root):
+                raise HarnessError(f"the {self.user} user cannot write {self.root}")
         self._run(
             "initdb",
             str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
             "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
+
+    def _owned(self, path: Path) -> bool:
+        """Give ``path`` to the server's user; whether that user can then write it."""
+        assert self.user is not None
+        shutil.chown(path, self.user, self.user)
+        return subprocess.run(self._cmd("test", "-w", str(path)), stdin=subprocess.DEVNULL).returncode == 0
 
     def start(self) -> None:
         """Start on ``port`` (a free one when None), loopback TCP only, no Unix socket; waits until ready."""
@@ -375,9 +390,9 @@ def start_parse(folder: Path, progress: Progress = print, *, detach: bool = Fals
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()  # PostgreSQL runs as another user, from another working directory
     cluster = PgCluster(folder)
-    progress(f"starting PostgreSQL ({cluster.bindir.parent.name}) in {cluster.root}")
     try:
         cluster.init()
+        progress(f"starting PostgreSQL {cluster.bindir.parent.name} (cluster in {cluster.root})")
         cluster.start()
     except BaseException:
         cluster.stop_and_remove()
@@ -422,6 +437,7 @@ def write_state(server: ParseServer) -> Path:
         "node_pid": server.pid,
         "postgres_pid": server.pg_pid,
         "postgres_port": server.cluster.port,
+        "postgres_dir": str(server.cluster.root),
         "folder": str(server.folder.resolve()),
         "started_at": time.time(),
     }
@@ -460,6 +476,7 @@ def stop_recorded(folder: Path) -> dict[str, Any]:
     node_pid = int(state.get("node_pid") or 0)
     if node_pid and _is_launcher(node_pid):
         _kill(node_pid, STOP_GRACE)
-    PgCluster(Path(state.get("folder") or folder)).stop_and_remove()
+    pg_dir = state.get("postgres_dir")
+    PgCluster(Path(state.get("folder") or folder), Path(pg_dir) if pg_dir else None).stop_and_remove()
     (folder / STATE_FILE).unlink(missing_ok=True)
     return state
