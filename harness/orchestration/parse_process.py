@@ -53,6 +53,7 @@ PG_DIR = "pg"  # under the target's folder: the cluster's data and log, owned by
 NODE_LOG = "parse-server.log"
 PG_LOG = "postgres.log"
 STATE_FILE = "parse-target.json"
+DEBIAN_PG = Path("/usr/lib/postgresql")  # Debian keeps each major version's server binaries here
 
 Progress = Callable[[str], None]
 
@@ -170,7 +171,7 @@ def pg_bindir() -> Path:
     """The PostgreSQL server binaries: ``initdb`` on PATH, else Debian's newest ``/usr/lib/postgresql/*/bin``."""
     on_path = shutil.which("initdb")
     candidates = [Path(on_path).resolve().parent] if on_path else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_of, reverse=True)
+    candidates += sorted(DEBIAN_PG.glob("*/bin"), key=_version_of, reverse=True)
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
