@@ -27,6 +27,7 @@ from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
 from harness.targets import create_target
 from harness.targets.base import Change, Eq, Listener, Op, Outcome, Schema
+from reports.judge import RULES
 
 INSTALL_SECONDS = 600  # a cold install from the registry; a warm one takes no time
 
@@ -135,9 +136,9 @@ def test_writes_single_and_batched_arrive_as_live_events_with_old_values(parse_s
 def test_live_ordering_runs_to_a_verdict_on_parse_with_the_counter_criterion_not_applicable(tmp_path: Path) -> None:
     _require_parse()
     out = tmp_path / "runs"
-    (scenario,) = resolve(["live.ordering"])
+    (scenario,) = resolve(["live.ordering"], RULES)
     Runner(RunOptions(target="parse", quick=True, out_dir=out, progress=lambda _msg: None)).run(scenario)
-    (run_dir,) = list(out.iterdir())
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     verdict = json.loads((run_dir / "verdict.json").read_text())
     by_id = {c["id"]: c for s in verdict["scenarios"] for c in s["criteria"]}
     for criterion in ("SC-051", "SC-052", "SC-053", "SC-057"):
