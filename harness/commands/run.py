@@ -80,6 +80,10 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.target == "parse" and (args.target_url or args.fault):
         raise HarnessError("--target parse starts its own server: it takes neither --target-url nor --fault")
+    if args.target == "parse":
+        from harness.orchestration.parse_process import check_prerequisites
+
+        check_prerequisites()
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
     if args.history is not None:

@@ -34,6 +34,7 @@ def main(args: argparse.Namespace) -> int:
         state = parse_process.stop_recorded(args.dir)
         print(f"stopped parse-server (pid {state.get('node_pid')}) and PostgreSQL; removed its cluster in {args.dir}")
         return 0
+    parse_process.check_prerequisites()
     if (args.dir / parse_process.STATE_FILE).exists():
         raise HarnessError(f"a target is already up in {args.dir}: `lqharness target down --dir {args.dir}` first")
     server = parse_process.start_parse(args.dir, detach=True)

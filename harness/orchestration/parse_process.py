@@ -36,7 +36,7 @@ from harness.orchestration.server import LocalServer
 from harness.plan import TargetSpec
 from harness.processes import terminate
 
-__all__ = ["ParseServer", "ensure_installed", "start_parse", "stop_recorded"]
+__all__ = ["ParseServer", "check_prerequisites", "ensure_installed", "start_parse", "stop_recorded"]
 
 PARSE_VERSION = "9.10.0"
 APP_ID = "lqharness"
@@ -96,6 +96,18 @@ def _check_node(node: str) -> None:
     if not any(major == m and minor >= n for m, n in NODE_ENGINES):
         ranges = ", ".join(f">={m}.{n} <{m + 1}" for m, n in NODE_ENGINES)
         raise HarnessError(f"node {out.strip()} cannot run parse-server {PARSE_VERSION} (needs {ranges})")
+
+
+def check_prerequisites() -> None:
+    """Fail with one line now, before any run folder, when node (new enough), npm or PostgreSQL is missing.
+
+    npm is needed only while nothing is installed in the cache yet.
+    """
+    _check_node(_tool("node", "nodejs"))
+    if not (cache_root() / install_key(_node_sources()) / COMPLETE_MARK).is_file():
+        _tool("npm", "npm")
+    pg_bindir()
+    _run_as()
 
 
 def ensure_installed(progress: Progress = print) -> Path:

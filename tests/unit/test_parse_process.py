@@ -82,3 +82,25 @@ def test_target_down_with_nothing_up_is_one_line_and_exit_2(tmp_path: Path, caps
     assert main(["target", "down", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no target is up in" in err
+
+
+def test_run_target_parse_without_node_is_one_line_before_any_run_folder(
+    bare: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "live.inserts", "--target", "parse", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lqharness: error: node not found: install the Debian package nodejs (apt-get install nodejs)\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_npm_is_not_needed_once_the_install_is_cached(bare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_tool(bare, "node", "v20.20.2")
+    monkeypatch.setattr(parse_process, "pg_bindir", lambda: bare)
+    monkeypatch.setattr(parse_process, "_run_as", lambda: None)
+    with pytest.raises(HarnessError, match="^npm not found"):
+        parse_process.check_prerequisites()
+    done = parse_process.cache_root() / parse_process.install_key(parse_process._node_sources())
+    done.mkdir(parents=True)
+    (done / parse_process.COMPLETE_MARK).write_text("")
+    parse_process.check_prerequisites()
