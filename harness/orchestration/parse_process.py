@@ -35,6 +35,7 @@ from harness.errors import HarnessError
 from harness.orchestration.server import LocalServer
 from harness.plan import TargetSpec
 from harness.processes import terminate
+from harness.runfolder import PARSE_SERVER_LOG, POSTGRES_DIR, POSTGRES_LOG
 
 __all__ = ["ParseServer", "check_prerequisites", "ensure_installed", "start_parse", "stop_recorded"]
 
@@ -49,9 +50,6 @@ PG_START_TIMEOUT = 60
 HEALTH_TIMEOUT = 90.0
 STOP_GRACE = 10.0
 COMPLETE_MARK = ".lqh-installed"
-PG_DIR = "pg"  # under the target's folder: the cluster's data and log, owned by the server's user
-NODE_LOG = "parse-server.log"
-PG_LOG = "postgres.log"
 STATE_FILE = "parse-target.json"
 DEBIAN_PG = Path("/usr/lib/postgresql")  # Debian keeps each major version's server binaries here
 
@@ -223,7 +221,7 @@ class PgCluster:
 
     def __init__(self, folder: Path, root: Path | None = None) -> None:
         self.folder = folder
-        self.root = root or folder / PG_DIR
+        self.root = root or folder / POSTGRES_DIR
         self.port: int | None = None
         self.bindir = pg_bindir()
         self.user = _run_as()
@@ -275,7 +273,7 @@ class PgCluster:
         )
         self._run(
             "start",
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / PG_LOG),
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / POSTGRES_LOG),
             "-w", "-t", str(PG_START_TIMEOUT), "-o", settings, "start",
             timeout=PG_START_TIMEOUT + 10,
         )  # fmt: skip
@@ -301,9 +299,9 @@ class PgCluster:
                 pid = self.pid
                 if pid is not None:
                     _kill(pid, STOP_GRACE)
-        log = self.root / PG_LOG
+        log = self.root / POSTGRES_LOG
         if log.is_file():
-            shutil.copyfile(log, self.folder / PG_LOG)
+            shutil.copyfile(log, self.folder / POSTGRES_LOG)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -421,7 +419,7 @@ def start_parse(folder: Path, progress: Progress = print, *, detach: bool = Fals
         "LQH_PARSE_MASTER_KEY": master_key,
         "LQH_PARSE_LIVE_CLASSES": LIVE_CLASSES,
     }
-    log_path = folder / NODE_LOG
+    log_path = folder / PARSE_SERVER_LOG
     progress(f"starting parse-server {PARSE_VERSION} on {url}")
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
