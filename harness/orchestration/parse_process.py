@@ -401,6 +401,8 @@ def start_parse(folder: Path, progress: Progress = print, *, detach: bool = Fals
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()  # PostgreSQL runs as another user, from another working directory
     cluster = PgCluster(folder)
+    if cluster.root.exists():  # left by a start that was killed: not ours to remove
+        raise HarnessError(f"a PostgreSQL cluster is already in {cluster.root}: stop it, or remove the folder")
     try:
         cluster.init()
         progress(f"starting PostgreSQL {cluster.bindir.parent.name} (cluster in {cluster.root})")

@@ -104,3 +104,15 @@ def test_npm_is_not_needed_once_the_install_is_cached(bare: Path, monkeypatch: p
     done.mkdir(parents=True)
     (done / parse_process.COMPLETE_MARK).write_text("")
     parse_process.check_prerequisites()
+
+
+def test_a_cluster_left_in_the_folder_is_one_line_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse_process, "ensure_installed", lambda progress: tmp_path)
+    monkeypatch.setattr(parse_process, "_tool", lambda name, package: name)
+    monkeypatch.setattr(parse_process, "pg_bindir", lambda: tmp_path)
+    monkeypatch.setattr(parse_process, "_run_as", lambda: None)
+    left = tmp_path / "target" / parse_process.POSTGRES_DIR / "data"
+    left.mkdir(parents=True)
+    with pytest.raises(HarnessError, match="a PostgreSQL cluster is already in"):
+        parse_process.start_parse(tmp_path / "target", progress=lambda _msg: None)
+    assert left.is_dir()
