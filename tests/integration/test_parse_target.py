@@ -85,7 +85,7 @@ def test_target_up_serves_health_and_target_down_stops_it_by_pid(tmp_path: Path)
     while (_alive(state["node_pid"]) or _alive(state["postgres_pid"])) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(state["node_pid"]) and not _alive(state["postgres_pid"])
-    assert not (folder / "pg").exists() and (folder / "postgres.log").is_file()
+    assert not Path(state["postgres_dir"]).exists() and (folder / "postgres.log").is_file()
     gone = subprocess.run([*cli, "down", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
     assert gone.returncode == 2 and "no target is up" in gone.stderr
 
