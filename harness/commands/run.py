@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use an already running KalamDB-protocol server, e.g. http://127.0.0.1:8080",
     )
     parser.add_argument(
+        "--target-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --target parse: use the server `lqharness target up parse --dir DIR` started (not one per run)",
+    )
+    parser.add_argument(
         "--user",
         default=os.environ.get("KALAMDB_USER", "root"),
         help="admin user for --target-url (default: $KALAMDB_USER or root)",
@@ -80,7 +86,13 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.target == "parse" and (args.target_url or args.fault):
         raise HarnessError("--target parse starts its own server: it takes neither --target-url nor --fault")
-    if args.target == "parse":
+    if args.target_dir is not None and args.target != "parse":
+        raise HarnessError("--target-dir is for --target parse (a server `lqharness target up parse` started)")
+    if args.target == "parse" and args.target_dir is not None:
+        from harness.orchestration.parse_process import recorded_spec
+
+        recorded_spec(args.target_dir)  # not up, or not running: one line before any run folder
+    elif args.target == "parse":
         from harness.orchestration.parse_process import check_prerequisites
 
         check_prerequisites()
@@ -94,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
         target_url=args.target_url,
+        target_dir=args.target_dir,
         user=args.user,
         password=args.password,
         workers=args.workers,

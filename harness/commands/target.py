@@ -41,5 +41,7 @@ def main(args: argparse.Namespace) -> int:
     record = parse_process.write_state(server)
     pids = f"pid {server.pid}, postgres pid {server.pg_pid}"
     print(f"parse-server up at {server.url} (app id {parse_process.APP_ID}, {pids})")
-    print(f"master key and pids recorded in {record}; stop with: lqharness target down --dir {args.dir}")
+    print(f"master key and pids recorded in {record}")
+    print(f"run against it: lqharness run live --target parse --target-dir {args.dir}")
+    print(f"stop it:        lqharness target down --dir {args.dir}")
     return 0

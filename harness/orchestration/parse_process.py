@@ -37,7 +37,7 @@ from harness.plan import TargetSpec
 from harness.processes import terminate
 from harness.runfolder import PARSE_SERVER_LOG, POSTGRES_DIR, POSTGRES_LOG
 
-__all__ = ["ParseServer", "check_prerequisites", "ensure_installed", "start_parse", "stop_recorded"]
+__all__ = ["ParseServer", "check_prerequisites", "ensure_installed", "recorded_spec", "start_parse", "stop_recorded"]
 
 PARSE_VERSION = "9.10.0"
 APP_ID = "lqharness"
@@ -472,6 +472,16 @@ def read_state(folder: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("target") != "parse":
         raise HarnessError(f"{path} is not a Parse target record")
     return state
+
+
+def recorded_spec(folder: Path) -> TargetSpec:
+    """How to reach the server ``lqharness target up parse --dir folder`` started; one line if it is not running."""
+    state = read_state(folder)
+    if not _is_launcher(int(state.get("node_pid") or 0)):
+        raise HarnessError(
+            f"the Parse server recorded in {folder} is not running: `lqharness target down --dir {folder}`"
+        )
+    return TargetSpec("parse", str(state["url"]), str(state["app_id"]), str(state["master_key"]))
 
 
 def _is_launcher(pid: int) -> bool:

@@ -78,6 +78,16 @@ def test_target_up_serves_health_and_target_down_stops_it_by_pid(tmp_path: Path)
         assert _alive(state["node_pid"]) and _alive(state["postgres_pid"])
         again = subprocess.run([*cli, "up", "parse", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
         assert again.returncode == 2 and "already up" in again.stderr and again.stderr.count("\n") == 1
+        out = tmp_path / "runs"
+        run = [sys.executable, "-m", "harness.cli", "run", "live.inserts", "--target", "parse", "--quick"]
+        done = subprocess.run(
+            [*run, "--target-dir", str(folder), "--out", str(out)], capture_output=True, text=True, timeout=180
+        )
+        (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+        verdict = json.loads((run_dir / "verdict.json").read_text())
+        by_id = {c["id"]: c["verdict"] for s in verdict["scenarios"] for c in s["criteria"]}
+        assert by_id["SC-051"] == "pass", done.stdout[-2000:]
+        assert json.loads((run_dir / "run.json").read_text())["target"]["url"] == state["url"]
     finally:
         down = subprocess.run([*cli, "down", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
     assert down.returncode == 0, down.stderr

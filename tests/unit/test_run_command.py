@@ -29,6 +29,8 @@ def exit_code(args: list[str]) -> int:
         (["run", "live.inserts", "--target", "parse", "--target-url", "http://127.0.0.1:9/parse"],
          "--target parse starts its own server"),
         (["run", "live.inserts", "--target", "nosuch"], "invalid choice: 'nosuch'"),
+        (["run", "live.inserts", "--target-dir", "up"], "--target-dir is for --target parse"),
+        (["run", "live.inserts", "--target", "parse", "--target-dir", "up"], "no target is up in up"),
         (["run", "live.inserts", "--fault", "drop:every=2", "--target-url", "http://127.0.0.1:9"],
          "--fault applies to the embedded reference server"),
     ],
