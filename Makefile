@@ -24,6 +24,7 @@ run: $(STAMP)
 test: lint
 	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"
 	@bash scripts/install-postgresql.sh || echo "postgresql not installed: the shared-history test will skip"
+	@bash scripts/install-parse-deps.sh || echo "node or npm not installed: the Parse tests will skip (fail under CI=true)"
 	$(BIN)/python -m pytest -q
 
 # Every scenario at full length; each run is recorded in the history and judged against its baseline

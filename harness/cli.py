@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "harness.commands.monitor",
         "sample a server process (and target statistics) to a JSON-lines file",
     ),
+    "target": ("harness.commands.target", "start or stop a target server (target up parse / target down)"),
     "judge": ("harness.commands.judge", "judge a run folder again, optionally with another criteria file"),
     "bench": ("harness.commands.bench", "benchmark the reference server and the load generator's checks"),
     "history": ("harness.commands.history", "list the recorded runs, or render a scenario's trend (--html)"),

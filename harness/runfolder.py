@@ -36,6 +36,9 @@ VERDICT = "verdict.json"  # judge
 JUNIT = "junit.xml"  # judge: one testcase per criterion
 REPORT = "report.html"  # judge
 SERVER = "server"  # the reference server's files are named from this: server.log, server.ready.json, server-data/
+PARSE_SERVER_LOG = "parse-server.log"  # --target parse: the Node launcher's output
+POSTGRES_LOG = "postgres.log"  # --target parse: the private PostgreSQL cluster's log, kept when it is removed
+POSTGRES_DIR = "pg"  # --target parse: the private PostgreSQL cluster while it runs
 
 
 class RunStatus(StrEnum):

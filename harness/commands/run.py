@@ -1,7 +1,9 @@
 """Run scenarios against a target, write one run folder per scenario, judge each.
 
 By default the embedded reference server is started on a free loopback port; with
---target-url an already running KalamDB-protocol server is used instead. Exit code:
+--target parse, Parse Server + LiveQuery on a private PostgreSQL cluster (installed from
+the npm registry on first use); with --target-url an already running KalamDB-protocol
+server is used instead. Exit code:
 0 pass, 1 fail, 2 inconclusive or harness error (over all scenarios: fail wins).
 """
 
@@ -20,14 +22,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--target",
-        choices=("ref", "kalamdb"),
+        choices=("ref", "kalamdb", "parse"),
         default="ref",
-        help="ref: start the embedded reference server (default); kalamdb: needs --target-url",
+        help="ref: start the embedded reference server (default); kalamdb: needs --target-url; "
+        "parse: install (once) and start Parse Server + LiveQuery on a private PostgreSQL",
     )
     parser.add_argument(
         "--target-url",
         metavar="URL",
         help="use an already running KalamDB-protocol server, e.g. http://127.0.0.1:8080",
+    )
+    parser.add_argument(
+        "--target-dir",
+        type=Path,
+        metavar="DIR",
+        help="with --target parse: use the server `lqharness target up parse --dir DIR` started (not one per run)",
     )
     parser.add_argument(
         "--user",
@@ -75,6 +84,18 @@ def main(args: argparse.Namespace) -> int:
         raise HarnessError(f"criteria file not found: {args.criteria}")
     if args.target == "kalamdb" and not args.target_url:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
+    if args.target == "parse" and (args.target_url or args.fault):
+        raise HarnessError("--target parse starts its own server: it takes neither --target-url nor --fault")
+    if args.target_dir is not None and args.target != "parse":
+        raise HarnessError("--target-dir is for --target parse (a server `lqharness target up parse` started)")
+    if args.target == "parse" and args.target_dir is not None:
+        from harness.orchestration.parse_process import recorded_spec
+
+        recorded_spec(args.target_dir)  # not up, or not running: one line before any run folder
+    elif args.target == "parse":
+        from harness.orchestration.parse_process import check_prerequisites
+
+        check_prerequisites()
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
     if args.history is not None:
@@ -85,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
         target_url=args.target_url,
+        target_dir=args.target_dir,
         user=args.user,
         password=args.password,
         workers=args.workers,

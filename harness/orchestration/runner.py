@@ -37,6 +37,7 @@ class RunOptions:
 
     target: str = "ref"  # ref (start the reference server) or kalamdb (use --target-url)
     target_url: str | None = None
+    target_dir: Path | None = None  # parse: use the server `lqharness target up parse --dir` recorded there
     user: str = "root"
     password: str | None = None
     workers: int = 0  # 0 = one in-process Locust runner; N = master + N worker processes
@@ -173,8 +174,15 @@ class Runner:
             if not opts.password:
                 raise HarnessError("--target-url needs a password: --password or KALAMDB_PASSWORD")
             return None, TargetSpec("kalamdb", opts.target_url.rstrip("/"), opts.user, opts.password)
+        if opts.target == "parse":
+            from harness.orchestration.parse_process import recorded_spec, start_parse
+
+            if opts.target_dir is not None:
+                return None, recorded_spec(opts.target_dir)
+            parse = start_parse(record.path, opts.progress)
+            return parse, parse.spec()
         if opts.target != "ref":
-            raise HarnessError(f"--target {opts.target} needs --target-url (only 'ref' is started by the harness)")
+            raise HarnessError(f"--target {opts.target} needs --target-url (only ref and parse are started here)")
         scenario_args = [str(a) for a in record.profile.get("server_args", [])]
         password = "Root-" + secrets.token_hex(8)
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)

@@ -19,6 +19,7 @@ __all__ = ["DRIVERS", "create_target"]
 # driver name -> "module:class"; "ref" is the embedded reference server, which speaks KalamDB v1.
 DRIVERS: dict[str, str] = {
     "kalamdb": "harness.targets.kalamdb:KalamTarget",
+    "parse": "harness.targets.parse:ParseTarget",
     "ref": "harness.targets.kalamdb:KalamTarget",
 }
 

@@ -24,4 +24,7 @@ def test_every_module_declares_an_all_of_names_it_defines(name: str) -> None:
 
 def test_the_driver_exports_its_target_and_the_registry_names_it() -> None:
     assert harness.targets.kalamdb.__all__ == ["KalamTarget"]
-    assert set(harness.targets.DRIVERS.values()) == {"harness.targets.kalamdb:KalamTarget"}
+    assert set(harness.targets.DRIVERS.values()) == {
+        "harness.targets.kalamdb:KalamTarget",
+        "harness.targets.parse:ParseTarget",
+    }
