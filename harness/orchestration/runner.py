@@ -150,13 +150,14 @@ class Runner:
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         plan_path = record.path / PLAN_JSON
         plan.write(plan_path)
-        record.target_ready(spec.url, self._setup_target(plan), server.pid if server else None)
+        features, protocol = self._setup_target(plan)
+        record.target_ready(spec.url, features, server.pid if server else None, protocol)
         record.phase("setup", t0, time.time())
         if server is not None:
             self._start_monitor(record.path, server, spec, started)
         opts.progress(
             f"[{scenario.name}] {len(plan.listeners)} listener(s), {len(plan.writers)} writer stream(s), "
-            f"target {spec.url}{' (embedded)' if server else ''}"
+            f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
         )
         started.callback(self._stop_children)
         self._run_locust(plan, plan_path, record)
@@ -180,7 +181,8 @@ class Runner:
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)
         return server, TargetSpec("kalamdb", server.url, "root", password)
 
-    def _setup_target(self, plan: Plan) -> frozenset[str]:
+    def _setup_target(self, plan: Plan) -> tuple[frozenset[str], str | None]:
+        """Create the scenario's namespace, table and users; the target's features and protocol generation."""
         from harness.delivery.identity import messages_schema
         from harness.targets import create_target
         from harness.targets.base import TargetError
@@ -194,7 +196,7 @@ class Runner:
                 admin.close()
         except TargetError as exc:
             raise HarnessError(f"target setup failed: {exc}") from exc
-        return frozenset(target.features)
+        return frozenset(target.features), target.protocol
 
     def _start_monitor(
         self, run_dir: Path, server: LocalServer, spec: TargetSpec, started: contextlib.ExitStack
