@@ -109,7 +109,8 @@ class Group:
 
         Without ``transitions`` (0.4) the filter is checked on the new row only. With them (0.7)
         an update is checked on both rows: entering the filter it is an insert of the new row,
-        leaving it a delete whose old values are the key and the system columns only.
+        leaving it a delete whose old values are the old row's key and system columns only
+        (upstream's ``project_delete_identity``: ``_deleted`` is false there).
         """
         new = change.new
         assert new is not None
@@ -123,7 +124,7 @@ class Group:
         if now:
             return CommittedChange(change.table, change.owner, "insert", new, None, change.seq)
         if was:
-            identity = {self.pk: new[self.pk], "_seq": new["_seq"]}
+            identity = {self.pk: old[self.pk], "_seq": old["_seq"], "_deleted": bool(old.get("_deleted"))}
             return CommittedChange(change.table, change.owner, "delete", identity, old, change.seq)
         return None
 
@@ -159,10 +160,10 @@ class Group:
         if self.stream:
             olds = {"row_id": f"{change.owner}:{change.old['_seq']}"}  # type: ignore[index]
         else:
-            # a tombstone holds every column; a filter-leave identity (0.7) only the key and version
+            # a tombstone holds every column; a filter-leave identity (0.7) only the key and system columns
             olds = {k: c.encode(tomb[c.name]) for k, c in self.outputs if k != "_deleted" and c.name in tomb}
             if not no_deleted and "_deleted" in tomb:
-                olds["_deleted"] = True
+                olds["_deleted"] = bool(tomb["_deleted"])
         return b',"change_type":"delete","old_values":' + dumps([olds]) + b"}"
 
 
