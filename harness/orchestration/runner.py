@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
 from harness.orchestration.server import LocalServer, start_local_server
 from harness.plan import PLAN_ENV, Plan, TargetSpec
@@ -102,6 +103,7 @@ class Runner:
         self.options = options
         self.children: list[subprocess.Popen[bytes]] = []
         self.run_dirs: list[Path] = []  # every run folder this runner wrote, in order
+        self._limits: dict[str, int] = {}  # the embedded server's subscription limits (harness.orchestration.limits)
 
     def run(self, scenario: Scenario) -> int:
         """Run ``scenario`` into a new run folder, stop every process it started, then judge it."""
@@ -150,6 +152,7 @@ class Runner:
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         plan_path = record.path / PLAN_JSON
         plan.write(plan_path)
+        check_limits(plan, self._limits)
         features, protocol = self._setup_target(plan)
         record.target_ready(spec.url, features, server.pid if server else None, protocol)
         record.phase("setup", t0, time.time())
@@ -177,6 +180,7 @@ class Runner:
         if opts.target != "ref":
             raise HarnessError(f"--target {opts.target} needs --target-url (only 'ref' is started by the harness)")
         scenario_args = [str(a) for a in record.profile.get("server_args", [])]
+        self._limits = serve_limits([*scenario_args, *opts.server_args])
         password = "Root-" + secrets.token_hex(8)
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)
         return server, TargetSpec("kalamdb", server.url, "root", password)
