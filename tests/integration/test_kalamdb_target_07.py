@@ -147,3 +147,38 @@ def test_the_jwt_may_travel_as_the_websocket_subprotocol(server) -> None:
     finally:
         listener.close()
         writer.close()
+
+
+def test_a_resume_after_a_server_restart_is_refused_and_the_fresh_snapshot_is_correct(tmp_path) -> None:
+    data, port = tmp_path / "data", _free_port()
+    fixed = ("--data-dir", str(data), "--port", str(port))
+    with start_refserver(tmp_path / "a", *fixed, protocol="0.7") as before:
+        target = _target(before)
+        schema = _schema(target)
+        (user,) = schema.users
+        listener, writer = target.listener(schema, user), target.writer(schema, user)
+        listener.subscribe()
+        for i in range(3):
+            writer.insert(_row(i))
+        cursor = _drain(listener, 3)[-1].server_seq
+        listener.close()
+        assert writer.delete(0).outcome is Outcome.OK  # while the listener is away
+        assert writer.insert(_row(3)).outcome is Outcome.OK
+        writer.close()
+    with start_refserver(tmp_path / "b", *fixed, protocol="0.7", root_password=before.root_password):
+        again = target.listener(schema, user)  # same URL, the new server: its tokens need a new login
+        try:
+            again.subscribe(resume_from=cursor)
+            assert not again.replayed  # the replay log died with the old process
+            (row,) = _drain(again, 1)
+            assert row.op is Op.SNAPSHOT and row.row["id"] == 3  # the rows after the cursor, current ones only
+        finally:
+            again.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
