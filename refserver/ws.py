@@ -21,7 +21,7 @@ from refserver.auth import TokenError
 from refserver.catalog import TableDef
 from refserver.engine import Principal
 from refserver.generation import GENERATIONS, Generation
-from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager
+from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager, Subscription
 from refserver.live_query import LiveQueryError, compile_live_query
 
 log = logging.getLogger("lqrefserver.ws")
@@ -359,7 +359,7 @@ class WsEndpoint:
                 self.live.finish_snapshot(sub)
 
     def _resume(
-        self, conn: Connection, sub: Any, ack: dict[str, Any], cursor: int, domain: dict[str, Any] | None
+        self, conn: Connection, sub: Subscription, ack: dict[str, Any], cursor: int, domain: dict[str, Any] | None
     ) -> None:
         """0.7: an ack and an empty ready batch, then the missed changes; CURSOR_EXPIRED outside the replay log."""
         options = sub.options or {}
