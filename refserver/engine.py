@@ -7,6 +7,7 @@ and cached on the plan, so a repeated INSERT with parameters costs one SQLite st
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,9 @@ class Hooks(Protocol):
     def on_table_dropped(self, key: str) -> None: ...
 
 
+_VERSION_WORD = re.compile(r"'(?:[^']|'')*'|\b_version\b", re.IGNORECASE)  # a string literal, or the word
+
+
 class StatementError(Exception):
     """Statement ``index`` (1-based) of a request failed."""
 
@@ -136,11 +140,17 @@ class Engine:
         """Statements of a request, cached by text (clients repeat their DML texts)."""
         parts = self._splits.get(sql)
         if parts is None:
-            parts = split_statements(sql)
+            parts = split_statements(self._storage_names(sql))
             if len(self._splits) > 4096:
                 self._splits.clear()
             self._splits[sql] = parts
         return parts
+
+    def _storage_names(self, sql: str) -> str:
+        """0.7: ``_version`` in SQL names the stored ``_seq`` column (string literals are left alone)."""
+        if self.version_column == "_seq" or self.version_column not in sql:
+            return sql
+        return _VERSION_WORD.sub(lambda m: m.group(0) if m.group(0).startswith("'") else "_seq", sql)
 
     def execute(
         self, principal: Principal, statements: Sequence[str], params: list[Any], namespace: str
