@@ -48,6 +48,11 @@ class Subscription:
         self.last_error: str | None = None
         self.requested_ns: int | None = None  # when the current subscription was requested
 
+    @property
+    def replayed(self) -> bool:
+        """Whether the current subscription resumed by a replay of every change since its cursor."""
+        return self.current is not None and self.current.replayed
+
     def stop(self) -> bool:
         return self._stop.is_set()
 
@@ -141,7 +146,7 @@ class ListenerUser(OneShotUser):
                 sub.close()
                 if not sub.open(sub.last_seq, sub.deadline):
                     return f"could not subscribe again after {reason}: {sub.last_error}"
-                tracker.mark_resumed(time.time_ns(), resumed=sub.last_seq is not None, requested_ns=sub.requested_ns)
+                tracker.mark_resumed(time.time_ns(), sub.last_seq is not None, sub.requested_ns, replayed=sub.replayed)
                 on_connection = 0
                 continue
             if change is None:
@@ -160,7 +165,7 @@ class ListenerUser(OneShotUser):
                 resume_from = sub.last_seq if reconnect_spec.resume else None
                 if not sub.open(resume_from, sub.deadline):
                     return f"could not subscribe again after a planned reconnect: {sub.last_error}"
-                tracker.mark_resumed(time.time_ns(), resumed=resume_from is not None, requested_ns=sub.requested_ns)
+                tracker.mark_resumed(time.time_ns(), resume_from is not None, sub.requested_ns, replayed=sub.replayed)
                 on_connection = 0
         return None if sub.stop() else "the run's time bound passed before the stop"
 

@@ -23,6 +23,7 @@ from refserver.auth import Tokens
 from refserver.catalog import TableDef
 from refserver.engine import CommittedChange, Engine
 from refserver.faults import Faults
+from refserver.generation import GENERATIONS
 from refserver.http_api import HttpApi
 from refserver.jobs import Jobs
 from refserver.live import LiveManager
@@ -39,7 +40,7 @@ class ServerConfig:
     """Every setting of ``lqharness serve`` (see its ``--help``)."""
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 2900
     data_dir: Path | None = None
     root_password: str | None = None
     jwt_secret: str | None = None
@@ -54,6 +55,9 @@ class ServerConfig:
     ready_file: Path | None = None
     memory_limit_mb: int | None = None
     faults: Faults = field(default_factory=Faults)
+    protocol: str = "0.7"  # the KalamDB protocol generation: 0.7 or 0.4 (refserver.generation)
+    max_subscriptions_per_user: int = 0  # 0 = unlimited
+    max_subscriptions_per_connection: int = 100
 
 
 class RefServer:
@@ -65,20 +69,24 @@ class RefServer:
         self.stage = config.faults.stage()
         limit = config.memory_limit_mb << 20 if config.memory_limit_mb else None
         self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit)
+        self.generation = GENERATIONS[config.protocol]
         self.ids = Snowflake(config.node_id)
+        self.versions = self.generation.version_ids(config.node_id)
         self.ids.observe(self.store.max_seq())
+        self.versions.observe(self.store.max_seq())
         self.accounts = Accounts(self.store, Tokens(config.jwt_secret or secrets.token_urlsafe(48)))
         self.jobs = Jobs(self.store, config.node_id)
         self.live = LiveManager(
             self.store,
-            self.ids,
+            self.versions,
             self.stage,
             config.node_id,
             config.queue_size,
             config.queue_overflow,
             config.block_timeout,
+            self.generation,
         )
-        self.engine = Engine(self.store, self.ids, self, config.node_id)
+        self.engine = Engine(self.store, self.ids, self, config.node_id, self.versions, self.generation.version_column)
         self.stats = SystemStats(
             StatsSources(
                 self.live,
@@ -94,7 +102,13 @@ class RefServer:
             self.accounts.principal_for,
             self.store.tables,
             WsSettings(
-                config.auth_timeout, config.heartbeat_timeout, config.auth_rate_limit, config.max_ws_message_size
+                config.auth_timeout,
+                config.heartbeat_timeout,
+                config.auth_rate_limit,
+                config.max_ws_message_size,
+                self.generation,
+                config.max_subscriptions_per_user,
+                config.max_subscriptions_per_connection,
             ),
             self.stopping,
         )
@@ -166,7 +180,10 @@ class RefServer:
             loop.add_signal_handler(sig, stop.set)
         self.stage.arm(loop)
         faults = f" faults: {self.faults.describe()}" if self.faults.enabled else ""
-        print(f"lqharness serve: listening on {url} (pid {os.getpid()}){faults}", flush=True)
+        print(
+            f"lqharness serve: KalamDB {self.generation.name} protocol, listening on {url} (pid {os.getpid()}){faults}",
+            flush=True,
+        )
         if self.config.ready_file is not None:
             tmp = self.config.ready_file.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid()}))

@@ -7,6 +7,7 @@ and cached on the plan, so a repeated INSERT with parameters costs one SQLite st
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from refserver.dialect import (
 )
 from refserver.errors import SqlError, denied, not_found
 from refserver.exprs import EvalContext
-from refserver.snowflake import Snowflake
+from refserver.snowflake import IdSource, Snowflake
 from refserver.sqlite_compile import (
     ModifyPlan,
     bind_values,
@@ -98,6 +99,9 @@ class Hooks(Protocol):
     def on_table_dropped(self, key: str) -> None: ...
 
 
+_VERSION_WORD = re.compile(r"'(?:[^']|'')*'|\b_version\b", re.IGNORECASE)  # a string literal, or the word
+
+
 class StatementError(Exception):
     """Statement ``index`` (1-based) of a request failed."""
 
@@ -110,10 +114,20 @@ class StatementError(Exception):
 class Engine:
     """Runs SQL requests for authenticated principals against the store."""
 
-    def __init__(self, store: Store, ids: Snowflake, hooks: Hooks, node_id: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ids: Snowflake,
+        hooks: Hooks,
+        node_id: int,
+        versions: IdSource | None = None,
+        version_column: str = "_seq",
+    ) -> None:
         self.store = store
         self.db = store.db
-        self.ids = ids
+        self.ids = ids  # SNOWFLAKE_ID() values
+        self.versions: IdSource = versions or ids  # row versions (``_seq``; 0.7 shows them as ``_version``)
+        self.version_column = version_column
         self.hooks = hooks
         self.node_id = node_id
         self.plans = PlanCache()
@@ -126,11 +140,17 @@ class Engine:
         """Statements of a request, cached by text (clients repeat their DML texts)."""
         parts = self._splits.get(sql)
         if parts is None:
-            parts = split_statements(sql)
+            parts = split_statements(self._storage_names(sql))
             if len(self._splits) > 4096:
                 self._splits.clear()
             self._splits[sql] = parts
         return parts
+
+    def _storage_names(self, sql: str) -> str:
+        """0.7: ``_version`` in SQL names the stored ``_seq`` column (string literals are left alone)."""
+        if self.version_column == "_seq" or self.version_column not in sql:
+            return sql
+        return _VERSION_WORD.sub(lambda m: m.group(0) if m.group(0).startswith("'") else "_seq", sql)
 
     def execute(
         self, principal: Principal, statements: Sequence[str], params: list[Any], namespace: str
@@ -263,7 +283,8 @@ class Engine:
         out_rows = [[enc(v) for enc, v in zip(encoders, row, strict=False)] for row in rows]
         schema = []
         for i, (o, t) in enumerate(zip(outputs, types, strict=True)):
-            entry: dict[str, Any] = {"name": o.name, "data_type": t.wire, "index": i}
+            name = self.version_column if o.name == "_seq" else o.name
+            entry: dict[str, Any] = {"name": name, "data_type": t.wire, "index": i}
             if o.flags:
                 entry["flags"] = o.flags
             schema.append(entry)
@@ -313,7 +334,7 @@ class Engine:
             for name in table.required:
                 if row.get(name) is None:
                     raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' cannot be null")
-            seq = self.ids.next()
+            seq = self.versions.next()
             row["_seq"] = seq
             if table.kind != "STREAM":
                 row["_deleted"] = False
@@ -378,7 +399,7 @@ class Engine:
                 new[name] = coerce(fn(old, ctx))
                 if new[name] is None and table.by_name[name].not_null:
                     raise SqlError("SQL_EXECUTION_ERROR", f"Column '{name}' cannot be null")
-            seq = self.ids.next()
+            seq = self.versions.next()
             new["_seq"] = seq
             writes.append((*[new[name] for name, _, _ in plan.sets], seq, rowid))
             changes.append(CommittedChange(table, owner, "update", new, old, seq))
@@ -396,7 +417,7 @@ class Engine:
         writes: list[tuple[Any, ...]] = []
         hard = table.kind == "STREAM"
         for rowid, old in self._matching(plan, ctx, owner):
-            seq = self.ids.next()
+            seq = self.versions.next()
             tombstone = dict(old)
             tombstone["_seq"] = seq
             if not hard:

@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from refserver.dialect import LITERAL_BASE, MAX_PARAMS
 from refserver.errors import SqlError
-from refserver.snowflake import Snowflake
+from refserver.snowflake import IdSource
 from refserver.values import KType, coercer
 
 
@@ -29,7 +29,7 @@ class EvalContext:
     params: list[Any]
     literals: list[Any]
     user: str
-    ids: Snowflake
+    ids: IdSource
     now_us: int = field(default_factory=lambda: time.time_ns() // 1000)
 
     def bound(self, n: int) -> Any:

@@ -7,7 +7,9 @@ The ``op=`` filter of drop, duplicate, reorder and mutate counts only changes of
 fault acts on the subscription's Nth, 2Nth, ... insert, update or delete.
 
 The faults reach the server through one object, the delivery stage (``Faults.stage()``): the
-fan-out passes each notification through ``deliver`` and enqueues what comes back, the sender asks
+fan-out passes each notification through ``deliver`` and enqueues what comes back (a 0.7 resume
+first passes its replayed changes through ``replay``, the filter asks ``leaks_filter`` about each
+update it hides), the sender asks
 ``send_delay`` before each frame, ``system.live`` adds ``live_changes_skew``. Without faults the
 stage is a ``PassThrough``, so the real delivery path carries no fault checks at all.
 """
@@ -50,6 +52,8 @@ class Fault(StrEnum):
     CRASH = "crash"
     MALFORMED_ROW = "malformed-row"
     MUTATE = "mutate"
+    REPLAY_DROP = "replay-drop"
+    FILTER_LEAK = "filter-leak"
 
 
 Value = int | float | str | None  # a parsed parameter
@@ -157,6 +161,10 @@ _SPECS: dict[Fault, _Spec] = {
         "number, anything else as a string",
         _check_mutate,
     ),
+    Fault.REPLAY_DROP: _Spec(
+        {"nth": _EVERY_1}, "0.7: leave the Nth change out of every resume from the replay log (default the first)"
+    ),
+    Fault.FILTER_LEAK: _Spec({}, "ignore the subscription filter on one update: the first one it hides is sent"),
 }
 
 
@@ -321,6 +329,14 @@ class DeliveryStage(Protocol):
         """The frames to enqueue for the ``n``-th notification of ``sub``, whose group rendered ``body``."""
         ...
 
+    def replay(self, changes: list[CommittedChange]) -> list[CommittedChange]:
+        """The changes a 0.7 resume replays, out of those the replay log holds after the cursor."""
+        ...
+
+    def leaks_filter(self, change: CommittedChange) -> bool:
+        """Whether an update the subscription filter hides (or turns into a leave) is sent as it is."""
+        ...
+
     def send_delay(self, n: int) -> float:
         """Seconds to wait before sending the frame of notification ``n`` (it goes in a write of its own)."""
         ...
@@ -344,6 +360,12 @@ class PassThrough:
     ) -> tuple[Frame, ...]:
         return ((sub.prefix + body, n, False),)
 
+    def replay(self, changes: list[CommittedChange]) -> list[CommittedChange]:
+        return changes
+
+    def leaks_filter(self, change: CommittedChange) -> bool:
+        return False
+
     def send_delay(self, n: int) -> float:
         return 0.0
 
@@ -363,6 +385,7 @@ class FaultStage:
         self._leak = faults.param(Fault.LEAK, "bytes") if faults.on(Fault.LEAK) else 0
         self._stale_memory: dict[tuple[str, str, Any], dict[str, Any]] = {}
         self._stale: dict[str, Any] | None = None  # stale-old: the old values the current update pretends
+        self._leak_pending = faults.on(Fault.FILTER_LEAK)  # filter-leak acts once
 
     def observe(self, change: CommittedChange) -> None:
         """stale-old: remember each row's old values, so an update can show the version before them."""
@@ -431,6 +454,24 @@ class FaultStage:
             row.pop(column, None)
         else:
             row[column] = faults.option(Fault.MUTATE, "value") if action == "set" else None
+
+    def replay(self, changes: list[CommittedChange]) -> list[CommittedChange]:
+        """replay-drop: the Nth replayed change is left out of every replay that has one."""
+        if not self.faults.on(Fault.REPLAY_DROP):
+            return changes
+        nth = self.faults.param(Fault.REPLAY_DROP, "nth")
+        if len(changes) < nth:
+            return changes
+        log.warning("fault replay-drop: leaving version %d out of a replay", changes[nth - 1].seq)
+        return changes[: nth - 1] + changes[nth:]
+
+    def leaks_filter(self, change: CommittedChange) -> bool:
+        """filter-leak: the first update a filter hides goes out anyway (once per server)."""
+        if not self._leak_pending:
+            return False
+        self._leak_pending = False
+        log.warning("fault filter-leak: sending version %d past a subscription filter", change.seq)
+        return True
 
     def send_delay(self, n: int) -> float:
         faults = self.faults

@@ -29,14 +29,17 @@ from aiohttp import web
 from refserver.engine import CommittedChange
 from refserver.exprs import EvalContext, truthy
 from refserver.faults import DeliveryStage, Frame
+from refserver.generation import GENERATIONS, Generation
 from refserver.live_query import LiveQuery, options_json
-from refserver.snowflake import Snowflake
+from refserver.replay import ReplayLog, Scope
+from refserver.snowflake import IdSource
 from refserver.storage import Store, now_us
 
 log = logging.getLogger("lqrefserver.live")
 
 GZIP_MIN = 512
 MAX_SUBS_PER_CONNECTION = 100
+MAX_BATCH_SIZE = 1000  # rows per snapshot batch by default, and 0.7's clamp
 BLOCK_CLOSE_CODE = 1013
 BLOCK_CLOSE_REASON = "Notification queue full"
 COALESCE_S = 0.002  # a connection writes at most once per 2 ms; frames queued meanwhile share the write
@@ -83,7 +86,7 @@ class Subscription:
 class Group:
     """Subscriptions sharing table, partition, filter and projection: one filter run and one body per change."""
 
-    def __init__(self, key: tuple[Any, ...], query: LiveQuery, user: str, ids: Snowflake) -> None:
+    def __init__(self, key: tuple[Any, ...], query: LiveQuery, user: str, ids: IdSource) -> None:
         self.key = key
         self.query = query
         self.subs: list[Subscription] = []
@@ -95,10 +98,35 @@ class Group:
         if table.pk.name not in {c.name for _, c in self.plain}:
             self.plain.insert(0, (table.pk.name, table.pk))
         self.stream = table.kind == "STREAM"
+        self.version_key = query.version_key
 
     def matches(self, row: dict[str, Any]) -> bool:
         flt = self.query.filter
         return flt is None or truthy(flt(row, self.ctx))
+
+    def visible(self, change: CommittedChange, transitions: bool) -> CommittedChange | None:
+        """The change as this group's subscribers see it, None when the filter hides it.
+
+        Without ``transitions`` (0.4) the filter is checked on the new row only. With them (0.7)
+        an update is checked on both rows: entering the filter it is an insert of the new row,
+        leaving it a delete whose old values are the old row's key and system columns only
+        (upstream's ``project_delete_identity``: ``_deleted`` is false there).
+        """
+        new = change.new
+        assert new is not None
+        if change.kind != "update" or not transitions:
+            return change if self.matches(new) else None
+        old = change.old
+        assert old is not None
+        was, now = self.matches(old), self.matches(new)
+        if was and now:
+            return change
+        if now:
+            return CommittedChange(change.table, change.owner, "insert", new, None, change.seq)
+        if was:
+            identity = {self.pk: old[self.pk], "_seq": old["_seq"], "_deleted": bool(old.get("_deleted"))}
+            return CommittedChange(change.table, change.owner, "delete", identity, old, change.seq)
+        return None
 
     def body(self, change: CommittedChange, no_deleted: bool = False, stale: Mapping[str, Any] | None = None) -> bytes:
         """The part of a change message after ``subscription_id`` (shared by the group).
@@ -124,17 +152,18 @@ class Group:
                     rows[key] = col.encode(value)
                 if old.get(col.name) != value:
                     olds[key] = col.encode(source.get(col.name))
-            rows["_seq"] = str(new["_seq"])
-            olds["_seq"] = str(old["_seq"])
+            rows[self.version_key] = str(new["_seq"])
+            olds[self.version_key] = str(old["_seq"])
             return b',"change_type":"update","rows":' + dumps([rows]) + b',"old_values":' + dumps([olds]) + b"}"
         tomb = change.new
         assert tomb is not None
         if self.stream:
             olds = {"row_id": f"{change.owner}:{change.old['_seq']}"}  # type: ignore[index]
         else:
-            olds = {k: c.encode(tomb.get(c.name)) for k, c in self.outputs if k != "_deleted"}
-            if not no_deleted:
-                olds["_deleted"] = True
+            # a tombstone holds every column; a filter-leave identity (0.7) only the key and system columns
+            olds = {k: c.encode(tomb[c.name]) for k, c in self.outputs if k != "_deleted" and c.name in tomb}
+            if not no_deleted and "_deleted" in tomb:
+                olds["_deleted"] = bool(tomb["_deleted"])
         return b',"change_type":"delete","old_values":' + dumps([olds]) + b"}"
 
 
@@ -292,15 +321,19 @@ class LiveManager:
     def __init__(
         self,
         store: Store,
-        ids: Snowflake,
+        ids: IdSource,
         stage: DeliveryStage,
         node_id: int,
         queue_size: int,
         overflow: str,
         block_timeout: float,
+        generation: Generation = GENERATIONS["0.4"],
     ) -> None:
         self.store = store
-        self.ids = ids
+        self.ids = ids  # row versions: subscriptions start after the newest one
+        self.generation = generation
+        self.replay = ReplayLog() if generation.replay_log else None
+        self.incarnation = uuid.uuid4().hex[:16]  # a restart starts a new version history
         self.stage = stage  # the delivery stage every notification passes through (faults, or none)
         self.node_id = node_id
         self.queue_size = queue_size
@@ -414,7 +447,7 @@ class LiveManager:
     def snapshot_batch(self, sub: Subscription, after: int | None) -> dict[str, Any]:
         """The next ``initial_data_batch`` (rows with ``_seq`` in (after, boundary]), ascending by ``_seq``."""
         opts = sub.options or {}
-        batch_size = int(opts.get("batch_size") or 1000)
+        batch_size = self.batch_size(opts)
         query = sub.query
         start = opts.get("from", opts.get("from_seq_id"))
         lower = int(after if after is not None else (start or 0))
@@ -429,9 +462,9 @@ class LiveManager:
             rows = self.store.db.execute(query.snapshot_sql, binds).fetchall()
             has_more = len(rows) > batch_size
             rows = rows[:batch_size]
-        seq_index = [k for k, _ in query.output_columns].index("_seq")
+        seq_index = [k for k, _ in query.output_columns].index(query.version_key)
         last_seq = rows[-1][seq_index] if rows else None
-        control = batch_control(sub.batch_num, has_more, last_seq)
+        control = self.batch_control(sub.batch_num, has_more, last_seq)
         sub.batch_num += 1
         return {
             "type": "initial_data_batch",
@@ -439,6 +472,65 @@ class LiveManager:
             "rows": [query.snapshot_row(r) for r in rows],
             "batch_control": control,
         }
+
+    def batch_size(self, options: Mapping[str, Any]) -> int:
+        """Rows per snapshot batch: ``batch_size`` (default 1000), clamped to 1..1000 under 0.7."""
+        given = options.get("batch_size")
+        size = MAX_BATCH_SIZE if given is None else int(given)
+        return max(1, min(MAX_BATCH_SIZE, size)) if self.generation.clamp_batch_size else size
+
+    def batch_control(self, batch_num: int, has_more: bool, last_seq: int | None) -> dict[str, Any]:
+        """KalamDB's batch_control: status ``ready`` when done, else ``loading`` (batch 0) / ``loading_batch``.
+
+        The cursor is a JSON number (0.4) or a decimal string, left out when there is none (0.7).
+        """
+        status = "ready" if not has_more else ("loading" if batch_num == 0 else "loading_batch")
+        control: dict[str, Any] = {"batch_num": batch_num, "has_more": has_more, "status": status}
+        if not self.generation.string_cursors:
+            control["last_seq_id"] = last_seq
+        elif last_seq is not None:
+            control["last_seq_id"] = str(last_seq)
+        return control
+
+    def scope_of(self, sub: Subscription) -> Scope:
+        """The replay-log scope of a subscription: its table and, for per-user tables, its user."""
+        return (sub.query.table.key, self._owner_of(sub))
+
+    def track(self, sub: Subscription) -> None:
+        """0.7: the replay log keeps the subscription's scope from now on (floor: its snapshot boundary)."""
+        if self.replay is not None:
+            self.replay.track(self.scope_of(sub), sub.boundary or None)
+
+    def missed(self, sub: Subscription, cursor: int) -> list[CommittedChange] | None:
+        """0.7: the changes of the subscription's scope after ``cursor``; None when the replay log does not cover it."""
+        return self.replay.changes_after(self.scope_of(sub), cursor) if self.replay is not None else None
+
+    def version_domain(self, sub: Subscription) -> dict[str, Any]:
+        """0.7: the version domain of a SHARED-table subscription, which a resume must echo."""
+        table = sub.query.table
+        return {"history_incarnation": self.incarnation, "table_id": table.key, "scope_id": "shared", "partition_id": 0}
+
+    def replay_to(self, sub: Subscription, changes: list[CommittedChange]) -> None:
+        """0.7: queue replayed changes as ``change`` messages, after the frames already queued.
+
+        They pass through the group's filter and the delivery stage like live ones; they are
+        queued at once (at most a scope's log), ahead of every change committed after the subscription.
+        """
+        group = sub.group
+        assert group is not None
+        conn = sub.conn
+        transitions = self.generation.filter_transitions
+        for change in self.stage.replay(changes):
+            shown = group.visible(change, transitions)
+            if shown is None:
+                continue
+            sub.notified += 1
+            for payload, n, control in self.stage.deliver(shown, group, sub, sub.notified, group.body(shown)):
+                if control:
+                    conn.send_control(payload)
+                elif not conn.closed:
+                    conn.queue.append((payload, sub, n))
+        conn.wake.set()
 
     def _binds(self, sub: Subscription, lower: int) -> dict[str, Any]:
         binds: dict[str, Any] = {"__lo": lower}
@@ -461,7 +553,13 @@ class LiveManager:
     # ------------------------------------------------------------ pipeline
 
     def publish(self, changes: list[CommittedChange]) -> None:
-        """Hand committed changes to the dispatcher (called right after commit, in commit order)."""
+        """Hand committed changes to the dispatcher (called right after commit, in commit order).
+
+        The replay log records them here, synchronously: a resume then sees every committed change.
+        """
+        if self.replay:
+            for change in changes:
+                self.replay.record(change)
         if self.groups or self.stage.sees_every_change:
             self.pending.extend(changes)
             self.kick.set()
@@ -484,17 +582,19 @@ class LiveManager:
         if not groups:
             return []
         blocked: list[tuple[Subscription, bytes, int]] = []
-        row = change.new
-        assert row is not None
+        transitions = self.generation.filter_transitions
         for group in list(groups.values()):
-            if not group.matches(row):
+            shown = group.visible(change, transitions)
+            if change.kind == "update" and (shown is None or shown.kind == "delete") and stage.leaks_filter(change):
+                shown = change
+            if shown is None:
                 continue
-            body = group.body(change)
+            body = group.body(shown)
             for sub in group.subs:
                 if change.seq <= sub.start_seq:
                     continue
                 sub.notified += 1
-                for payload, n, control in stage.deliver(change, group, sub, sub.notified, body):
+                for payload, n, control in stage.deliver(shown, group, sub, sub.notified, body):
                     if control:
                         sub.conn.send_control(payload)
                     else:
@@ -590,9 +690,3 @@ class LiveManager:
                 )
             )
         return rows
-
-
-def batch_control(batch_num: int, has_more: bool, last_seq: int | None) -> dict[str, Any]:
-    """KalamDB's batch_control: status ``ready`` when done, else ``loading`` (batch 0) / ``loading_batch``."""
-    status = "ready" if not has_more else ("loading" if batch_num == 0 else "loading_batch")
-    return {"batch_num": batch_num, "has_more": has_more, "status": status, "last_seq_id": last_seq}

@@ -46,11 +46,12 @@ class LiveQuery:
     last_rows_sql: str
     boundary_sql: str
     names: list[str]  # bound names of the WHERE (``__user``)
+    version_key: str = "_seq"  # the row-version column as clients see it (0.7: ``_version``)
 
     @property
     def schema(self) -> list[dict[str, Any]]:
         """``subscription_ack.schema``: projected columns, or every column with ``_seq``/``_deleted`` for ``*``."""
-        cols = [(c.name, c) for c in self.table.columns] if self.star else self.projection
+        cols = self.output_columns if self.star else self.projection
         out = []
         for index, (name, col) in enumerate(cols):
             entry: dict[str, Any] = {"name": name, "data_type": col.ktype.wire, "index": index}
@@ -72,12 +73,15 @@ class LiveQuery:
         """Row keys and columns of snapshot and insert rows: projection (or all) + ``_seq``
         (+ ``_deleted`` for ``*``)."""
         if self.star:
-            return [(c.name, c) for c in self.table.columns]
-        return [*self.projection, ("_seq", self.table.by_name["_seq"])]
+            return [(self.version_key if c.name == "_seq" else c.name, c) for c in self.table.columns]
+        return [*self.projection, (self.version_key, self.table.by_name["_seq"])]
 
 
-def compile_live_query(sql: str, tables: Mapping[str, TableDef]) -> LiveQuery:
-    """Parse and validate a subscription's SQL; raises ``LiveQueryError`` with KalamDB's code."""
+def compile_live_query(sql: str, tables: Mapping[str, TableDef], version_key: str = "_seq") -> LiveQuery:
+    """Parse and validate a subscription's SQL; raises ``LiveQueryError`` with KalamDB's code.
+
+    ``version_key`` names the row-version column in the rows and schema clients get.
+    """
     try:
         tree = sqlglot.parse_one(sql, read=READ)
     except SqlglotError as exc:
@@ -136,6 +140,7 @@ def compile_live_query(sql: str, tables: Mapping[str, TableDef]) -> LiveQuery:
         "",
         "",
         names,
+        version_key,
     )
     cols = ", ".join(quote(c.name) for _, c in live.output_columns)
     scope = f"({condition})"

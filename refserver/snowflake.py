@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 _NODE_BITS = 10
 _SEQ_BITS = 12
 _SEQ_MASK = (1 << _SEQ_BITS) - 1
+
+
+class IdSource(Protocol):
+    """A generator of increasing 64-bit ids (Snowflake ids, or 0.7's row versions)."""
+
+    def next(self) -> int: ...
+
+    def observe(self, seen: int) -> None: ...
 
 
 class Snowflake:

@@ -20,10 +20,14 @@ from aiohttp import WSMsgType, web
 from refserver.auth import TokenError
 from refserver.catalog import TableDef
 from refserver.engine import Principal
-from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager
+from refserver.generation import GENERATIONS, Generation
+from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager, Subscription
 from refserver.live_query import LiveQueryError, compile_live_query
 
 log = logging.getLogger("lqrefserver.ws")
+
+JWT_SUBPROTOCOL = "kalamdb.jwt."  # 0.7: the JWT as a WebSocket subprotocol, echoed by the server
+CURSOR_EXPIRED = "stale resume cursor expired; resubscribe without a resume token"
 
 
 class InvalidMessage(Exception):
@@ -51,6 +55,9 @@ class WsSettings:
     heartbeat_timeout: float = 10.0
     auth_rate_limit: int = 0  # authentications per client IP per second; 0 = unlimited
     max_ws_message_size: int = 1 << 20
+    generation: Generation = GENERATIONS["0.4"]
+    max_subscriptions_per_user: int = 0  # over all of a user's connections; 0 = unlimited
+    max_subscriptions_per_connection: int = MAX_SUBS_PER_CONNECTION
 
 
 class WsEndpoint:
@@ -98,20 +105,29 @@ class WsEndpoint:
             return web.json_response({"error": "SERVICE_UNAVAILABLE", "message": "Server shutting down"}, status=503)
         compress = request.query.get("compress", "true").lower() != "false"
         keep_closed = self.live.stage.keep_closed
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        echoed: tuple[str, ...] = ()
+        if self.cfg.generation.jwt_subprotocol:
+            offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+            carrying = [p for p in offered if p.startswith(JWT_SUBPROTOCOL)]
+            if carrying:
+                echoed = (carrying[0],)
+                token = token or carrying[0][len(JWT_SUBPROTOCOL) :]  # Bearer wins
         ws = web.WebSocketResponse(
             autoping=False,
             autoclose=not keep_closed,
             max_msg_size=max(self.cfg.max_ws_message_size * 4, 4 << 20),
             compress=False,
+            protocols=echoed,
         )
         await ws.prepare(request)
         conn = Connection(self.live, ws, compress, request.transport)  # type: ignore[arg-type]
         conn.peer_ip = request.remote or ""
         self.live.add_connection(conn)
         try:
-            header = request.headers.get("Authorization", "")
-            if header.lower().startswith("bearer "):
-                self._authenticate(conn, header[7:].strip(), {"serialization": "json", "compression": "gzip"})
+            if token is not None:
+                self._authenticate(conn, token, {"serialization": "json", "compression": "gzip"})
             await self._serve(conn, keep_closed)
         finally:
             self.live.remove_connection(conn)
@@ -207,6 +223,10 @@ class WsEndpoint:
             options = request.get("options")
             if options is not None and not isinstance(options, dict):
                 raise InvalidMessage("invalid type for field `options`")
+            if options is not None and self.cfg.generation.string_cursors:
+                for key in ("from", "from_seq_id"):
+                    if options.get(key) is not None and not _decimal(options[key]):
+                        raise InvalidMessage(f"invalid type for field `{key}`: expected a decimal string")
             if not conn.authenticated:
                 conn.send_control(_error("subscribe", "AUTH_REQUIRED", "Authentication required"))
                 return
@@ -214,7 +234,11 @@ class WsEndpoint:
         elif kind == "next_batch":
             sub_id = _field(message, "subscription_id", str)
             last = message.get("last_seq_id")
-            if last is not None and (not isinstance(last, int) or isinstance(last, bool)):
+            if self.cfg.generation.string_cursors:
+                if last is not None and not _decimal(last):
+                    raise InvalidMessage("invalid type for field `last_seq_id`: expected a decimal string")
+                last = None if last is None else int(last)
+            elif last is not None and (not isinstance(last, int) or isinstance(last, bool)):
                 raise InvalidMessage("invalid type for field `last_seq_id`")
             if conn.authenticated:
                 self._next_batch(conn, sub_id, last)
@@ -287,17 +311,23 @@ class WsEndpoint:
                 _error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty")
             )
             return
-        if len(conn.subs) >= MAX_SUBS_PER_CONNECTION and sub_id not in conn.subs:
-            conn.send_control(
-                _error(sub_id, "UNSUPPORTED", f"At most {MAX_SUBS_PER_CONNECTION} subscriptions per connection")
-            )
+        cap = self.cfg.max_subscriptions_per_connection
+        if len(conn.subs) >= cap and sub_id not in conn.subs:
+            conn.send_control(_error(sub_id, "UNSUPPORTED", f"At most {cap} subscriptions per connection"))
             return
-        problem = _check_options(options)
+        per_user = self.cfg.max_subscriptions_per_user
+        if per_user and sub_id not in conn.subs:
+            held = sum(len(c.subs) for c in self.live.connections if c.user_id == conn.user_id)
+            if held >= per_user:
+                conn.send_control(_error(sub_id, "SUBSCRIPTION_LIMIT_EXCEEDED", "Maximum subscriptions reached"))
+                return
+        generation = self.cfg.generation
+        problem = _check_options(options, generation)
         if problem:
             conn.send_control(_error(sub_id, "UNSUPPORTED", problem))
             return
         try:
-            query = compile_live_query(sql, self.tables)
+            query = compile_live_query(sql, self.tables, generation.version_column)
         except LiveQueryError as exc:
             conn.send_control(_error(sub_id, exc.code, exc.message))
             return
@@ -306,19 +336,47 @@ class WsEndpoint:
             return
         sub = self.live.subscribe(conn, sub_id, sql, query, options)
         ack: dict[str, Any] = {"type": "subscription_ack", "subscription_id": sub_id, "total_rows": 0}
-        if options is None:
-            ack["batch_control"] = {"batch_num": 0, "has_more": False, "status": "ready", "last_seq_id": None}
-            ack["schema"] = query.schema
-            conn.send_control(ack)
+        domain = self.live.version_domain(sub) if generation.version_domain and query.table.kind == "SHARED" else None
+        cursor = _cursor(options)
+        if generation.replay_log and cursor is not None:
+            self._resume(conn, sub, ack, cursor, domain)
             return
-        self.live.begin_snapshot(sub)
-        batch = self.live.snapshot_batch(sub, None)
-        ack["batch_control"] = batch["batch_control"]
+        if options is None:
+            ack["batch_control"] = self.live.batch_control(0, False, None)
+            self.live.track(sub)
+        else:
+            self.live.begin_snapshot(sub)
+            self.live.track(sub)
+            batch = self.live.snapshot_batch(sub, None)
+            ack["batch_control"] = dict(batch["batch_control"])
+        if domain is not None:
+            ack["batch_control"]["version_domain"] = domain
         ack["schema"] = query.schema
         conn.send_control(ack)
-        conn.send_control(batch)
-        if not batch["batch_control"]["has_more"]:
-            self.live.finish_snapshot(sub)
+        if options is not None:
+            conn.send_control(batch)
+            if not batch["batch_control"]["has_more"]:
+                self.live.finish_snapshot(sub)
+
+    def _resume(
+        self, conn: Connection, sub: Subscription, ack: dict[str, Any], cursor: int, domain: dict[str, Any] | None
+    ) -> None:
+        """0.7: an ack and an empty ready batch, then the missed changes; CURSOR_EXPIRED outside the replay log."""
+        options = sub.options or {}
+        missed = self.live.missed(sub, cursor)
+        if missed is None or (domain is not None and options.get("version_domain") != domain):
+            self.live.unsubscribe(conn, sub.sub_id, keep=False)
+            conn.send_control(_error(sub.sub_id, "CURSOR_EXPIRED", CURSOR_EXPIRED))
+            return
+        self.live.track(sub)
+        control = self.live.batch_control(0, False, cursor)
+        ack["batch_control"] = {**control, **({"version_domain": domain} if domain is not None else {})}
+        ack["schema"] = sub.query.schema
+        conn.send_control(ack)
+        conn.send_control(
+            {"type": "initial_data_batch", "subscription_id": sub.sub_id, "rows": [], "batch_control": control}
+        )
+        self.live.replay_to(sub, missed)
 
     def _next_batch(self, conn: Connection, sub_id: str, last_seq: int | None) -> None:
         sub = conn.subs.get(sub_id)
@@ -331,16 +389,33 @@ class WsEndpoint:
             self.live.finish_snapshot(sub)
 
 
-def _check_options(options: dict[str, Any] | None) -> str | None:
+def _decimal(value: Any) -> bool:
+    """Whether ``value`` is a 0.7 cursor: a string of decimal digits."""
+    return isinstance(value, str) and value.isascii() and value.isdigit()
+
+
+def _cursor(options: dict[str, Any] | None) -> int | None:
+    """The resume point of a subscription's options (``from``, alias ``from_seq_id``), as an integer."""
+    value = (options or {}).get("from", (options or {}).get("from_seq_id"))
+    return None if value is None else int(value)
+
+
+def _check_options(options: dict[str, Any] | None, generation: Generation) -> str | None:
+    """Why the options are refused (``UNSUPPORTED``), or None; 0.7 cursors were checked as strings already."""
     if options is None:
         return None
-    for key in ("batch_size", "last_rows", "from", "from_seq_id"):
+    keys = (
+        ("batch_size", "last_rows") if generation.string_cursors else ("batch_size", "last_rows", "from", "from_seq_id")
+    )
+    for key in keys:
         value = options.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             return f"options.{key} must be a non-negative integer"
-    batch_size = options.get("batch_size") or 1000
-    if options.get("batch_size") == 0:
+    if options.get("batch_size") == 0 and not generation.clamp_batch_size:
         return "options.batch_size must be positive"
+    batch_size = options.get("batch_size") or 1000
+    if generation.clamp_batch_size:
+        batch_size = max(1, min(1000, batch_size))
     last_rows = options.get("last_rows")
     if last_rows is not None and last_rows > batch_size:
         return f"last_rows ({last_rows}) cannot exceed batch_size ({batch_size})"

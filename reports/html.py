@@ -64,6 +64,7 @@ def _run_facts(folder: RunFolder, document: dict[str, Any]) -> str:
         ["status", escape(str(run.get("status", "unknown")))],
         ["error", escape(str(run.get("error") or "-"))],
         ["target", escape(f"{target.get('name', '-')} {target.get('url') or ''}")],
+        ["target protocol", escape(str(target.get("protocol") or "-"))],
         ["target features", escape(", ".join(target.get("features") or []) or "-")],
         ["started / duration", escape(f"{_when(started)} / {duration}")],
         ["workers", escape(str(run.get("workers", "-")))],

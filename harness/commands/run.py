@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--criteria", type=Path, metavar="FILE", help="criteria file (TOML) overriding the defaults")
     parser.add_argument(
+        "--server-protocol",
+        choices=("0.7", "0.4"),
+        help="KalamDB protocol generation of the embedded reference server (default: 0.7); "
+        "against --target-url the generation is detected",
+    )
+    parser.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -96,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
         from harness.orchestration.parse_process import check_prerequisites
 
         check_prerequisites()
+    if args.target_url and args.server_protocol:
+        raise HarnessError("--server-protocol applies to the embedded reference server, not to --target-url")
     if args.fault and args.target_url:
         raise HarnessError("--fault applies to the embedded reference server, not to --target-url")
     if args.history is not None:
@@ -113,7 +121,11 @@ def main(args: argparse.Namespace) -> int:
         quick=args.quick,
         out_dir=args.out,
         criteria=args.criteria,
-        server_args=tuple(a for spec in args.fault for a in ("--fault", spec)),
+        server_args=(
+            "--protocol",
+            args.server_protocol or "0.7",
+            *(a for spec in args.fault for a in ("--fault", spec)),
+        ),
         history=args.history,
     )
     runner = Runner(options)

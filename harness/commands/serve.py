@@ -2,12 +2,17 @@
 
 Examples:
   lqharness serve --port 0 --root-password 'Root-Pass-123' --ready-file /tmp/ref.json
+  lqharness serve --protocol 0.4 --port 8080                      # KalamDB 0.4.3's protocol
   lqharness serve --queue-overflow drop --queue-size 128          # KalamDB's own overflow behaviour
   lqharness serve --fault drop:every=100 --fault delay:ms=50      # misbehave, to test the judge
 
 Overflow: with --queue-overflow block (default) no notification is lost; a consumer whose queue
 stays full for --block-timeout seconds is disconnected with WebSocket close code 1013
 "Notification queue full" (and a log line). With drop, notifications are dropped as KalamDB does.
+
+Protocol generations (docs/kalamdb-0.7.md): 0.7 (default, KalamDB 0.7.1) has `_version` row
+versions, string cursors, a bounded replay log for resumes (CURSOR_EXPIRED outside it) and
+filter enter/leave as insert/delete; 0.4 (KalamDB 0.4.3) has Snowflake `_seq` and numeric cursors.
 """
 
 from __future__ import annotations
@@ -24,7 +29,31 @@ from refserver.faults import FAULT_HELP
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``serve`` flags."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port; 0 picks a free port (default: 8080)")
+    parser.add_argument(
+        "--protocol",
+        choices=("0.7", "0.4"),
+        default="0.7",
+        help="KalamDB protocol generation to speak (default: 0.7, today's upstream)",
+    )
+    parser.add_argument(
+        "--port", type=int, help="TCP port; 0 picks a free port (default: 2900 under 0.7, 8080 under 0.4)"
+    )
+    parser.add_argument(
+        "--max-subscriptions-per-user",
+        type=int,
+        default=0,
+        metavar="N",
+        help="subscriptions one user may hold over all connections, as KalamDB's "
+        "rate_limit.max_subscriptions_per_user (10 there); excess gets SUBSCRIPTION_LIMIT_EXCEEDED "
+        "(default: 0, unlimited)",
+    )
+    parser.add_argument(
+        "--max-subscriptions-per-connection",
+        type=int,
+        default=100,
+        metavar="N",
+        help="subscriptions per WebSocket; excess gets UNSUPPORTED (default: 100, KalamDB's fixed cap)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -107,7 +136,14 @@ def main(args: argparse.Namespace) -> int:
     from refserver.auth import check_password
     from refserver.errors import SqlError
     from refserver.faults import FaultSpecError, parse_faults
+    from refserver.generation import GENERATIONS
 
+    if args.port is None:
+        args.port = GENERATIONS[args.protocol].default_port
+    if args.max_subscriptions_per_user < 0:
+        raise HarnessError(f"--max-subscriptions-per-user must be 0 or more, not {args.max_subscriptions_per_user}")
+    if args.max_subscriptions_per_connection < 1:
+        raise HarnessError("--max-subscriptions-per-connection must be at least 1")
     if not 0 <= args.port <= 65535:
         raise HarnessError(f"--port must be in 0..65535, not {args.port}")
     if not 0 <= args.node_id <= 1023:
@@ -152,5 +188,8 @@ def main(args: argparse.Namespace) -> int:
         ready_file=args.ready_file,
         memory_limit_mb=args.memory_limit_mb,
         faults=faults,
+        protocol=args.protocol,
+        max_subscriptions_per_user=args.max_subscriptions_per_user,
+        max_subscriptions_per_connection=args.max_subscriptions_per_connection,
     )
     return run_server(config)

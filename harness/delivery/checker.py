@@ -9,7 +9,8 @@ indeterminate are "may": they can arrive or not without an anomaly.
 Disconnects follow the excuse rule of ``docs/excuse-rule.md``, from the marks the tracker
 took at each disconnect (per writer, the highest wseq and deleted row delivered until then),
 never from a clock: whatever is missing at or below a mark is lost. Above it, a resume
-that replays every change (feature ``resume_replays_changes``) excuses nothing; a resume
+that replays every change (feature ``resume_replays_changes``, and the listener saw the
+replay: a 0.7 cursor refused as expired is answered by current rows) excuses nothing; a resume
 that sends current rows only (feature ``resume``, KalamDB's) excuses a version replaced
 before the resume and any delete made before it, unless the version is still current at
 the end of the run or a live change after the resume proved the resume owed it. A
@@ -182,7 +183,7 @@ def excused(stream: Stream, gap: Disconnect, mark: int, replays: bool) -> RangeS
     if not gap.resumed:
         last = stream.times.first_invoked_at_or_after(gap.up_ns) - 1
         return RangeSet([(above, last)] if above <= last else [])
-    if replays:
+    if replays and gap.replayed:
         return RangeSet()
     last = stream.times.last_possibly_invoked_at_or_before(gap.up_ns)
     window = RangeSet([(above, last)] if above <= last else [])
@@ -503,7 +504,8 @@ def check(
     notes = [
         "late: notifications received in a listener's last drain window; they count as delivered "
         "and their latency is in latency_ms",
-        "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows are excluded",
+        "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows, and changes of "
+        "writes sent before a reconnect was requested (replays), are excluded",
         f"phantom: the sum of {', '.join(str(a) for a in Anomaly if a in PHANTOM)}",
     ]
     if deletes_without:

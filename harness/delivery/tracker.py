@@ -57,7 +57,9 @@ class Disconnect:
     """One time away: when it dropped, why, the marks then, and how it came back.
 
     ``requested_ns`` is when the subscription that ended it was requested, ``up_ns`` when it
-    was ready; ``resumed`` says whether it resumed from the last seen server sequence.
+    was ready; ``resumed`` says whether it resumed from the last seen server sequence, and
+    ``replayed`` whether that resume replayed every change since it (a 0.7 resume inside the
+    server's log; not one refused as expired and answered by a fresh snapshot).
     ``first_live`` holds, per writer, the first live (not snapshot) wseq received after it.
     """
 
@@ -68,6 +70,7 @@ class Disconnect:
     up_ns: int | None = None
     requested_ns: int | None = None
     resumed: bool = False
+    replayed: bool = False
     first_live: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +81,7 @@ class Disconnect:
             "reason": self.reason,
             "expected": self.expected,
             "resumed": self.resumed,
+            "replayed": self.replayed,
             "marks": {str(w): [m.wseq, m.deleted] for w, m in sorted(self.marks.items())},
             "first_live": {str(w): k for w, k in sorted(self.first_live.items())},
         }
@@ -92,6 +96,7 @@ class Disconnect:
             up_ns=data.get("up_ns"),
             requested_ns=data.get("requested_ns"),
             resumed=bool(data.get("resumed")),
+            replayed=bool(data.get("replayed")),
             first_live={int(w): int(k) for w, k in (data.get("first_live") or {}).items()},
         )
 
@@ -282,13 +287,17 @@ class ListenerTracker:
         }
         self.disconnects.append(Disconnect(ns, reason, expected, marks))
 
-    def mark_resumed(self, ns: int, resumed: bool = True, requested_ns: int | None = None) -> None:
-        """Subscribed again at ``ns`` (requested at ``requested_ns``); ``resumed``: from the last seen seq."""
+    def mark_resumed(
+        self, ns: int, resumed: bool = True, requested_ns: int | None = None, replayed: bool = False
+    ) -> None:
+        """Subscribed again at ``ns`` (requested at ``requested_ns``); ``resumed``: from the last seen seq,
+        ``replayed``: the target replayed every change since it."""
         if self.disconnects and self.disconnects[-1].up_ns is None:
             gap = self.disconnects[-1]
             gap.up_ns = ns
             gap.requested_ns = requested_ns if requested_ns is not None else ns
             gap.resumed = resumed
+            gap.replayed = resumed and replayed
 
     def mark_end(self, ns: int, early: str | None = None) -> None:
         """The listener stopped receiving; arrivals in the last drain window count as late.
@@ -350,7 +359,7 @@ class ListenerTracker:
                     self.deletes_without_latency += 1
             else:
                 found.extend(self._check_write(state, seen, change))
-                if change.op is not Op.SNAPSHOT and seen.sent_at_us is not None:
+                if change.op is not Op.SNAPSHOT and seen.sent_at_us is not None and not self._sent_away(seen):
                     latency_us = change.received_ns // 1000 - seen.sent_at_us
                 if change.op is not Op.SNAPSHOT and self.disconnects:
                     self.disconnects[-1].first_live.setdefault(seen.writer_id, seen.wseq)
@@ -358,6 +367,12 @@ class ListenerTracker:
             self._latency_delta.record_us(latency_us)
         self._watch_late(change, seen, latency_us)
         return Observation(None if latency_us is None else latency_us / 1000, tuple(found), op)
+
+    def _sent_away(self, seen: Seen) -> bool:
+        """Whether the write was sent before the current subscription was requested: a replayed change's
+        latency would measure the absence, so it is left out, as resume snapshot rows are."""
+        gap = self.disconnects[-1] if self.disconnects else None
+        return gap is not None and gap.requested_ns is not None and (seen.sent_at_us or 0) * 1000 < gap.requested_ns
 
     def _note_owed(self, state: _WriterState, seen: Seen, change: Change) -> None:
         """After a resume, a live change replacing a version never received proves the resume owed that version."""

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
 from harness.orchestration.server import LocalServer, start_local_server
 from harness.plan import PLAN_ENV, Plan, TargetSpec
@@ -103,6 +104,7 @@ class Runner:
         self.options = options
         self.children: list[subprocess.Popen[bytes]] = []
         self.run_dirs: list[Path] = []  # every run folder this runner wrote, in order
+        self._limits: dict[str, int] = {}  # the embedded server's subscription limits (harness.orchestration.limits)
 
     def run(self, scenario: Scenario) -> int:
         """Run ``scenario`` into a new run folder, stop every process it started, then judge it."""
@@ -151,13 +153,15 @@ class Runner:
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         plan_path = record.path / PLAN_JSON
         plan.write(plan_path)
-        record.target_ready(spec.url, self._setup_target(plan), server.pid if server else None)
+        check_limits(plan, self._limits)
+        features, protocol = self._setup_target(plan)
+        record.target_ready(spec.url, features, server.pid if server else None, protocol)
         record.phase("setup", t0, time.time())
         if server is not None:
             self._start_monitor(record.path, server, spec, started)
         opts.progress(
             f"[{scenario.name}] {len(plan.listeners)} listener(s), {len(plan.writers)} writer stream(s), "
-            f"target {spec.url}{' (embedded)' if server else ''}"
+            f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
         )
         started.callback(self._stop_children)
         self._run_locust(plan, plan_path, record)
@@ -184,11 +188,13 @@ class Runner:
         if opts.target != "ref":
             raise HarnessError(f"--target {opts.target} needs --target-url (only ref and parse are started here)")
         scenario_args = [str(a) for a in record.profile.get("server_args", [])]
+        self._limits = serve_limits([*scenario_args, *opts.server_args])
         password = "Root-" + secrets.token_hex(8)
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)
         return server, TargetSpec("kalamdb", server.url, "root", password)
 
-    def _setup_target(self, plan: Plan) -> frozenset[str]:
+    def _setup_target(self, plan: Plan) -> tuple[frozenset[str], str | None]:
+        """Create the scenario's namespace, table and users; the target's features and protocol generation."""
         from harness.delivery.identity import messages_schema
         from harness.targets import create_target
         from harness.targets.base import TargetError
@@ -202,7 +208,7 @@ class Runner:
                 admin.close()
         except TargetError as exc:
             raise HarnessError(f"target setup failed: {exc}") from exc
-        return frozenset(target.features)
+        return frozenset(target.features), target.protocol
 
     def _start_monitor(
         self, run_dir: Path, server: LocalServer, spec: TargetSpec, started: contextlib.ExitStack

@@ -250,6 +250,11 @@ class Listener(Protocol):
         """Highest ``server_seq`` seen so far: the resume point."""
         ...
 
+    @property
+    def replayed(self) -> bool:
+        """Whether the last ``subscribe`` resumed by replaying every change since ``resume_from``."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -257,10 +262,21 @@ class Target(Protocol):
     """A system under test: a factory of admin, writer and listener sessions."""
 
     name: str
-    # e.g. {"changes_counter", "resume", "flush", "stats", "user_tables"}. What a resume promises
-    # (docs/excuse-rule.md): "resume" sends the current version of each row changed since the last
-    # seen sequence; "resume_replays_changes" replays every change since then, deletes included.
-    features: frozenset[str]
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What the target promises, e.g. {"changes_counter", "resume", "flush", "stats", "user_tables"}.
+
+        ``resume``: a resume sends the current rows changed since the cursor; ``resume_replays_changes``:
+        a resume replays every change since it (docs/excuse-rule.md); ``filter_transitions``: an update
+        entering a filter arrives as an insert, one leaving it as a delete with the key only.
+        """
+        ...
+
+    @property
+    def protocol(self) -> str | None:
+        """The protocol generation the target speaks (KalamDB: ``0.7`` or ``0.4``), None while unknown."""
+        ...
 
     def admin(self) -> Admin: ...
 

@@ -15,12 +15,19 @@ ROOT_PASSWORD = "Root-Pass-123"
 
 @contextlib.contextmanager
 def start_refserver(
-    tmp_path: Path, *extra_args: str, root_password: str | None = ROOT_PASSWORD, timeout: float = 20.0
+    tmp_path: Path,
+    *extra_args: str,
+    root_password: str | None = ROOT_PASSWORD,
+    timeout: float = 20.0,
+    protocol: str = "0.4",
 ) -> Iterator[LocalServer]:
-    """Run ``lqharness serve --port 0`` with ``extra_args`` until the block ends (no root password if None)."""
+    """Run ``lqharness serve --port 0 --protocol P`` with ``extra_args`` until the block ends (None: no root password).
+
+    The tests written for KalamDB 0.4's shapes keep the default; the 0.7 tests pass ``protocol="0.7"``.
+    """
     server = start_local_server(
         tmp_path,
-        extra_args,
+        ("--protocol", protocol, *extra_args),
         root_password=root_password,
         first_run=root_password is None,
         name=f"refserver-{time.monotonic_ns()}",
@@ -84,13 +91,20 @@ class WsClient:
     """A raw WebSocket to ``/v1/ws`` (websocket-client), decoding gzip binary frames."""
 
     def __init__(
-        self, ws_url: str, compress: bool = False, token_header: str | None = None, timeout: float = 5
+        self,
+        ws_url: str,
+        compress: bool = False,
+        token_header: str | None = None,
+        timeout: float = 5,
+        subprotocols: list[str] | None = None,
     ) -> None:
         import websocket
 
         url = ws_url + ("" if compress else "?compress=false")
         header = [f"Authorization: Bearer {token_header}"] if token_header else []
-        self.ws = websocket.create_connection(url, timeout=timeout, header=header, skip_utf8_validation=True)
+        self.ws = websocket.create_connection(
+            url, timeout=timeout, header=header, skip_utf8_validation=True, subprotocols=subprotocols
+        )
         self.frames: list[tuple[int, bytes]] = []
 
     def send(self, message: dict) -> None:

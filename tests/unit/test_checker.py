@@ -181,7 +181,9 @@ def test_filtered_listener_gets_only_its_conversation() -> None:
     assert report["totals"]["expected"] == 8
 
 
-def _resume_world(drop_from_snapshot: int | None = None, update_later: int | None = None) -> dict:
+def _resume_world(
+    drop_from_snapshot: int | None = None, update_later: int | None = None, features: tuple[str, ...] = ("resume",)
+) -> dict:
     """A listener sees 6 of 10 inserts, leaves; rows are updated, deleted and inserted while it is away;
     it resumes and gets the current version of every row changed since (as KalamDB does), then live changes.
     ``update_later`` updates that row a second after the resume."""
@@ -216,7 +218,7 @@ def _resume_world(drop_from_snapshot: int | None = None, update_later: int | Non
     for c in [*snapshot, *[c for c in world.changes if c.received_ns > up]]:
         tracker.observe(c)
     tracker.mark_end(world.end_ns())
-    return world.check(tracker)
+    return world.check(tracker, features=features)
 
 
 def test_resume_gap_excuses_replaced_versions_and_deletes_only() -> None:
@@ -244,6 +246,54 @@ def test_a_version_replaced_after_the_resume_is_still_owed_by_it() -> None:
     report = _resume_world(drop_from_snapshot=9, update_later=9)
     assert _counts(report) == {**ZERO, Anomaly.LOST: 1}
     assert _witness(report, Anomaly.LOST)["wseq"] == 9
+
+
+def _replay_world(drop: int | None = None, replayed: bool = True) -> dict:
+    """As ``_resume_world``, but the resume replays every change of the gap (KalamDB 0.7 inside its replay
+    log), deletes included; ``drop`` leaves the change of that wseq out (the replay-drop fault)."""
+    world = World()
+    world.writer(1, 10)
+    for _ in range(10):
+        world.insert(1)
+    down = world.t
+    world.update(1, 3)
+    world.update(1, 8)
+    world.delete(1, 1)
+    world.insert(1)
+    up = world.t
+    for _ in range(3):
+        world.insert(1)
+    tracker = world.tracker()
+    tracker.mark_ready(T0 + 500 * MS)
+    for c in world.changes[:6]:
+        tracker.observe(c)
+    tracker.mark_disconnected(down, "planned", expected=True)
+    tracker.mark_resumed(up, replayed=replayed)
+    for c in world.changes[6:]:
+        key = (c.row or c.old_row)["wseq"] if c.op is not Op.DELETE else None
+        if key is None or key != drop:
+            tracker.observe(replace(c, received_ns=max(c.received_ns, up)))
+    tracker.mark_end(world.end_ns())
+    return world.check(tracker, features=("resume", "resume_replays_changes"))
+
+
+def test_a_replay_resume_owes_every_change_of_the_gap_deletes_included() -> None:
+    report = _replay_world()
+    assert _counts(report) == ZERO
+    assert report["totals"]["may"] == 0 and report["totals"]["expected"] == 10 + 2 + 1 + 3 + 1
+
+
+def test_a_change_missing_from_a_replay_is_lost() -> None:
+    report = _replay_world(drop=11)
+    assert _counts(report) == {**ZERO, Anomaly.LOST: 1}
+    assert _witness(report, Anomaly.LOST)["wseq"] == 11
+
+
+def test_a_resume_the_target_could_not_replay_keeps_the_current_rows_excuse() -> None:
+    # a 0.7 target whose cursor expired: the fresh snapshot sends current rows, as a 0.4 resume does
+    report = _resume_world(features=("resume", "resume_replays_changes"))
+    assert _counts(report) == ZERO and report["totals"]["may"] == 3
+    assert _counts(_replay_world(drop=8)) == {**ZERO, Anomaly.LOST: 1}  # the same gap replayed owes it
 
 
 def test_a_row_claiming_a_watched_conversation_from_another_writer_is_outside_the_filter_not_loss() -> None:

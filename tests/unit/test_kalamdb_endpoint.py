@@ -18,6 +18,7 @@ from harness.targets.kalamdb.transport import Endpoint, describe
         ("https://db.example.com", "https://db.example.com:443", "wss://db.example.com:443/v1/ws", False),
         ("http://[::1]:8088", "http://[::1]:8088", "ws://[::1]:8088/v1/ws", True),
         ("http://10.0.0.5:8080", "http://10.0.0.5:8080", "ws://10.0.0.5:8080/v1/ws", False),
+        ("http://kalam.local", "http://kalam.local:2900", "ws://kalam.local:2900/v1/ws", False),  # 0.7's port
     ],
 )
 def test_endpoint_urls(url: str, base: str, ws: str, loopback: bool) -> None:

@@ -231,3 +231,43 @@ def test_registry_names() -> None:
         create_target(TargetSpec("nope", "http://127.0.0.1:1", "root", "pw"))
     with pytest.raises(HarnessError, match="bad KalamDB URL"):
         create_target(TargetSpec("kalamdb", "ftp://x", "root", "pw"))
+
+
+# ---------------------------------------------------------------- protocol generations (docs/kalamdb-0.7.md)
+
+
+def test_the_row_version_column_names_the_generation() -> None:
+    assert wire.generation_of(["id", "body", "_seq", "_deleted"]) == "0.4"
+    assert wire.generation_of(["id", "body", "_version", "_deleted"]) == "0.7"
+    assert wire.generation_of(["id", "body"]) is None
+    assert wire.generation_of(["_seq", "_version"]) is None  # contradictory: no guess
+
+
+def test_resume_cursors_are_numbers_under_04_and_strings_under_07() -> None:
+    assert wire.resume_options(655360, 500, "0.4") == {"from": 655360, "batch_size": 500}
+    assert wire.resume_options(655360, 500, "0.7") == {"from": "655360", "batch_size": 500}
+    domain = {"history_incarnation": "a1", "table_id": "lqh.t", "scope_id": "shared", "partition_id": 0}
+    assert wire.resume_options(7, 10, "0.7", domain)["version_domain"] == domain
+    assert "version_domain" not in wire.resume_options(7, 10, "0.4", domain)
+
+
+def test_a_07_version_is_the_cursor_but_not_a_commit_time() -> None:
+    msg = {"type": "change", "change_type": "insert", "rows": [{"id": "5", "_version": "655360", "_deleted": False}]}
+    (change,) = wire.change_events(msg, 1, 10, BIG)
+    assert change.server_seq == 655360 and change.committed_ns is None
+    seq = (73_000_000_123 << 22) | 7
+    old = {"type": "change", "change_type": "delete", "old_values": [{"id": "5", "_seq": str(seq), "_deleted": True}]}
+    (delete,) = wire.change_events(old, 1, 10, BIG)
+    assert delete.server_seq == seq and delete.committed_ns == wire.committed_ns(seq)
+
+
+def test_generation_and_websocket_auth_options_are_checked() -> None:
+    spec = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", {"protocol": "0.7", "ws_auth": "subprotocol"})
+    target = create_target(spec)
+    assert target.protocol == "0.7"
+    assert {"resume_replays_changes", "filter_transitions"} <= target.features
+    forced_04 = create_target(TargetSpec("kalamdb", "http://127.0.0.1:2", "root", "pw", {"protocol": "0.4"}))
+    assert "resume_replays_changes" not in forced_04.features and "resume" in forced_04.features
+    for bad in ({"protocol": "0.5"}, {"ws_auth": "cookie"}):
+        with pytest.raises(HarnessError, match="protocol must be|ws_auth must be"):
+            create_target(TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw", bad))

@@ -11,10 +11,13 @@ gevent-friendly. The package is split along the protocol's seams:
 - ``listener``: one live query on its own WebSocket (websocket-client), heartbeat and resume
 - ``dialect``: the statement text, from the interface's table kinds, column types and filters
 - ``wire``: the pure encoding rules of replies and messages (values, frames, ``Change``)
+- ``generation``: which protocol generation each server speaks, once detected (and 0.7's version domains)
 - ``target``: ``KalamTarget``, the factory the harness gets from ``create_target``
 
-The rules that differ between protocol generations (0.4 today: ``_seq``, numeric cursors,
-``EXECUTE AS USER``) are all in ``dialect``, ``wire`` and the listener's subscribe exchange.
+The rules that differ between the protocol generations (0.4: Snowflake ``_seq``, numeric
+cursors, a resume by current rows; 0.7: ``_version``, string cursors, replay or ``CURSOR_EXPIRED``,
+the JWT subprotocol; ``docs/kalamdb-0.7.md``) are all in ``dialect``, ``wire`` and the listener's
+subscribe exchange.
 """
 
 from harness.targets.kalamdb.target import KalamTarget

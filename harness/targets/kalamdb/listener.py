@@ -1,9 +1,15 @@
-"""One KalamDB live query on its own ``/v1/ws`` WebSocket: in-band authentication, heartbeat, resume.
+"""One KalamDB live query on its own ``/v1/ws`` WebSocket: authentication, heartbeat, resume.
 
 websocket-client cooperates with gevent once the process is monkey-patched, so a listener
 blocks only its own greenlet. The connection is driven from ``recv``: the client pings when
 it has been quiet for ``heartbeat`` seconds (KalamDB drops silent clients), snapshot batches
 are requested as they are consumed, and a lost socket surfaces as ``Disconnected``.
+
+The subscribe exchange is where the protocol generations differ (``docs/kalamdb-0.7.md``):
+a 0.4 resume gets the current rows changed since the cursor as snapshot rows; a 0.7 resume
+gets an empty batch and then the missed changes replayed from the server's log (``replayed``),
+or ``CURSOR_EXPIRED``, after which the listener subscribes again without a cursor and keeps
+the fresh snapshot's rows newer than it (current rows only, as a 0.4 resume).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import websocket
 from harness.targets.base import Change, Disconnected, Eq, Schema, TargetError
 from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
+from harness.targets.kalamdb.generation import MEMORY
 from harness.targets.kalamdb.settings import Settings
+from harness.targets.kalamdb.sql import SqlSession, probe_generation
 from harness.targets.kalamdb.transport import Http, describe
 
 __all__ = ["KalamListener"]
@@ -30,6 +38,7 @@ RATE_LIMITED_AUTH = "too many authentication"  # KalamDB's auth_error text past 
 AUTH_RETRY_SECONDS = 30.0  # how long a rate-limited WebSocket authentication keeps retrying
 AUTH_BACKOFF_FIRST = 0.05
 AUTH_BACKOFF_MAX = 1.0
+JWT_SUBPROTOCOL = "kalamdb.jwt."  # 0.7: the JWT as a WebSocket subprotocol (the server echoes it)
 
 
 class KalamListener:
@@ -47,6 +56,10 @@ class KalamListener:
         self._sub_id: str | None = None
         self._ready = False
         self._snapshot_wanted = False
+        self._resuming = False  # a 0.7 resume is waiting for its ack, or for CURSOR_EXPIRED
+        self._expired = False
+        self._replayed = False
+        self._after: int | None = None  # after CURSOR_EXPIRED: snapshot rows at or below this were seen
         self._buffer: collections.deque[Change] = collections.deque()
         self._last_seq: int | None = None
         self._next_ping = 0.0
@@ -61,13 +74,23 @@ class KalamListener:
     def last_seq(self) -> int | None:
         return self._last_seq
 
+    @property
+    def replayed(self) -> bool:
+        """True when the last subscribe resumed from the server's replay log (0.7): every change follows."""
+        return self._replayed
+
     # -- connection ---------------------------------------------------------------------------
 
-    def _open(self) -> websocket.WebSocket:
+    def _open(self, token: str | None = None) -> websocket.WebSocket:
+        """Open the socket; with ``token`` the JWT travels as the ``kalamdb.jwt.`` subprotocol (0.7)."""
         url = self._settings.endpoint.ws_url + ("" if self._settings.compress else "?compress=false")
         try:
             return websocket.create_connection(
-                url, timeout=self._settings.timeout, enable_multithread=True, skip_utf8_validation=True
+                url,
+                timeout=self._settings.timeout,
+                enable_multithread=True,
+                skip_utf8_validation=True,
+                subprotocols=None if token is None else [JWT_SUBPROTOCOL + token],
             )
         except websocket.WebSocketBadStatusException as exc:
             raise TargetError(f"websocket upgrade refused at {url}: HTTP {exc.status_code}") from None
@@ -105,20 +128,23 @@ class KalamListener:
             renewed = True
 
     def _authenticate(self, token: str) -> str | None:
-        """Open a socket and send ``authenticate``; None on success, else the server's refusal text."""
-        self._ws = self._open()
+        """Open a socket and authenticate (``authenticate``, or the JWT subprotocol); None on success,
+        else the server's refusal text."""
+        by_subprotocol = self._settings.ws_auth == "subprotocol"
+        self._ws = self._open(token if by_subprotocol else None)
         self._dead = None
-        self._send(
-            {
-                "type": "authenticate",
-                "method": "jwt",
-                "token": token,
-                "protocol": {
-                    "serialization": "json",
-                    "compression": "gzip" if self._settings.compress else "none",
-                },
-            }
-        )
+        if not by_subprotocol:  # with the subprotocol the server pushes its reply unprompted
+            self._send(
+                {
+                    "type": "authenticate",
+                    "method": "jwt",
+                    "token": token,
+                    "protocol": {
+                        "serialization": "json",
+                        "compression": "gzip" if self._settings.compress else "none",
+                    },
+                }
+            )
         deadline = time.monotonic() + self._settings.timeout
         while (remaining := deadline - time.monotonic()) > 0:
             msg = self._read(remaining)
@@ -204,26 +230,54 @@ class KalamListener:
         try:
             sql = dialect.subscription_sql(self._schema, filter)
             self._connect()
-            self._count += 1
-            self._sub_id = f"lqh_{self._name}_{self._count}"
-            sub: dict[str, Any] = {"id": self._sub_id, "sql": sql}
-            if resume_from is not None:
-                sub["options"] = {"from": int(resume_from), "batch_size": self._settings.batch_size}
-            elif snapshot:
-                sub["options"] = {"batch_size": self._settings.batch_size}
-            self._snapshot_wanted = "options" in sub
-            self._send({"type": "subscribe", "subscription": sub})
-            deadline = time.monotonic() + self._settings.subscribe_timeout
-            while not self._ready:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TargetError(
-                        f"subscription {self._sub_id} not ready within {self._settings.subscribe_timeout:g}s"
-                    )
-                self._pump(remaining)
+            batch = {"batch_size": self._settings.batch_size}
+            if resume_from is None:
+                self._request(sql, batch if snapshot else None)
+                return
+            generation = self._generation()
+            domain = MEMORY.domain(self._http.base_url, self._schema.qualified) if generation == "0.7" else None
+            self._resuming = generation == "0.7"
+            self._request(sql, wire.resume_options(resume_from, self._settings.batch_size, generation, domain))
+            self._resuming = False
+            if self._expired:
+                self._expired = False
+                self._after = resume_from
+                self._request(sql, batch)
+            else:
+                self._replayed = generation == "0.7"
         except TargetError:
             self.close()
             raise
+
+    def _request(self, sql: str, options: dict[str, Any] | None) -> None:
+        """Send one ``subscribe`` and read until it is ready (or, resuming under 0.7, refused as expired)."""
+        self._count += 1
+        self._sub_id = f"lqh_{self._name}_{self._count}"
+        sub: dict[str, Any] = {"id": self._sub_id, "sql": sql}
+        if options is not None:
+            sub["options"] = options
+        self._snapshot_wanted = options is not None
+        self._send({"type": "subscribe", "subscription": sub})
+        deadline = time.monotonic() + self._settings.subscribe_timeout
+        while not self._ready and not self._expired:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TargetError(f"subscription {self._sub_id} not ready within {self._settings.subscribe_timeout:g}s")
+            self._pump(remaining)
+
+    def _generation(self) -> str:
+        """The server's protocol generation: forced, remembered, or read from a ``SELECT *`` on the table."""
+        forced = self._settings.protocol or MEMORY.generation(self._http.base_url)
+        if forced is not None:
+            return forced
+        session = SqlSession(self._settings.endpoint, self._creds, self._settings.timeout)
+        try:
+            found = probe_generation(session, self._schema)
+        finally:
+            session.close()
+        if found is None:
+            raise TargetError(f"cannot tell the protocol generation of {self._http.base_url}: no _seq or _version")
+        return found
 
     def _pump(self, timeout: float) -> None:
         """Read until one message or ``timeout`` s (at least one poll), in slices that keep the heartbeat going."""
@@ -242,22 +296,32 @@ class KalamListener:
         if kind == "change":
             self._buffer.extend(wire.change_events(msg, received_ns, size, self._bigints))
         elif kind == "initial_data_batch":
-            self._buffer.extend(wire.snapshot_events(msg.get("rows") or [], received_ns, size, self._bigints))
+            rows = wire.snapshot_events(msg.get("rows") or [], received_ns, size, self._bigints)
+            after = self._after
+            if after is not None:  # a fresh snapshot after CURSOR_EXPIRED: what is new since the cursor
+                rows = [c for c in rows if c.server_seq is None or c.server_seq > after]
+            self._buffer.extend(rows)
             control = msg.get("batch_control") or {}
             if control.get("has_more"):
-                self._send(
-                    {
-                        "type": "next_batch",
-                        "subscription_id": self._sub_id,
-                        "last_seq_id": control.get("last_seq_id"),
-                    }
-                )
+                request: dict[str, Any] = {"type": "next_batch", "subscription_id": self._sub_id}
+                if control.get("last_seq_id") is not None:
+                    request["last_seq_id"] = control["last_seq_id"]
+                self._send(request)
             else:
                 self._ready = True
         elif kind == "subscription_ack":
-            self._bigints = self._bigints | wire.wire_bigints(msg.get("schema"))
-            if not self._snapshot_wanted and not (msg.get("batch_control") or {}).get("has_more"):
+            fields = msg.get("schema") or []
+            self._bigints = self._bigints | wire.wire_bigints(fields)
+            control = msg.get("batch_control") or {}
+            generation = wire.generation_of(f.get("name", "") for f in fields)
+            if generation is not None:
+                MEMORY.note_generation(self._http.base_url, generation)
+            if generation == "0.7" and not self._resuming:
+                MEMORY.note_domain(self._http.base_url, self._schema.qualified, control.get("version_domain"))
+            if not self._snapshot_wanted and not control.get("has_more"):
                 self._ready = True
+        elif kind == "error" and self._resuming and msg.get("code") == wire.CURSOR_EXPIRED:
+            self._expired = True
         elif kind == "error":
             raise TargetError(
                 f"server error for subscription {msg.get('subscription_id')}: {msg.get('code')}: {msg.get('message')}"

@@ -29,7 +29,8 @@ class Settings:
     ``root_password`` is used only for the first-run setup of a fresh server;
     ``setup_user`` is the DBA that setup creates when the harness logs in as root.
     ``table_options`` are KalamDB's own table options by name (``flush_policy``, ...), which
-    ``Admin.setup`` writes into the ``CREATE TABLE`` statement.
+    ``Admin.setup`` writes into the ``CREATE TABLE`` statement. ``protocol`` forces a protocol
+    generation (else it is detected); ``ws_auth`` picks how a WebSocket carries the JWT.
     """
 
     endpoint: Endpoint
@@ -43,6 +44,8 @@ class Settings:
     root_password: str | None = None
     setup_user: str = DEFAULT_SETUP_USER
     table_options: Mapping[str, str] = field(default_factory=dict)
+    protocol: str | None = None  # "0.4" or "0.7" forces the generation; None detects it (generation.py)
+    ws_auth: str = "message"  # "message": in-band authenticate (both generations); "subprotocol": 0.7's
 
     @classmethod
     def from_spec(cls, spec: TargetSpec) -> Settings:
@@ -57,6 +60,12 @@ class Settings:
         if not isinstance(table_options, Mapping):
             raise TargetError(f"table_options must map option names to values, not {table_options!r}")
         root_password = opts.get("root_password") or (spec.password if spec.user == "root" else None)
+        protocol = opts.get("protocol")
+        if protocol is not None and str(protocol) not in wire.GENERATIONS:
+            raise TargetError(f"protocol must be one of {', '.join(wire.GENERATIONS)}, not {protocol!r}")
+        ws_auth = str(opts.get("ws_auth", "message"))
+        if ws_auth not in ("message", "subprotocol"):
+            raise TargetError(f"ws_auth must be message or subprotocol, not {ws_auth!r}")
         return cls(
             endpoint=endpoint,
             user=spec.user,
@@ -69,6 +78,8 @@ class Settings:
             root_password=str(root_password) if root_password else None,
             setup_user=str(opts.get("setup_user", DEFAULT_SETUP_USER)),
             table_options={str(k): str(v) for k, v in table_options.items()},
+            protocol=None if protocol is None else str(protocol),
+            ws_auth=ws_auth,
         )
 
     def admin_credentials(self) -> Credentials:

@@ -12,10 +12,11 @@ from typing import Any
 from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
 from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
+from harness.targets.kalamdb.generation import MEMORY
 from harness.targets.kalamdb.settings import Settings
 from harness.targets.kalamdb.transport import Endpoint, Http, TransportError
 
-__all__ = ["KalamAdmin", "KalamWriter", "SqlSession"]
+__all__ = ["KalamAdmin", "KalamWriter", "SqlSession", "probe_generation"]
 
 SQL_PATH = "/v1/api/sql"
 PAGE = wire.PAGE
@@ -61,6 +62,19 @@ class SqlSession:
         self.http.close()
 
 
+def probe_generation(session: SqlSession, schema: Schema) -> str | None:
+    """The protocol generation the server speaks, from the columns of a ``SELECT *`` on the table (remembered)."""
+    known = MEMORY.generation(session.http.base_url)
+    if known is not None:
+        return known
+    results = session.query(dialect.rows_sql(schema, None, 1))
+    fields = (results[0].get("schema") or []) if results else []
+    generation = wire.generation_of(f.get("name", "") for f in fields)
+    if generation is not None:
+        MEMORY.note_generation(session.http.base_url, generation)
+    return generation
+
+
 class KalamAdmin:
     """Privileged SQL: setup, bounded reads (as a user where asked), ``system.live`` counters, flush jobs, stats."""
 
@@ -92,6 +106,8 @@ class KalamAdmin:
                     self._execute(dialect.set_password_sql(user, password))
                 except TargetError as exc:
                     raise TargetError(f"set the password of existing user {user!r}: {exc}") from None
+        if self._settings.protocol is None:
+            probe_generation(self._sql, schema)
 
     def recent(self, schema: Schema, filter: Eq | None, limit: int, as_user: str | None = None) -> list[Row]:
         """The newest ``limit`` rows by key matching ``filter``; on USER tables as ``as_user`` (impersonated)."""

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from harness.targets.base import Schema, TargetError
 from harness.targets.kalamdb.auth import Credentials
+from harness.targets.kalamdb.generation import MEMORY
 from harness.targets.kalamdb.listener import KalamListener
 from harness.targets.kalamdb.settings import Settings
 from harness.targets.kalamdb.sql import KalamAdmin, KalamWriter
@@ -14,20 +15,31 @@ from harness.targets.kalamdb.transport import Endpoint
 if TYPE_CHECKING:
     from harness.plan import TargetSpec
 
-__all__ = ["FEATURES", "KalamTarget"]
+__all__ = ["FEATURES", "FEATURES_07", "KalamTarget"]
 
 FEATURES = frozenset({"changes_counter", "resume", "flush", "stats", "user_tables", "jobs"})
+FEATURES_07 = frozenset({"resume_replays_changes", "filter_transitions"})
+"""What 0.7 adds: a resume inside the replay log replays every change (deletes included); an update
+entering a listener's filter arrives as an insert, one leaving it as a delete of key and version only."""
 
 
 class KalamTarget:
     """KalamDB v1 (or the reference server): the factory of admin, writer and listener sessions."""
 
-    features = FEATURES
-
     def __init__(self, spec: TargetSpec) -> None:
         self.name = spec.name
         self.spec = spec
         self.settings = Settings.from_spec(spec)
+
+    @property
+    def protocol(self) -> str | None:
+        """The protocol generation, ``0.7`` or ``0.4``: forced by the ``protocol`` option, else as detected."""
+        return self.settings.protocol or MEMORY.generation(self.endpoint.base_url)
+
+    @property
+    def features(self) -> frozenset[str]:
+        """What the target promises; 0.7's resume and filter promises once the generation is known."""
+        return FEATURES | FEATURES_07 if self.protocol == "0.7" else FEATURES
 
     @property
     def endpoint(self) -> Endpoint:

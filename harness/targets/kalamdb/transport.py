@@ -20,6 +20,7 @@ from harness.targets.base import TargetError
 __all__ = ["Endpoint", "Http", "TransportError", "describe"]
 
 WS_PATH = "/v1/ws"
+DEFAULT_PORT = 2900  # KalamDB's since 0.7 (8080 before): a URL without a port means it
 
 
 def describe(exc: BaseException) -> str:
@@ -50,7 +51,7 @@ class Endpoint:
         self.secure = parts.scheme == "https"
         self.host = parts.hostname
         try:
-            self.port = parts.port or (443 if self.secure else 80)
+            self.port = parts.port or (443 if self.secure else DEFAULT_PORT)
         except ValueError:
             raise TargetError(f"bad port in KalamDB URL {url!r}") from None
         netloc = f"[{self.host}]" if ":" in self.host else self.host
@@ -113,6 +114,11 @@ class Http:
             return status, orjson.loads(data) if data else None
         except orjson.JSONDecodeError:
             return status, None
+
+    @property
+    def base_url(self) -> str:
+        """The server this connection talks to."""
+        return self._endpoint.base_url
 
     def close(self) -> None:
         if self._client is not None and self._hub is gevent.get_hub():

@@ -1,8 +1,10 @@
 """Pure KalamDB v1 wire helpers: value conversion, replies, frames and messages to ``Change``.
 
 Kept free of I/O so the encoding rules of ``docs/kalamdb-protocol.md`` (BIGINT as JSON
-strings, Snowflake ``_seq``, gzip binary frames, change/old-value shapes) are unit-testable.
-The statement text the driver sends is in ``dialect``.
+strings, gzip binary frames, change/old-value shapes) are unit-testable. The rules of the two
+protocol generations live here too: 0.4's Snowflake ``_seq`` (a commit time) and numeric
+cursors, 0.7's opaque ``_version`` (no time) and string cursors, its ``CURSOR_EXPIRED`` and
+SHARED-table ``version_domain`` (``docs/kalamdb-0.7.md``). The statement text is in ``dialect``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import orjson
 from harness.targets.base import Change, ColumnType, Op, Outcome, Row, Schema, TargetError
 
 __all__ = [
+    "CURSOR_EXPIRED",
+    "GENERATIONS",
     "PAGE",
     "WireError",
     "change_events",
@@ -26,7 +30,9 @@ __all__ = [
     "count_of",
     "decode_frame",
     "error_of",
+    "generation_of",
     "job_id_of",
+    "resume_options",
     "result_rows",
     "rows_affected",
     "schema_bigints",
@@ -37,7 +43,10 @@ __all__ = [
 SEQ_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the Snowflake epoch of `_seq`
 GZIP_MAGIC = b"\x1f\x8b"
 BIGINT_WIRE_TYPES = frozenset({"BigInt"})  # `data_type` names whose values travel as JSON strings
-SYSTEM_BIGINTS = frozenset({"_seq"})
+VERSION_COLUMNS = {"_seq": "0.4", "_version": "0.7"}  # the row-version column of each protocol generation
+GENERATIONS = ("0.7", "0.4")
+SYSTEM_BIGINTS = frozenset(VERSION_COLUMNS)
+CURSOR_EXPIRED = "CURSOR_EXPIRED"  # 0.7: the resume cursor is outside the server's replay log
 # 5xx codes that mean the server refused the statement before running it.
 REFUSAL_5XX_CODES = frozenset({"NOT_LEADER", "TOO_MANY_CONNECTIONS"})
 PAGE = 1000  # max_query_limit: the most rows one query returns (protocol 2.4)
@@ -53,8 +62,27 @@ def committed_ns(seq: int) -> int:
     return ((seq >> 22) + SEQ_EPOCH_MS) * 1_000_000
 
 
+def generation_of(names: Iterable[str]) -> str | None:
+    """The protocol generation a column list shows: ``_version`` is 0.7, ``_seq`` 0.4, neither None."""
+    found = {VERSION_COLUMNS[n] for n in names if n in VERSION_COLUMNS}
+    return found.pop() if len(found) == 1 else None
+
+
+def resume_options(
+    cursor: int, batch_size: int, generation: str, version_domain: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``subscription.options`` resuming after ``cursor``: a JSON number (0.4) or a decimal string (0.7).
+
+    0.7 SHARED tables also echo the ``version_domain`` of the subscription the cursor came from.
+    """
+    options: dict[str, Any] = {"from": str(cursor) if generation == "0.7" else int(cursor), "batch_size": batch_size}
+    if generation == "0.7" and version_domain is not None:
+        options["version_domain"] = dict(version_domain)
+    return options
+
+
 def schema_bigints(schema: Schema) -> frozenset[str]:
-    """Columns of ``schema`` whose values arrive as JSON strings (its int64 columns), plus ``_seq``."""
+    """Columns of ``schema`` whose values arrive as JSON strings (its int64 columns), plus ``_seq``/``_version``."""
     return SYSTEM_BIGINTS | {c.name for c in schema.columns if c.type is ColumnType.INT64}
 
 
@@ -156,13 +184,19 @@ def _split(total: int, parts: int) -> list[int]:
     return [base + rest] + [base] * (parts - 1)
 
 
-def _seq_of(row: Row | None) -> int | None:
-    seq = row.get("_seq") if row else None
-    return seq if isinstance(seq, int) else None
+def _seq_of(row: Row | None) -> tuple[int | None, bool]:
+    """The row's version and whether it is a Snowflake ``_seq`` (0.4, a commit time) rather than 0.7's ``_version``."""
+    if not row:
+        return None, False
+    seq = row.get("_seq")
+    if isinstance(seq, int):
+        return seq, True
+    version = row.get("_version")
+    return (version, False) if isinstance(version, int) else (None, False)
 
 
 def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], received_ns: int, size: int) -> Change:
-    seq = _seq_of(row if row is not None else old)
+    seq, snowflake = _seq_of(row if row is not None else old)
     deleted = sent.get("_deleted")
     return Change(
         op=op,
@@ -172,7 +206,7 @@ def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], r
         received_ns=received_ns,
         wire_bytes=size,
         deleted=deleted if isinstance(deleted, bool) else None,
-        committed_ns=committed_ns(seq) if seq is not None and seq > 0 else None,
+        committed_ns=committed_ns(seq) if snowflake and seq is not None and seq > 0 else None,
     )
 
 
