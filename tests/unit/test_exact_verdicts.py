@@ -47,6 +47,7 @@ class _Sub:
         self.last_seq: int | None = 1
         self.last_error: str | None = None
         self.requested_ns: int | None = None
+        self.replayed = False  # a 0.4-style resume: current rows, not a replay
         self.opened = 0
         self._script: list[Any] = [changes[0], AttributeError("'list' object has no attribute 'items'"), *changes[1:]]
         self._done = False
