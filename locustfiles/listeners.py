@@ -18,7 +18,7 @@ from gevent.event import Event
 
 from harness.delivery.tracker import ListenerTracker, WriterView
 from harness.plan import ListenerSpec, Plan
-from harness.targets.base import Disconnected, Eq, Listener, Op, TableKind, TargetError
+from harness.targets.base import Disconnected, Eq, Listener, Op, ProtocolError, TableKind, TargetError
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
@@ -137,9 +137,9 @@ class ListenerUser(OneShotUser):
                 if sub.stop():
                     return None
                 now = time.time_ns()
-                if isinstance(exc, TargetError):
+                if isinstance(exc, TargetError) and not isinstance(exc, ProtocolError):
                     reason = exc.reason if isinstance(exc, Disconnected) else f"server error: {exc}"
-                else:  # the driver could not decode a frame: a protocol anomaly, then a resume
+                else:  # a frame the driver could not decode: a protocol anomaly, then a resume
                     reason = f"malformed frame: {type(exc).__name__}: {exc}"
                     tracker.observe_malformed(now, reason)
                 tracker.mark_disconnected(now, reason, expected=False)

@@ -24,6 +24,7 @@ __all__ = [
     "Listener",
     "Op",
     "Outcome",
+    "ProtocolError",
     "Row",
     "Schema",
     "TableKind",
@@ -152,6 +153,11 @@ class Eq:
 
 class TargetError(Exception):
     """The target could not do what was asked (bad credentials, refused SQL, unreachable)."""
+
+
+class ProtocolError(TargetError):
+    """The target sent a frame its protocol does not allow (not JSON, bad gzip, unknown change type):
+    a listener counts it as a malformed notification, then resumes."""
 
 
 class Disconnected(TargetError):

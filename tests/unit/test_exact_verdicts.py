@@ -11,12 +11,14 @@ from typing import Any
 
 import msgpack
 import orjson
+import pytest
 
 from harness.delivery.anomalies import Anomaly
 from harness.delivery.identity import row_id
 from harness.delivery.ledger import WriterLedger
 from harness.plan import ReconnectSpec
 from harness.targets.base import Change, Op, Outcome, WriteResult
+from harness.targets.kalamdb.wire import WireError
 from locustfiles.listeners import ListenerUser
 from locustfiles.writers import LiveRows
 from tests.support.delivery_world import DRAIN_NS, MS, T0, World
@@ -41,7 +43,7 @@ def _wseq_of(change: Change) -> int:
 class _Sub:
     """A subscription whose second recv raises what a driver raises on a row sent as a positional array."""
 
-    def __init__(self, changes: list[Change]) -> None:
+    def __init__(self, changes: list[Change], raised: Exception | None = None) -> None:
         self.spec = SimpleNamespace(reconnect=None)
         self.deadline = float("inf")
         self.last_seq: int | None = 1
@@ -49,7 +51,8 @@ class _Sub:
         self.requested_ns: int | None = None
         self.replayed = False  # a 0.4-style resume: current rows, not a replay
         self.opened = 0
-        self._script: list[Any] = [changes[0], AttributeError("'list' object has no attribute 'items'"), *changes[1:]]
+        raised = raised or AttributeError("'list' object has no attribute 'items'")
+        self._script: list[Any] = [changes[0], raised, *changes[1:]]
         self._done = False
 
     def stop(self) -> bool:
@@ -73,12 +76,17 @@ class _Sub:
         return True
 
 
-def test_case1_a_malformed_frame_is_a_counted_anomaly_then_a_resume() -> None:
+@pytest.mark.parametrize(
+    "raised",
+    [AttributeError("'list' object has no attribute 'items'"), WireError("frame is not JSON: unexpected character")],
+    ids=["driver-crash", "protocol-error"],
+)
+def test_case1_a_malformed_frame_is_a_counted_anomaly_then_a_resume(raised: Exception) -> None:
     world = World()
     world.standard()
     tracker = world.tracker()
     tracker.mark_ready(T0 + 500 * MS)
-    sub = _Sub(world.changes)
+    sub = _Sub(world.changes, raised)
     fired: list[tuple[Any, ...]] = []
     user = SimpleNamespace(fire=lambda *args: fired.append(args))  # Locust's request event, as OneShotUser fires it
     ended = ListenerUser._receive(user, sub, tracker)  # type: ignore[arg-type]
@@ -87,7 +95,7 @@ def test_case1_a_malformed_frame_is_a_counted_anomaly_then_a_resume() -> None:
     assert len(fired) == len(world.changes)
     report = world.check(tracker)
     assert _counts(report) == {Anomaly.MALFORMED: 1}
-    assert "AttributeError" in _witnesses(report, Anomaly.MALFORMED)[0]["observed"]
+    assert type(raised).__name__ in _witnesses(report, Anomaly.MALFORMED)[0]["observed"]
     assert report["connections"]["unexpected_disconnects"] == 1
     assert report["totals"]["delivered"] == 16
 

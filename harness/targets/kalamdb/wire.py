@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from harness.targets.base import Change, ColumnType, Op, Outcome, Row, Schema, TargetError
+from harness.targets.base import Change, ColumnType, Op, Outcome, ProtocolError, Row, Schema, TargetError
 
 __all__ = [
     "CURSOR_EXPIRED",
@@ -53,8 +53,8 @@ PAGE = 1000  # max_query_limit: the most rows one query returns (protocol 2.4)
 _JOB_ID = re.compile(r"Job ID:\s*([A-Za-z0-9_:.\-]*[A-Za-z0-9_])")
 
 
-class WireError(TargetError):
-    """A frame or message the protocol does not allow."""
+class WireError(ProtocolError):
+    """A frame or message the KalamDB protocol does not allow."""
 
 
 def committed_ns(seq: int) -> int:
