@@ -51,3 +51,12 @@ def test_a_clean_run_must_exit_0_and_judge_every_listed_criterion(tmp_path: Path
     assert verdict_problems("s", ["SC-051", "SC-056"], code, verdict, {}) == []
     assert verdict_problems("s", ["SC-051", "SC-059"], code, verdict, {}) == ["SC-059 was not judged"]
     assert verdict_problems("s", ["SC-051"], 2, verdict, {}) == ["exit code 2, expected 0"]
+
+
+def test_only_the_na_of_an_unwritten_kind_needs_no_allowance(tmp_path: Path) -> None:
+    spec = spec_size(criteria=["SC-051", "SC-052", "SC-055"], features=["resume"])  # no changes counter
+    spec.writes = {"insert": 105_000, "update": 0, "delete": 0}
+    code, verdict = _judged(write_run(tmp_path, spec))
+    assert verdict_problems("s", ["SC-051", "SC-052", "SC-055"], code, verdict, {}) == [
+        "SC-055 n/a (no allowance): the target has no changes counter (features: resume)"
+    ]
