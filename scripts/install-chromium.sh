@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install Debian's headless-capable Chromium for the report render test.
-# Idempotent and quiet: does nothing when /usr/bin/chromium already exists.
+# Idempotent and quiet: does nothing when a Chromium-family browser is already on PATH (the names
+# the test looks for: chromium, chromium-browser, google-chrome, chrome).
 # Needs root (or passwordless sudo) and the Debian package mirrors.
 set -euo pipefail
 
-if [ -x /usr/bin/chromium ]; then
-    exit 0
-fi
+for browser in chromium chromium-browser google-chrome chrome; do
+    if command -v "$browser" >/dev/null 2>&1; then
+        exit 0
+    fi
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -33,7 +36,7 @@ if ! { $SUDO apt-get update -qq && \
     exit 1
 fi
 
-if [ ! -x /usr/bin/chromium ]; then
-    echo "install-chromium: apt-get finished but /usr/bin/chromium is missing" >&2
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "install-chromium: apt-get finished but chromium is not on PATH" >&2
     exit 1
 fi
