@@ -319,4 +319,7 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
         return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
+    if curve.first_break is None:
+        # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
+        return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
     return Finding(PASS, value, limits, f"{capacity}; {steps}")

@@ -652,6 +652,12 @@ def _ramp(p95: list[float], **kwargs: Any) -> Synthetic:
     return Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95, **kwargs)
 
 
+def test_a_ramp_that_never_breaks_the_slo_found_no_capacity(tmp_path: Path) -> None:
+    found = criterion(judged(write_run(tmp_path, _ramp([10.0, 20.0, 30.0])))[1], "DEGRADATION")
+    assert found["verdict"] == "inconclusive"
+    assert found["evidence"].startswith("the ramp ended before the server reached capacity: the SLO held")
+
+
 def test_degradation_without_liveness_evidence_is_inconclusive(tmp_path: Path) -> None:
     p95 = [10.0, 30.0, 90.0]
     unwatched = write_run(tmp_path / "unwatched", _ramp(p95, omit={"monitor.jsonl"}))
