@@ -12,8 +12,9 @@ from typing import Any
 
 # (scenario, criterion) -> a substring the inconclusive criterion's evidence must contain
 Allowances = Mapping[tuple[str, str], str]
-# The one n/a accepted without an allowance: SC-052 or SC-053 for a kind of write the scenario never makes.
-UNWRITTEN = "the scenario wrote no "
+# The n/a accepted without an allowance (by the start of their evidence): SC-052 or SC-053 for a kind of
+# write the scenario never makes, and REGRESSION for a first run with no history to compare with.
+ACCEPTED_NA = ("the scenario wrote no ", "no comparable history: no earlier run of ")
 
 
 def criteria_of(verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -25,14 +26,14 @@ def verdict_problems(
     scenario: str, listed: Iterable[str], code: int, verdict: dict[str, Any], allowed: Allowances
 ) -> list[str]:
     """What is wrong with a run that should pass: each criterion that did not pass and is not allowed to
-    be inconclusive for the reason the table gives (an n/a for writes the scenario never makes is
-    fine), a listed criterion left unjudged, a wrong exit code."""
+    be inconclusive for the reason the table gives (the n/a of ``ACCEPTED_NA`` are fine), a listed
+    criterion left unjudged, a wrong exit code."""
     found = criteria_of(verdict)
     problems = [f"{cid} was not judged" for cid in listed if cid not in found]
     excused = False
     for cid, record in found.items():
         evidence = str(record.get("evidence"))
-        if record["verdict"] == "pass" or (record["verdict"] == "n/a" and evidence.startswith(UNWRITTEN)):
+        if record["verdict"] == "pass" or (record["verdict"] == "n/a" and evidence.startswith(ACCEPTED_NA)):
             continue
         reason = allowed.get((scenario, cid))
         if record["verdict"] == "inconclusive" and reason is not None and reason in evidence:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from harness.scenarios.catalogue import resolve
-from reports.judge import judge_run
+from reports.judge import RULES, judge_run
 from tests.support.synthetic import Synthetic, spec_size, write_run
 from tests.support.verdicts import verdict_problems
 
@@ -22,7 +22,7 @@ def _judged(run_dir: Path) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("name", ["stress.memory-write", "stress.writers-listeners", "stress.memory-release"])
 def test_a_run_with_nothing_measured_is_rejected(tmp_path: Path, name: str) -> None:
-    (scenario,) = resolve([name])
+    (scenario,) = resolve([name], RULES)
     run_dir = write_run(tmp_path, Synthetic(scenario=name, criteria=list(scenario.criteria), omit=UNMEASURED))
     code, verdict = _judged(run_dir)
     problems = verdict_problems(name, scenario.criteria, code, verdict, {})
