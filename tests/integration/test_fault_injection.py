@@ -76,7 +76,7 @@ def run_with_fault(tmp_path: Path, scenario: str, *faults: str, criteria: str | 
         server_args=tuple(a for f in faults for a in ("--fault", f)),
     )
     code = Runner(options).run(resolve([scenario], RULES)[0])
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # history.sqlite lies beside the run folders
     return code, json.loads((run_dir / "verdict.json").read_text()), run_dir
 
 

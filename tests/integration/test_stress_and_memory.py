@@ -38,7 +38,7 @@ QUICK_ALLOWED: Allowances = {
 def run_scenario(tmp_path: Path, scenario: Scenario, quick: bool) -> tuple[int, dict, dict]:
     out = tmp_path / "runs"
     code = Runner(RunOptions(quick=quick, out_dir=out, progress=lambda _msg: None)).run(scenario)
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # history.sqlite lies beside the run folders
     verdict = json.loads((run_dir / "verdict.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())
     return code, verdict, run
