@@ -179,10 +179,11 @@ def test_kept_subscriptions_fail_conn_release_with_the_lingering_count(tmp_path:
     assert found["CONN-RELEASE"]["value"]["lingering_subscriptions"] == 25, found["CONN-RELEASE"]
 
 
-# about 21 s: 5 listeners x about 7,500 inserts, 8 kB kept per notification, past the scenario's 256 MiB bound
+# about 21 s: 5 listeners x up to 7,500 inserts, 25 kB kept per notification: past the scenario's 256 MiB
+# bound even when a busy machine lets the writers reach a third of their rate
 @pytest.mark.timeout(180)
 def test_leak_past_the_memory_limit_fails_mem_bound(tmp_path: Path) -> None:
-    code, verdict, run_dir = run_with_fault(tmp_path, "stress.storage-bounds", "leak:bytes=8000")
+    code, verdict, run_dir = run_with_fault(tmp_path, "stress.storage-bounds", "leak:bytes=25000")
     found = assert_fails_only(run_dir, verdict, code, "MEM-BOUND", ["SC-051", "SC-060"])
     assert found["MEM-BOUND"]["value"] > 256.0 and "(limit 256 MiB)" in found["MEM-BOUND"]["evidence"]
 
