@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/lqharness run live stress.writers-listeners --quick $(HISTORY_ARGS)
 
 test: lint
-	@bash scripts/install-chromium.sh || echo "chromium not installed: the report render test will skip"
+	@bash scripts/install-chromium.sh || echo "no browser installed: the report render test will skip (and fail when CI is set)"
 	@bash scripts/install-postgresql.sh || echo "postgresql not installed: the shared-history test will skip"
 	@bash scripts/install-parse-deps.sh || echo "node or npm not installed: the Parse tests will skip (fail under CI=true)"
 	$(BIN)/python -m pytest -q

@@ -44,7 +44,15 @@ def memory_growth(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) ->
         f"{last.samples} samples {rel(folder, last.start)}..{rel(folder, last.end)}): growth {growth:+.1f}% "
         f"(limit {limit:g}%), slope {slope:+.2f} MiB/min over {len(inside)} samples"
     )
-    return Finding(PASS if growth < limit else FAIL, round(growth, 2), limit, evidence)
+    if growth >= limit:
+        return Finding(FAIL, round(growth, 2), limit, evidence)
+    start, end = load_window(folder)
+    need = float(cfg["min_load_seconds"])
+    if end - start < need:
+        return inconclusive(
+            f"only {end - start:.0f} s of load (the criterion needs {need:g} s); {evidence}", round(growth, 2), limit
+        )
+    return Finding(PASS, round(growth, 2), limit, evidence)
 
 
 def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
@@ -311,4 +319,7 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
         return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
+    if curve.first_break is None:
+        # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
+        return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
     return Finding(PASS, value, limits, f"{capacity}; {steps}")

@@ -280,7 +280,7 @@ def test_bad_credentials_and_unreachable_server_fail_fast(server) -> None:
         with pytest.raises(TargetError) as err:
             attempt()
         assert "\n" not in str(err.value) and "refused" in str(err.value)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 10  # refused at once, no retry loop (a generous bound for a busy machine)
 
 
 @pytest.mark.timeout(30)
@@ -347,7 +347,7 @@ def test_server_loss_makes_writes_indeterminate_and_listeners_disconnected(tmp_p
     with pytest.raises(Disconnected) as lost:
         listener.recv(2.0)
     assert not lost.value.expected
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 15  # bounded by the timeouts, not hanging
     listener.close()
     writer.close()
 

@@ -1,7 +1,13 @@
 """The ten live-query scenarios, run through the same runner as `lqharness run live --quick`.
 
-Each scenario must pass against the reference server, and its delivery summary must
-count exactly the changes the catalogue defines (summed over its listeners).
+Each scenario must pass against the reference server, except for the inconclusives of
+``LIVE_ALLOWED``: a live scenario is far smaller than the specification's sizes for SC-054
+("under concurrent load") and SC-057 ("under 100,000+ notifications"). Its delivery summary
+must count exactly the changes the catalogue defines (summed over its listeners).
+
+``live.ordering`` proves its counts here, not its order: a delete delivered ahead of the next
+insert goes unseen until the exact-verdicts issue's case 10 is fixed (the strict xfail tests in
+tests/unit/test_checker.py and tests/integration/test_fault_injection.py turn green then).
 """
 
 from __future__ import annotations
@@ -15,8 +21,17 @@ from harness.orchestration.runner import Runner, RunOptions
 from harness.orchestration.server import start_local_server
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
+from tests.support.verdicts import Allowances, assert_passes
 
 LIVE = resolve(["live"], RULES)
+FEW_NOTIFICATIONS = "notifications delivered (the criterion needs 100,000)"
+FEW_SAMPLES = "latency samples (the criterion needs 1,000)"
+LIVE_ALLOWED: Allowances = {
+    **{(s.name, "SC-057"): FEW_NOTIFICATIONS for s in LIVE},
+    **{(s.name, "SC-054"): FEW_SAMPLES for s in LIVE if s.name != "live.high-frequency"},
+    # 1,000 notifications are enough samples, but they come from a single writer
+    ("live.high-frequency", "SC-054"): "only 1 writer(s) wrote, not concurrent load",
+}
 
 
 def _run(tmp_path: Path, scenario_name: str, **options) -> tuple[int, dict, dict]:
@@ -43,8 +58,7 @@ def _summary(verdict: dict) -> str:
 @pytest.mark.parametrize("scenario", LIVE, ids=[s.name for s in LIVE])
 def test_live_scenario_passes_with_exact_counts(tmp_path: Path, scenario) -> None:
     code, verdict, delivery = _run(tmp_path, scenario.name)
-    assert verdict["verdict"] == "pass", _summary(verdict)
-    assert code == 0
+    assert_passes(scenario.name, scenario.criteria, code, verdict, LIVE_ALLOWED)
     totals = delivery["totals"]
     assert totals["expected"] == scenario.expected
     assert totals["delivered"] == scenario.expected
@@ -76,8 +90,8 @@ def test_external_target_url_starts_no_embedded_server(tmp_path: Path) -> None:
         first = _run(tmp_path, "live.updates", target_url=server.url, user="root", password=server.root_password)
         second = _run(tmp_path, "live.ordering", target_url=server.url, user="root", password=server.root_password)
         assert server.alive()
-    for _, verdict, _ in (first, second):
-        assert verdict["verdict"] == "pass", _summary(verdict)
+    for name, (code, verdict, _) in zip(("live.updates", "live.ordering"), (first, second), strict=True):
+        assert_passes(name, ("SC-051", "SC-052", "SC-053", "SC-055"), code, verdict, LIVE_ALLOWED)
     assert (first[2]["totals"]["expected"], second[2]["totals"]["expected"]) == (100, 4)
     for run_dir in (p for p in (tmp_path / "runs").iterdir() if p.is_dir()):
         assert not (run_dir / "server.log").exists(), "an embedded server was started"

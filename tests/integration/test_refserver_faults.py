@@ -73,7 +73,8 @@ def test_reorder_every_n(tmp_path):
 
 
 def test_delay_every_k(tmp_path):
-    with start_refserver(tmp_path, "--fault", "delay:ms=400,every=2") as srv:
+    """Only the 2nd notification waits 2 s: each time is bounded on one side, with a wide margin."""
+    with start_refserver(tmp_path, "--fault", "delay:ms=2000,every=2") as srv:
         http, token, ws = prepare(srv)
         timings = []
         for key in (1, 2):
@@ -81,7 +82,7 @@ def test_delay_every_k(tmp_path):
             insert(http, token, key)
             ws.recv()
             timings.append(time.monotonic() - started)
-        assert timings[0] < 0.35 and timings[1] >= 0.39
+        assert timings[0] < 1.5 and timings[1] >= 1.99
 
 
 def test_stale_old_values(tmp_path):
@@ -91,7 +92,7 @@ def test_stale_old_values(tmp_path):
         ws.recv()
         http.ok(token, "UPDATE app.items SET v = 'second' WHERE id = 1")
         first = ws.recv()
-        assert first["old_values"][0]["v"] != "v1"
+        assert first["old_values"][0]["v"] == "second"  # a row's first update: the new value sent as the old one
         http.ok(token, "UPDATE app.items SET v = 'third' WHERE id = 1")
         second = ws.recv()
         assert second["old_values"][0]["v"] == "v1"  # one version too old
@@ -166,12 +167,16 @@ def test_keep_closed_leaves_half_open_socket_and_listing(tmp_path):
 
 
 def test_stall_stops_everything(tmp_path):
+    """Health checks, one after another, until one waits out the stall (bounded at 10 s)."""
     with start_refserver(tmp_path, "--fault", "stall:after=1,for=2") as srv:
         http = Http(srv.url)
-        time.sleep(1.3)
-        started = time.monotonic()
-        assert http.request("GET", "/health")[0] == 200
-        assert time.monotonic() - started > 1.0
+        deadline = time.monotonic() + 10
+        longest = 0.0
+        while longest <= 1.0 and time.monotonic() < deadline:
+            started = time.monotonic()
+            assert http.request("GET", "/health")[0] == 200
+            longest = max(longest, time.monotonic() - started)
+        assert longest > 1.0, "no request was held up by the stall"
 
 
 def test_crash_exits_hard(tmp_path):

@@ -73,16 +73,17 @@ def test_block_waits_for_a_slow_consumer_within_the_timeout(tmp_path):
         http, token = prepare(srv)
         slow = subscriber(srv, token)
         got: list[int] = []
+        written = threading.Event()
 
         def read_slowly() -> None:
-            import time
-
-            time.sleep(1.0)
+            # start reading only once every row is written: the 2-slot queue has long been full
+            written.wait(30)
             got.extend(drain(slow)[0])
 
         reader = threading.Thread(target=read_slowly, daemon=True)
         reader.start()
         write_rows(http, token)
+        written.set()
         reader.join(30)
         assert got == list(range(1, ROWS + 1))
 

@@ -1,5 +1,9 @@
 """report.html opened in headless Chromium: every figure is in the rendered DOM with its image, and the
-page paints (the screenshot is not blank). Chromium is installed by scripts/install-chromium.sh."""
+page paints (the screenshot is not blank).
+
+The browser is found by ``tests.support.browser.chromium``: it skips on a developer machine
+without one, and fails in CI (``CI`` set, or ``LQH_REQUIRE_BROWSER=1``).
+"""
 
 from __future__ import annotations
 
@@ -11,29 +15,15 @@ import pytest
 from PIL import Image
 
 from reports.judge import judge_run
-from reports.plots import FIGURES
+from tests.support.browser import chromium
+from tests.support.figures import FIGURE_IDS
 from tests.support.synthetic import T0, Synthetic, ramp_phases, write_run
 
-CHROMIUM = Path("/usr/bin/chromium")
-INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-chromium.sh"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--hide-scrollbars",
 ]  # fmt: skip
-
-
-def chromium() -> Path:
-    """The Chromium binary, installing it with the project script if needed; skip if that cannot be done."""
-    if not CHROMIUM.exists():
-        try:
-            result = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            pytest.skip("chromium is not installed and scripts/install-chromium.sh did not finish in 600 s")
-        if result.returncode != 0 or not CHROMIUM.exists():
-            reason = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            pytest.skip(f"chromium cannot be installed here: {reason[0]}")
-    return CHROMIUM
 
 
 class RenderedFigures(HTMLParser):
@@ -87,9 +77,8 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     parsed = RenderedFigures()
     parsed.feed(dom.stdout)
-    expected = [fig_id for fig_id, _, _ in FIGURES]
-    assert list(parsed.figures) == expected
-    for fig_id in expected:
+    assert list(parsed.figures) == FIGURE_IDS
+    for fig_id in FIGURE_IDS:
         assert parsed.figures[fig_id] >= 1, f"{fig_id} has no image in the rendered DOM"
 
     shot = tmp_path / "report.png"

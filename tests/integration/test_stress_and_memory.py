@@ -1,9 +1,11 @@
 """The ten memory and stress scenarios, through the same runner as `lqharness run stress`.
 
-The quick profiles run in `make test`: each must complete against the reference server
-with every criterion it lists judged — pass, or inconclusive with a reason — and never
-fail. The full-length profiles (the specification's numbers) are marked `nightly` and
-run by `make nightly`.
+The quick profiles run in `make test`: each must pass every criterion it lists against the
+reference server, except the inconclusives in ``QUICK_ALLOWED``, each for the one reason given
+there (a quick profile is smaller than the specification's sizes). Any other inconclusive, an
+allowed one for another reason, a failure or a wrong exit code fails the test. The full-length
+profiles (the specification's numbers) are marked `nightly`, run by `make nightly-tests`, and must pass
+every criterion with no allowance.
 """
 
 from __future__ import annotations
@@ -14,13 +16,26 @@ from pathlib import Path
 import pytest
 
 from harness.orchestration.runner import Runner, RunOptions
-from harness.scenarios.catalogue import resolve
+from harness.scenarios.catalogue import Scenario, resolve
 from reports.judge import RULES
+from tests.support.verdicts import Allowances, assert_passes
 
 STRESS = resolve(["stress"], RULES)
 
+SHORT_LOAD = "s of load (the criterion needs 300 s)"
+FEW_NOTIFICATIONS = "notifications delivered (the criterion needs 100,000)"
+QUICK_ALLOWED: Allowances = {
+    ("stress.memory-write", "SC-056"): SHORT_LOAD,  # 300 inserts at 50/s: 6 s of load
+    ("stress.writers-listeners", "SC-056"): SHORT_LOAD,  # 15 s of mixed writes
+    ("stress.writers-listeners", "SC-057"): FEW_NOTIFICATIONS,  # about 1,500 writes x 20 listeners
+    ("stress.flush", "SC-056"): SHORT_LOAD,  # 15 s of inserts
+    ("stress.actor-health", "SC-057"): FEW_NOTIFICATIONS,  # about 1,500 writes x 10 listeners
+    # 3 steps of 6 s up to 1,200 writes/s hold the SLO here: no capacity found
+    ("stress.degradation", "DEGRADATION"): "the ramp ended before the server reached capacity",
+}
 
-def run_scenario(tmp_path: Path, scenario, quick: bool) -> tuple[int, dict, dict]:
+
+def run_scenario(tmp_path: Path, scenario: Scenario, quick: bool) -> tuple[int, dict, dict]:
     out = tmp_path / "runs"
     code = Runner(RunOptions(quick=quick, out_dir=out, progress=lambda _msg: None)).run(scenario)
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # history.sqlite lies beside the run folders
@@ -29,27 +44,18 @@ def run_scenario(tmp_path: Path, scenario, quick: bool) -> tuple[int, dict, dict
     return code, verdict, run
 
 
-def assert_judged(scenario, code: int, verdict: dict, run: dict) -> None:
-    assert run["status"] == "completed", run["error"]
-    criteria = {c["id"]: c for s in verdict["scenarios"] for c in s["criteria"]}
-    assert set(scenario.criteria) <= set(criteria), "a listed criterion was not judged"
-    failed = {k: c["evidence"] for k, c in criteria.items() if c["verdict"] == "fail"}
-    assert not failed, failed
-    for c in criteria.values():
-        assert c["verdict"] in ("pass", "inconclusive", "n/a")
-        if c["verdict"] != "pass":
-            assert c["evidence"], f"{c['id']} is {c['verdict']} without a reason"
-    assert code in (0, 2)
-
-
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("scenario", STRESS, ids=[s.name for s in STRESS])
-def test_quick_stress_profile_is_judged(tmp_path: Path, scenario) -> None:
-    assert_judged(scenario, *run_scenario(tmp_path, scenario, quick=True))
+def test_quick_stress_profile_passes_but_for_its_listed_inconclusives(tmp_path: Path, scenario: Scenario) -> None:
+    code, verdict, run = run_scenario(tmp_path, scenario, quick=True)
+    assert run["status"] == "completed", run["error"]
+    assert_passes(scenario.name, scenario.criteria, code, verdict, QUICK_ALLOWED)
 
 
 @pytest.mark.nightly
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("scenario", STRESS, ids=[s.name for s in STRESS])
-def test_full_stress_profile_is_judged(tmp_path: Path, scenario) -> None:
-    assert_judged(scenario, *run_scenario(tmp_path, scenario, quick=False))
+def test_full_stress_profile_passes_every_criterion(tmp_path: Path, scenario: Scenario) -> None:
+    code, verdict, run = run_scenario(tmp_path, scenario, quick=False)
+    assert run["status"] == "completed", run["error"]
+    assert_passes(scenario.name, scenario.criteria, code, verdict)

@@ -7,24 +7,22 @@ starts Locust and returns the run folder's ``delivery.json``, ``writes.json`` an
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from harness.delivery.anomalies import LEGACY_PHANTOM, Anomaly
 from harness.delivery.identity import messages_schema
-from harness.plan import Extras, ListenerSpec, Plan, TargetSpec, WriterSpec
+from harness.orchestration.runner import _free_port, _locust_cmd
+from harness.plan import PLAN_ENV, Extras, ListenerSpec, Plan, TargetSpec, WriterSpec
 from harness.targets import create_target
 from harness.targets.base import TableKind
-from locustfiles import users_needed
 from tests.support.refserver import ROOT_PASSWORD
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCUSTFILE = str(ROOT / "locustfiles" / "live.py")
-ANOMALIES = ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors")
+# every anomaly counter of delivery.json (late arrivals are no anomaly), and the phantom family's sum
+ANOMALIES = (*(str(a) for a in Anomaly if a is not Anomaly.LATE), LEGACY_PHANTOM)
 
 
 def flow_plan(
@@ -44,13 +42,6 @@ def flow_plan(
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    """A TCP port free on 127.0.0.1 now, for the Locust master to bind."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
     """Set the table up, run Locust in-process (``workers=0``) or distributed, return the run folder's JSON files."""
     run_dir = Path(plan.extra.run_dir)
@@ -63,20 +54,15 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
         finally:
             admin.close()
     env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # Locust needs gevent's patching
-    env["LQH_PLAN"] = str(run_dir / "plan.json")
-    users = users_needed(plan)
-    base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
-    main = [*base, "--headless", "-u", str(users), "-r", str(users), "--run-time", "60s", "--stop-timeout", "10",
-            "--csv", str(run_dir / "locust"), "--only-summary"]  # fmt: skip
+    env[PLAN_ENV] = str(run_dir / "plan.json")
+    # The command lines of `lqharness run` itself (audit L11), bounded at the plan's max_seconds.
     port = _free_port()
-    if workers:
-        main += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
-                 "--master-bind-port", str(port)]  # fmt: skip
+    bound = int(plan.extra.max_seconds)
+    main = _locust_cmd(plan, run_dir, bound, "master" if workers else "local", port, workers)
+    worker = _locust_cmd(plan, run_dir, bound, "worker", port, workers)
     log = (run_dir / "locust.out").open("wb")
     procs = [subprocess.Popen(main, env=env, stdout=log, stderr=subprocess.STDOUT)]
-    for _ in range(workers):
-        cmd = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+    procs += [subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)]
     try:
         for proc in procs:
             proc.wait(90)
@@ -86,6 +72,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
                 proc.kill()
                 proc.wait(5)
         log.close()
-    out = (run_dir / "locust.out").read_text(errors="replace")
+    logs = [run_dir / name for name in ("locust.out", "locust.log") if (run_dir / name).exists()]
+    out = "".join(path.read_text(errors="replace") for path in logs)
     assert (run_dir / "delivery.json").exists(), out[-2000:]
     return {name: orjson.loads((run_dir / f"{name}.json").read_bytes()) for name in ("delivery", "writes", "target")}

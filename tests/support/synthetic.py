@@ -2,7 +2,9 @@
 
 ``write_run`` writes every file of docs/run-folder.md from a ``Synthetic`` description:
 a healthy 100 s load phase by default, with knobs for memory shape, crashes, generator
-saturation, delivery anomalies, ramp steps and missing or truncated files.
+saturation, delivery anomalies, ramp steps and missing or truncated files. The default run
+is smaller than the specification's sizes (SC-056's 300 s of load, SC-057's 100,000
+notifications); ``spec_size`` describes one that reaches them.
 """
 
 from __future__ import annotations
@@ -88,6 +90,27 @@ class Synthetic:
     notify_p95_ms: Callable[[float], float] = lambda t: 12.0
     sql_failures: int = 0
     omit: set[str] = field(default_factory=set)
+    writers: int = 2  # writers in writes.json; the writes are split evenly between them
+
+
+SPEC_PHASES: list[tuple[str, float, float, dict[str, Any]]] = [
+    ("setup", 0.0, 5.0, {}),
+    ("subscribe", 5.0, 10.0, {}),
+    ("load", 10.0, 320.0, {}),
+    ("drain", 320.0, 325.0, {}),
+    ("observe", 325.0, 400.0, {}),
+]
+
+
+def spec_size(**overrides: Any) -> Synthetic:
+    """A healthy run at the specification's size: 310 s of load, 105,000 notifications, two writers."""
+    writes = {"insert": 80_000, "update": 15_000, "delete": 10_000}
+    up = {"listener_seconds_up": 310.0, "listener_seconds_total": 312.0, "listener_seconds_since_ready": 310.0}
+    settings: dict[str, Any] = {
+        "phases": list(SPEC_PHASES), "writes": writes, "server_changes": 105_000, "received": 105_000,
+        "connections": up, **overrides,
+    }  # fmt: skip
+    return Synthetic(**settings)
 
 
 def _monitor_rows(s: Synthetic, end: float) -> list[dict[str, Any]]:
@@ -242,8 +265,12 @@ def write_run(root: Path, s: Synthetic | None = None) -> Path:
         "error": None,
     })  # fmt: skip
     zero = dict.fromkeys(ops, 0)
+    shares = [
+        {op: n // s.writers + (n % s.writers if w == 0 else 0) for op, n in ops.items()} for w in range(s.writers)
+    ]
     dump("writes.json", {
-        "writers": {"1": {"conversation_id": 1, "ok": dict(ops), "failed": zero, "indeterminate": zero, "errors": []}},
+        "writers": {str(w + 1): {"conversation_id": w + 1, "ok": share, "failed": zero, "indeterminate": zero,
+                                 "errors": []} for w, share in enumerate(shares)},
         "totals": {"ok": dict(ops), "failed": zero, "indeterminate": zero},
     })  # fmt: skip
     dump("target.json", {

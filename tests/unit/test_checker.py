@@ -77,6 +77,21 @@ def test_swapped_notifications() -> None:
     assert (w["writer"], w["wseq"]) == (1, 1)
 
 
+@pytest.mark.xfail(strict=True, reason="exact-verdicts issue case 10")
+def test_delete_delivered_ahead_of_the_next_insert_is_out_of_order() -> None:
+    """live.ordering's own case (audit M5): insert m1, update m1, insert m2, delete m1 from one writer,
+    delivered with the delete of m1 ahead of the insert of m2."""
+    world = World()
+    world.writer(1, 1)
+    m1 = world.insert(1)
+    world.update(1, m1)
+    world.insert(1)
+    world.delete(1, m1)
+    insert1, update1, insert2, delete1 = world.changes
+    report = world.check(world.listen([insert1, update1, delete1, insert2]))
+    assert _counts(report) == {**ZERO, "out_of_order": 1}
+
+
 def test_delivery_of_a_failed_write_is_aborted_and_of_a_write_never_made_unexpected() -> None:
     world = World()
     world.standard()

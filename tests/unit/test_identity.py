@@ -4,7 +4,6 @@ import orjson
 import pytest
 
 from harness.delivery.identity import (
-    COLUMNS,
     content,
     insert_row,
     messages_schema,
@@ -14,7 +13,7 @@ from harness.delivery.identity import (
     update_changes,
 )
 from harness.plan import ListenerSpec, Plan, Step, TargetSpec, WriterSpec
-from harness.targets.base import Change, Op, TableKind
+from harness.targets.base import Change, ColumnType, Op, TableKind
 
 
 def _plan() -> Plan:
@@ -51,7 +50,15 @@ def test_content_is_deterministic_sized_and_version_specific() -> None:
 def test_schema_has_identity_columns_and_users() -> None:
     schema = messages_schema(_plan())
     assert schema.qualified == "lq.messages" and schema.key == "id" and schema.table_type is TableKind.SHARED
-    assert [c.name for c in schema.columns] == [c.name for c in COLUMNS]
+    assert [(c.name, c.type, c.primary_key, c.not_null) for c in schema.columns] == [
+        ("id", ColumnType.INT64, True, False),
+        ("conversation_id", ColumnType.INT64, False, True),
+        ("writer_id", ColumnType.INT64, False, True),
+        ("wseq", ColumnType.INT64, False, True),
+        ("version", ColumnType.INT32, False, True),
+        ("content", ColumnType.TEXT, False, True),
+        ("sent_at", ColumnType.INT64, False, True),
+    ]
     assert dict(schema.users) == {"app": "secret", "bob": "secret", "carol": "secret"}
 
 

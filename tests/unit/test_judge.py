@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import main as cli_main
 from reports.judge import judge_run
-from tests.support.synthetic import T0, Synthetic, ramp_phases, truncate, write_run
+from tests.support.synthetic import DEFAULT_PHASES, MIB, T0, Synthetic, ramp_phases, spec_size, truncate, write_run
 
 
 def judged(run_dir: Path, criteria: Path | None = None) -> tuple[int, dict[str, Any], ET.Element]:
@@ -52,24 +52,132 @@ def climb(percent: float, start: float = 10.0, end: float = 110.0, base: float =
     return rss
 
 
-def test_healthy_run_passes_every_criterion(tmp_path: Path) -> None:
-    code, doc, root = judged(write_run(tmp_path))
+def set_rss(run_dir: Path, rss_mib: Any) -> None:
+    """Replace the RSS of every live monitor sample with ``rss_mib(t)`` MiB exactly (no synthetic noise)."""
+    rows = [orjson.loads(line) for line in (run_dir / "monitor.jsonl").read_bytes().splitlines()]
+    for row in rows:
+        if row["alive"]:
+            row["rss"] = round(rss_mib(row["t"] - T0) * MIB)
+    (run_dir / "monitor.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+
+
+def test_healthy_run_at_the_specification_size_passes_every_criterion(tmp_path: Path) -> None:
+    code, doc, root = judged(write_run(tmp_path, spec_size()))
     assert code == 0 and doc["verdict"] == "pass"
     assert {c["verdict"] for c in doc["scenarios"][0]["criteria"] if c["id"] != "REGRESSION"} == {"pass"}
     assert criterion(doc, "REGRESSION")["verdict"] == "n/a"  # a first run has no history to compare with
     assert len(list(root.iter("testcase"))) == 15
     assert root.get("failures") == "0" and root.get("skipped") == "1"  # REGRESSION's n/a
     delivery = doc["scenarios"][0]["delivery"]
-    assert delivery["expected"] == 9000 and delivery["lost"] == 0 and delivery["latency_ms"]["p99"] == 20.0
+    assert delivery["expected"] == 105_000 and delivery["lost"] == 0 and delivery["latency_ms"]["p99"] == 20.0
 
 
-def test_flat_memory_passes_sc056(tmp_path: Path) -> None:
-    _, doc, root = judged(write_run(tmp_path, Synthetic(criteria=["SC-056"])))
+def test_healthy_run_below_the_specification_size_is_inconclusive_where_size_matters(tmp_path: Path) -> None:
+    """100 s of load and 9,000 notifications: SC-056 and SC-057 cannot pass, and say what they got."""
+    code, doc, root = judged(write_run(tmp_path))
+    verdicts = {c["id"]: c["verdict"] for c in doc["scenarios"][0]["criteria"]}
+    assert code == 2 and doc["verdict"] == "inconclusive"
+    assert {cid for cid, v in verdicts.items() if v != "pass" and cid != "REGRESSION"} == {"SC-056", "SC-057"}
+    assert verdicts["SC-056"] == verdicts["SC-057"] == "inconclusive"
+    assert criterion(doc, "SC-056")["evidence"].startswith("only 100 s of load (the criterion needs 300 s)")
+    assert criterion(doc, "SC-057")["evidence"].startswith("only 9,000 notifications delivered")
+    state, message = junit_state(root, "SC-056")
+    assert state == "skipped" and "only 100 s of load" in message
+
+
+def test_flat_memory_passes_sc056_over_five_minutes_only(tmp_path: Path) -> None:
+    _, doc, root = judged(write_run(tmp_path / "long", spec_size(criteria=["SC-056"])))
     found = criterion(doc, "SC-056")
     assert found["verdict"] == "pass"
     assert abs(found["value"]) < 1.0
     assert "growth +0." in found["evidence"] or "growth -0." in found["evidence"]
     assert junit_state(root, "SC-056")[0] == "pass"
+    short = [("setup", 0.0, 5.0, {}), ("subscribe", 5.0, 10.0, {}), ("load", 10.0, 16.0, {}),
+             ("drain", 16.0, 20.0, {}), ("observe", 20.0, 30.0, {})]  # fmt: skip
+    _, doc, _ = judged(write_run(tmp_path / "short", Synthetic(criteria=["SC-056"], phases=short)))
+    found = criterion(doc, "SC-056")
+    assert found["verdict"] == "inconclusive" and "only 6 s of load" in found["evidence"]
+
+
+def test_memory_that_triples_in_a_short_run_fails_sc056_at_any_size(tmp_path: Path) -> None:
+    """RSS from 100 to 300 MiB in a 30 s load: the 10 s windows' medians differ by about 100%."""
+    short = [("setup", 0.0, 5.0, {}), ("subscribe", 5.0, 10.0, {}), ("load", 10.0, 40.0, {}),
+             ("drain", 40.0, 45.0, {}), ("observe", 45.0, 50.0, {})]  # fmt: skip
+    spec = Synthetic(criteria=["SC-056"], phases=short, rss_mib=climb(200.0, end=40.0))
+    _, doc, _ = judged(write_run(tmp_path, spec))
+    found = criterion(doc, "SC-056")
+    assert found["verdict"] == "fail" and found["value"] == pytest.approx(100.0, abs=2.0)
+
+
+@pytest.mark.parametrize(("end_mib", "verdict"), [(110.0, "fail"), (109.9, "pass")])
+def test_sc056_growth_must_stay_below_ten_percent(tmp_path: Path, end_mib: float, verdict: str) -> None:
+    """Growth exactly 10.0% fails (the specification: "< 10%")."""
+    run_dir = write_run(tmp_path, spec_size(criteria=["SC-056"]))
+    set_rss(run_dir, lambda t: end_mib if t > 200 else 100.0)  # end window 289..320 s, baseline 10..41 s
+    found = criterion(judged(run_dir)[1], "SC-056")
+    assert found["verdict"] == verdict and found["value"] == pytest.approx(end_mib - 100.0)
+
+
+@pytest.mark.parametrize(("after_mib", "verdict"), [(105.0, "pass"), (105.1, "fail")])
+def test_sc059_allows_exactly_five_percent_above_the_baseline(tmp_path: Path, after_mib: float, verdict: str) -> None:
+    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-059"]))
+    set_rss(run_dir, lambda t: after_mib if t > 150 else 100.0)  # baseline 0..10 s, after 170..180 s
+    found = criterion(judged(run_dir)[1], "SC-059")
+    assert found["verdict"] == verdict and found["value"] == pytest.approx(after_mib - 100.0)
+
+
+@pytest.mark.parametrize(("p99", "verdict"), [(50.0, "fail"), (49.9, "pass")])
+def test_sc054_latency_must_stay_below_fifty_ms(tmp_path: Path, p99: float, verdict: str) -> None:
+    """The specification writes "< 50 ms": a p99 of exactly 50.0 ms fails, as SC-058 does at 500 ms."""
+    latency = {"p50": 4.0, "p95": 12.0, "p99": p99, "max": 60.0, "count": 9000}
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-054"], totals={"latency_ms": latency})))
+    assert criterion(doc, "SC-054")["verdict"] == verdict
+
+
+@pytest.mark.parametrize(("p95", "verdict"), [(500.0, "fail"), (499.9, "pass")])
+def test_sc058_query_latency_must_stay_below_500_ms(tmp_path: Path, p95: float, verdict: str) -> None:
+    _, doc, _ = judged(write_run(tmp_path, Synthetic(criteria=["SC-058"], query_p95_ms=p95)))
+    assert criterion(doc, "SC-058")["verdict"] == verdict
+
+
+@pytest.mark.parametrize(("up", "verdict"), [(999.0, "pass"), (998.9, "fail")])
+def test_sc057_uptime_of_exactly_99_9_percent_passes(tmp_path: Path, up: float, verdict: str) -> None:
+    conns = {"listener_seconds_up": up, "listener_seconds_total": 1000.0, "listener_seconds_since_ready": 1000.0}
+    _, doc, _ = judged(write_run(tmp_path, spec_size(criteria=["SC-057"], connections=conns)))
+    assert criterion(doc, "SC-057")["verdict"] == verdict
+
+
+@pytest.mark.parametrize(
+    ("count", "writers", "verdict", "reason"),
+    [
+        (1000, 2, "pass", "p99 20.0 ms"),
+        (999, 2, "inconclusive", "only 999 latency samples (the criterion needs 1,000)"),
+        (9000, 1, "inconclusive", "only 1 writer(s) wrote, not concurrent load (the criterion needs 2)"),
+    ],
+)
+def test_sc054_needs_enough_samples_from_concurrent_writers(
+    tmp_path: Path, count: int, writers: int, verdict: str, reason: str
+) -> None:
+    latency = {"p50": 4.0, "p95": 12.0, "p99": 20.0, "max": 45.0, "count": count}
+    spec = Synthetic(criteria=["SC-054"], totals={"latency_ms": latency}, writers=writers)
+    found = criterion(judged(write_run(tmp_path, spec))[1], "SC-054")
+    assert found["verdict"] == verdict and reason in found["evidence"]
+
+
+def test_slow_delivery_from_one_writer_still_fails_sc054(tmp_path: Path) -> None:
+    """Four notifications from one writer prove nothing about concurrent load, but a p99 of 60 ms is a failure."""
+    latency = {"p50": 4.0, "p95": 60.0, "p99": 60.0, "max": 60.0, "count": 4}
+    spec = Synthetic(criteria=["SC-054"], totals={"latency_ms": latency}, writers=1)
+    assert criterion(judged(write_run(tmp_path, spec))[1], "SC-054")["verdict"] == "fail"
+
+
+@pytest.mark.parametrize(("delivered", "verdict"), [(100_000, "pass"), (99_999, "inconclusive")])
+def test_sc057_needs_100_000_notifications(tmp_path: Path, delivered: int, verdict: str) -> None:
+    spec = spec_size(criteria=["SC-057"], totals={"delivered": delivered})
+    found = criterion(judged(write_run(tmp_path, spec))[1], "SC-057")
+    assert found["verdict"] == verdict
+    if verdict == "inconclusive":
+        assert found["evidence"].startswith("only 99,999 notifications delivered (the criterion needs 100,000)")
 
 
 def test_15_percent_climb_fails_sc056_with_growth_and_slope(tmp_path: Path) -> None:
@@ -86,7 +194,7 @@ def test_15_percent_climb_fails_sc056_with_growth_and_slope(tmp_path: Path) -> N
 
 
 def test_looser_criteria_file_flips_sc056_to_pass(tmp_path: Path) -> None:
-    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-056", "SC-054"], rss_mib=climb(15.0)))
+    run_dir = write_run(tmp_path, spec_size(criteria=["SC-056", "SC-054"], rss_mib=climb(15.0, end=320.0)))
     assert judged(run_dir)[1]["verdict"] == "fail"
     loose = tmp_path / "loose.toml"
     loose.write_text("[SC-056]\nmax_growth_pct = 20.0\n")
@@ -359,15 +467,15 @@ def test_websocket_drops_fail_sc057(tmp_path: Path) -> None:
 
 
 def test_uptime_counts_from_first_ready_unless_told_otherwise(tmp_path: Path) -> None:
-    run_dir = write_run(tmp_path, Synthetic(criteria=["SC-057"]))  # 2 s of subscribing before ready, then 100 s up
+    run_dir = write_run(tmp_path, spec_size(criteria=["SC-057"]))  # 2 s of subscribing before ready, then 310 s up
     _, doc, _ = judged(run_dir)
     found = criterion(doc, "SC-057")
-    assert found["verdict"] == "pass" and "100.0 of 100.0 s since first ready" in found["evidence"]
+    assert found["verdict"] == "pass" and "310.0 of 310.0 s since first ready" in found["evidence"]
     from_creation = tmp_path / "creation.toml"
     from_creation.write_text("[SC-057]\nfrom_ready = false\n")
     _, doc, _ = judged(run_dir, from_creation)
     found = criterion(doc, "SC-057")
-    assert found["verdict"] == "fail" and found["value"]["uptime_pct"] == pytest.approx(100 / 1.02, abs=0.01)
+    assert found["verdict"] == "fail" and found["value"]["uptime_pct"] == pytest.approx(100 * 310 / 312, abs=0.01)
 
 
 def test_slow_queries_fail_sc058(tmp_path: Path) -> None:
@@ -476,8 +584,6 @@ def test_criteria_file_with_a_wrong_type_or_table_is_rejected(tmp_path: Path) ->
 
 
 def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -> None:
-    from tests.support.synthetic import ramp_phases
-
     p95 = [10.0, 30.0, 90.0]
 
     def notify_p95(t: float) -> float:
@@ -490,7 +596,8 @@ def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -
     _, doc, root = judged(run_dir)
     found = criterion(doc, "DEGRADATION")
     assert found["verdict"] == "pass" and found["value"]["first_break"] == "step-3"
-    assert "breaks at step-3" in found["evidence"] and found["value"]["capacity_writes_per_s"] is not None
+    assert "breaks at step-3" in found["evidence"]
+    assert found["value"]["capacity_writes_per_s"] == pytest.approx(9000 / 60, rel=0.05)  # steps 1-2 of 3 held
     assert junit_state(root, "DEGRADATION")[0] == "pass"
     flat = write_run(tmp_path / "flat", Synthetic(criteria=["DEGRADATION"]))
     assert criterion(judged(flat)[1], "DEGRADATION")["verdict"] == "inconclusive"
@@ -502,8 +609,6 @@ def test_degradation_reports_the_capacity_where_the_slo_breaks(tmp_path: Path) -
 
 
 def test_a_scenario_release_window_replaces_the_default_settle_time(tmp_path: Path) -> None:
-    from tests.support.synthetic import DEFAULT_PHASES
-
     short = [*DEFAULT_PHASES[:4], ("observe", 115.0, 145.0, {})]  # 30 s observed after the load
     default = write_run(tmp_path / "default", Synthetic(criteria=["SC-059"], phases=short))
     found = criterion(judged(default)[1], "SC-059")
@@ -545,6 +650,12 @@ def _ramp(p95: list[float], **kwargs: Any) -> Synthetic:
         return p95[min(max(int((t - 10) // 20), 0), len(p95) - 1)]
 
     return Synthetic(criteria=["DEGRADATION"], phases=ramp_phases(p95), notify_p95_ms=notify_p95, **kwargs)
+
+
+def test_a_ramp_that_never_breaks_the_slo_found_no_capacity(tmp_path: Path) -> None:
+    found = criterion(judged(write_run(tmp_path, _ramp([10.0, 20.0, 30.0])))[1], "DEGRADATION")
+    assert found["verdict"] == "inconclusive"
+    assert found["evidence"].startswith("the ramp ended before the server reached capacity: the SLO held")
 
 
 def test_degradation_without_liveness_evidence_is_inconclusive(tmp_path: Path) -> None:

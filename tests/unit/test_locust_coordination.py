@@ -119,7 +119,9 @@ def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
     writes = orjson.loads((tmp_path / "writes.json").read_bytes())
     assert writes["writers"]["1"]["ok"] == {"insert": 5, "update": 2, "delete": 1}
     target = orjson.loads((tmp_path / "target.json").read_bytes())
-    assert target["live"] == {"s-L1": 16, "s-L2": 8}
+    assert target["listeners"]["L1"]["received"] == 16  # every change of the standard world, counted by its tracker
+    received = {sid: n for li in target["listeners"].values() for sid, n in li["subscriptions"].items()}
+    assert received == target["live"]  # what SC-055 compares: the server's counters match the listeners' counts
     assert target["listeners"]["L2"] == {
         "subscription_id": "s-L2",
         "subscriptions": {"s-L2": 8},

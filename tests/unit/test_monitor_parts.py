@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -127,32 +128,44 @@ def test_stats_turn_null_when_the_target_stalls() -> None:
 
 
 class SlowSampler(ProcessSampler):
-    """A real sampler of this process whose every third sample overruns the interval."""
+    """A real sampler of this process whose every third sample overruns the interval; it records when
+    each sample starts and ends (monotonic clock, the loop's own)."""
 
     def __init__(self) -> None:
         super().__init__(psutil.Process())
-        self.calls = 0
+        self.calls: list[tuple[float, float, bool]] = []  # (start, end, slow)
 
     def sample(self) -> dict[str, Any]:
-        self.calls += 1
-        if self.calls % 3 == 0:
+        begin = time.monotonic()
+        slow = len(self.calls) % 3 == 2
+        if slow:
             time.sleep(0.22)
-        return super().sample()
+        record = super().sample()
+        self.calls.append((begin, time.monotonic(), slow))
+        return record
 
 
 @pytest.mark.timeout(10)
 def test_loop_keeps_a_drift_free_schedule_and_skips_missed_ticks(tmp_path: Path) -> None:
+    """Each sample after an on-time one starts on the 0.1 s grid (within 20 ms late); after an overrun
+    the next sample takes the first grid tick after it, so exactly the ticks it covered are skipped."""
+    sampler = SlowSampler()
     out = JsonlWriter(tmp_path / "m.jsonl")
-    started = time.time()
-    reason = run_monitor(SlowSampler(), out, 0.1, threading.Event(), duration=1.0)
+    reason = run_monitor(sampler, out, 0.1, threading.Event(), duration=1.0)
     out.close()
     assert reason is StopReason.DURATION
-    offsets = [orjson.loads(line)["t"] - started for line in (tmp_path / "m.jsonl").read_bytes().splitlines()]
-    # Samples start on the 0.1 s grid (the slow ones 0.22 s late), never in a catch-up burst.
-    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
-    assert min(gaps) > 0.03, gaps
-    assert 5 <= len(offsets) <= 9
-    assert offsets[-1] < 1.3
+    origin = sampler.calls[0][0]
+    ticks = [round((begin - origin) / 0.1) for begin, _, _ in sampler.calls]
+    for (_, end, slow), (begin, _, _), tick, previous in zip(
+        sampler.calls, sampler.calls[1:], ticks[1:], ticks, strict=False
+    ):
+        late = begin - origin - tick * 0.1
+        if slow:
+            assert tick == math.floor((end - origin) / 0.1) + 1, (previous, tick, end - origin)
+        else:
+            assert tick == previous + 1, ticks
+            assert -0.005 < late < 0.02, f"sample {tick} starts {late * 1000:+.1f} ms off the grid"
+    assert any(slow for _, _, slow in sampler.calls[:-1]), "no overrun was exercised"
 
 
 @pytest.mark.timeout(10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlglot import exp
 
 from refserver import dialect as d
 from refserver.errors import SqlError
@@ -32,6 +33,9 @@ def test_plan_cache_shares_one_plan_between_literal_variants():
 def test_params_without_spaces_parse():
     stmt = d.parse_statement("INSERT INTO a.b (x,y) VALUES ($1,$2)")
     assert isinstance(stmt, d.Query)
+    (row,) = stmt.tree.expression.expressions
+    assert [p.this.this for p in row.expressions if isinstance(p, exp.Parameter)] == ["1", "2"]
+    assert [c.this for c in stmt.tree.this.expressions] == ["x", "y"]
 
 
 def test_create_table_with_kind_options_and_types():
@@ -67,16 +71,16 @@ def test_kalamdb_commands():
 
 
 @pytest.mark.parametrize(
-    "sql",
+    ("sql", "reason"),
     [
-        "SELEKT 1",
-        "STORAGE FLUSH TABLE t",
-        "EXECUTE AS USER 'a' SELECT 1",
-        "CREATE USER 'a' WITH ROLE user",
-        "KILL EVERYTHING",
+        ("SELEKT 1", "Unsupported statement: SELEKT 1"),
+        ("STORAGE FLUSH TABLE t", "needs a namespace-qualified table name"),
+        ("EXECUTE AS USER 'a' SELECT 1", "needs one statement in parentheses"),
+        ("CREATE USER 'a' WITH ROLE user", "Expected WITH PASSWORD"),
+        ("KILL EVERYTHING", "Unsupported statement: KILL EVERYTHING"),
     ],
 )
-def test_bad_statements_are_invalid_sql(sql):
-    with pytest.raises(SqlError) as err:
+def test_bad_statements_are_invalid_sql(sql, reason):
+    with pytest.raises(SqlError, match=reason) as err:
         d.parse_statement(sql)
     assert err.value.code == "INVALID_SQL"

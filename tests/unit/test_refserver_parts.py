@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -37,9 +38,9 @@ def test_values_coerce_and_encode():
     assert coercer(ktype("BOOLEAN"))("true") is True
     assert ktype("DECIMAL", (10, 2)).wire == {"Decimal": {"precision": 10, "scale": 2}}
     assert ktype("EMBEDDING", (3,)).wire == {"Embedding": 3}
-    with pytest.raises(SqlError):
+    with pytest.raises(SqlError, match="Cannot convert 'abc' to BigInt"):
         coercer(BIGINT)("abc")
-    with pytest.raises(SqlError):
+    with pytest.raises(SqlError, match="Unsupported data type: GEOMETRY"):
         ktype("GEOMETRY")
 
 
@@ -65,16 +66,18 @@ def test_table_validation_rules():
     table = build("CREATE TABLE ns.t (id TEXT PRIMARY KEY, v TEXT)")
     assert table.kind == "SHARED" and table.access_level == "PRIVATE"
     assert [c.name for c in table.columns][-2:] == ["_seq", "_deleted"]
-    for bad in (
-        "CREATE USER TABLE ns.t (id TEXT, v TEXT)",
-        "CREATE USER TABLE ns.t (a TEXT, b TEXT, PRIMARY KEY (a, b))",
-        "CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY)",
-        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')",
-        "CREATE SHARED TABLE ns.t (id TEXT PRIMARY KEY) WITH (TYPE = 'USER')",
-        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (COLOR = 'red')",
-        "CREATE USER TABLE ns.t (id TEXT PRIMARY KEY, _seq BIGINT)",
-    ):
-        with pytest.raises(SqlError):
+    for bad, reason in (
+        ("CREATE USER TABLE ns.t (id TEXT, v TEXT)", "USER tables need a single-column PRIMARY KEY"),
+        ("CREATE USER TABLE ns.t (a TEXT, b TEXT, PRIMARY KEY (a, b))", "USER tables need a single-column PRIMARY KEY"),
+        ("CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY)", "STREAM tables require TTL_SECONDS"),
+        ("CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (ACCESS_LEVEL = 'PUBLIC')",
+         "Option ACCESS_LEVEL is only valid for SHARED tables"),
+        ("CREATE SHARED TABLE ns.t (id TEXT PRIMARY KEY) WITH (TYPE = 'USER')",
+         "Table type SHARED conflicts with TYPE='USER'"),
+        ("CREATE USER TABLE ns.t (id TEXT PRIMARY KEY) WITH (COLOR = 'red')", "Unknown table option 'COLOR'"),
+        ("CREATE USER TABLE ns.t (id TEXT PRIMARY KEY, _seq BIGINT)", "Column name '_seq' is reserved"),
+    ):  # fmt: skip
+        with pytest.raises(SqlError, match=re.escape(reason)):
             build(bad)
     stream = build("CREATE STREAM TABLE ns.t (id TEXT PRIMARY KEY) WITH (TTL_SECONDS = 30)")
     assert stream.per_user and "_deleted" not in stream.by_name
@@ -85,8 +88,14 @@ def test_fault_specs():
     assert faults.hits(Fault.DROP, 6) and not faults.hits(Fault.DROP, 7)
     assert faults.param(Fault.DELAY, "every") == 1 and faults.hits(Fault.STALE_OLD, 1)
     assert faults.stage().live_changes_skew == 0 and parse_faults(["skew-changes:by=4"]).stage().live_changes_skew == 4
-    for bad in (["nope"], ["drop"], ["drop:every=0"], ["drop:every=2", "drop:every=3"], ["leak:bytes=x"]):
-        with pytest.raises(FaultSpecError):
+    for bad, reason in (
+        (["nope"], "unknown fault 'nope'"),
+        (["drop"], "fault 'drop' needs every="),
+        (["drop:every=0"], "parameter every of fault 'drop:every=0' is out of range"),
+        (["drop:every=2", "drop:every=3"], "fault 'drop' given twice"),
+        (["leak:bytes=x"], "parameter bytes of fault 'leak:bytes=x' must be an integer"),
+    ):
+        with pytest.raises(FaultSpecError, match=re.escape(reason)):
             parse_faults(bad)
 
 
@@ -127,18 +136,18 @@ def test_passwords_and_tokens():
     stored = hash_password("Str0ngPass!")
     assert verify_password("Str0ngPass!", stored) and not verify_password("other-pass", stored)
     assert not verify_password("x", "")
-    for weak in ("short", "password123"):
-        with pytest.raises(SqlError):
+    for weak, reason in (("short", "at least 8 characters"), ("password123", "too common")):
+        with pytest.raises(SqlError, match=reason):
             check_password(weak)
     tokens = Tokens("s" * 40)
     access, _ = tokens.issue("alice", "user", "access")
     refresh, _ = tokens.issue("alice", "user", "refresh")
     assert tokens.verify(access).user_id == "alice"
-    with pytest.raises(TokenError):
+    with pytest.raises(TokenError, match="Expected an access token"):
         tokens.verify(refresh)
-    with pytest.raises(TokenError):
+    with pytest.raises(TokenError, match="Signature verification failed"):
         Tokens("t" * 40).verify(access)
     expired = Tokens("s" * 40, access_hours=-1).issue("alice", "user", "access")[0]
-    with pytest.raises(TokenError) as err:
+    with pytest.raises(TokenError, match="Token has expired") as err:
         tokens.verify(expired)
     assert err.value.code == "TOKEN_EXPIRED"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import struct
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,11 +13,9 @@ import orjson
 import pytest
 
 from reports.judge import judge_run
-from reports.plots import FIGURES
 from reports.terminal import summary_table
+from tests.support.figures import FIGURE_IDS
 from tests.support.synthetic import ALL_CRITERIA, Synthetic, ramp_phases, write_run
-
-FIGURE_IDS = [fig_id for fig_id, _, _ in FIGURES]
 
 
 class FigureImages(HTMLParser):
@@ -24,7 +24,9 @@ class FigureImages(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.figures: dict[str, list[str]] = {}
+        self.notes: dict[str, str] = {}
         self.current: str | None = None
+        self.in_note = False
         self.external: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -36,11 +38,26 @@ class FigureImages(HTMLParser):
             self.current = a.get("id") or ""
             self.figures[self.current] = []
         elif tag in ("img", "svg") and self.current is not None:
-            self.figures[self.current].append(str(a.get("src", "svg"))[:30])
+            self.figures[self.current].append(str(a.get("src", "svg")))
+        elif tag == "p" and self.current is not None and a.get("class") == "note":
+            self.in_note = True
+
+    def handle_data(self, data: str) -> None:
+        if self.in_note and self.current is not None:
+            self.notes[self.current] = self.notes.get(self.current, "") + data
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "figure":
             self.current = None
+        elif tag == "p":
+            self.in_note = False
+
+
+def png_height(src: str) -> int:
+    """Pixel height of a ``data:image/png;base64,...`` image, from its IHDR chunk."""
+    data = base64.b64decode(src.split(",", 1)[1])
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int(struct.unpack(">I", data[20:24])[0])
 
 
 def parse_report(run_dir: Path) -> tuple[str, FigureImages]:
@@ -101,7 +118,12 @@ def test_report_has_every_figure_with_an_image_and_no_external_resource(tmp_path
         assert images and images[0].startswith("data:image/png;base64,"), fig_id
     assert parsed.external == []
     assert "<style>" in text and "SC-056" in text and "Memory growth over the stress phase" in text
-    assert "not a ramp run" in text  # the degradation figure says why it is empty
+    assert "not a ramp run" in parsed.notes["fig-degradation"]  # the degradation figure says why it is empty
+    # the 2 lost notifications are drawn: no "no data" note, and a full-height plot, not the short placeholder
+    assert "fig-anomalies" not in parsed.notes and "no delivery anomaly recorded" not in text
+    anomalies = png_height(parsed.figures["fig-anomalies"][0])
+    assert anomalies == png_height(parsed.figures["fig-memory"][0])
+    assert anomalies > 2 * png_height(parsed.figures["fig-degradation"][0])
 
 
 @pytest.mark.timeout(60)

@@ -1,5 +1,7 @@
 """Listener tracker: checks on arrival, live deltas, and memory that does not grow with messages."""
 
+import gc
+import tracemalloc
 from dataclasses import replace
 
 import orjson
@@ -76,6 +78,28 @@ def test_summary_size_does_not_grow_with_in_order_notifications() -> None:
     # arrivals in the last 2 s before the end (T0 + count + 1000 ms): rows count-993..count, to a 20 ms bucket
     assert abs(small["late"] - 994) <= 20 and abs(big["late"] - 994) <= 20
     assert len(orjson.dumps(big)) < len(orjson.dumps(small)) + 100
+
+
+def test_tracker_memory_does_not_grow_with_in_order_notifications() -> None:
+    """What the tracker keeps after 100,000 in-order notifications is what it kept after 1,000 (audit M4):
+    a tracker that held on to every change would keep megabytes more."""
+    tracker = ListenerTracker("l1", 10, PAYLOAD, DRAIN_NS, created_ns=T0)
+    tracker.mark_ready(T0)
+    changes = [_insert(n) for n in range(1, 100_001)]  # made before tracing: only what observe keeps counts
+    tracemalloc.start()
+    try:
+        for change in changes[:1_000]:
+            tracker.observe(change)
+        gc.collect()
+        after_1k = tracemalloc.get_traced_memory()[0]
+        for change in changes[1_000:]:
+            tracker.observe(change)
+        gc.collect()
+        after_100k = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert tracker.received == 100_000
+    assert after_100k - after_1k < 256 * 1024, f"retained {after_100k - after_1k} bytes more after 100,000"
 
 
 def test_one_displaced_notification_is_one_out_of_order() -> None:

@@ -1,0 +1,55 @@
+"""Strict checks of a judged run: every listed criterion passes, except the inconclusives a table allows.
+
+A run with nothing measured is all inconclusive and exits 2; ``verdict_problems`` names each such
+criterion, so a test that uses it turns red unless the table allows that very criterion for that
+very reason (audit H1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# (scenario, criterion) -> a substring the inconclusive criterion's evidence must contain
+Allowances = Mapping[tuple[str, str], str]
+# The n/a accepted without an allowance (by the start of their evidence): SC-052 or SC-053 for a kind of
+# write the scenario never makes, and REGRESSION for a first run with no history to compare with.
+ACCEPTED_NA = ("the scenario wrote no ", "no comparable history: no earlier run of ")
+
+
+def criteria_of(verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Criterion id -> its record, over every scenario of a verdict.json document."""
+    return {c["id"]: c for s in verdict["scenarios"] for c in s["criteria"]}
+
+
+def verdict_problems(
+    scenario: str, listed: Iterable[str], code: int, verdict: dict[str, Any], allowed: Allowances
+) -> list[str]:
+    """What is wrong with a run that should pass: each criterion that did not pass and is not allowed to
+    be inconclusive for the reason the table gives (the n/a of ``ACCEPTED_NA`` are fine), a listed
+    criterion left unjudged, a wrong exit code."""
+    found = criteria_of(verdict)
+    problems = [f"{cid} was not judged" for cid in listed if cid not in found]
+    excused = False
+    for cid, record in found.items():
+        evidence = str(record.get("evidence"))
+        if record["verdict"] == "pass" or (record["verdict"] == "n/a" and evidence.startswith(ACCEPTED_NA)):
+            continue
+        reason = allowed.get((scenario, cid))
+        if record["verdict"] == "inconclusive" and reason is not None and reason in evidence:
+            excused = True
+            continue
+        why = f"allowed only inconclusive with {reason!r}" if reason is not None else "no allowance"
+        problems.append(f"{cid} {record['verdict']} ({why}): {evidence}")
+    want = 2 if excused else 0
+    if not problems and code != want:
+        problems.append(f"exit code {code}, expected {want}")
+    return problems
+
+
+def assert_passes(
+    scenario: str, listed: Iterable[str], code: int, verdict: dict[str, Any], allowed: Allowances | None = None
+) -> None:
+    """Fail the calling test with every problem ``verdict_problems`` finds."""
+    problems = verdict_problems(scenario, listed, code, verdict, allowed or {})
+    assert not problems, f"{scenario}: " + "; ".join(problems)
