@@ -189,7 +189,6 @@ def test_leak_past_the_memory_limit_fails_mem_bound(tmp_path: Path) -> None:
 
 
 # about 4 s: live.ordering's notifications are i1, u1, i2, d1; reorder:every=3 holds i2 until after d1
-@pytest.mark.xfail(strict=True, reason="exact-verdicts issue case 10")
 @pytest.mark.timeout(90)
 def test_a_delete_reordered_ahead_of_an_insert_fails_live_ordering(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "live.ordering", "reorder:every=3", criteria=SMALL_RUN_CRITERIA)

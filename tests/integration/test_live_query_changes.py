@@ -5,9 +5,8 @@ Each scenario must pass against the reference server, except for the inconclusiv
 ("under concurrent load") and SC-057 ("under 100,000+ notifications"). Its delivery summary
 must count exactly the changes the catalogue defines (summed over its listeners).
 
-``live.ordering`` proves its counts here, not its order: a delete delivered ahead of the next
-insert goes unseen until the exact-verdicts issue's case 10 is fixed (the strict xfail tests in
-tests/unit/test_checker.py and tests/integration/test_fault_injection.py turn green then).
+``live.ordering`` proves its counts here; its order is proven where a fault displaces a delete
+(tests/unit/test_checker.py and tests/integration/test_fault_injection.py).
 """
 
 from __future__ import annotations

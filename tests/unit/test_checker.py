@@ -77,7 +77,6 @@ def test_swapped_notifications() -> None:
     assert (w["writer"], w["wseq"]) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="exact-verdicts issue case 10")
 def test_delete_delivered_ahead_of_the_next_insert_is_out_of_order() -> None:
     """live.ordering's own case (audit M5): insert m1, update m1, insert m2, delete m1 from one writer,
     delivered with the delete of m1 ahead of the insert of m2."""

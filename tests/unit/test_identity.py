@@ -58,6 +58,7 @@ def test_schema_has_identity_columns_and_users() -> None:
         ("version", ColumnType.INT32, False, True),
         ("content", ColumnType.TEXT, False, True),
         ("sent_at", ColumnType.INT64, False, True),
+        ("last_delete", ColumnType.INT64, False, True),
     ]
     assert dict(schema.users) == {"app": "secret", "bob": "secret", "carol": "secret"}
 
