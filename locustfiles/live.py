@@ -45,32 +45,33 @@ if not monkey.is_module_patched("socket"):
     raise HarnessError("Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it")
 PLAN = load_plan() if os.environ.get(PLAN_ENV) else None  # None: a plain Locust run, the plan comes later
 # Without a plan every class is concrete; locustfiles.entry sets the counts once the scenario is known.
-_COUNTS = population.user_counts(PLAN) if PLAN is not None else dict.fromkeys(entry.KINDS.values(), 1)
+_PLAIN = PLAN is None
+_COUNTS = population.user_counts(PLAN) if PLAN is not None else dict.fromkeys(entry.KINDS.values(), 0)
 
 
 class ListenerUser(listeners.ListenerUser):
     fixed_count = _COUNTS["listeners"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class WriterUser(writers.WriterUser):
     fixed_count = _COUNTS["writers"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class QueryUser(queriers.QueryUser):
     fixed_count = _COUNTS["queriers"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class ChurnUser(churn.ChurnUser):
     fixed_count = _COUNTS["churn"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class FlushUser(flusher.FlushUser):
     fixed_count = _COUNTS["flush"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 @events.init_command_line_parser.add_listener
