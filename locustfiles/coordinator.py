@@ -65,6 +65,7 @@ class Coordinator:
         self.lag = LoopLag()  # this process's event-loop lag (the Delivery tab shows it)
         self.worker_lag_ms: dict[str, float] = {}  # each worker's last reported loop lag
         self._stop_asked = False
+        self._user_counts: list[tuple[float, int]] = []  # (unix time, Locust user count) at each spawn's end
         self.phases = PhaseLog(self.plan.extra.run_dir)
         self.ramp = self.plan.extra.ramp
         self._churn = self.plan.extra.churn is not None
@@ -112,6 +113,7 @@ class Coordinator:
             messages.on(self.runner, ClockOffset, self._on_clock_offset)
         self.environment.events.worker_report.add_listener(self._on_worker_report)
         self.environment.events.test_stopping.add_listener(lambda **_: self.stop_requested())
+        self.environment.events.spawning_complete.add_listener(self._on_spawned)
 
     def start(self) -> None:
         """Begin the run's end-to-end sequence (once; later test starts are ignored)."""
@@ -177,6 +179,20 @@ class Coordinator:
         self._target_side["jobs"] = dict(msg.jobs)
         self._target_side["flush"] = {"skipped": msg.skipped, "error": msg.error}
 
+    def _on_spawned(self, user_count: int, **_: Any) -> None:
+        self._user_counts.append((time.time(), int(user_count)))
+
+    def _write_user_steps(self, start: float, end: float) -> None:
+        """An interactive ramp: when the user count changed during the load (web UI, or keys w/s), log each
+        count as a ``step-<n>`` phase with its ``users``, so the report draws the load against them."""
+        steps = [(max(t, start), n) for t, n in self._user_counts if t < end]
+        steps = [step for i, step in enumerate(steps) if i == 0 or step[1] != steps[i - 1][1]]
+        if len(steps) < 2:
+            return
+        for i, (t, users) in enumerate(steps):
+            until = steps[i + 1][0] if i + 1 < len(steps) else end
+            self.phases.write(f"step-{i + 1}", t, until, users=users)
+
     def _on_clock_offset(self, msg: ClockOffset, node_id: str) -> None:
         self.clocks[node_id] = asdict(msg)
 
@@ -229,6 +245,8 @@ class Coordinator:
                 "load", self._load_started_at, now, writers=len(self.plan.writers),
                 writer_users=len(self.plan.writer_groups),
             )  # fmt: skip
+            if self.ramp is None:
+                self._write_user_steps(self._load_started_at, now)
         return now
 
     def _run(self) -> None:

@@ -38,11 +38,15 @@ from locustfiles.messages import (  # noqa: E402
     ChurnFinal,
     Claim,
     Claimed,
+    ClockOffset,
+    ClockPing,
+    ClockPong,
     FlushFinal,
     Go,
     ListenerFinal,
     LoadDone,
     Ready,
+    RunPlan,
     Stop,
     WriterFinal,
 )
@@ -154,6 +158,10 @@ def test_stop_also_winds_extra_users_down() -> None:
 
 
 EVERY_MESSAGE = [
+    RunPlan(orjson.loads(_plan().to_json())),
+    ClockPing(1.5),
+    ClockPong(1.5, 1.75),
+    ClockOffset(0.25, 0.001, 5),
     Claim("writer", "w1:1"),
     Claimed("w1:1", 3),
     Ready("L1", None),
