@@ -357,5 +357,6 @@ class Coordinator:
             list(dict.fromkeys(self._errors)),
             self.context.target.features,
         )
+        self.lag.stop()
         if self.on_finished is not None:
             self.on_finished(self.delivery)

@@ -110,7 +110,9 @@ class PlainRun:
             raise HarnessError("this Locust process already ran its scenario: start Locust again for another run")
         parsed = self.parsed
         parsed.scenario = scenario
-        workers = parsed.expect_workers if isinstance(self.runner, MasterRunner) else 0
+        workers = 0
+        if isinstance(self.runner, MasterRunner):  # headless: the workers it waits for; web UI: those connected
+            workers = parsed.expect_workers if parsed.headless else self.runner.worker_count
         session = Session(options.session_options(parsed, workers))
         counts = population.user_counts(session.preview())
         needed = sum(counts.values())

@@ -32,6 +32,11 @@ class LoopLag:
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._sample)
 
+    def stop(self) -> None:
+        """Stop sampling and keep the last window (the judge, which blocks the loop, runs after the load)."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
     def _sample(self) -> None:
         while True:
             before = time.monotonic()
