@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import orjson
 from flask import jsonify, request
+from locust import stats
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -28,7 +29,7 @@ from harness import exitcodes
 from harness.delivery.identity import messages_schema
 from harness.errors import HarnessError
 from harness.plan import Plan
-from harness.runfolder import VERDICT
+from harness.runfolder import LOCUST_CSV_PREFIX, VERDICT
 from harness.targets import create_target
 from locustfiles import clock, coordination, messages, options, population, webtab
 from locustfiles.context import RunContext
@@ -61,6 +62,8 @@ class PlainRun:
         self.plan: Plan | None = None
         self.coordinator: Coordinator | None = None
         self.verdict: dict[str, Any] | None = None
+        self._csv: gevent.Greenlet | None = None
+        self._csv_writer: stats.StatsCSVFileWriter | None = None
 
     @property
     def runner(self) -> Any:
@@ -122,6 +125,7 @@ class PlainRun:
             raise HarnessError(f"scenario {scenario} runs exactly {needed} users (-u {needed}), not {users}")
         plan = session.open()
         self.session, self.plan = session, plan
+        self._start_csv(session)
         chosen = []
         for name, cls in self.user_classes.items():
             count = counts[KINDS[name]]
@@ -135,6 +139,21 @@ class PlainRun:
         self.coordinator = coordination.install(self.environment, context, self._finished)
         if isinstance(self.runner, MasterRunner):
             messages.send(self.runner, RunPlan(orjson.loads(plan.to_json())))
+
+    def _start_csv(self, session: Session) -> None:
+        """Write Locust's statistics CSVs (with full history) into the run folder, as ``lqharness run`` has
+        Locust do with ``--csv``: the judge and the report read them. A user's own ``--csv`` still works."""
+        if session.run_dir is None:
+            return
+        prefix = str(session.run_dir / LOCUST_CSV_PREFIX)
+        writer = stats.StatsCSVFileWriter(self.environment, stats.PERCENTILES_TO_REPORT, prefix, full_history=True)
+        self._csv_writer, self._csv = writer, gevent.spawn(writer.stats_writer)
+
+    def _stop_csv(self) -> None:
+        if self._csv is not None and self._csv_writer is not None:
+            self._csv.kill()
+            self._csv_writer.close_files()
+            self._csv = None
 
     def _before_swarm(self) -> Any:
         """Open the session when the web UI's form starts a run (its scenario field picks the scenario)."""
@@ -158,6 +177,7 @@ class PlainRun:
     def _conclude(self, error: str | None) -> None:
         if self.session is None or self.session.exit_code is not None:
             return
+        self._stop_csv()
         if self.coordinator is not None:
             for node_id, offset in self.coordinator.clocks.items():
                 self.session.clock(node_id, **offset)
