@@ -157,8 +157,13 @@ class PlainRun:
 
     def _before_swarm(self) -> Any:
         """Open the session when the web UI's form starts a run (its scenario field picks the scenario)."""
-        if request.path != "/swarm" or request.method != "POST" or self.session is not None:
+        if request.path != "/swarm" or request.method != "POST":
             return None
+        if self.session is not None:
+            if self.session.exit_code is None:
+                return None  # the run goes on: a new user count
+            message = f"this Locust process ran its scenario ({self.session.run_dir}): start Locust again for another"
+            return jsonify({"success": False, "message": message, "host": self.environment.host})
         users = request.form.get("user_count", type=int)
         try:
             self.open(request.form.get("scenario") or self.parsed.scenario, users)
@@ -197,7 +202,11 @@ class PlainRun:
     def _on_plan(self, msg: RunPlan, node_id: str) -> None:
         if self.plan is not None:
             return
-        plan = Plan.from_dict(msg.plan)
+        try:
+            plan = Plan.from_dict(msg.plan)
+        except (TypeError, KeyError, ValueError) as exc:
+            log.error("cannot read the master's plan (is this worker's harness the master's version?): %s", exc)
+            return
         self.plan = plan
         coordination.install(self.environment, RunContext(plan, messages_schema(plan), create_target(plan.target)))
         gevent.spawn(self._send_clock_offset)
