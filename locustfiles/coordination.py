@@ -10,13 +10,16 @@ The users then find the shared context and their link here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from locustfiles import clock, messages
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
 from locustfiles.link import UserLink
@@ -33,6 +36,7 @@ class Registry:
 
 
 _registry = Registry()
+log = logging.getLogger("lqharness")
 
 
 def install(
@@ -61,6 +65,7 @@ def install(
                 data["lqh_lag_ms"] = lag.recent_ms()
 
             environment.events.report_to_master.add_listener(report)
+            gevent.spawn(_send_clock_offset, runner)
     if is_coordinator(runner):
         coordinator = Coordinator(environment, context, _registry.link, on_finished)
         coordinator.register()
@@ -70,6 +75,15 @@ def install(
             lambda **_: coordinator.finish("Locust quit before the run ended (time bound or interrupt)")
         )
     return _registry.coordinator
+
+
+def _send_clock_offset(runner: WorkerRunner) -> None:
+    """Estimate this worker's clock offset to the master and send it (the master records it in run.json)."""
+    offset = clock.measure(runner)
+    if offset is None:
+        log.warning("the master answered no clock ping: this worker's clock offset is unknown")
+        return
+    messages.send(runner, offset)
 
 
 def context() -> RunContext:

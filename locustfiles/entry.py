@@ -9,7 +9,7 @@ coordinator has written the delivery files the session judges the run, and the v
 code becomes Locust's (``environment.process_exit_code``).
 
 A worker needs only the project and the master's address: it installs its side when the
-plan arrives, then estimates its clock offset to the master (``locustfiles.clock``).
+plan arrives, and then estimates its clock offset to the master (``locustfiles.clock``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from harness.errors import HarnessError
 from harness.plan import Plan
 from harness.runfolder import LOCUST_CSV_PREFIX, VERDICT
 from harness.targets import create_target
-from locustfiles import clock, coordination, messages, options, population, webtab
+from locustfiles import coordination, messages, options, population, webtab
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
 from locustfiles.messages import RunPlan
@@ -209,11 +209,3 @@ class PlainRun:
             return
         self.plan = plan
         coordination.install(self.environment, RunContext(plan, messages_schema(plan), create_target(plan.target)))
-        gevent.spawn(self._send_clock_offset)
-
-    def _send_clock_offset(self) -> None:
-        offset = clock.measure(self.runner)
-        if offset is None:
-            log.warning("the master answered no clock ping: this worker's clock offset is unknown")
-            return
-        messages.send(self.runner, offset)

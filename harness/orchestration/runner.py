@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import orjson
+
 from harness.errors import HarnessError
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
@@ -90,6 +92,15 @@ def _locust_cmd(plan: Plan, run_dir: Path, run_time: int, role: str, port: int, 
         cmd += ["--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1",
                 "--master-bind-port", str(port)]  # fmt: skip
     return cmd
+
+
+def _worker_clocks(delivery: Path) -> dict[str, dict[str, float]]:
+    """The workers' clock offsets the coordinator put in ``delivery.json`` (empty in-process or if unreadable)."""
+    try:
+        clocks = orjson.loads(delivery.read_bytes()).get("aggregation", {}).get("clocks")
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return {}
+    return clocks if isinstance(clocks, dict) else {}
 
 
 def _run_time_bound(plan: Plan) -> int:
@@ -273,6 +284,7 @@ class Runner:
             raise HarnessError(
                 f"Locust exited with code {main_proc.returncode} without a delivery summary: {' | '.join(tail)}"
             )
+        record.clocks(_worker_clocks(run_dir / DELIVERY))
 
     def _observe(self, seconds: float, server: LocalServer | None) -> None:
         deadline = time.monotonic() + seconds

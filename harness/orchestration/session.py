@@ -121,7 +121,7 @@ class Session:
             self.exit_code = exitcodes.HARNESS_ERROR
             return self.exit_code
         record.merge_phases()
-        record.record["clocks"] = dict(sorted(self._clocks.items()))
+        record.clocks(self._clocks)
         failure = HarnessError(error) if error else None
         status, why = run_outcome(failure, self._server)
         record.outcome(status, why)
