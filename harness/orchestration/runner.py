@@ -178,7 +178,7 @@ class Runner:
         if observe > 0:
             opts.progress(f"[{scenario.name}] load stopped; observing the server for {observe:.0f} s")
             t_obs = time.time()
-            self._observe(observe, server)
+            self.observe(observe, server)
             record.phase("observe", t_obs, time.time())
 
     def target(self, record: RunRecord) -> tuple[LocalServer | None, TargetSpec]:
@@ -286,7 +286,8 @@ class Runner:
             )
         record.clocks(_worker_clocks(run_dir / DELIVERY))
 
-    def _observe(self, seconds: float, server: LocalServer | None) -> None:
+    def observe(self, seconds: float, server: LocalServer | None) -> None:
+        """Keep the monitor sampling the server for ``seconds`` after the load (or until it exits)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and (server is None or server.alive()):
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

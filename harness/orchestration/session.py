@@ -4,9 +4,10 @@ done from inside the Locust master (or the single local process).
 The master opens a :class:`Session` when it knows the scenario (at start-up with ``--scenario``, or
 when the web UI's form starts a run): a run folder, the target (the reference server by default),
 the table, the monitor, the plan. When the coordinator has written the delivery files, the session
-folds the phases and clocks into ``run.json``, stops what it started and runs the judge; its exit
-code becomes Locust's. The locustfiles reach this module only through ``locustfiles.entry``, with a
-lazy import, since it pulls in the judge.
+folds the phases and clocks into ``run.json``, keeps the monitor sampling through the scenario's
+observe window, stops what it started and runs the judge; its exit code becomes Locust's. The
+locustfiles reach this module only through ``locustfiles.entry``, with a lazy import, since it
+pulls in the judge.
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ class Session:
             return self.exit_code
         record.merge_phases()
         record.clocks(self._clocks)
+        observe = float(record.profile.get("observe_seconds", 0) or 0)
+        if observe > 0 and not error:
+            self.options.run.progress(f"[{self.scenario.name}] load stopped; observing the server for {observe:.0f} s")
+            t_obs = time.time()
+            self._runner.observe(observe, self._server)
+            record.phase("observe", t_obs, time.time())
         failure = HarnessError(error) if error else None
         status, why = run_outcome(failure, self._server)
         record.outcome(status, why)
