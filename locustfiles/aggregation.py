@@ -22,22 +22,8 @@ from locustfiles.messages import ListenerFinal
 log = logging.getLogger("lqharness")
 
 
-def merge_deltas(deltas: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum tracker deltas (counters added, latency histograms merged)."""
-    out: dict[str, Any] = {}
-    hist = LatencyHistogram()
-    for delta in deltas:
-        for key, value in delta.items():
-            if key == "latency":
-                hist.merge(LatencyHistogram.decode(value))
-            else:
-                out[key] = out.get(key, 0) + value
-    out["latency"] = hist.encode()
-    return out
-
-
-class LiveView:
-    """Running totals over all listeners while the run goes (delivered, anomalies, latency)."""
+class _Counts:
+    """One listener's running counters and latency histogram."""
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = {}
@@ -50,8 +36,34 @@ class LiveView:
             else:
                 self.counters[key] = self.counters.get(key, 0) + int(value)
 
+
+class LiveView:
+    """Running counts per listener while the run goes (received, anomalies, latency), fed by tracker deltas.
+
+    Deltas arrive keyed by listener id (``UserLink.delta``), from workers on Locust's report cycle or
+    from this process's users; the Delivery tab and ``delivery.json`` ``aggregation.live_view`` read it.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, _Counts] = {}
+
+    def add(self, deltas: dict[str, dict[str, Any]]) -> None:
+        """Add one batch of per-listener deltas."""
+        for listener_id, delta in deltas.items():
+            self._listeners.setdefault(listener_id, _Counts()).add(delta)
+
+    def listeners(self) -> dict[str, dict[str, Any]]:
+        """Each listener's counts so far, with its latency percentiles (ms), by listener id."""
+        return {
+            lid: {**c.counters, "latency_ms": c.latency.percentiles_ms()} for lid, c in sorted(self._listeners.items())
+        }
+
     def totals(self) -> dict[str, Any]:
-        return {**self.counters, "latency_ms": self.latency.percentiles_ms()}
+        """The counts of every listener summed, with the merged latency percentiles (ms)."""
+        total = _Counts()
+        for counts in self._listeners.values():
+            total.add({**counts.counters, "latency": counts.latency.encode()})
+        return {**total.counters, "latency_ms": total.latency.percentiles_ms()}
 
 
 def write_outputs(

@@ -10,15 +10,20 @@ The users then find the shared context and their link here.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from locustfiles import clock, messages
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
 from locustfiles.link import UserLink
+from locustfiles.loadgen import LoopLag
 
 
 @dataclass(slots=True)
@@ -31,10 +36,17 @@ class Registry:
 
 
 _registry = Registry()
+log = logging.getLogger("lqharness")
 
 
-def install(environment: Environment, context: RunContext) -> None:
-    """Wire this process's side(s) of the run into ``environment`` (called from Locust's init event)."""
+def install(
+    environment: Environment, context: RunContext, on_finished: Callable[[dict[str, Any]], None] | None = None
+) -> Coordinator | None:
+    """Wire this process's side(s) of the run into ``environment``; return the coordinator if this process has it.
+
+    Called from Locust's init event (or, on a worker of a plain ``locust -f`` run, when the plan
+    arrives). ``on_finished`` is the coordinator's call once the run folder files are written.
+    """
     runner = environment.runner
     if runner is None:
         raise RuntimeError("coordination.install needs the environment's runner (Locust's init event has it)")
@@ -45,17 +57,33 @@ def install(environment: Environment, context: RunContext) -> None:
         link.register()
         _registry.link = link
         if isinstance(runner, WorkerRunner):
-            environment.events.report_to_master.add_listener(
-                lambda client_id, data, **_: data.__setitem__("lqh", link.delta())
-            )
+            lag = LoopLag()
+            lag.start()
+
+            def report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+                data["lqh"] = link.delta()
+                data["lqh_lag_ms"] = lag.recent_ms()
+
+            environment.events.report_to_master.add_listener(report)
+            gevent.spawn(_send_clock_offset, runner)
     if is_coordinator(runner):
-        coordinator = Coordinator(environment, context, _registry.link)
+        coordinator = Coordinator(environment, context, _registry.link, on_finished)
         coordinator.register()
         _registry.coordinator = coordinator
         environment.events.test_start.add_listener(lambda **_: coordinator.start())
         environment.events.quitting.add_listener(
             lambda **_: coordinator.finish("Locust quit before the run ended (time bound or interrupt)")
         )
+    return _registry.coordinator
+
+
+def _send_clock_offset(runner: WorkerRunner) -> None:
+    """Estimate this worker's clock offset to the master and send it (the master records it in run.json)."""
+    offset = clock.measure(runner)
+    if offset is None:
+        log.warning("the master answered no clock ping: this worker's clock offset is unknown")
+        return
+    messages.send(runner, offset)
 
 
 def context() -> RunContext:

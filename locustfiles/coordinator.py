@@ -3,7 +3,9 @@
 It hands each user a unique spec index, opens the writers' gate once every listener is
 ready (after ``extra.preload_seconds`` of an idle server, when set), and ends the run:
 writers (and the churn) done → queriers and flusher wind down → drain → target counters →
-stop listeners → final summaries → checker → run folder → quit. It logs each phase to
+stop listeners → final summaries → checker → run folder → ``on_finished`` → quit (headless) or stop (web UI,
+which stays up to show the result). A stop from Locust (``--run-time`` over, the web UI's stop button)
+ends the load early and runs the same end. It logs each phase to
 ``phases.jsonl`` as it ends (``subscribe``, ``preload``, ``load``, ``step-<n>`` for ramps, ``drain``).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import gevent
@@ -18,14 +21,16 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from harness.targets.base import TargetError
-from locustfiles import messages, ramp
+from locustfiles import clock, messages, ramp
 from locustfiles.aggregation import LiveView, write_outputs
 from locustfiles.context import END_MARGIN_SECONDS, RunContext
 from locustfiles.link import UserLink
+from locustfiles.loadgen import LoopLag
 from locustfiles.messages import (
     ChurnFinal,
     Claim,
     Claimed,
+    ClockOffset,
     FlushFinal,
     Go,
     ListenerFinal,
@@ -42,12 +47,25 @@ POLL_SECONDS = 0.1
 class Coordinator:
     """The run's single coordinator (master or in-process runner)."""
 
-    def __init__(self, environment: Environment, context: RunContext, local_link: UserLink | None = None) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        context: RunContext,
+        local_link: UserLink | None = None,
+        on_finished: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.environment = environment
         self.context = context
         self.plan = context.plan
         self.local_link = local_link  # this process's users, when they run here (in-process)
         self.live_view = LiveView()
+        self.on_finished = on_finished  # called with the checker's delivery once the run folder files are written
+        self.delivery: dict[str, Any] | None = None  # the checker's output, once the run ended
+        self.clocks: dict[str, dict[str, Any]] = {}  # each worker's ClockOffset, by node id
+        self.lag = LoopLag()  # this process's event-loop lag (the Delivery tab shows it)
+        self.worker_lag_ms: dict[str, float] = {}  # each worker's last reported loop lag
+        self._stop_asked = False
+        self._user_counts: list[tuple[float, int]] = []  # (unix time, Locust user count) at each spawn's end
         self.phases = PhaseLog(self.plan.extra.run_dir)
         self.ramp = self.plan.extra.ramp
         self._churn = self.plan.extra.churn is not None
@@ -90,13 +108,31 @@ class Coordinator:
         messages.on(self.runner, ListenerFinal, self._on_listener_final)
         messages.on(self.runner, ChurnFinal, self._on_churn_final)
         messages.on(self.runner, FlushFinal, self._on_flush_final)
+        if isinstance(self.runner, MasterRunner):
+            clock.answer_pings(self.runner)
+            messages.on(self.runner, ClockOffset, self._on_clock_offset)
         self.environment.events.worker_report.add_listener(self._on_worker_report)
+        self.environment.events.test_stopping.add_listener(lambda **_: self.stop_requested())
+        self.environment.events.spawning_complete.add_listener(self._on_spawned)
 
     def start(self) -> None:
         """Begin the run's end-to-end sequence (once; later test starts are ignored)."""
         if self._greenlet is None:
             self._started = time.monotonic()
+            self.lag.start()
             self._greenlet = gevent.spawn(self._run)
+
+    def stop_requested(self) -> None:
+        """Locust is stopping the test (run time over, web UI stop): end the load now and wait for the run's end.
+
+        Locust kills the users once this returns, so the drain, the listeners' finals and the run
+        folder must be done first. Ignored when the coordinator itself stops Locust at the end.
+        """
+        greenlet = self._greenlet
+        if greenlet is None or greenlet.dead or gevent.getcurrent() is greenlet:
+            return
+        self._stop_asked = True
+        greenlet.join(timeout=self.plan.drain_seconds + self.plan.summary_timeout + END_MARGIN_SECONDS)
 
     # -- messages -------------------------------------------------------------------------------
 
@@ -143,9 +179,28 @@ class Coordinator:
         self._target_side["jobs"] = dict(msg.jobs)
         self._target_side["flush"] = {"skipped": msg.skipped, "error": msg.error}
 
+    def _on_spawned(self, user_count: int, **_: Any) -> None:
+        self._user_counts.append((time.time(), int(user_count)))
+
+    def _write_user_steps(self, start: float, end: float) -> None:
+        """An interactive ramp: when the user count changed during the load (web UI, or keys w/s), log each
+        count as a ``step-<n>`` phase with its ``users``, so the report draws the load against them."""
+        steps = [(max(t, start), n) for t, n in self._user_counts if t < end]
+        steps = [step for i, step in enumerate(steps) if i == 0 or step[1] != steps[i - 1][1]]
+        if len(steps) < 2:
+            return
+        for i, (t, users) in enumerate(steps):
+            until = steps[i + 1][0] if i + 1 < len(steps) else end
+            self.phases.write(f"step-{i + 1}", t, until, users=users)
+
+    def _on_clock_offset(self, msg: ClockOffset, node_id: str) -> None:
+        self.clocks[node_id] = asdict(msg)
+
     def _on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         if "lqh" in data:
             self.live_view.add(data["lqh"])
+        if "lqh_lag_ms" in data:
+            self.worker_lag_ms[client_id] = float(data["lqh_lag_ms"])
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -190,6 +245,8 @@ class Coordinator:
                 "load", self._load_started_at, now, writers=len(self.plan.writers),
                 writer_users=len(self.plan.writer_groups),
             )  # fmt: skip
+            if self.ramp is None:
+                self._write_user_steps(self._load_started_at, now)
         return now
 
     def _run(self) -> None:
@@ -219,11 +276,13 @@ class Coordinator:
         if self.ramp is not None and ok:
             self._clock = ramp.RampClock(plan, self.ramp, self._load_started_at, self.phases)
         n_groups = len(plan.writer_groups)
-        if not self._wait(self._load_over, self._deadline()):
+        if not self._wait(lambda: self._load_over() or self._stop_asked, self._deadline()):
             churn = "" if not self._churn else f", churn {'done' if self._churn_final else 'not done'}"
             self._errors.append(
                 f"load not done before the run's time bound ({len(self._groups_done)}/{n_groups} writer groups{churn})"
             )
+        if self._stop_asked and not self._load_over():
+            self._errors.append("the load was stopped before its end (Locust stopped the test: run time or web UI)")
         writers_done_at = self._end_load()
         messages.send(self.runner, LoadDone(writers_done_at))
         if ok:
@@ -234,7 +293,13 @@ class Coordinator:
         self._summary_timed_out = not self._wait(self._all_final, summary_by)
         self.phases.write("drain", writers_done_at, self._listeners_stopped_at or time.time())
         self.finish()
-        self.runner.quit()
+        if self._stop_asked:
+            return  # Locust is stopping the test already
+        options = self.environment.parsed_options
+        if options is not None and not options.headless and self.environment.web_ui is not None:
+            self.runner.stop()
+        else:
+            self.runner.quit()
 
     def _read_target_side(self) -> None:
         """The target's own counters at the end of load (``target.json``)."""
@@ -281,8 +346,9 @@ class Coordinator:
             "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
             "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
             "live_view": self.live_view.totals(),
+            "clocks": dict(sorted(self.clocks.items())),
         }
-        write_outputs(
+        self.delivery = write_outputs(
             self.plan,
             list(self._ledgers.values()),
             list(self._listener_finals.values()),
@@ -291,3 +357,6 @@ class Coordinator:
             list(dict.fromkeys(self._errors)),
             self.context.target.features,
         )
+        self.lag.stop()
+        if self.on_finished is not None:
+            self.on_finished(self.delivery)

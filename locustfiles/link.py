@@ -14,7 +14,6 @@ from gevent.event import AsyncResult, Event
 
 from harness.delivery.tracker import ListenerTracker
 from locustfiles import messages
-from locustfiles.aggregation import merge_deltas
 from locustfiles.messages import Claim, Claimed, Go, LoadDone, Message, Runner, Stop
 
 
@@ -61,9 +60,9 @@ class UserLink:
             return None
         return self.go_ok
 
-    def delta(self) -> dict[str, Any]:
-        """Sum of this process's tracker deltas since the last call."""
-        return merge_deltas([t.delta() for t in self.trackers])
+    def delta(self) -> dict[str, dict[str, Any]]:
+        """Each of this process's listeners' tracker delta since the last call, by listener id."""
+        return {t.listener_id: t.delta() for t in self.trackers}
 
     def winding_down(self) -> bool:
         """True once the load is over (or the run stops): extra users end their loops."""

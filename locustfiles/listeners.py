@@ -115,7 +115,13 @@ class ListenerUser(OneShotUser):
             if sub.open(None, time.monotonic() + plan.ready_timeout):
                 tracker.mark_ready(time.time_ns())
                 link.send(Ready(spec.listener_id))
-                early = self._receive(sub, tracker)
+                try:
+                    early = self._receive(sub, tracker)
+                except gevent.GreenletExit:
+                    # Locust stopped this user before the run's stop: the user count went down (web UI, or
+                    # the w/s keys), so the listener left on purpose; what it was owed ends here, not early
+                    early = None
+                    raise
             else:
                 early = None  # never ready: counted apart, not as ended early
                 error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"

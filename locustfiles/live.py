@@ -1,6 +1,10 @@
-"""The locustfile of a run: the users of the plan in ``$LQH_PLAN``.
+"""The locustfile of a run: the users of the plan in ``$LQH_PLAN``, or of ``--scenario``.
 
-Run by ``lqharness run`` in one of three modes: in-process (``locust -f locustfiles/live.py
+Two ways in. Plain ``locust -f locustfiles/live.py --scenario NAME`` (web UI, ``--headless``,
+``--processes N``, ``--master``/``--worker``): without ``$LQH_PLAN`` the master opens the run
+itself and sends the plan to the workers (``locustfiles.entry``); the harness's options are on
+Locust's parser (``locustfiles.options``). Or ``lqharness run``, which writes the plan file and
+runs this file in one of three modes: in-process (``locust -f locustfiles/live.py
 --headless ...``), master (``--master --expect-workers N``) or worker (``--worker``), with
 ``-u`` = ``locustfiles.users_needed(plan)``. Every user class has a fixed count:
 
@@ -24,6 +28,7 @@ Load shapes are expressed by the plan, not by a Locust LoadTestShape:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gevent import monkey
@@ -31,43 +36,54 @@ from locust import events
 
 from harness.delivery.identity import messages_schema
 from harness.errors import HarnessError
-from harness.plan import load_plan
+from harness.plan import PLAN_ENV, load_plan
 from harness.targets import create_target
-from locustfiles import churn, coordination, flusher, listeners, population, queriers, writers
+from locustfiles import churn, coordination, entry, flusher, listeners, options, population, queriers, writers
 from locustfiles.context import RunContext
 
 if not monkey.is_module_patched("socket"):
     raise HarnessError("Locust runs without gevent monkey patching (LOCUST_SKIP_MONKEY_PATCH is set): unset it")
-PLAN = load_plan()
-_COUNTS = population.user_counts(PLAN)
+PLAN = load_plan() if os.environ.get(PLAN_ENV) else None  # None: a plain Locust run, the plan comes later
+# Without a plan every class is concrete; locustfiles.entry sets the counts once the scenario is known.
+_PLAIN = PLAN is None
+_COUNTS = population.user_counts(PLAN) if PLAN is not None else dict.fromkeys(entry.KINDS.values(), 0)
 
 
 class ListenerUser(listeners.ListenerUser):
     fixed_count = _COUNTS["listeners"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class WriterUser(writers.WriterUser):
     fixed_count = _COUNTS["writers"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class QueryUser(queriers.QueryUser):
     fixed_count = _COUNTS["queriers"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class ChurnUser(churn.ChurnUser):
     fixed_count = _COUNTS["churn"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
 
 
 class FlushUser(flusher.FlushUser):
     fixed_count = _COUNTS["flush"]
-    abstract = fixed_count == 0
+    abstract = fixed_count == 0 and not _PLAIN
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any, **_: Any) -> None:
+    options.add_arguments(parser)
 
 
 @events.init.add_listener
 def _install(environment: Any, **_: Any) -> None:
+    if PLAN is None:
+        classes = {cls.__name__: cls for cls in (ListenerUser, WriterUser, QueryUser, ChurnUser, FlushUser)}
+        entry.PlainRun(environment, classes).install()
+        return
     context = RunContext(PLAN, messages_schema(PLAN), create_target(PLAN.target))
     coordination.install(environment, context)

@@ -6,7 +6,8 @@ values. Each message here is a frozen dataclass with its Locust message type in 
 :func:`send` turns one into ``data`` and :func:`decode` back, so neither side reads
 ``msg.data["..."]``. In the order a run sends them:
 
-``Claim`` → ``Claimed``, ``Ready``, ``Go``, ``LoadDone``, ``Stop``, then the finals:
+``RunPlan`` (plain ``locust -f`` runs: the plan travels from the master), ``ClockPing`` → ``ClockPong``,
+``ClockOffset``, then ``Claim`` → ``Claimed``, ``Ready``, ``Go``, ``LoadDone``, ``Stop``, then the finals:
 ``WriterFinal``, ``ListenerFinal``, ``ChurnFinal``, ``FlushFinal``.
 """
 
@@ -15,6 +16,56 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Sent by the master to a worker of a plain ``locust -f`` run: the plan its users run.
+
+    :param plan: the plan as ``Plan.to_json`` data (``Plan.from_dict`` reads it back)
+    """
+
+    TYPE: ClassVar[str] = "lqh_plan"
+    plan: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPing:
+    """Sent by a worker to the master to estimate its clock offset (``locustfiles.clock``).
+
+    :param sent: the worker's unix time when it sent the ping
+    """
+
+    TYPE: ClassVar[str] = "lqh_clock_ping"
+    sent: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPong:
+    """Sent by the master to the pinging worker.
+
+    :param sent: the ping's ``sent``, echoed
+    :param master: the master's unix time when it answered
+    """
+
+    TYPE: ClassVar[str] = "lqh_clock_pong"
+    sent: float
+    master: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClockOffset:
+    """Sent by a worker to the master once its pings are done.
+
+    :param offset_s: master clock minus worker clock, in seconds (from the ping with the shortest round trip)
+    :param rtt_s: that ping's round trip, in seconds: the offset is known to within half of it
+    :param samples: pings answered
+    """
+
+    TYPE: ClassVar[str] = "lqh_clock_offset"
+    offset_s: float
+    rtt_s: float
+    samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +207,22 @@ class FlushFinal:
     error: str | None = None
 
 
-Message = Claim | Claimed | Ready | Go | LoadDone | Stop | WriterFinal | ListenerFinal | ChurnFinal | FlushFinal
+Message = (
+    RunPlan
+    | ClockPing
+    | ClockPong
+    | ClockOffset
+    | Claim
+    | Claimed
+    | Ready
+    | Go
+    | LoadDone
+    | Stop
+    | WriterFinal
+    | ListenerFinal
+    | ChurnFinal
+    | FlushFinal
+)
 M = TypeVar("M", bound=Message)
 
 

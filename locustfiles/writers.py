@@ -247,7 +247,7 @@ class WriterUser(OneShotUser):
             elif not go:
                 error = None  # listeners never became ready: the coordinator records why; nothing is written
             else:
-                error = self._drive(ctx, streams, link.stop.is_set)
+                error = self._drive(ctx, streams, link.winding_down)
         finally:  # also when Locust stops this user early: the ledger is what the checker needs
             link.send(WriterFinal(index, [s.ledger.to_dict() for s in streams], error))
 

@@ -117,6 +117,11 @@ class RunRecord:
         self.record["phases"].sort(key=lambda p: p["start"])
         self.save()
 
+    def clocks(self, clocks: dict[str, dict[str, Any]]) -> None:
+        """Record each Locust worker's clock offset to the master (``{offset_s, rtt_s, samples}`` by node id)."""
+        self.record["clocks"] = dict(sorted(clocks.items()))
+        self.save()
+
     def outcome(self, status: RunStatus, error: str | None) -> None:
         """Record how the run ended (saved by ``finish``)."""
         self.record["status"] = status

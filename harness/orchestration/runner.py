@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import orjson
+
 from harness.errors import HarnessError
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
@@ -92,6 +94,15 @@ def _locust_cmd(plan: Plan, run_dir: Path, run_time: int, role: str, port: int, 
     return cmd
 
 
+def _worker_clocks(delivery: Path) -> dict[str, dict[str, float]]:
+    """The workers' clock offsets the coordinator put in ``delivery.json`` (empty in-process or if unreadable)."""
+    try:
+        clocks = orjson.loads(delivery.read_bytes()).get("aggregation", {}).get("clocks")
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return {}
+    return clocks if isinstance(clocks, dict) else {}
+
+
 def _run_time_bound(plan: Plan) -> int:
     """Hard upper bound for the Locust run in seconds; the run normally ends itself much earlier."""
     return int(plan.extra.max_seconds)
@@ -125,7 +136,7 @@ class Runner:
             failure: HarnessError | None = None
             try:
                 t0 = time.time()
-                server, spec = self._target(record)
+                server, spec = self.target(record)
                 if server is not None:
                     started.callback(server.stop)
                 self._drive(scenario, record, server, spec, t0, started)
@@ -153,12 +164,10 @@ class Runner:
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         plan_path = record.path / PLAN_JSON
         plan.write(plan_path)
-        check_limits(plan, self._limits)
-        features, protocol = self._setup_target(plan)
-        record.target_ready(spec.url, features, server.pid if server else None, protocol)
+        protocol = self.ready_target(plan, record, server, spec)
         record.phase("setup", t0, time.time())
         if server is not None:
-            self._start_monitor(record.path, server, spec, started)
+            self.start_monitor(record.path, server, spec, started)
         opts.progress(
             f"[{scenario.name}] {len(plan.listeners)} listener(s), {len(plan.writers)} writer stream(s), "
             f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
@@ -169,10 +178,11 @@ class Runner:
         if observe > 0:
             opts.progress(f"[{scenario.name}] load stopped; observing the server for {observe:.0f} s")
             t_obs = time.time()
-            self._observe(observe, server)
+            self.observe(observe, server)
             record.phase("observe", t_obs, time.time())
 
-    def _target(self, record: RunRecord) -> tuple[LocalServer | None, TargetSpec]:
+    def target(self, record: RunRecord) -> tuple[LocalServer | None, TargetSpec]:
+        """Start the reference server into ``record``'s folder, or check ``--target-url``; return it and its spec."""
         opts = self.options
         if opts.target_url:
             if not opts.password:
@@ -193,6 +203,13 @@ class Runner:
         server = start_local_server(record.path, [*scenario_args, *opts.server_args], root_password=password)
         return server, TargetSpec("kalamdb", server.url, "root", password)
 
+    def ready_target(self, plan: Plan, record: RunRecord, server: LocalServer | None, spec: TargetSpec) -> str | None:
+        """Check the plan against the server's limits, set the target up, record it; return its protocol."""
+        check_limits(plan, self._limits)
+        features, protocol = self._setup_target(plan)
+        record.target_ready(spec.url, features, server.pid if server else None, protocol)
+        return protocol
+
     def _setup_target(self, plan: Plan) -> tuple[frozenset[str], str | None]:
         """Create the scenario's namespace, table and users; the target's features and protocol generation."""
         from harness.delivery.identity import messages_schema
@@ -210,7 +227,7 @@ class Runner:
             raise HarnessError(f"target setup failed: {exc}") from exc
         return frozenset(target.features), target.protocol
 
-    def _start_monitor(
+    def start_monitor(
         self, run_dir: Path, server: LocalServer, spec: TargetSpec, started: contextlib.ExitStack
     ) -> None:
         """Start the monitor sidecar on the server; ``started`` stops it when the run ends."""
@@ -267,8 +284,10 @@ class Runner:
             raise HarnessError(
                 f"Locust exited with code {main_proc.returncode} without a delivery summary: {' | '.join(tail)}"
             )
+        record.clocks(_worker_clocks(run_dir / DELIVERY))
 
-    def _observe(self, seconds: float, server: LocalServer | None) -> None:
+    def observe(self, seconds: float, server: LocalServer | None) -> None:
+        """Keep the monitor sampling the server for ``seconds`` after the load (or until it exits)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and (server is None or server.alive()):
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

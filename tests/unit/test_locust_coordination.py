@@ -31,18 +31,22 @@ from harness.plan import (  # noqa: E402
 )
 from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
 from locustfiles import coordination, messages, users  # noqa: E402
-from locustfiles.aggregation import LiveView, merge_deltas, write_outputs  # noqa: E402
+from locustfiles.aggregation import LiveView, write_outputs  # noqa: E402
 from locustfiles.context import RunContext  # noqa: E402
 from locustfiles.link import UserLink  # noqa: E402
 from locustfiles.messages import (  # noqa: E402
     ChurnFinal,
     Claim,
     Claimed,
+    ClockOffset,
+    ClockPing,
+    ClockPong,
     FlushFinal,
     Go,
     ListenerFinal,
     LoadDone,
     Ready,
+    RunPlan,
     Stop,
     WriterFinal,
 )
@@ -93,10 +97,11 @@ def test_live_view_and_deltas_sum_listeners() -> None:
     b.observe(world.changes[0])
     b.observe(world.changes[0])
     view = LiveView()
-    view.add(merge_deltas([a.delta(), b.delta()]))
+    view.add({"a": a.delta(), "b": b.delta()})
     totals = view.totals()
     assert totals["received"] == len(world.changes) + 2 and totals["duplicates"] == 1
     assert totals["latency_ms"]["count"] == 14 + 2
+    assert view.listeners()["b"]["received"] == 2 and view.listeners()["b"]["duplicates"] == 1
 
 
 def test_write_outputs_fills_the_run_folder(tmp_path) -> None:
@@ -155,6 +160,10 @@ def test_stop_also_winds_extra_users_down() -> None:
 
 
 EVERY_MESSAGE = [
+    RunPlan(orjson.loads(_plan().to_json())),
+    ClockPing(1.5),
+    ClockPong(1.5, 1.75),
+    ClockOffset(0.25, 0.001, 5),
     Claim("writer", "w1:1"),
     Claimed("w1:1", 3),
     Ready("L1", None),
