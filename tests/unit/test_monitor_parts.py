@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import psutil
 import pytest
 
+from monitors import loop
 from monitors.generator import role_of
 from monitors.jsonl import JsonlWriter
 from monitors.loop import StopReason, run_monitor
@@ -127,45 +130,68 @@ def test_stats_turn_null_when_the_target_stalls() -> None:
         poller.stop()
 
 
-class SlowSampler(ProcessSampler):
-    """A real sampler of this process whose every third sample overruns the interval; it records when
-    each sample starts and ends (monotonic clock, the loop's own)."""
+class FakeClock:
+    """The loop's monotonic clock, advanced only by sample costs and by waits that wake up late
+    by a known jitter (what a busy scheduler does), so the schedule can be checked exactly."""
 
     def __init__(self) -> None:
+        self.now = 1000.0
+        self.jitters = itertools.cycle([0.0, 0.013, 0.004, 0.047, 0.0, 0.021])
+        self.late: list[float] = []  # the jitter of each wake-up, in order
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        jitter = next(self.jitters)
+        self.late.append(jitter)
+        self.now += seconds + jitter
+        return False  # never stopped
+
+
+class SlowSampler(ProcessSampler):
+    """A real sampler of this process whose every third sample overruns the interval by costing 0.22 s
+    of the fake clock; it records when each sample starts and ends on that clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
         super().__init__(psutil.Process())
+        self.clock = clock
         self.calls: list[tuple[float, float, bool]] = []  # (start, end, slow)
 
     def sample(self) -> dict[str, Any]:
-        begin = time.monotonic()
+        begin = self.clock.now
         slow = len(self.calls) % 3 == 2
-        if slow:
-            time.sleep(0.22)
+        self.clock.now += 0.22 if slow else 0.002
         record = super().sample()
-        self.calls.append((begin, time.monotonic(), slow))
+        self.calls.append((begin, self.clock.now, slow))
         return record
 
 
 @pytest.mark.timeout(10)
-def test_loop_keeps_a_drift_free_schedule_and_skips_missed_ticks(tmp_path: Path) -> None:
-    """Each sample after an on-time one starts on the 0.1 s grid (within 20 ms late); after an overrun
-    the next sample takes the first grid tick after it, so exactly the ticks it covered are skipped."""
-    sampler = SlowSampler()
+def test_loop_keeps_a_drift_free_schedule_and_skips_missed_ticks(tmp_path: Path, monkeypatch) -> None:
+    """Each sample after an on-time one starts on the 0.1 s grid, late by exactly its wake-up's jitter
+    (lateness never accumulates); after an overrun the next sample takes the first grid tick after it,
+    so exactly the ticks it covered are skipped."""
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=clock.monotonic))
+    sampler = SlowSampler(clock)
     out = JsonlWriter(tmp_path / "m.jsonl")
-    reason = run_monitor(sampler, out, 0.1, threading.Event(), duration=1.0)
+    reason = run_monitor(sampler, out, 0.1, SimpleNamespace(wait=clock.wait), duration=2.0)  # type: ignore[arg-type]
     out.close()
     assert reason is StopReason.DURATION
     origin = sampler.calls[0][0]
     ticks = [round((begin - origin) / 0.1) for begin, _, _ in sampler.calls]
+    wakes = iter(clock.late)
     for (_, end, slow), (begin, _, _), tick, previous in zip(
         sampler.calls, sampler.calls[1:], ticks[1:], ticks, strict=False
     ):
         late = begin - origin - tick * 0.1
+        assert late == pytest.approx(next(wakes), abs=1e-9), f"sample {tick} starts {late * 1000:+.1f} ms off"
         if slow:
             assert tick == math.floor((end - origin) / 0.1) + 1, (previous, tick, end - origin)
         else:
             assert tick == previous + 1, ticks
-            assert -0.005 < late < 0.02, f"sample {tick} starts {late * 1000:+.1f} ms off the grid"
-    assert any(slow for _, _, slow in sampler.calls[:-1]), "no overrun was exercised"
+    assert len(sampler.calls) >= 12 and any(slow for _, _, slow in sampler.calls[:-1])
 
 
 @pytest.mark.timeout(10)
