@@ -44,9 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="admin user for --target-url (default: $KALAMDB_USER or root)",
     )
     parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the admin password for --target-url (default: $KALAMDB_PASSWORD); "
+        "the password is kept out of the run folder and of every command line",
+    )
+    parser.add_argument(
         "--password",
-        default=os.environ.get("KALAMDB_PASSWORD"),
-        help="admin password for --target-url (default: $KALAMDB_PASSWORD)",
+        help="admin password for --target-url; visible to other users in `ps`: prefer --password-file",
     )
     parser.add_argument(
         "--workers",
@@ -78,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from harness import exitcodes
+    from harness.credentials import read_password_file
     from harness.errors import HarnessError
     from harness.orchestration.runner import Runner, RunOptions
     from harness.runfolder import REPORT
@@ -110,13 +117,20 @@ def main(args: argparse.Namespace) -> int:
         from reports.history import store_url
 
         store_url(args.history)  # a malformed URL is an error before the run, not after it
+    if args.password_file is not None and args.password is not None:
+        raise HarnessError("give --password-file or --password, not both")
+    password = (
+        read_password_file(args.password_file, "--password-file")
+        if args.password_file is not None
+        else args.password or os.environ.get("KALAMDB_PASSWORD")
+    )
     scenarios = resolve(args.scenarios, RULES)
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
         target_url=args.target_url,
         target_dir=args.target_dir,
         user=args.user,
-        password=args.password,
+        password=password,
         workers=args.workers,
         quick=args.quick,
         out_dir=args.out,

@@ -1,8 +1,9 @@
 """Run the embedded reference server: KalamDB's v1 protocol (HTTP SQL API + /v1/ws live queries) over SQLite.
 
 Examples:
-  lqharness serve --port 0 --root-password 'Root-Pass-123' --ready-file /tmp/ref.json
+  KALAMDB_ROOT_PASSWORD='Root-Pass-123' lqharness serve --port 0 --ready-file /tmp/ref.json
   lqharness serve --protocol 0.4 --port 8080                      # KalamDB 0.4.3's protocol
+  lqharness serve --root-password-file ~/.lqh-root --host 0.0.0.0 --allow-remote   # reachable from other hosts
   lqharness serve --queue-overflow drop --queue-size 128          # KalamDB's own overflow behaviour
   lqharness serve --fault drop:every=100 --fault delay:ms=50      # misbehave, to test the judge
 
@@ -60,9 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the SQLite data here (default: a temporary folder removed at exit)",
     )
     parser.add_argument(
-        "--root-password",
-        help="root's password (or env KALAMDB_ROOT_PASSWORD); "
+        "--root-password-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is root's password (or env KALAMDB_ROOT_PASSWORD); "
         "without either, root must be set up via POST /v1/api/auth/setup",
+    )
+    parser.add_argument(
+        "--root-password",
+        help="root's password; visible to other users in `ps`: prefer --root-password-file or the environment",
     )
     parser.add_argument("--jwt-secret", help="HS256 secret for tokens (default: random per start)")
     parser.add_argument("--node-id", type=int, default=1, help="Snowflake node id 0..1023 (default: 1)")
@@ -132,6 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Validate the flags and run the server until SIGTERM/SIGINT."""
+    from harness.credentials import read_password_file
     from refserver.app import ServerConfig, run_server
     from refserver.auth import check_password
     from refserver.errors import SqlError
@@ -162,7 +170,13 @@ def main(args: argparse.Namespace) -> int:
         faults = parse_faults(args.fault)
     except FaultSpecError as exc:
         raise HarnessError(f"--fault: {exc}") from None
-    password = args.root_password or os.environ.get("KALAMDB_ROOT_PASSWORD") or None
+    if args.root_password_file is not None and args.root_password is not None:
+        raise HarnessError("give --root-password-file or --root-password, not both")
+    password = (
+        read_password_file(args.root_password_file, "--root-password-file")
+        if args.root_password_file is not None
+        else args.root_password or os.environ.get("KALAMDB_ROOT_PASSWORD") or None
+    )
     if password:
         try:
             check_password(password)

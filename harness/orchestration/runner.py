@@ -176,7 +176,7 @@ class Runner:
         opts = self.options
         if opts.target_url:
             if not opts.password:
-                raise HarnessError("--target-url needs a password: --password or KALAMDB_PASSWORD")
+                raise HarnessError("--target-url needs a password: --password-file FILE or $KALAMDB_PASSWORD")
             return None, TargetSpec("kalamdb", opts.target_url.rstrip("/"), opts.user, opts.password)
         if opts.target == "parse":
             from harness.orchestration.parse_process import recorded_spec, start_parse
@@ -228,7 +228,7 @@ class Runner:
         run_dir = record.path
         # Locust must run gevent-patched whatever the caller's environment says.
         env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
-        env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1"})
+        env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1", **plan.secret_env()})
         bound = _run_time_bound(plan)
         port = _free_port()
         role = "master" if opts.workers > 0 else "local"

@@ -63,7 +63,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
         finally:
             admin.close()
     env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # Locust needs gevent's patching
-    env["LQH_PLAN"] = str(run_dir / "plan.json")
+    env.update({"LQH_PLAN": str(run_dir / "plan.json"), **plan.secret_env()})  # the plan file holds no password
     users = users_needed(plan)
     base = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--loglevel", "WARNING"]
     main = [*base, "--headless", "-u", str(users), "-r", str(users), "--run-time", "60s", "--stop-timeout", "10",
