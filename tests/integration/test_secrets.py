@@ -19,6 +19,7 @@ import pytest
 from harness.orchestration.runner import Runner, RunOptions
 from harness.plan import APP_PASSWORD_ENV, PLAN_ENV, TARGET_PASSWORD_ENV, load_plan
 from harness.scenarios.catalogue import resolve
+from reports.judge import RULES
 from tests.support.refserver import start_refserver
 
 KNOWN = "Known-Secret-4711"
@@ -63,7 +64,7 @@ def test_a_run_against_a_url_leaves_no_password_anywhere(tmp_path: Path) -> None
 def test_a_run_on_the_embedded_server_leaves_no_generated_password(tmp_path: Path) -> None:
     """The runner's own root password and the app user's password appear in no file of the run folder."""
     out = tmp_path / "runs"
-    (scenario,) = resolve(["live.deletes"])
+    (scenario,) = resolve(["live.deletes"], RULES)
     code = Runner(RunOptions(quick=True, out_dir=out, progress=lambda _msg: None)).run(scenario)
     assert code == 0
     (run_dir,) = out.iterdir()
