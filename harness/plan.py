@@ -250,5 +250,5 @@ def load_plan(path: str | os.PathLike[str] | None = None, environ: Mapping[str, 
         data["target"]["password"] = passwords[TARGET_PASSWORD_ENV]
         data["app_password"] = passwords[APP_PASSWORD_ENV]
         return Plan.from_dict(data)
-    except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-        raise HarnessError(f"cannot read run plan {path}: {exc}") from exc
+    except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise HarnessError(f"cannot read run plan {path}: {type(exc).__name__}: {exc}") from None

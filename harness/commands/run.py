@@ -89,12 +89,14 @@ def main(args: argparse.Namespace) -> int:
     from harness.orchestration.runner import Runner, RunOptions
     from harness.runfolder import REPORT
     from harness.scenarios.catalogue import resolve
+    from reports.criteria import load_criteria
     from reports.judge import RULES
 
     if args.workers < 0:
         raise HarnessError("--workers must be 0 or more")
     if args.criteria is not None and not args.criteria.is_file():
         raise HarnessError(f"criteria file not found: {args.criteria}")
+    load_criteria(args.criteria)  # a bad criteria file is an error before any run, not after the first
     if args.target == "kalamdb" and not args.target_url:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.target == "parse" and (args.target_url or args.fault):
@@ -124,6 +126,8 @@ def main(args: argparse.Namespace) -> int:
         if args.password_file is not None
         else args.password or os.environ.get("KALAMDB_PASSWORD")
     )
+    if args.target_url and not password:
+        raise HarnessError("--target-url needs a password: --password-file FILE or $KALAMDB_PASSWORD")
     scenarios = resolve(args.scenarios, RULES)
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
