@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 
 from harness.commands.history import add_history_option
 
@@ -82,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_history_option(parser, "history.sqlite in the --out directory")
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """SIGINT or SIGTERM: raise KeyboardInterrupt naming the signal, so the runner cleans up and judges."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(args: argparse.Namespace) -> int:
     from harness import exitcodes
     from harness.credentials import read_password_file
@@ -147,6 +154,8 @@ def main(args: argparse.Namespace) -> int:
         history=args.history,
     )
     runner = Runner(options)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run the same way: stop, mark, judge, exit 130
+        signal.signal(sig, _interrupt)
     codes = [runner.run(s) for s in scenarios]
     code = exitcodes.combine(codes)
     if len(scenarios) > 1:
