@@ -183,9 +183,13 @@ def test_a_lost_worker_makes_the_run_inconclusive_and_keeps_the_others_data(tmp_
     assert len(lost) == 1 and str(killed[0]) in lost[0]["detail"]
     row = _run_row(verdict)
     assert row["verdict"] == "inconclusive" and f"worker pid {killed[0]}" in row["evidence"]
-    assert verdict["verdict"] == "inconclusive" and code == 2
+    (scenario,) = verdict["scenarios"]
+    complete = next(c for c in scenario["criteria"] if c["id"] == "SC-051")
+    assert complete["verdict"] == "inconclusive" and "went missing" in complete["evidence"]  # the master noticed
+    assert verdict["verdict"] != "pass" and code != 0  # (latency, judged on the other worker's data, may fail)
     delivery = json.loads((run_dir / "delivery.json").read_text())
-    assert delivery["aggregation"]["workers_expected"] == 2 and delivery["aggregation"]["summaries_received"] == 1
+    aggregation = delivery["aggregation"]
+    assert aggregation["summaries_received"] == 1 and len(aggregation["lost_workers"]) == 1
     assert delivery["listeners"]  # the surviving worker's listeners are judged
     assert seconds < 120
     _no_children_left()
