@@ -35,13 +35,13 @@ def main(args: argparse.Namespace) -> int:
     from reports.history import store_url
     from reports.judge import judge_run
 
+    if args.history is not None:
+        store_url(args.history)  # a malformed URL is an error before anything is judged
     for run_dir in args.run_dirs:
         if not run_dir.is_dir():
             raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
         if not any((run_dir / name).is_file() for name in EVIDENCE):
             raise HarnessError(f"{run_dir} is not a run folder: it has none of {', '.join(EVIDENCE)}")
-    if args.history is not None:
-        store_url(args.history)  # a malformed URL is an error before anything is judged
     return exitcodes.combine(
         judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report, history=args.history)
         for run_dir in args.run_dirs

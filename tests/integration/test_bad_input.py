@@ -75,7 +75,7 @@ def test_unusable_targets_end_inconclusive_naming_the_error(
     )
     assert code == 2 and "Traceback" not in out + err
     assert seconds < 60
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "harness_error" and message in run["error"] and "\n" not in run["error"]
     assert json.loads((run_dir / "verdict.json").read_text())["verdict"] == "inconclusive"

@@ -52,7 +52,7 @@ def _run(out: Path, scenario: str, **options: object) -> tuple[int, Path, dict, 
     runner = Runner(RunOptions(quick=True, out_dir=out, progress=lambda _m: None, **options))  # type: ignore[arg-type]
     started = time.monotonic()
     code = runner.run(chosen)
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return code, run_dir, json.loads((run_dir / "verdict.json").read_text()), time.monotonic() - started
 
 
@@ -221,7 +221,7 @@ def test_an_interrupted_run_is_marked_judged_and_leaves_no_process(tmp_path: Pat
             runner.wait()
     assert runner.returncode == 130, stderr.decode()[-1000:]
     assert b"Traceback" not in stderr and b"interrupted" in stderr
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "interrupted" and sig.name in run["error"]
     assert any(i["kind"] == "interrupted" for i in run["incidents"]) and run["ended_at"] is not None
