@@ -23,7 +23,7 @@ from reports.judge import RULES
 from tests.support.refserver import start_refserver
 
 KNOWN = "Known-Secret-4711"
-GENERATED = re.compile(rb"(Root|Lqh)-[0-9a-f]{16}")  # the runner's root password and the scenario's app password
+GENERATED = re.compile(rb"(Root|Lqh|lqh)-[0-9a-f]{16}")  # generated root, app user and Parse master keys
 JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}")
 
 
