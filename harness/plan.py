@@ -3,11 +3,16 @@
 The runner builds a ``Plan`` from a scenario and writes it as JSON; every Locust
 process (in-process, master or worker) loads it from the path in ``LQH_PLAN``. Keeping
 it plain data is what lets worker processes start with nothing but that file.
+
+The file holds no secret: the target's and the app user's passwords are left out of it
+and travel in the environment of the Locust processes (``Plan.secret_env``), which only
+the user who started them can read, so a run folder can be shared as it is.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,8 @@ MAX_SECONDS = 900.0  # the run's time bound when the scenario sets no ``max_seco
 QUICK_MAX_SECONDS = 180.0  # the same for a quick run
 DEFAULT_JOB_TIMEOUT_SECONDS = 20.0
 DEFAULT_SETTLE_SECONDS = 3.0
+TARGET_PASSWORD_ENV = "LQH_TARGET_PASSWORD"  # the target password of a plan's Locust processes and the monitor
+APP_PASSWORD_ENV = "LQH_APP_PASSWORD"  # the app user's password of a plan's Locust processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +191,18 @@ class Plan:
     extra: Extras = field(default_factory=Extras)  # the scenario's other settings (queriers, churn, ...)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+        """The plan as JSON without its passwords (``secret_env`` carries them)."""
+        data = asdict(self)
+        del data["target"]["password"], data["app_password"]
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2)
+
+    def secret_env(self) -> dict[str, str]:
+        """The environment variables that carry the passwords ``to_json`` leaves out."""
+        return {TARGET_PASSWORD_ENV: self.target.password, APP_PASSWORD_ENV: self.app_password}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan of ``data``, which holds its passwords (``load_plan`` adds them to a plan file's)."""
         return cls(
             **{
                 **data,
@@ -217,12 +232,23 @@ class Plan:
         path.write_bytes(self.to_json())
 
 
-def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
-    """Load the plan from ``path`` or from the file named by ``$LQH_PLAN``."""
-    path = path or os.environ.get(PLAN_ENV)
+def load_plan(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Plan:
+    """Load the plan from ``path`` or from the file named by ``$LQH_PLAN``, its passwords from ``environ``.
+
+    ``environ`` defaults to the process environment; a missing password is a one-line error.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(PLAN_ENV)
     if not path:
         raise HarnessError(f"no run plan: set {PLAN_ENV} to a plan file written by `lqharness run`")
+    passwords = {name: environ.get(name) for name in (TARGET_PASSWORD_ENV, APP_PASSWORD_ENV)}
+    missing = [name for name, value in passwords.items() if not value]
+    if missing:
+        raise HarnessError(f"the run plan's passwords are not set: {', '.join(missing)} (`lqharness run` sets them)")
     try:
-        return Plan.from_dict(orjson.loads(Path(path).read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-        raise HarnessError(f"cannot read run plan {path}: {exc}") from exc
+        data = orjson.loads(Path(path).read_bytes())
+        data["target"]["password"] = passwords[TARGET_PASSWORD_ENV]
+        data["app_password"] = passwords[APP_PASSWORD_ENV]
+        return Plan.from_dict(data)
+    except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise HarnessError(f"cannot read run plan {path}: {type(exc).__name__}: {exc}") from None

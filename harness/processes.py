@@ -6,6 +6,9 @@ the server's SQLite), then SIGKILL once its grace time is over, so no run can ha
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from typing import Any
 
@@ -15,10 +18,13 @@ KILL_WAIT_SECONDS = 5.0  # how long to wait for a child to be reaped after SIGKI
 def terminate(proc: subprocess.Popen[Any], grace: float) -> int:
     """SIGTERM ``proc``, wait up to ``grace`` seconds, then SIGKILL it; returns its exit code.
 
-    A child that already ended is only reaped.
+    A child that already ended is only reaped; a stopped one (SIGSTOP) is continued after the SIGTERM,
+    so it can act on it at once instead of waiting out its grace time.
     """
     if proc.poll() is None:
         proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
         try:
             return proc.wait(grace)
         except subprocess.TimeoutExpired:

@@ -42,12 +42,27 @@ POSTGRES_DIR = "pg"  # --target parse: the private PostgreSQL cluster while it r
 
 
 class RunStatus(StrEnum):
-    """``run.json`` ``status``: how far the run got. The judge fails a crashed target, never a harness error."""
+    """``run.json`` ``status``: how far the run got. The judge fails a crashed or unresponsive target, never a
+    harness error or an interrupted run."""
 
     RUNNING = "running"  # written at the start; left behind only by a runner that was killed
     COMPLETED = "completed"  # the load ran to its end and the target was still up
     TARGET_CRASHED = "target_crashed"  # the embedded target exited during the run
-    HARNESS_ERROR = "harness_error"  # the harness could not run the scenario (or was interrupted)
+    TARGET_UNRESPONSIVE = "target_unresponsive"  # the target stopped answering past the limit; the run was cut
+    HARNESS_ERROR = "harness_error"  # the harness could not run the scenario
+    INTERRUPTED = "interrupted"  # SIGINT or SIGTERM ended the run early; judged on what it has
+
+
+class Incident(StrEnum):
+    """``run.json`` ``incidents[].kind``: what happened to the target or the harness during the run."""
+
+    TARGET_EXITED = "target_exited"
+    TARGET_STOPPED = "target_stopped"  # the embedded server's process is stopped (SIGSTOP)
+    TARGET_UNRESPONSIVE = "target_unresponsive"
+    TARGET_RESPONSIVE = "target_responsive"  # it answers again after being unresponsive
+    TARGET_RESTARTED = "target_restarted"  # its uptime fell: it lost its in-memory state mid-run
+    WORKER_LOST = "worker_lost"  # a Locust worker ended before its master
+    INTERRUPTED = "interrupted"  # SIGINT or SIGTERM to the runner
 
 
 class Verdict(StrEnum):

@@ -88,6 +88,8 @@ class Coordinator:
         self._load_logged = False
         self._clock: ramp.RampClock | None = None
         self._claims_by_node: dict[str, int] = {}
+        self._claimed: dict[str, list[tuple[str, int]]] = {}  # node id -> the (kind, index) it drives
+        self._lost_nodes: set[str] = set()  # workers the master saw go missing
         self._finals_by_node: dict[str, int] = {}
         self._greenlet: gevent.Greenlet | None = None
         self._finished = False
@@ -142,6 +144,7 @@ class Coordinator:
         if index is not None:
             self._next[msg.kind] += 1
             self._claims_by_node[node_id] = self._claims_by_node.get(node_id, 0) + 1
+            self._claimed.setdefault(node_id, []).append((msg.kind, index))
         messages.send(self.runner, Claimed(msg.token, index), client_id=node_id)
 
     def _on_ready(self, msg: Ready, node_id: str) -> None:
@@ -220,17 +223,28 @@ class Coordinator:
             gevent.sleep(POLL_SECONDS)
         return True
 
+    def _lost(self, kind: str) -> set[int]:
+        """The indexes of ``kind`` driven by workers the master saw go missing (noted once, as a run error)."""
+        if isinstance(self.runner, MasterRunner):
+            for node in self.runner.clients.missing:
+                if node.id not in self._lost_nodes:
+                    self._lost_nodes.add(node.id)
+                    users = ", ".join(f"{k} {i}" for k, i in self._claimed.get(node.id, [])) or "no users"
+                    self._errors.append(f"Locust worker {node.id} went missing (no heartbeat); lost: {users}")
+        return {i for node in self._lost_nodes for k, i in self._claimed.get(node, []) if k == kind}
+
     def _load_over(self) -> bool:
-        """Every writer group reported, and the churn (part of the load) too when there is one."""
-        return len(self._groups_done) >= len(self.plan.writer_groups) and (
-            not self._churn or self._churn_final is not None
-        )
+        """Every writer group reported or was lost with its worker, and the churn (part of the load) too."""
+        groups = self._groups_done | self._lost("writer")
+        churn_over = not self._churn or self._churn_final is not None or bool(self._lost("churn"))
+        return len(groups) >= len(self.plan.writer_groups) and churn_over
 
     def _all_final(self) -> bool:
+        lost = {self.plan.listeners[i].listener_id for i in self._lost("listener")}
         return (
-            len(self._listener_finals) >= len(self.plan.listeners)
+            len(set(self._listener_finals) | lost) >= len(self.plan.listeners)
             and self._load_over()
-            and (not self._flush or self._flush_final is not None)
+            and (not self._flush or self._flush_final is not None or bool(self._lost("flush")))
         )
 
     def _end_load(self) -> float:
@@ -345,6 +359,7 @@ class Coordinator:
             "timed_out": self._summary_timed_out or users_received < users_expected,
             "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
             "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
+            "lost_workers": sorted(self._lost_nodes),
             "live_view": self.live_view.totals(),
             "clocks": dict(sorted(self.clocks.items())),
         }

@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from harness.plan import TargetSpec
+from harness.plan import TARGET_PASSWORD_ENV, TargetSpec
 from harness.processes import terminate
 from harness.runfolder import GENERATOR, MONITOR
-
-PASSWORD_ENV = "LQH_TARGET_PASSWORD"  # the target password reaches the sidecar through this variable
 
 
 def start_monitor_process(
@@ -71,7 +69,7 @@ def start_monitor_process(
             "--target-user",
             target_spec.user,
         ]
-        env[PASSWORD_ENV] = target_spec.password
+        env[TARGET_PASSWORD_ENV] = target_spec.password
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stderr=stderr)
 
 

@@ -24,7 +24,8 @@ from refserver.catalog import TableDef
 from refserver.engine import CommittedChange, Engine
 from refserver.faults import Faults
 from refserver.generation import GENERATIONS
-from refserver.http_api import HttpApi
+from refserver.guard import HeadDeadline
+from refserver.http_api import MAX_BODY, HttpApi
 from refserver.jobs import Jobs
 from refserver.live import LiveManager
 from refserver.snowflake import Snowflake
@@ -52,6 +53,7 @@ class ServerConfig:
     auth_timeout: float = 3.0
     auth_rate_limit: int = 0  # WebSocket authentications per client IP per second; 0 = unlimited
     max_ws_message_size: int = 1 << 20
+    header_timeout: float = 10.0  # seconds a new connection may take to send its first request head
     ready_file: Path | None = None
     memory_limit_mb: int | None = None
     faults: Faults = field(default_factory=Faults)
@@ -147,7 +149,7 @@ class RefServer:
     # ------------------------------------------------------------ lifecycle
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=10 << 20)
+        app = web.Application(client_max_size=MAX_BODY)
         app.add_routes(HttpApi(self.accounts, self.engine).routes())
         app.add_routes([web.get("/v1/ws", self.ws_endpoint.handle)])
         app.on_shutdown.append(self._on_shutdown)
@@ -171,8 +173,9 @@ class RefServer:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
         sock = _bind(self.config.host, self.config.port)
-        site = web.SockSite(runner, sock)
-        await site.start()
+        assert runner.server is not None
+        guarded = HeadDeadline(runner.server, self.config.header_timeout)
+        listener = await loop.create_server(guarded, sock=sock, backlog=4096)
         port = sock.getsockname()[1]
         url = f"http://{self.config.host}:{port}"
         stop = asyncio.Event()
@@ -194,6 +197,7 @@ class RefServer:
             log.info("shutting down")
             watchdog.cancel()
             checkpoints.cancel()
+            listener.close()
             await runner.cleanup()
             if self.live.dispatcher is not None:
                 self.live.dispatcher.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -50,6 +51,12 @@ _COMMON = frozenset(
     }
 )
 _ITERATIONS = 20_000
+_PASSWORD_LITERAL = re.compile(r"(PASSWORD\s+)'(?:[^']|'')*'?", re.IGNORECASE)
+
+
+def redact_passwords(sql: str) -> str:
+    """``sql`` with the literal after each ``PASSWORD`` replaced, so a logged statement never shows a password."""
+    return _PASSWORD_LITERAL.sub(r"\1'***'", sql)
 
 
 def canonical_role(role: str) -> str:

@@ -168,7 +168,7 @@ class Engine:
             except sqlite3.Error as exc:
                 raise StatementError(index, SqlError("SQL_EXECUTION_ERROR", str(exc))) from None
             except Exception as exc:  # noqa: BLE001 - a bug must fail the statement, never the server
-                log.exception("internal error in statement %d: %s", index, text[:200])
+                log.exception("internal error in statement %d: %s", index, auth.redact_passwords(text)[:200])
                 raise StatementError(index, SqlError("INTERNAL_ERROR", f"Internal error: {exc}")) from None
             if batch and dml is not None:
                 entry = folded.setdefault(dml, [0, result["as_user"]])

@@ -18,6 +18,7 @@ from refserver.errors import SqlError
 from refserver.storage import UserRecord, now_us
 from refserver.system_stats import BUILD_DATE, VERSION
 
+MAX_BODY = 10 << 20  # the application's client_max_size: a larger request body is answered 413
 MAX_SQL = 1 << 20
 MAX_PARAM = 512 * 1024
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -34,6 +35,18 @@ def _rfc3339(epoch_seconds: float) -> str:
 
 def _us_rfc3339(us: int) -> str:
     return _rfc3339(us / 1e6)
+
+
+async def _read_bounded(request: web.Request) -> bytes | None:
+    """The request body, or None when it exceeds the application's ``client_max_size`` (then: 413)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
+def _too_large() -> str:
+    return f"Request body exceeds {MAX_BODY} bytes"
 
 
 def _is_local(request: web.Request) -> bool:
@@ -78,8 +91,11 @@ class HttpApi:
     # ------------------------------------------------------------ auth
 
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        raw = await _read_bounded(request)
+        if raw is None:
+            return _json({"error": "payload_too_large", "message": _too_large()}, 413)
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return _json({"error": "bad_request", "message": f"Invalid JSON body: {exc}"}, 400)
         if not isinstance(body, dict):
@@ -195,8 +211,11 @@ class HttpApi:
             return _auth_error(exc.code, exc.message, started)
         if not request.content_type == "application/json":
             return _sql_error("INVALID_INPUT", "Content-Type must be application/json", started, 400)
+        raw = await _read_bounded(request)
+        if raw is None:
+            return _sql_error("INVALID_INPUT", _too_large(), started, 413)
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return _sql_error("INVALID_INPUT", f"Invalid JSON body: {exc}", started, 400)
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str):

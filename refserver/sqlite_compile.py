@@ -118,8 +118,20 @@ def bind_values(names: list[str], ctx: EvalContext, owner: str) -> dict[str, Any
     return binds
 
 
+def refuse_subqueries(node: exp.Expression) -> None:
+    """Refuse a query nested anywhere in ``node`` (itself excepted).
+
+    Only the statement's own table is scoped to the caller's rows; a nested SELECT would read the
+    SQLite table underneath as it is, every user's rows included.
+    """
+    for inner in node.find_all(exp.Query, exp.Subquery):
+        if inner is not node:
+            raise SqlError("INVALID_SQL", "Subqueries are not supported")
+
+
 def to_sqlite(node: exp.Expression, table: TableDef | None, names: list[str]) -> exp.Expression:
-    """Rewrite parameters to named placeholders and strip column qualifiers; refuse hidden columns."""
+    """Rewrite parameters to named placeholders and strip column qualifiers; refuse hidden columns and subqueries."""
+    refuse_subqueries(node)
 
     def rewrite(n: exp.Expression) -> exp.Expression:
         number = parameter_number(n)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.runfolder import MONITOR, RUN_JSON, STATS, TARGET, RunStatus
+from harness.runfolder import MONITOR, RUN_JSON, STATS, TARGET, Incident, RunStatus
 from reports.criteria import Criteria
 from reports.degradation import degradation
 from reports.measures import (
@@ -285,12 +285,33 @@ def run_completed(folder: RunFolder) -> Finding | None:
     if folder.run is None:
         return inconclusive(f"{folder.why_missing(RUN_JSON)}: which criteria apply and what happened is unknown")
     status = folder.run.get("status")
-    if status == RunStatus.COMPLETED:
-        return None
+    kinds, incidents = _incidents(folder)
     error = folder.run.get("error") or "no error text"
+    happened = f"; incidents: {incidents}" if incidents else ""
+    if status == RunStatus.COMPLETED:
+        if not incidents:
+            return None
+        if Incident.TARGET_RESTARTED in kinds:
+            return Finding(FAIL, status, RunStatus.COMPLETED.value, f"the target restarted{happened}")
+        if Incident.WORKER_LOST in kinds:
+            return inconclusive(f"a load generator process was lost, its users' data with it{happened}", status)
+        return Finding(PASS, status, RunStatus.COMPLETED.value, f"run completed{happened}")
     if status == RunStatus.TARGET_CRASHED:
-        return Finding(FAIL, status, RunStatus.COMPLETED.value, f"the target crashed: {error}")
-    return inconclusive(f"run status {status!r}: {error}", status, RunStatus.COMPLETED.value)
+        return Finding(FAIL, status, RunStatus.COMPLETED.value, f"the target crashed: {error}{happened}")
+    if status == RunStatus.TARGET_UNRESPONSIVE:
+        return Finding(FAIL, status, RunStatus.COMPLETED.value, f"the target stopped answering: {error}{happened}")
+    return inconclusive(f"run status {status!r}: {error}{happened}", status, RunStatus.COMPLETED.value)
+
+
+def _incidents(folder: RunFolder) -> tuple[set[str], str]:
+    """The kinds of the run's incidents, and all of them as one line, each at its time from the run's start
+    (``+12.5 s target_stopped: ...``)."""
+    raw = (folder.run or {}).get("incidents")
+    items = (
+        [i for i in raw if isinstance(i, dict) and isinstance(i.get("t"), int | float)] if isinstance(raw, list) else []
+    )
+    text = "; ".join(f"{rel(folder, float(i['t']))} {i.get('kind')}: {i.get('detail')}" for i in items)
+    return {str(i.get("kind")) for i in items}, text
 
 
 def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:

@@ -11,7 +11,9 @@ import argparse
 from pathlib import Path
 
 from harness.commands.history import add_history_option
-from harness.runfolder import JUNIT, REPORT, VERDICT
+from harness.runfolder import DELIVERY, JUNIT, MONITOR, REPORT, RUN_JSON, STATS, VERDICT
+
+EVIDENCE = (RUN_JSON, DELIVERY, MONITOR, STATS)  # a folder with none of these holds nothing to judge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +35,13 @@ def main(args: argparse.Namespace) -> int:
     from reports.history import store_url
     from reports.judge import judge_run
 
+    if args.history is not None:
+        store_url(args.history)  # a malformed URL is an error before anything is judged
     for run_dir in args.run_dirs:
         if not run_dir.is_dir():
             raise HarnessError(f"run folder {run_dir} does not exist or is not a directory")
-    if args.history is not None:
-        store_url(args.history)  # a malformed URL is an error before anything is judged
+        if not any((run_dir / name).is_file() for name in EVIDENCE):
+            raise HarnessError(f"{run_dir} is not a run folder: it has none of {', '.join(EVIDENCE)}")
     return exitcodes.combine(
         judge_run(run_dir, args.criteria, quiet=args.quiet, report=not args.no_report, history=args.history)
         for run_dir in args.run_dirs

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
+from harness.plan import TARGET_PASSWORD_ENV as PASSWORD_ENV
 from harness.runfolder import GENERATOR, MONITOR
-from monitors.launch import PASSWORD_ENV
 
 if TYPE_CHECKING:
     from harness.targets.base import Admin

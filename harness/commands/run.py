@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
+from types import FrameType
 
 from harness.commands.history import add_history_option
 
@@ -44,9 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="admin user for --target-url (default: $KALAMDB_USER or root)",
     )
     parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is the admin password for --target-url (default: $KALAMDB_PASSWORD); "
+        "the password is kept out of the run folder and of every command line",
+    )
+    parser.add_argument(
         "--password",
-        default=os.environ.get("KALAMDB_PASSWORD"),
-        help="admin password for --target-url (default: $KALAMDB_PASSWORD)",
+        help="admin password for --target-url; visible to other users in `ps`: prefer --password-file",
     )
     parser.add_argument(
         "--workers",
@@ -76,18 +84,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_history_option(parser, "history.sqlite in the --out directory")
 
 
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """SIGINT or SIGTERM: raise KeyboardInterrupt naming the signal, so the runner cleans up and judges."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(args: argparse.Namespace) -> int:
     from harness import exitcodes
+    from harness.credentials import read_password_file
     from harness.errors import HarnessError
     from harness.orchestration.runner import Runner, RunOptions
     from harness.runfolder import REPORT
     from harness.scenarios.catalogue import resolve
+    from reports.criteria import load_criteria
     from reports.judge import RULES
 
     if args.workers < 0:
         raise HarnessError("--workers must be 0 or more")
     if args.criteria is not None and not args.criteria.is_file():
         raise HarnessError(f"criteria file not found: {args.criteria}")
+    load_criteria(args.criteria)  # a bad criteria file is an error before any run, not after the first
     if args.target == "kalamdb" and not args.target_url:
         raise HarnessError("--target kalamdb needs --target-url URL (only the reference server is started here)")
     if args.target == "parse" and (args.target_url or args.fault):
@@ -110,13 +126,22 @@ def main(args: argparse.Namespace) -> int:
         from reports.history import store_url
 
         store_url(args.history)  # a malformed URL is an error before the run, not after it
+    if args.password_file is not None and args.password is not None:
+        raise HarnessError("give --password-file or --password, not both")
+    password = (
+        read_password_file(args.password_file, "--password-file")
+        if args.password_file is not None
+        else args.password or os.environ.get("KALAMDB_PASSWORD")
+    )
+    if args.target_url and not password:
+        raise HarnessError("--target-url needs a password: --password-file FILE or $KALAMDB_PASSWORD")
     scenarios = resolve(args.scenarios, RULES)
     options = RunOptions(
         target="kalamdb" if args.target_url else args.target,
         target_url=args.target_url,
         target_dir=args.target_dir,
         user=args.user,
-        password=args.password,
+        password=password,
         workers=args.workers,
         quick=args.quick,
         out_dir=args.out,
@@ -129,6 +154,8 @@ def main(args: argparse.Namespace) -> int:
         history=args.history,
     )
     runner = Runner(options)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run the same way: stop, mark, judge, exit 130
+        signal.signal(sig, _interrupt)
     codes = [runner.run(s) for s in scenarios]
     code = exitcodes.combine(codes)
     if len(scenarios) > 1:

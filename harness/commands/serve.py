@@ -1,8 +1,9 @@
 """Run the embedded reference server: KalamDB's v1 protocol (HTTP SQL API + /v1/ws live queries) over SQLite.
 
 Examples:
-  lqharness serve --port 0 --root-password 'Root-Pass-123' --ready-file /tmp/ref.json
+  KALAMDB_ROOT_PASSWORD='Root-Pass-123' lqharness serve --port 0 --ready-file /tmp/ref.json
   lqharness serve --protocol 0.4 --port 8080                      # KalamDB 0.4.3's protocol
+  lqharness serve --root-password-file ~/.lqh-root --host 0.0.0.0 --allow-remote   # reachable from other hosts
   lqharness serve --queue-overflow drop --queue-size 128          # KalamDB's own overflow behaviour
   lqharness serve --fault drop:every=100 --fault delay:ms=50      # misbehave, to test the judge
 
@@ -18,8 +19,10 @@ filter enter/leave as insert/delete; 0.4 (KalamDB 0.4.3) has Snowflake `_seq` an
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import socket
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -28,7 +31,16 @@ from refserver.faults import FAULT_HELP
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the ``serve`` flags."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1); one that is not loopback needs --allow-remote and a root password",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --host to be an address other hosts can reach (the server is a test tool, not hardened for it)",
+    )
     parser.add_argument(
         "--protocol",
         choices=("0.7", "0.4"),
@@ -60,9 +72,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the SQLite data here (default: a temporary folder removed at exit)",
     )
     parser.add_argument(
-        "--root-password",
-        help="root's password (or env KALAMDB_ROOT_PASSWORD); "
+        "--root-password-file",
+        type=Path,
+        metavar="FILE",
+        help="file whose first line is root's password (or env KALAMDB_ROOT_PASSWORD); "
         "without either, root must be set up via POST /v1/api/auth/setup",
+    )
+    parser.add_argument(
+        "--root-password",
+        help="root's password; visible to other users in `ps`: prefer --root-password-file or the environment",
     )
     parser.add_argument("--jwt-secret", help="HS256 secret for tokens (default: random per start)")
     parser.add_argument("--node-id", type=int, default=1, help="Snowflake node id 0..1023 (default: 1)")
@@ -110,6 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest client WebSocket message in bytes; larger ones get MESSAGE_TOO_LARGE (default: 1048576)",
     )
     parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="close a connection that has not sent a complete request head after this many seconds (default: 10)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=("debug", "info", "warning", "error"),
@@ -130,8 +154,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (an unresolvable name is not)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
 def main(args: argparse.Namespace) -> int:
     """Validate the flags and run the server until SIGTERM/SIGINT."""
+    from harness.credentials import read_password_file
     from refserver.app import ServerConfig, run_server
     from refserver.auth import check_password
     from refserver.errors import SqlError
@@ -155,19 +189,33 @@ def main(args: argparse.Namespace) -> int:
             raise HarnessError(f"--{name.replace('_', '-')} must be at least 1")
     if args.memory_limit_mb is not None and args.memory_limit_mb < 32:
         raise HarnessError(f"--memory-limit-mb must be at least 32, not {args.memory_limit_mb}")
-    for name in ("block_timeout", "heartbeat_timeout", "auth_timeout"):
+    for name in ("block_timeout", "heartbeat_timeout", "auth_timeout", "header_timeout"):
         if not getattr(args, name) > 0:
             raise HarnessError(f"--{name.replace('_', '-')} must be positive")
     try:
         faults = parse_faults(args.fault)
     except FaultSpecError as exc:
         raise HarnessError(f"--fault: {exc}") from None
-    password = args.root_password or os.environ.get("KALAMDB_ROOT_PASSWORD") or None
+    if args.root_password_file is not None and args.root_password is not None:
+        raise HarnessError("give --root-password-file or --root-password, not both")
+    password = (
+        read_password_file(args.root_password_file, "--root-password-file")
+        if args.root_password_file is not None
+        else args.root_password or os.environ.get("KALAMDB_ROOT_PASSWORD") or None
+    )
     if password:
         try:
             check_password(password)
         except SqlError as exc:
             raise HarnessError(f"root password rejected: {exc.message}") from None
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            raise HarnessError(f"--host {args.host} is reachable from other hosts: add --allow-remote to mean it")
+        if not password:
+            raise HarnessError(
+                f"--host {args.host} needs a root password (--root-password-file or $KALAMDB_ROOT_PASSWORD): "
+                "a server without one lets the first caller set it up"
+            )
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise HarnessError(f"--data-dir {args.data_dir} is not a directory")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -185,6 +233,7 @@ def main(args: argparse.Namespace) -> int:
         auth_timeout=args.auth_timeout,
         auth_rate_limit=args.auth_rate_limit,
         max_ws_message_size=args.max_ws_message_size,
+        header_timeout=args.header_timeout,
         ready_file=args.ready_file,
         memory_limit_mb=args.memory_limit_mb,
         faults=faults,

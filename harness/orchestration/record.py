@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import secrets
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 from harness.errors import HarnessError
-from harness.runfolder import PHASES, RUN_JSON, RunStatus, write_json_atomic
+from harness.runfolder import PHASES, RUN_JSON, Incident, RunStatus, write_json_atomic
 from harness.scenarios.catalogue import Scenario
 from reports.machine import machine_facts
 
@@ -43,6 +44,7 @@ class RunRecord:
     def __init__(self, path: Path, record: dict[str, Any]) -> None:
         self.path = path
         self.record = record
+        self._lock = threading.Lock()  # the target watch records incidents from its own thread
         try:
             path.mkdir(parents=True, exist_ok=False)
         except OSError as exc:
@@ -70,6 +72,7 @@ class RunRecord:
                 "status": RunStatus.RUNNING,
                 "error": None,
                 "phases": [],
+                "incidents": [],
             },
         )
 
@@ -89,7 +92,8 @@ class RunRecord:
 
     def save(self) -> None:
         try:
-            write_json_atomic(self.path / RUN_JSON, self.record)
+            with self._lock:
+                write_json_atomic(self.path / RUN_JSON, self.record)
         except OSError as exc:
             raise HarnessError(f"cannot write {self.path / RUN_JSON}: {exc.strerror or exc}") from exc
 
@@ -120,6 +124,11 @@ class RunRecord:
     def clocks(self, clocks: dict[str, dict[str, Any]]) -> None:
         """Record each Locust worker's clock offset to the master (``{offset_s, rtt_s, samples}`` by node id)."""
         self.record["clocks"] = dict(sorted(clocks.items()))
+
+    def incident(self, kind: Incident, t: float, detail: str) -> None:
+        """Record something that happened to the target or the harness during the run, with its time."""
+        with self._lock:
+            self.record.setdefault("incidents", []).append({"kind": kind, "t": t, "detail": detail})
         self.save()
 
     def outcome(self, status: RunStatus, error: str | None) -> None:

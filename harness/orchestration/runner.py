@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -25,12 +27,23 @@ from harness.errors import HarnessError
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
 from harness.orchestration.server import LocalServer, start_local_server
+from harness.orchestration.watch import TargetWatch
 from harness.plan import PLAN_ENV, Plan, TargetSpec
 from harness.processes import terminate
-from harness.runfolder import DELIVERY, LOCUST_CSV_PREFIX, LOCUST_LOG, LOCUST_OUT, MONITOR_LOG, PLAN_JSON, RunStatus
+from harness.runfolder import (
+    DELIVERY,
+    LOCUST_CSV_PREFIX,
+    LOCUST_LOG,
+    LOCUST_OUT,
+    MONITOR_LOG,
+    PLAN_JSON,
+    Incident,
+    RunStatus,
+)  # fmt: skip
 from harness.scenarios.catalogue import Scenario, build_plan
 from locustfiles import users_needed
 
+UNRESPONSIVE_LIMIT_SECONDS = 30.0  # longer than any single timeout of the users, so a slow target is not cut
 CHILD_GRACE_SECONDS = 15.0  # how long a Locust process may take to write its CSVs after SIGTERM
 
 
@@ -49,18 +62,44 @@ class RunOptions:
     criteria: Path | None = None
     server_args: tuple[str, ...] = ()  # extra `lqharness serve` flags (faults, limits) for the ref target
     history: str | None = None  # run history URL or file; None: history.sqlite in out_dir
+    unresponsive_limit: float = UNRESPONSIVE_LIMIT_SECONDS  # a target silent this long ends the run
+    watch_interval: float = 1.0  # seconds between two looks at the target
     progress: Callable[[str], None] = print
+
+
+class TargetFailed(HarnessError):
+    """The target failed during the run (exited, stopped or unresponsive past the limit): ``status`` says which."""
+
+    def __init__(self, message: str, status: RunStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM in the block (main thread only), so cleaning up after one cannot be cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_outcome(failure: BaseException | None, server: LocalServer | None) -> tuple[RunStatus, str | None]:
     """The run's status and error text from how the run ended: ``failure`` (None if it did not) and the server.
 
     An embedded server that is gone means the target crashed, whatever the harness saw next; an
-    interrupt is a harness error, since the run did not end by itself.
+    interrupt (SIGINT, SIGTERM) is its own status, since the run did not end by itself.
     """
     crash = None if server is None or server.alive() else f"reference server exited with code {server.proc.returncode}"
     if isinstance(failure, KeyboardInterrupt):
-        return RunStatus.HARNESS_ERROR, "interrupted"
+        return RunStatus.INTERRUPTED, "interrupted" + (f" by {failure}" if str(failure) else "")
+    if isinstance(failure, TargetFailed) and crash is None:
+        return failure.status, str(failure)
     if failure is None:
         return (RunStatus.COMPLETED, None) if crash is None else (RunStatus.TARGET_CRASHED, crash)
     if crash is not None:
@@ -130,10 +169,12 @@ class Runner:
         )
         self.run_dirs.append(record.path)
         opts.progress(f"[{scenario.name}] run folder {record.path}")
-        with contextlib.ExitStack() as started:  # on leaving: Locust, monitor, server stopped; run.json saved
+        interrupted: KeyboardInterrupt | None = None
+        with contextlib.ExitStack() as shield, contextlib.ExitStack() as started:
+            # on leaving `started`: Locust, monitor, server stopped; run.json saved
             started.callback(record.finish)
             server: LocalServer | None = None
-            failure: HarnessError | None = None
+            failure: HarnessError | KeyboardInterrupt | None = None
             try:
                 t0 = time.time()
                 server, spec = self.target(record)
@@ -141,14 +182,20 @@ class Runner:
                     started.callback(server.stop)
                 self._drive(scenario, record, server, spec, t0, started)
             except KeyboardInterrupt as exc:
-                record.outcome(*run_outcome(exc, server))
-                raise
+                shield.enter_context(_signals_held())  # a second Ctrl-C must not leave children behind
+                failure = interrupted = exc
+                record.incident(Incident.INTERRUPTED, time.time(), str(exc) or "SIGINT")
+                opts.progress(f"[{scenario.name}] interrupted: stopping every process, then judging what the run has")
             except HarnessError as exc:
                 failure = exc
             record.outcome(*run_outcome(failure, server))
-            if failure is not None:
+            if failure is not None and interrupted is None:
                 opts.progress(f"[{scenario.name}] error: {record.error}")
-        return self._judge(record)
+            started.close()
+            code = self._judge(record)
+        if interrupted is not None:
+            raise interrupted
+        return code
 
     def _drive(
         self,
@@ -173,7 +220,12 @@ class Runner:
             f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
         )
         started.callback(self._stop_children)
-        self._run_locust(plan, plan_path, record)
+        watch = TargetWatch(
+            spec, server, record.incident, interval=opts.watch_interval, limit=opts.unresponsive_limit
+        )  # fmt: skip
+        watch.start()
+        started.callback(watch.stop)
+        self._run_locust(plan, plan_path, record, watch)
         observe = float(record.profile.get("observe_seconds", 0) or 0)
         if observe > 0:
             opts.progress(f"[{scenario.name}] load stopped; observing the server for {observe:.0f} s")
@@ -186,7 +238,7 @@ class Runner:
         opts = self.options
         if opts.target_url:
             if not opts.password:
-                raise HarnessError("--target-url needs a password: --password or KALAMDB_PASSWORD")
+                raise HarnessError("--target-url needs a password: --password-file FILE or $KALAMDB_PASSWORD")
             return None, TargetSpec("kalamdb", opts.target_url.rstrip("/"), opts.user, opts.password)
         if opts.target == "parse":
             from harness.orchestration.parse_process import recorded_spec, start_parse
@@ -240,12 +292,12 @@ class Runner:
             )  # fmt: skip
         started.callback(stop_monitor_process, monitor)
 
-    def _run_locust(self, plan: Plan, plan_path: Path, record: RunRecord) -> None:
+    def _run_locust(self, plan: Plan, plan_path: Path, record: RunRecord, watch: TargetWatch) -> None:
         opts = self.options
         run_dir = record.path
         # Locust must run gevent-patched whatever the caller's environment says.
         env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}
-        env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1"})
+        env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1", **plan.secret_env()})
         bound = _run_time_bound(plan)
         port = _free_port()
         role = "master" if opts.workers > 0 else "local"
@@ -258,19 +310,34 @@ class Runner:
             stderr=subprocess.STDOUT,
         )
         self.children.append(main_proc)
-        for _ in range(opts.workers):
-            self.children.append(
-                subprocess.Popen(
-                    _locust_cmd(plan, run_dir, bound, "worker", port, opts.workers),
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            )
+        workers = [
+            subprocess.Popen(
+                _locust_cmd(plan, run_dir, bound, "worker", port, opts.workers),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            for _ in range(opts.workers)
+        ]
+        self.children.extend(workers)
         log.close()
         deadline = time.monotonic() + bound + plan.summary_timeout + 60
         last_note = time.monotonic()
+        lost: set[int] = set()
         while main_proc.poll() is None:
+            for worker in workers:
+                if worker.pid not in lost and worker.poll() not in (None, 0):  # 0: told to quit by the master
+                    lost.add(worker.pid)
+                    detail = f"Locust worker pid {worker.pid} exited with code {worker.returncode} before the master"
+                    record.incident(Incident.WORKER_LOST, time.time(), detail)
+                    opts.progress(f"[{plan.scenario}] {detail}; the other workers go on")
+            if watch.failed is not None:
+                status = (
+                    RunStatus.TARGET_CRASHED
+                    if watch.failed.kind == Incident.TARGET_EXITED
+                    else RunStatus.TARGET_UNRESPONSIVE
+                )
+                raise TargetFailed(watch.failed.detail, status)
             if time.monotonic() > deadline:
                 raise HarnessError(f"Locust did not finish within {bound} s plus grace; stopped it")
             if time.monotonic() - last_note >= 10:

@@ -20,6 +20,8 @@ from harness.errors import HarnessError
 from harness.processes import terminate
 from harness.runfolder import SERVER
 
+ROOT_PASSWORD_ENV = "KALAMDB_ROOT_PASSWORD"  # read by `lqharness serve`
+
 
 @dataclass
 class LocalServer:
@@ -81,10 +83,11 @@ def start_local_server(
         "--host", "127.0.0.1", "--port", "0",
         "--data-dir", str(work_dir / f"{name}-data"),
         "--ready-file", str(ready),
-        *(["--root-password", password] if password else []),
         *extra_args,
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "KALAMDB_ROOT_PASSWORD"}
+    env = {k: v for k, v in os.environ.items() if k != ROOT_PASSWORD_ENV}
+    if password:
+        env[ROOT_PASSWORD_ENV] = password  # by environment: a command line is visible to every user (ps)
     log = log_path.open("ab")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"})
     log.close()

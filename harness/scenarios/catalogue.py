@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import tomllib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -55,6 +55,7 @@ STEP_KEYS = ("op", "count", "seconds", "rate", "weights")
 RECONNECT_KEYS = ("after_changes", "away_seconds", "resume")
 QUERIER_KEYS = ("count", "rate")
 CHURN_KEYS = ("open", "close", "settle_seconds")
+STEP_OPS = ("insert", "update", "delete", "mix", "pause")
 RAMP_KEYS = ("steps", "seconds", "writers_per_step", "rate_per_writer")
 
 
@@ -188,13 +189,58 @@ def parse_extras(where: str, raw: dict[str, Any], *, quick: bool) -> Extras:
     )
 
 
+def _kind(where: str, label: str, value: Any, kind: type) -> None:
+    """A one-line error unless ``value`` is a ``kind`` (a bool is no number)."""
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise HarnessError(f"{where}: {label} must be a {'table' if kind is dict else kind.__name__}, got {value!r}")
+
+
+def _check_values(where: str, table: dict[str, Any], checks: dict[str, Callable[[str, Any], Any]]) -> None:
+    """Run the check of each key ``table`` has (the keys themselves are checked by ``_check_keys``)."""
+    for key, check in checks.items():
+        if table.get(key) is not None:
+            check(key, table[key])
+
+
+def _check_step(where: str, step: dict[str, Any]) -> None:
+    if step.get("op") not in STEP_OPS:
+        raise HarnessError(f"{where}: op must be one of {', '.join(STEP_OPS)}, got {step.get('op')!r}")
+    weights = step.get("weights")
+    if weights is not None:
+        _kind(where, "weights", weights, dict)
+        for op, weight in weights.items():
+            _number(where, f"weights.{op}", weight, 0)
+    _check_values(
+        where,
+        step,
+        {
+            "count": lambda k, v: _number(where, k, v, 0, integer=True),
+            "seconds": lambda k, v: _number(where, k, v, 0),
+            "rate": lambda k, v: _number(where, k, v, 0.001),
+        },
+    )
+
+
 def _check_program(where: str, program: Any) -> None:
     if not isinstance(program, list) or not program:
         raise HarnessError(f"{where}: program must be a non-empty list of steps, got {program!r}")
     for n, step in enumerate(program, 1):
         _check_keys(f"{where} step {n}", step, STEP_KEYS)
-        if "op" not in step:
-            raise HarnessError(f"{where} step {n}: needs an op")
+        _check_step(f"{where} step {n}", step)
+
+
+def _check_placement(where: str, table: dict[str, Any]) -> None:
+    """The keys writers and listeners share: how many copies, which conversation, which user (and group)."""
+    _check_values(
+        where,
+        table,
+        {
+            "copies": lambda k, v: _number(where, k, v, 0, integer=True),
+            "conversation": lambda k, v: _number(where, k, v, 0, integer=True),
+            "user": lambda k, v: _kind(where, k, v, str),
+            "group": lambda k, v: _kind(where, k, v, str),
+        },
+    )
 
 
 def _check_writers(where: str, writers: Any) -> tuple[dict[str, Any], ...]:
@@ -204,7 +250,9 @@ def _check_writers(where: str, writers: Any) -> tuple[dict[str, Any], ...]:
         entry = f"{where} writer {n}"
         _check_keys(entry, writer, WRITER_KEYS)
         _check_program(entry, writer.get("program"))
+        _check_placement(entry, writer)
         quick = _check_keys(f"{entry} quick", writer.get("quick", {}), [k for k in WRITER_KEYS if k != "quick"])
+        _check_placement(f"{entry} quick", quick)
         if "program" in quick:
             _check_program(f"{entry} quick", quick["program"])
     return tuple(writers)
@@ -214,9 +262,15 @@ def _check_listeners(where: str, listeners: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(listeners, list):
         raise HarnessError(f"{where}: listeners must be a list of tables, got {listeners!r}")
     for n, listener in enumerate(listeners, 1):
-        _check_keys(f"{where} listener {n}", listener, LISTENER_KEYS)
+        entry = f"{where} listener {n}"
+        _check_keys(entry, listener, LISTENER_KEYS)
+        _check_placement(entry, listener)
         if listener.get("reconnect") is not None:
-            _check_keys(f"{where} listener {n} reconnect", listener["reconnect"], RECONNECT_KEYS)
+            reconnect = _check_keys(f"{entry} reconnect", listener["reconnect"], RECONNECT_KEYS)
+            _number(f"{entry} reconnect", "after_changes", reconnect.get("after_changes"), 1, integer=True)
+            _number(f"{entry} reconnect", "away_seconds", reconnect.get("away_seconds"), 0)
+            if reconnect.get("resume") is not None:
+                _kind(f"{entry} reconnect", "resume", reconnect["resume"], bool)
     return tuple(listeners)
 
 

@@ -54,7 +54,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
         finally:
             admin.close()
     env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # Locust needs gevent's patching
-    env[PLAN_ENV] = str(run_dir / "plan.json")
+    env.update({PLAN_ENV: str(run_dir / "plan.json"), **plan.secret_env()})  # the plan file holds no password
     # The command lines of `lqharness run` itself (audit L11), bounded at the plan's max_seconds.
     port = _free_port()
     bound = int(plan.extra.max_seconds)

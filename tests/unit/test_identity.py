@@ -95,4 +95,6 @@ def test_table_kinds_parse_in_any_case_and_survive_the_plan_file() -> None:
         TableKind.parse("STREAM")
     plan = _plan()
     assert orjson.loads(plan.to_json())["table_type"] == "shared"
-    assert Plan.from_dict(orjson.loads(plan.to_json())).table_type is TableKind.SHARED
+    data = {**orjson.loads(plan.to_json()), "app_password": "pw"}
+    data["target"]["password"] = "pw"
+    assert Plan.from_dict(data).table_type is TableKind.SHARED

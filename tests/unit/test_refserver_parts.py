@@ -151,3 +151,12 @@ def test_passwords_and_tokens():
     with pytest.raises(TokenError, match="Token has expired") as err:
         tokens.verify(expired)
     assert err.value.code == "TOKEN_EXPIRED"
+
+
+def test_logged_statements_never_show_a_password():
+    from refserver.auth import redact_passwords
+
+    sql = "CREATE USER 'a' WITH PASSWORD 'It''s-Secret-1' ROLE user; ALTER USER 'b' SET password 'Other-Pw-22"
+    redacted = redact_passwords(sql)
+    assert "Secret" not in redacted and "Other-Pw" not in redacted
+    assert redacted.startswith("CREATE USER 'a' WITH PASSWORD '***' ROLE user;")

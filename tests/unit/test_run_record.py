@@ -56,7 +56,8 @@ def test_a_failure_is_a_harness_error_unless_the_server_crashed_first(alive: Loc
         RunStatus.TARGET_CRASHED,
         "reference server exited with code 3; then: no",
     )
-    assert run_outcome(KeyboardInterrupt(), crashed) == (RunStatus.HARNESS_ERROR, "interrupted")
+    assert run_outcome(KeyboardInterrupt(), crashed) == (RunStatus.INTERRUPTED, "interrupted")
+    assert run_outcome(KeyboardInterrupt("SIGTERM"), alive) == (RunStatus.INTERRUPTED, "interrupted by SIGTERM")
 
 
 def test_run_json_is_written_at_start_and_folds_in_the_coordinators_phases(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ class SqlSession:
         if status != 200 or err is not None or not isinstance(body, dict):
             detail = f"{err[0]}: {err[1]}" if err else "unreadable reply"
             raise TargetError(f"HTTP {status} {detail}")
-        return list(body.get("results") or [])
+        return wire.results_of(body)
 
     def close(self) -> None:
         self.http.close()

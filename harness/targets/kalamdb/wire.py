@@ -9,8 +9,8 @@ SHARED-table ``version_domain`` (``docs/kalamdb-0.7.md``). The statement text is
 
 from __future__ import annotations
 
-import gzip
 import re
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "job_id_of",
     "resume_options",
     "result_rows",
+    "results_of",
     "rows_affected",
     "schema_bigints",
     "snapshot_events",
@@ -50,11 +51,21 @@ CURSOR_EXPIRED = "CURSOR_EXPIRED"  # 0.7: the resume cursor is outside the serve
 # 5xx codes that mean the server refused the statement before running it.
 REFUSAL_5XX_CODES = frozenset({"NOT_LEADER", "TOO_MANY_CONNECTIONS"})
 PAGE = 1000  # max_query_limit: the most rows one query returns (protocol 2.4)
+MAX_FRAME_BYTES = 64 << 20  # the largest server message accepted, compressed or not; larger ones are a WireError
 _JOB_ID = re.compile(r"Job ID:\s*([A-Za-z0-9_:.\-]*[A-Za-z0-9_])")
 
 
 class WireError(ProtocolError):
-    """A frame or message the KalamDB protocol does not allow."""
+    """A frame or message the KalamDB protocol does not allow: every decoder here raises only this for bad input."""
+
+
+def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    """``value`` as a list of JSON objects (None: none); a WireError names ``what`` otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise WireError(f"{what} is not a list of objects")
+    return value
 
 
 def committed_ns(seq: int) -> int:
@@ -86,9 +97,12 @@ def schema_bigints(schema: Schema) -> frozenset[str]:
     return SYSTEM_BIGINTS | {c.name for c in schema.columns if c.type is ColumnType.INT64}
 
 
-def wire_bigints(fields: Iterable[Mapping[str, Any]] | None) -> frozenset[str]:
+def wire_bigints(fields: Any) -> frozenset[str]:
     """BIGINT columns named by a result or subscription ``schema`` list."""
-    return frozenset(f["name"] for f in fields or () if f.get("data_type") in BIGINT_WIRE_TYPES)
+    columns = _objects(fields, "schema")
+    if not all(isinstance(f.get("name"), str) for f in columns):
+        raise WireError("schema has a column without a name")
+    return frozenset(f["name"] for f in columns if f.get("data_type") in BIGINT_WIRE_TYPES)
 
 
 def _to_int(value: Any) -> Any:
@@ -105,12 +119,27 @@ def convert_row(row: Mapping[str, Any], bigints: frozenset[str]) -> Row:
     return {k: (_to_int(v) if k in bigints else v) for k, v in row.items()}
 
 
+def _index(field: Mapping[str, Any]) -> int:
+    index = field.get("index", 0)
+    return index if isinstance(index, int) else 0
+
+
 def result_rows(result: Mapping[str, Any], bigints: frozenset[str] = frozenset()) -> list[Row]:
     """Rows of one HTTP statement result (positional arrays) as dicts keyed by column name."""
+    if not isinstance(result, Mapping):
+        raise WireError("a statement result is not an object")
     fields = result.get("schema") or []
-    names = [f["name"] for f in sorted(fields, key=lambda f: f.get("index", 0))]
     all_bigints = bigints | wire_bigints(fields)
-    return [convert_row(dict(zip(names, values, strict=False)), all_bigints) for values in result.get("rows") or []]
+    names = [f["name"] for f in sorted(fields, key=_index)]
+    rows = result.get("rows") or []
+    if not isinstance(rows, list) or not all(isinstance(values, list) for values in rows):
+        raise WireError("result rows are not a list of arrays")
+    return [convert_row(dict(zip(names, values, strict=False)), all_bigints) for values in rows]
+
+
+def results_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``results`` of a successful ``/v1/api/sql`` reply: one object per statement."""
+    return [dict(r) for r in _objects(body.get("results"), "`results`")]
 
 
 def error_of(body: Any) -> tuple[str, str] | None:
@@ -150,25 +179,41 @@ def count_of(results: Sequence[Mapping[str, Any]]) -> int:
 
 
 def rows_affected(body: Any) -> int | None:
+    """The ``row_count`` of a write's first result, None when the reply has none."""
     results = body.get("results") if isinstance(body, dict) else None
-    if results and isinstance(results[0], dict) and isinstance(results[0].get("row_count"), int):
-        return results[0]["row_count"]
-    return None
+    first = results[0] if isinstance(results, list) and results else None
+    count = first.get("row_count") if isinstance(first, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def job_id_of(message: str | None) -> str | None:
     """The job id in a ``STORAGE FLUSH TABLE`` reply ("... Job ID: <id>"), None when none started."""
-    match = _JOB_ID.search(message or "")
+    match = _JOB_ID.search(message if isinstance(message, str) else "")
     return match.group(1) if match else None
+
+
+def _gunzip(data: bytes) -> bytes:
+    """One gzip member, refused when truncated, followed by junk, or larger than ``MAX_FRAME_BYTES`` unpacked."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, MAX_FRAME_BYTES + 1)
+    except zlib.error as exc:
+        raise WireError(f"bad gzip frame: {exc}") from None
+    if len(out) > MAX_FRAME_BYTES:
+        raise WireError(f"gzip frame unpacks to more than {MAX_FRAME_BYTES} bytes")
+    if not inflater.eof:
+        raise WireError("truncated gzip frame")
+    if inflater.unused_data:
+        raise WireError("gzip frame followed by other bytes")
+    return out
 
 
 def decode_frame(data: bytes | str) -> dict[str, Any]:
     """One server message from a text frame or a (possibly gzipped) binary frame."""
+    if len(data) > MAX_FRAME_BYTES:
+        raise WireError(f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
     if isinstance(data, bytes) and data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise WireError(f"bad gzip frame: {exc}") from None
+        data = _gunzip(data)
     try:
         msg = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -189,10 +234,10 @@ def _seq_of(row: Row | None) -> tuple[int | None, bool]:
     if not row:
         return None, False
     seq = row.get("_seq")
-    if isinstance(seq, int):
+    if isinstance(seq, int) and not isinstance(seq, bool):
         return seq, True
     version = row.get("_version")
-    return (version, False) if isinstance(version, int) else (None, False)
+    return (version, False) if isinstance(version, int) and not isinstance(version, bool) else (None, False)
 
 
 def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], received_ns: int, size: int) -> Change:
@@ -213,8 +258,9 @@ def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], r
 def change_events(msg: Mapping[str, Any], received_ns: int, wire_bytes: int, bigints: frozenset[str]) -> list[Change]:
     """The ``Change``s of one ``change`` message (one per row of ``rows`` / ``old_values``)."""
     kind = msg.get("change_type")
-    rows = msg.get("rows") or []
-    olds = msg.get("old_values") or []
+    rows = _objects(msg.get("rows"), "change `rows`")
+    olds = _objects(msg.get("old_values"), "change `old_values`")
+    pairs: list[tuple[Op, Mapping[str, Any] | None, Mapping[str, Any] | None, Mapping[str, Any]]]
     if kind == "insert":
         pairs = [(Op.INSERT, r, None, r) for r in rows]
     elif kind == "update":
@@ -238,10 +284,9 @@ def change_events(msg: Mapping[str, Any], received_ns: int, wire_bytes: int, big
     ]
 
 
-def snapshot_events(
-    rows: Sequence[Mapping[str, Any]], received_ns: int, wire_bytes: int, bigints: frozenset[str]
-) -> list[Change]:
+def snapshot_events(rows: Any, received_ns: int, wire_bytes: int, bigints: frozenset[str]) -> list[Change]:
     """The ``Op.SNAPSHOT`` changes of one ``initial_data_batch``'s rows."""
+    rows = _objects(rows, "snapshot `rows`")
     if not rows:
         return []
     return [
