@@ -246,9 +246,14 @@ def load_plan(path: str | os.PathLike[str] | None = None, environ: Mapping[str, 
     if missing:
         raise HarnessError(f"the run plan's passwords are not set: {', '.join(missing)} (`lqharness run` sets them)")
     try:
-        data = orjson.loads(Path(path).read_bytes())
-        data["target"]["password"] = passwords[TARGET_PASSWORD_ENV]
-        data["app_password"] = passwords[APP_PASSWORD_ENV]
-        return Plan.from_dict(data)
+        return plan_with_passwords(orjson.loads(Path(path).read_bytes()), passwords)
     except (OSError, orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise HarnessError(f"cannot read run plan {path}: {type(exc).__name__}: {exc}") from None
+
+
+def plan_with_passwords(data: dict[str, Any], passwords: Mapping[str, str | None]) -> Plan:
+    """The plan of ``Plan.to_json`` data (which leaves the passwords out) with the passwords of
+    ``passwords``, keyed as ``Plan.secret_env`` keys them."""
+    data = {**data, "target": {**data["target"], "password": passwords[TARGET_PASSWORD_ENV]}}
+    data["app_password"] = passwords[APP_PASSWORD_ENV]
+    return Plan.from_dict(data)

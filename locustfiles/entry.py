@@ -15,6 +15,7 @@ plan arrives, and then estimates its clock offset to the master (``locustfiles.c
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from harness import exitcodes
 from harness.delivery.identity import messages_schema
 from harness.errors import HarnessError
-from harness.plan import Plan
+from harness.plan import Plan, plan_with_passwords
 from harness.runfolder import LOCUST_CSV_PREFIX, VERDICT
 from harness.targets import create_target
 from locustfiles import coordination, messages, options, population, webtab
@@ -44,6 +45,11 @@ log = logging.getLogger("lqharness")
 # Locust user class name → the population.user_counts kind it runs
 KINDS = {"ListenerUser": "listeners", "WriterUser": "writers", "QueryUser": "queriers", "ChurnUser": "churn",
          "FlushUser": "flush"}  # fmt: skip
+
+
+def _plan_message(plan: Plan) -> RunPlan:
+    """The plan for a worker: its file form, and its passwords beside it over Locust's channel."""
+    return RunPlan(orjson.loads(plan.to_json()), plan.secret_env())
 
 
 def fail(message: str) -> None:
@@ -138,7 +144,7 @@ class PlainRun:
         context = RunContext(plan, messages_schema(plan), create_target(plan.target))
         self.coordinator = coordination.install(self.environment, context, self._finished)
         if isinstance(self.runner, MasterRunner):
-            messages.send(self.runner, RunPlan(orjson.loads(plan.to_json())))
+            messages.send(self.runner, _plan_message(plan))
 
     def _start_csv(self, session: Session) -> None:
         """Write Locust's statistics CSVs (with full history) into the run folder, as ``lqharness run`` has
@@ -173,7 +179,9 @@ class PlainRun:
 
     def _on_worker_connect(self, client_id: str, **_: Any) -> None:
         if self.plan is not None:
-            messages.send(self.runner, RunPlan(orjson.loads(self.plan.to_json())), client_id=client_id)
+            messages.send(
+                self.runner, RunPlan(orjson.loads(self.plan.to_json()), self.plan.secret_env()), client_id=client_id
+            )
 
     def _finished(self, delivery: dict[str, Any]) -> None:
         """The coordinator wrote the delivery files: judge the run, and let its verdict be Locust's exit code."""
@@ -202,8 +210,9 @@ class PlainRun:
     def _on_plan(self, msg: RunPlan, node_id: str) -> None:
         if self.plan is not None:
             return
+        passwords = {name: os.environ.get(name) or value for name, value in msg.secrets.items()}
         try:
-            plan = Plan.from_dict(msg.plan)
+            plan = plan_with_passwords(msg.plan, passwords)
         except (TypeError, KeyError, ValueError) as exc:
             log.error("cannot read the master's plan (is this worker's harness the master's version?): %s", exc)
             return

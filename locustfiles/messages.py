@@ -22,11 +22,17 @@ from typing import Any, ClassVar, Protocol, TypeVar
 class RunPlan:
     """Sent by the master to a worker of a plain ``locust -f`` run: the plan its users run.
 
-    :param plan: the plan as ``Plan.to_json`` data (``Plan.from_dict`` reads it back)
+    The passwords travel beside the plan over Locust's own master-worker channel (never to a file),
+    so a worker needs only the project and the master's address; a worker whose environment sets
+    them (``Plan.secret_env``'s names) uses its own.
+
+    :param plan: the plan as ``Plan.to_json`` data, without passwords
+    :param secrets: the passwords, keyed as ``Plan.secret_env`` keys them
     """
 
     TYPE: ClassVar[str] = "lqh_plan"
     plan: dict[str, Any]
+    secrets: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)

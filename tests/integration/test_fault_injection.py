@@ -30,19 +30,10 @@ from harness.delivery.anomalies import LEGACY_PHANTOM, Anomaly
 from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
-from tests.support.verdicts import criteria_of
+from tests.support.verdicts import SMALL_RUN_CRITERIA, criteria_of
 
 # every anomaly counter of delivery.json (late arrivals are no anomaly), and the phantom family's sum
 ANOMALY_COUNTERS = (*(str(a) for a in Anomaly if a is not Anomaly.LATE), LEGACY_PHANTOM)
-SMALL_RUN_CRITERIA = """\
-[SC-054]
-min_latency_samples = 1
-min_writers = 1
-
-[SC-057]
-min_notifications = 1
-"""
-
 CASES = [
     # fault, scenario, criterion that must fail, exact anomaly counts (others 0), criteria that must still pass
     ("drop:every=7", "live.inserts", "SC-051", {"lost": 14}, ["SC-054", "SC-055", "SC-057"]),

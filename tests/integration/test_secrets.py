@@ -21,6 +21,7 @@ from harness.plan import APP_PASSWORD_ENV, PLAN_ENV, TARGET_PASSWORD_ENV, load_p
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
 from tests.support.refserver import start_refserver
+from tests.support.verdicts import small_run_criteria
 
 KNOWN = "Known-Secret-4711"
 GENERATED = re.compile(rb"(Root|Lqh|lqh)-[0-9a-f]{16}")  # generated root, app user and Parse master keys
@@ -49,6 +50,7 @@ def test_a_run_against_a_url_leaves_no_password_anywhere(tmp_path: Path) -> None
     with start_refserver(tmp_path / "server", root_password=KNOWN) as server:
         cmd = [sys.executable, "-m", "harness.cli", "run", "live.ordering", "--quick", "--workers", "1"]
         cmd += ["--target-url", server.url, "--password-file", str(password_file), "--out", str(out)]
+        cmd += ["--criteria", str(small_run_criteria(tmp_path))]
         done = subprocess.run(cmd, capture_output=True, timeout=110, env={**os.environ, "KALAMDB_PASSWORD": ""})
         assert KNOWN not in " ".join(psutil.Process(server.pid).cmdline())
     assert done.returncode == 0, done.stdout.decode()[-2000:] + done.stderr.decode()[-2000:]
@@ -65,7 +67,8 @@ def test_a_run_on_the_embedded_server_leaves_no_generated_password(tmp_path: Pat
     """The runner's own root password and the app user's password appear in no file of the run folder."""
     out = tmp_path / "runs"
     (scenario,) = resolve(["live.deletes"], RULES)
-    code = Runner(RunOptions(quick=True, out_dir=out, progress=lambda _msg: None)).run(scenario)
+    options = RunOptions(quick=True, out_dir=out, progress=lambda _msg: None, criteria=small_run_criteria(tmp_path))
+    code = Runner(options).run(scenario)
     assert code == 0
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     assert (run_dir / "server-data").is_dir()  # the server's SQLite is searched too

@@ -160,7 +160,7 @@ def test_stop_also_winds_extra_users_down() -> None:
 
 
 EVERY_MESSAGE = [
-    RunPlan(orjson.loads(_plan().to_json())),
+    RunPlan(orjson.loads(_plan().to_json()), _plan().secret_env()),
     ClockPing(1.5),
     ClockPong(1.5, 1.75),
     ClockOffset(0.25, 0.001, 5),
