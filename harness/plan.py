@@ -48,7 +48,9 @@ class Step:
 
     ``op`` is ``insert``, ``update`` (the writer's oldest live row not yet updated in
     this round, cycling), ``delete`` (the writer's oldest live row), ``mix`` (random ops
-    by ``weights``), or ``pause`` (sleep ``seconds``). ``count`` bounds the operations
+    by ``weights``), ``bump`` (a shared row, one of writer 1's first ``rows`` rows chosen at
+    random, updated with the version incremented by the server: docs/contention.md), or
+    ``pause`` (sleep ``seconds``). ``count`` bounds the operations
     of the step; ``seconds`` bounds its duration; either may be None but not both
     (except for ``pause``). ``rate`` caps operations per second for this writer.
     """
@@ -58,6 +60,7 @@ class Step:
     seconds: float | None = None
     rate: float | None = None
     weights: dict[str, float] | None = None
+    rows: int | None = None  # ``bump``: how many shared rows (writer 1's first rows) it spreads over
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class WriteResult:
     ack_ns: int
     error: str | None = None
     rows_affected: int | None = None
+    version: int | None = None  # a bump's server-assigned version, where the target returns it
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,14 @@ class WriterSession(Protocol):
     def update(self, key: Any, changes: Row) -> WriteResult: ...
 
     def delete(self, key: Any) -> WriteResult: ...
+
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """Update row ``key`` with ``changes`` and ``counter = counter + 1`` atomically on the server.
+
+        Several writers may bump one row at once (docs/contention.md): the server, not the writer,
+        chooses the new ``counter``; ``WriteResult.version`` carries it where the target returns it.
+        """
+        ...
 
     def rows(self, filter: Eq | None = None, limit: int | None = None) -> list[Row]:
         """Read this session's user's rows back (matching ``filter``, at most ``limit``, else the target's cap)."""

@@ -193,6 +193,12 @@ class KalamWriter:
             return WriteResult(Outcome.FAILED, now, now, "update without columns to change")
         return self._write(dialect.update_sql(self._table, self._key, cols), [changes[c] for c in cols] + [key])
 
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """``counter = counter + 1`` and ``changes`` in one UPDATE; KalamDB does not return the new value."""
+        cols = sorted(c for c in changes if c not in (self._key, counter))
+        sql = dialect.bump_sql(self._table, self._key, cols, counter)
+        return self._write(sql, [changes[c] for c in cols] + [key])
+
     def delete(self, key: Any) -> WriteResult:
         return self._write(dialect.delete_sql(self._table, self._key), [key])
 

@@ -190,15 +190,19 @@ class ParseWriter:
         self._key = schema.key
 
     def _write(self, method: str, path: str, body: Any) -> WriteResult:
+        return self._exchange(method, path, body)[0]
+
+    def _exchange(self, method: str, path: str, body: Any) -> tuple[WriteResult, Any]:
+        """One write request: its result, and the reply body (None without an answer)."""
         invoke = time.time_ns()
         try:
             status, reply = self._rest.request(method, path, body)
         except TransportError as exc:
-            return WriteResult(Outcome.INDETERMINATE, invoke, time.time_ns(), str(exc))
+            return WriteResult(Outcome.INDETERMINATE, invoke, time.time_ns(), str(exc)), None
         ack = time.time_ns()
         outcome = _outcome(status)
         error = None if outcome is Outcome.OK else wire.error_text(status, reply)
-        return WriteResult(outcome, invoke, ack, error, 1 if outcome is Outcome.OK else None)
+        return WriteResult(outcome, invoke, ack, error, 1 if outcome is Outcome.OK else None), reply
 
     def insert(self, row: Row) -> WriteResult:
         return self._write("POST", f"/classes/{self._class}", wire.create_body(row, self._key))
@@ -209,6 +213,15 @@ class ParseWriter:
             now = time.time_ns()
             return WriteResult(Outcome.FAILED, now, now, "update without columns to change")
         return self._write("PUT", f"/classes/{self._class}/{quote(str(key))}", body)
+
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """``changes`` with ``{"__op": "Increment"}`` on ``counter``; Parse answers with the counter's new value."""
+        body: dict[str, Any] = {k: v for k, v in changes.items() if k not in (self._key, counter)}
+        body[counter] = {"__op": "Increment", "amount": 1}
+        result, reply = self._exchange("PUT", f"/classes/{self._class}/{quote(str(key))}", body)
+        value = reply.get(counter) if isinstance(reply, dict) and result.outcome is Outcome.OK else None
+        version = value if isinstance(value, int) and not isinstance(value, bool) else None
+        return WriteResult(result.outcome, result.invoke_ns, result.ack_ns, result.error, result.rows_affected, version)
 
     def delete(self, key: Any) -> WriteResult:
         return self._write("DELETE", f"/classes/{self._class}/{quote(str(key))}", None)
