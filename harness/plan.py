@@ -193,6 +193,11 @@ class Plan:
     summary_timeout: float = 30.0  # how long the master waits for worker final summaries
     extra: Extras = field(default_factory=Extras)  # the scenario's other settings (queriers, churn, ...)
 
+    @property
+    def contended(self) -> bool:
+        """Whether writers bump shared rows (``live.contention``): listeners keep links, the target its commits."""
+        return any(step.op == "bump" for w in self.writers for step in w.program)
+
     def to_json(self) -> bytes:
         """The plan as JSON without its passwords (``secret_env`` carries them)."""
         data = asdict(self)

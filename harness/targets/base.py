@@ -208,6 +208,20 @@ class Admin(Protocol):
         """Pid of the server process when it runs on this machine, else None."""
         ...
 
+    def track_commits(self, schema: Schema) -> bool:
+        """Start recording the commit order of the table's writes from the database's own log.
+
+        False when the target exposes no such log (then the server-assigned versions are the order).
+        """
+        ...
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        """The updates committed since ``track_commits``, in commit order, as (key, version, writer_id, wseq).
+
+        Reading ends the recording. None when nothing was recorded.
+        """
+        ...
+
     def close(self) -> None: ...
 
 

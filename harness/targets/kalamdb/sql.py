@@ -155,6 +155,13 @@ class KalamAdmin:
         except ValueError:
             return None
 
+    def track_commits(self, schema: Schema) -> bool:
+        """KalamDB exposes no commit log to read: the server-assigned versions are the order."""
+        return False
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        return None
+
     def close(self) -> None:
         self._sql.close()
 

@@ -19,7 +19,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
 from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
-from harness.targets.parse import wire
+from harness.targets.parse import commitlog, wire
 
 __all__ = ["Endpoint", "Rest", "ParseAdmin", "ParseWriter", "TransportError"]
 
@@ -124,8 +124,9 @@ class Rest:
 class ParseAdmin:
     """Class setup and bounded reads. Parse has no changes counter, flush, jobs or statistics to read."""
 
-    def __init__(self, rest: Rest) -> None:
+    def __init__(self, rest: Rest, database_url: str | None = None) -> None:
         self._rest = rest
+        self._database_url = database_url  # Parse's PostgreSQL, when the harness runs it: the commit log
 
     def setup(self, schema: Schema) -> None:
         """Create the class with one field per column (idempotent: an existing class is kept)."""
@@ -156,6 +157,19 @@ class ParseAdmin:
 
     def live_subscriptions(self) -> dict[str, int] | None:
         return None
+
+    def track_commits(self, schema: Schema) -> bool:
+        """Open a logical decoding slot on the class's table (when the database is reachable)."""
+        if self._database_url is None:
+            return False
+        commitlog.start(self._database_url, wire.class_name(schema))
+        return True
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        """The class's committed updates in commit order, from the slot ``track_commits`` opened."""
+        if self._database_url is None:
+            return None
+        return commitlog.read(self._database_url, wire.class_name(schema))
 
     def flush(self, schema: Schema) -> str | None:
         return None

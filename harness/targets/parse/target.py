@@ -44,7 +44,7 @@ class ParseTarget:
         return Rest(self.endpoint, self.spec.user, self.spec.password, self.timeout)
 
     def admin(self) -> ParseAdmin:
-        return ParseAdmin(self._rest())
+        return ParseAdmin(self._rest(), (self.spec.options or {}).get("database_url"))
 
     def writer(self, schema: Schema, user: str | None = None) -> ParseWriter:
         """A writer session (every session uses the master key, whichever ``user`` is asked for)."""
