@@ -18,6 +18,8 @@ import psycopg
 
 from harness.targets.base import TargetError
 
+__all__ = ["PLUGIN", "CommitRow", "read", "slot_name", "start", "updated_row"]
+
 PLUGIN = "wal2json"
 CommitRow = tuple[int, int, int, int]
 """(key, version, writer_id, wseq) of one committed update, in commit order."""
