@@ -38,7 +38,14 @@ def start(database_url: str, table: str) -> None:
                 "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot_name(table),)
             ).fetchone()
             if exists is None:
-                conn.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot_name(table), PLUGIN))
+                major = conn.info.server_version // 10000
+                try:
+                    conn.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot_name(table), PLUGIN))
+                except psycopg.errors.UndefinedFile:
+                    raise TargetError(
+                        f"PostgreSQL has no {PLUGIN} plugin: install the Debian package postgresql-{major}-{PLUGIN} "
+                        "(scripts/install-parse-deps.sh)"
+                    ) from None
     except psycopg.Error as exc:
         raise TargetError(f"commit log of {table}: {_first_line(exc)}") from None
 
