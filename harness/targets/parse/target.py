@@ -40,6 +40,11 @@ class ParseTarget:
         self.endpoint = Endpoint(spec.url)
         self.timeout = float((spec.options or {}).get("timeout", DEFAULT_TIMEOUT))
 
+    @property
+    def protocol(self) -> str | None:
+        """None: Parse has no protocol generations for the harness to tell apart."""
+        return None
+
     def _rest(self) -> Rest:
         return Rest(self.endpoint, self.spec.user, self.spec.password, self.timeout)
 
