@@ -475,7 +475,17 @@ def _check_chains(
         return None
     rows = {c.rid for c in acks} | {c.rid for c in log or ()} | {link.rid for got in links.values() for link in got}
     known = contention.truth(log, acks, links, rows)
-    found = contention.check_chains(links, known)
+    by_listener = {s.listener_id: s for s in summaries}
+
+    def owed(listener: str, rid: int) -> bool:
+        """A shared row is its inserting writer's: a listener is owed it when it may see that writer."""
+        owner, summary = rid >> 32, by_listener[listener]
+        led = next((x for x in ledgers if x.writer_id == owner), None)
+        conversation = led.conversation_id if led is not None else None
+        in_filter = summary.conversation_id is None or summary.conversation_id == conversation
+        return in_filter and owner not in summary.hidden_writers
+
+    found = contention.check_chains(links, known, owed)
     for report in reports:
         mine = found.get(report.listener, [])
         for kind in (Anomaly.CHAIN_BREAK, Anomaly.COMMIT_ORDER, Anomaly.MISSING_LINK):

@@ -13,8 +13,9 @@ returning its witnesses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from harness.delivery.anomalies import Anomaly, Witness
 from harness.delivery.identity import INSERTED, ROW_MASK, Seen, bump_maker
@@ -197,13 +198,15 @@ def commit_order_violations(listener: str, links: Iterable[Link], known: Truth) 
     return found
 
 
-def missing_links(listener: str, links: Iterable[Link], known: Truth) -> list[Witness]:
-    """Versions 2..N of each shared row (N its highest committed version) the listener never received."""
+def missing_links(
+    listener: str, links: Iterable[Link], known: Truth, owed: Callable[[int], bool] = lambda rid: True
+) -> list[Witness]:
+    """Versions 2..N of each shared row the listener is ``owed`` (N its highest committed version) it never received."""
     got: dict[int, set[int]] = {}
     for link in links:
         got.setdefault(link.rid, set()).add(link.version)
     found = []
-    for rid in sorted(known.rows):
+    for rid in sorted(r for r in known.rows if owed(r)):
         seen = got.get(rid, set())
         for version in range(2, known.top(rid) + 1):
             if version not in seen:
@@ -243,14 +246,19 @@ CHAIN_KINDS = (Anomaly.CHAIN_BREAK, Anomaly.COMMIT_ORDER, Anomaly.MISSING_LINK, 
 """The anomaly kinds of the chain check."""
 
 
-def check_chains(links: Mapping[str, list[Link]], known: Truth) -> dict[str, list[Witness]]:
-    """Per listener id (and ``all`` for conflicts), every chain witness of every kind, in arrival order."""
+def check_chains(
+    links: Mapping[str, list[Link]], known: Truth, owed: Callable[[str, int], bool] = lambda listener, rid: True
+) -> dict[str, list[Witness]]:
+    """Per listener id (and ``all`` for conflicts), every chain witness of every kind, in arrival order.
+
+    ``owed(listener, rid)`` says whether the listener may see the row at all (its filter and user).
+    """
     out: dict[str, list[Witness]] = {}
     for listener, got in sorted(links.items()):
         out[listener] = (
             chain_breaks(listener, got, known)
             + commit_order_violations(listener, got, known)
-            + missing_links(listener, got, known)
+            + missing_links(listener, got, known, partial(owed, listener))
         )
     out["all"] = version_conflicts(known)
     return out

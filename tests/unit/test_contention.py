@@ -150,3 +150,9 @@ def test_a_wal2json_update_record_gives_key_version_and_maker() -> None:
     assert updated_row({**record, "table": "other"}, "T") is None
     assert updated_row({**record, "action": "I"}, "T") is None
     assert updated_row({**record, "columns": cols[:2]}, "T") is None
+
+
+def test_a_row_the_listener_may_not_see_is_never_a_missing_link() -> None:
+    found = check_chains({"L2": []}, truth(None, acked(), {"L2": []}, {ROW}), lambda listener, rid: False)
+    assert found == {"L2": [], "all": []}
+    assert len(check_chains({"L2": []}, truth(None, acked(), {"L2": []}, {ROW}))["L2"]) == 4
