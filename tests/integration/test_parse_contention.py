@@ -1,5 +1,6 @@
-"""live.contention for real: on the reference server it passes; on Parse (--quick, within make test's budget)
-it runs to a verdict with PostgreSQL's commit log (wal2json) as the chain check's ground truth.
+"""live.contention on Parse for real (--quick, about 20 s, within make test's budget): it runs to a verdict
+with PostgreSQL's commit log (wal2json) as the chain check's ground truth. That it passes on the reference
+server, with exact counts, is tests/integration/test_live_query_changes.py's part.
 
 Needs what tests/integration/test_parse_target.py needs, plus the wal2json plugin
 (``scripts/install-parse-deps.sh``); without them the Parse test skips (fails under ``CI=true``).
@@ -20,8 +21,6 @@ from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
 from tests.integration.test_parse_target import INSTALL_SECONDS, _require_parse
-
-CHAIN_KEYS = ("chain_breaks", "commit_order_violations", "missing_links", "version_conflicts")
 
 
 def _run(target: str, out: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
@@ -44,15 +43,6 @@ def _require_wal2json() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"Parse prerequisites missing under CI: {exc}")
         pytest.skip(str(exc))
-
-
-@pytest.mark.timeout(180)
-def test_live_contention_passes_on_the_reference_server(tmp_path: Path) -> None:
-    by_id, totals, _ = _run("ref", tmp_path / "runs")
-    for criterion in ("SC-051", "SC-052", "CHAIN-1", "SC-055"):
-        assert by_id[criterion]["verdict"] == "pass", by_id[criterion]
-    assert totals["chain_order"] == "server_version"
-    assert totals["received_by_op"]["update"] == 400 and all(totals[k] == 0 for k in CHAIN_KEYS)
 
 
 @pytest.mark.timeout(INSTALL_SECONDS + 120)
