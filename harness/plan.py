@@ -48,7 +48,9 @@ class Step:
 
     ``op`` is ``insert``, ``update`` (the writer's oldest live row not yet updated in
     this round, cycling), ``delete`` (the writer's oldest live row), ``mix`` (random ops
-    by ``weights``), or ``pause`` (sleep ``seconds``). ``count`` bounds the operations
+    by ``weights``), ``bump`` (a shared row, one of writer 1's first ``rows`` rows chosen at
+    random, updated with the version incremented by the server: docs/contention.md), or
+    ``pause`` (sleep ``seconds``). ``count`` bounds the operations
     of the step; ``seconds`` bounds its duration; either may be None but not both
     (except for ``pause``). ``rate`` caps operations per second for this writer.
     """
@@ -58,6 +60,7 @@ class Step:
     seconds: float | None = None
     rate: float | None = None
     weights: dict[str, float] | None = None
+    rows: int | None = None  # ``bump``: how many shared rows (writer 1's first rows) it spreads over
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,11 @@ class Plan:
     ready_timeout: float = 30.0  # how long writers wait for listeners to be ready
     summary_timeout: float = 30.0  # how long the master waits for worker final summaries
     extra: Extras = field(default_factory=Extras)  # the scenario's other settings (queriers, churn, ...)
+
+    @property
+    def contended(self) -> bool:
+        """Whether writers bump shared rows (``live.contention``): listeners keep links, the target its commits."""
+        return any(step.op == "bump" for w in self.writers for step in w.program)
 
     def to_json(self) -> bytes:
         """The plan as JSON without its passwords (``secret_env`` carries them)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.delivery.checker import check
+from harness.delivery.contention import Commit
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import WriterLedger, writes_summary
 from harness.plan import Plan
@@ -79,6 +80,10 @@ def write_outputs(
 
     ``features`` are the target's: they say what its resume promises (docs/excuse-rule.md).
     """
+    commits = target_side.get("commits")
+    commit_log = None
+    if commits is not None:
+        commit_log = [Commit(key, version, (w, s), position) for position, (key, version, w, s) in enumerate(commits)]
     delivery = check(
         ledgers,
         [final.summary for final in listener_finals],
@@ -86,6 +91,7 @@ def write_outputs(
         plan_writers=[w.writer_id for w in plan.writers],
         aggregation=aggregation,
         features=features,
+        commit_log=commit_log,
     )
     delivery["error"] = "; ".join(errors) if errors else None
     target: dict[str, Any] = {
@@ -104,6 +110,7 @@ def write_outputs(
             for final in sorted(listener_finals, key=lambda f: f.listener_id)
         },
         "error": target_side.get("error"),
+        **({"commit_log_updates": len(commits)} if commits is not None else {}),
     }
     run_dir = plan.extra.run_dir
     if not run_dir:

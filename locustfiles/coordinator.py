@@ -322,6 +322,8 @@ class Coordinator:
             admin = self.context.target.admin()
             self._target_side["live"] = admin.live_subscriptions()
             self._target_side["stats"] = admin.stats()
+            if self.plan.contended:
+                self._target_side["commits"] = admin.commits(self.context.schema)
         except TargetError as exc:
             self._target_side.setdefault("live", None)
             self._target_side["error"] = f"cannot read target counters: {exc}"

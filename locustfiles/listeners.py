@@ -187,4 +187,5 @@ def _tracker(plan: Plan, spec: ListenerSpec) -> ListenerTracker:
         writers=writers,
         user=spec.user or plan.app_user,
         per_user=plan.table_type is TableKind.USER,
+        contention=plan.contended,
     )

@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 import time
 from bisect import bisect_left
+from dataclasses import replace
 from typing import Any
 
 import gevent
 
-from harness.delivery.identity import insert_row, row_id, update_changes
+from harness.delivery.identity import bump_changes, insert_row, row_id, update_changes
 from harness.delivery.ledger import WriterLedger
 from harness.plan import Plan, Step, WriterSpec
 from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
@@ -26,6 +27,7 @@ from locustfiles.users import OneShotUser
 
 MIX_OPS = ("insert", "update", "delete")
 SLEEP_SLICE_SECONDS = 0.5  # longest sleep of the stream loop, so a stop is seen promptly
+SHARED_OWNER = 1  # the writer whose first rows ``bump`` steps contend on
 
 
 class LiveRows:
@@ -151,6 +153,8 @@ class WriterStream:
         op = step.op if step.op != "mix" else self._pick(step.weights or {})
         if op == "insert":
             return op, self._insert(session)
+        if op == "bump":
+            return "update", self._bump(session, self._rng.randint(1, step.rows or 1))
         target = self.rows.oldest() if op == "delete" else self.rows.next_to_update()
         if target is None:
             self.skipped += 1
@@ -188,6 +192,19 @@ class WriterStream:
             self.rows.wseqs[n] = self.wseq
         elif result.outcome is Outcome.INDETERMINATE:
             self.rows.remove(n)  # its version is unknown now: never touch it again
+        return result
+
+    def _bump(self, session: WriterSession, n: int) -> WriteResult:
+        """Update shared row ``n`` with the server incrementing its version; other writers may bump it too.
+
+        An acknowledged bump that changed no row (the row is not there yet) did not happen: it is failed.
+        """
+        self.wseq += 1
+        rid = row_id(SHARED_OWNER, n)
+        result = session.bump(rid, bump_changes(self.spec.writer_id, self.wseq, _now_us(), self.payload_bytes))
+        if result.outcome is Outcome.OK and result.rows_affected == 0:
+            result = replace(result, outcome=Outcome.FAILED, error=f"bump of row {n}: no such row")
+        self.ledger.record_bump(self.wseq, rid, result)
         return result
 
     def _delete(self, session: WriterSession, n: int) -> WriteResult:

@@ -45,6 +45,7 @@ Rule = Callable[[RunFolder, dict[str, Any], Criteria], Finding]
 RULES: dict[str, Rule] = {
     "SC-051": rules_delivery.delivery_complete,
     "SC-052": rules_delivery.update_values,
+    "CHAIN-1": rules_delivery.chain_consistent,
     "SC-053": rules_delivery.delete_flags,
     "SC-054": rules_delivery.delivery_latency,
     "SC-055": rules_delivery.changes_counter,

@@ -121,6 +121,32 @@ def delete_flags(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
     return _values_check(folder, cfg, "delete", (Anomaly.DELETE_FLAG, Anomaly.DELETE_VALUE), "delete flag or row")
 
 
+CHAIN_KINDS = (Anomaly.CHAIN_BREAK, Anomaly.COMMIT_ORDER, Anomaly.MISSING_LINK, Anomaly.VERSION_CONFLICT)
+
+
+def chain_consistent(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
+    """CHAIN-1: under contention, each shared row's updates form one chain in commit order at every listener."""
+    totals = delivery_totals(folder)
+    source = totals.get("chain_order")
+    if not isinstance(source, str):
+        return not_applicable("no writer bumped a shared row, so there is no chain to check (delivery.json)")
+    values = {str(k): count(totals, k) for k in CHAIN_KINDS}
+    limits = {str(k): cfg[f"max_{k}"] for k in CHAIN_KINDS}
+    shown = ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in values.items())
+    by_op = totals.get("received_by_op")
+    updates = by_op.get("update", 0) if isinstance(by_op, dict) else 0
+    evidence = f"{updates} update notification(s) checked against the {source.replace('_', ' ')} order; {shown}"
+    over = [k for k in values if values[k] > limits[k]]
+    if over:
+        return Finding(FAIL, values, limits, evidence + witnesses(folder, frozenset(CHAIN_KINDS)))
+    if not updates:
+        return inconclusive(f"no update notification reached a listener; {evidence}", values, limits)
+    gap = aggregation_gap(folder)
+    if gap:
+        return inconclusive(f"{gap}; {evidence}", values, limits)
+    return Finding(PASS, values, limits, evidence)
+
+
 def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
     """SC-054: the configured delivery latency percentile within the limit."""
     totals = delivery_totals(folder)

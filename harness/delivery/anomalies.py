@@ -58,6 +58,24 @@ class Anomaly(enum.StrEnum):
         "delete_value_errors",
         "a delete whose tombstone row is not the deleted row's last version as its writer wrote it",
     )
+    CHAIN_BREAK = (
+        "chain_breaks",
+        "an update of a shared row whose old value is not the row's previous committed state (old version not "
+        "v - 1, or not the write that made v - 1)",
+    )
+    COMMIT_ORDER = (
+        "commit_order_violations",
+        "an update of a shared row received after an update of a later commit of that row",
+    )
+    MISSING_LINK = (
+        "missing_links",
+        "a committed version of a shared row (between its insert and its last committed version) the listener "
+        "never received",
+    )
+    VERSION_CONFLICT = (
+        "version_conflicts",
+        "a version of a shared row claimed by two different writes (commit log, writer acks or events disagree)",
+    )
     ENDED_EARLY = "ended_early", "a listener that stopped receiving before the run told it to stop"
     LATE = "late", "a notification received in the listener's last drain window (it still counts as delivered)"
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.delivery import contention
 from harness.delivery.anomalies import LEGACY_PHANTOM, ON_ARRIVAL, PHANTOM, Anomaly, Witness
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.ledger import INF, TimeIndex, WriterLedger
@@ -454,6 +455,46 @@ def connections(summaries: Iterable[ListenerSummary]) -> dict[str, Any]:
     }
 
 
+def _check_chains(
+    ledgers: list[WriterLedger],
+    summaries: list[ListenerSummary],
+    reports: list[ListenerReport],
+    commit_log: Iterable[contention.Commit] | None,
+) -> tuple[list[Witness], str] | None:
+    """The chain check of a contention run (None for any other run: no links, bumps or log).
+
+    Each listener's chain breaks, commit-order violations and missing links go into its report;
+    returned are the version conflicts (not any one listener's) and where the order came from.
+    """
+    links = {s.listener_id: [contention.Link.from_list(x) for x in s.links] for s in summaries}
+    acks = [
+        contention.Commit(rid, version, (led.writer_id, wseq)) for led in ledgers for wseq, rid, version in led.bumps
+    ]
+    log = None if commit_log is None else list(commit_log)
+    if not acks and not log and not any(links.values()):
+        return None
+    rows = {c.rid for c in acks} | {c.rid for c in log or ()} | {link.rid for got in links.values() for link in got}
+    known = contention.truth(log, acks, links, rows)
+    by_listener = {s.listener_id: s for s in summaries}
+
+    def owed(listener: str, rid: int) -> bool:
+        """A shared row is its inserting writer's: a listener is owed it when it may see that writer."""
+        owner, summary = rid >> 32, by_listener[listener]
+        led = next((x for x in ledgers if x.writer_id == owner), None)
+        conversation = led.conversation_id if led is not None else None
+        in_filter = summary.conversation_id is None or summary.conversation_id == conversation
+        return in_filter and owner not in summary.hidden_writers
+
+    found = contention.check_chains(links, known, owed)
+    for report in reports:
+        mine = found.get(report.listener, [])
+        for kind in (Anomaly.CHAIN_BREAK, Anomaly.COMMIT_ORDER, Anomaly.MISSING_LINK):
+            of_kind = [w for w in mine if w.kind is kind]
+            report.add(kind, len(of_kind))
+            report.witnesses.extend(of_kind[:MAX_WITNESSES])
+    return found["all"], known.source
+
+
 def check(
     ledgers: Iterable[WriterLedger | dict[str, Any]],
     listener_summaries: Iterable[ListenerSummary | dict[str, Any]],
@@ -461,8 +502,12 @@ def check(
     plan_writers: Iterable[int] | None = None,
     aggregation: dict[str, Any] | None = None,
     features: Iterable[str] = (RESUME_CURRENT_ROWS,),
+    commit_log: Iterable[contention.Commit] | None = None,
 ) -> dict[str, Any]:
     """The ``delivery.json`` structure (see docs/run-folder.md) for one run.
+
+    ``commit_log`` is the ground truth of a contention run's chain check where the target's
+    database exposes its commit order (docs/contention.md); without it the server's versions are.
 
     ``plan_writers`` lists every writer id of the plan; a writer whose ledger is missing
     (its summary never arrived) is neither expected nor unexpected. Defaults to the ledgers.
@@ -479,6 +524,7 @@ def check(
         key=lambda s: s.listener_id,
     )
     reports = [check_listener(s, by_id, known, drain_ns, replays) for s in summaries]
+    chains = _check_chains(list(by_id.values()), summaries, reports, commit_log)
     counts = _zero_counts()
     merged = LatencyHistogram()
     witnesses: dict[Anomaly, list[dict[str, Any]]] = {}
@@ -496,10 +542,16 @@ def check(
             timeline[when] = timeline.get(when, 0) + n
         for op, n in r.received_by_op.items():
             by_op[op] = by_op.get(op, 0) + n
+    if chains is not None:
+        conflicts = chains[0]
+        counts[str(Anomaly.VERSION_CONFLICT)] += len(conflicts)
+        witnesses[Anomaly.VERSION_CONFLICT] = [w.to_dict() for w in conflicts[:MAX_WITNESSES_PER_KIND]]
     totals: dict[str, Any] = _with_phantom(counts)
     totals["latency_ms"] = merged.percentiles_ms()
     totals["received"] = sum(r.received for r in reports)
     totals["received_by_op"] = by_op
+    if chains is not None:
+        totals["chain_order"] = chains[1]  # where the chain check's commit order came from
     deletes_without = sum(r.deletes_without_latency for r in reports)
     notes = [
         "late: notifications received in a listener's last drain window; they count as delivered "

@@ -12,11 +12,17 @@ Deletes still take their place in the writer's order: every insert and update ca
 ``last_delete``, the row number of the writer's last delete attempted before it (0 if none).
 A write with ``last_delete`` r follows the delete of row r and precedes that of row r + 1,
 so a listener checks the order of deletes and writes on arrival, keeping two numbers.
+
+Under contention (``live.contention``, docs/contention.md) several writers update the same
+shared rows and the server increments ``version``: a writer cannot know the version it makes,
+so a bump's content is derived from (``writer_id``, ``wseq``) instead (:func:`bump_content`),
+and :func:`bump_maker` reads back which write made a content, old values included.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +69,52 @@ def content(rid: int, version: int, payload_bytes: int) -> str:
         return head
     reps = (payload_bytes - len(head)) // len(digest) + 1
     return head + (digest * reps)[: payload_bytes - len(head)]
+
+
+def bump_content(writer_id: int, wseq: int, payload_bytes: int) -> str:
+    """Content of the version made by writer ``writer_id``'s operation ``wseq`` on a shared row.
+
+    It names its maker, so an old value identifies the write that made it; the padding repeats
+    a digest of (writer, wseq) as :func:`content` does.
+    """
+    head = f"w{writer_id}s{wseq}:"
+    digest = hashlib.blake2b(head.encode(), digest_size=8).hexdigest()
+    if payload_bytes <= len(head):
+        return head
+    reps = (payload_bytes - len(head)) // len(digest) + 1
+    return head + (digest * reps)[: payload_bytes - len(head)]
+
+
+INSERTED = (0, 0)
+"""The maker of a shared row's version 1: its insert (writer ids start at 1, so no bump has it)."""
+
+_BUMP_HEAD = re.compile(r"w(\d{1,19})s(\d{1,19}):")
+
+
+def bump_maker(text: str | None, rid: int, payload_bytes: int) -> tuple[int, int] | None:
+    """Which write made a shared row's ``text``: (writer, wseq) of a bump, ``INSERTED`` for the row's insert.
+
+    None when ``text`` is neither a bump's content nor the row's version-1 content (absent, or altered).
+    """
+    if text is None:
+        return None
+    if text == content(rid, 1, payload_bytes):
+        return INSERTED
+    head = _BUMP_HEAD.match(text)
+    if head is None:
+        return None
+    writer_id, wseq = int(head.group(1)), int(head.group(2))
+    return (writer_id, wseq) if text == bump_content(writer_id, wseq, payload_bytes) else None
+
+
+def bump_changes(writer_id: int, wseq: int, sent_at_us: int, payload_bytes: int) -> Row:
+    """The columns a bump sets besides the server's ``version = version + 1``: who made it, and its content."""
+    return {
+        "writer_id": writer_id,
+        "wseq": wseq,
+        "content": bump_content(writer_id, wseq, payload_bytes),
+        "sent_at": sent_at_us,
+    }
 
 
 def insert_row(
@@ -145,8 +197,11 @@ def _unreadable(op: Op, why: str) -> Seen:
     return Seen(op, 0, 0, 0, None, 0, 0, None, None, error=why)
 
 
-def read_change(change: Change) -> Seen:
-    """Identity of ``change``: the new row for insert/update/snapshot, the tombstone for delete."""
+def read_change(change: Change, shared: bool = False) -> Seen:
+    """Identity of ``change``: the new row for insert/update/snapshot, the tombstone for delete.
+
+    With ``shared`` (a bump of a shared row) the row's writer need not be the one its id names.
+    """
     row = change.old_row if change.op is Op.DELETE else change.row
     old = change.old_row if change.op is Op.UPDATE else None
     if not row:
@@ -175,7 +230,7 @@ def read_change(change: Change) -> Seen:
         old_content=old.get("content") if old and isinstance(old.get("content"), str) else None,
         old_wseq=_int(old.get("wseq")) if old else None,
         last_delete=_int(row.get("last_delete")),
-        error=None if w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
+        error=None if shared or w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
     )
 
 

@@ -142,6 +142,15 @@ class WriterLedger:
     times: TimeIndex = field(default_factory=TimeIndex)
     delete_times: TimeIndex = field(default_factory=TimeIndex)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    bumps: list[list[int]] = field(
+        default_factory=list
+    )  # [wseq, row id, version] of acked bumps whose version is known
+
+    def record_bump(self, wseq: int, rid: int, result: WriteResult) -> None:
+        """Record a bump of shared row ``rid`` (an update whose version the server chose) and the version it got."""
+        self.record("update", wseq, result)
+        if result.outcome is Outcome.OK and result.version is not None:
+            self.bumps.append([wseq, rid, result.version])
 
     def record(self, kind: str, key: int, result: WriteResult, supersedes: int | None = None) -> None:
         """Record one operation: ``key`` is the wseq of an insert/update, the row number of a delete.
@@ -193,6 +202,7 @@ class WriterLedger:
             "times": self.times.to_list(),
             "delete_times": self.delete_times.to_list(),
             "errors": list(self.errors),
+            "bumps": [list(b) for b in self.bumps],
         }
 
     @classmethod
@@ -207,6 +217,7 @@ class WriterLedger:
             times=TimeIndex.from_list(data["times"]),
             delete_times=TimeIndex.from_list(data["delete_times"]),
             errors=list(data.get("errors", [])),
+            bumps=[[int(x) for x in b] for b in data.get("bumps") or ()],
         )
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.delivery.anomalies import ON_ARRIVAL, Anomaly, Witness, parse
-from harness.delivery.identity import Seen, content, read_change
+from harness.delivery.contention import LinkLog
+from harness.delivery.identity import Seen, bump_content, content, read_change
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.rangeset import RangeSet
 from harness.targets.base import Change, Op
@@ -152,6 +153,7 @@ class ListenerSummary:
     writers: dict[int, Delivered] = field(default_factory=dict)
     latency: str = "0:"
     deletes_without_latency: int = 0
+    links: list[list[int]] = field(default_factory=list)  # contention: shared-row update links (contention.Link)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +175,7 @@ class ListenerSummary:
             "writers": {str(wid): d.to_dict() for wid, d in sorted(self.writers.items())},
             "latency": self.latency,
             "deletes_without_latency": self.deletes_without_latency,
+            "links": self.links,
         }
 
     @classmethod
@@ -201,6 +204,7 @@ class ListenerSummary:
             writers={int(w): Delivered.from_dict(d) for w, d in (data.get("writers") or {}).items()},
             latency=str(data.get("latency", "0:")),
             deletes_without_latency=int(data.get("deletes_without_latency", 0)),
+            links=[list(link) for link in data.get("links") or ()],
         )
 
 
@@ -232,7 +236,8 @@ class ListenerTracker:
     conversation and user), so a row can be checked against what its writer wrote; rows
     of writers not in it are checked by the checker at the end. ``user`` is the user the
     listener subscribes as and ``per_user`` whether the table shows each user only its own
-    rows.
+    rows. With ``contention`` every update is a bump of a shared row (docs/contention.md): its
+    content names its maker, and its link goes to ``links`` for the chain check.
     """
 
     def __init__(
@@ -246,6 +251,7 @@ class ListenerTracker:
         writers: Mapping[int, WriterView] | None = None,
         user: str | None = None,
         per_user: bool = False,
+        contention: bool = False,
     ) -> None:
         self.listener_id = listener_id
         self.conversation_id = conversation_id
@@ -267,6 +273,7 @@ class ListenerTracker:
         self.deletes_without_latency = 0
         self.late = 0
         self._writers: dict[int, _WriterState] = {}
+        self.links = LinkLog(payload_bytes) if contention else None
         self._latency = LatencyHistogram()
         self._latency_delta = LatencyHistogram()
         self._late_buckets: deque[list[int]] = deque()  # [bucket index, count]
@@ -336,7 +343,8 @@ class ListenerTracker:
         self.received += 1
         op = str(change.op.value)
         self.by_op[op] = self.by_op.get(op, 0) + 1
-        seen = read_change(change)
+        bump = self.links is not None and change.op is Op.UPDATE
+        seen = read_change(change, shared=bump)
         found: list[Anomaly] = []
         latency_us: int | None = None
         outside = self._outside(seen)
@@ -349,7 +357,7 @@ class ListenerTracker:
             state = self._writers.get(seen.writer_id)
             if state is None:
                 state = self._writers[seen.writer_id] = _WriterState()
-            found.extend(self._check_values(seen, change))
+            found.extend(self._check_values(seen, change, bump))
             self._note_owed(state, seen, change)
             if change.op is Op.DELETE:
                 found.extend(self._check_delete(state, seen, change))
@@ -358,7 +366,9 @@ class ListenerTracker:
                 else:
                     self.deletes_without_latency += 1
             else:
-                found.extend(self._check_write(state, seen, change))
+                found.extend(self._check_write(state, seen, change, bump))
+                if bump and self.links is not None:
+                    self.links.record(seen, change.received_ns)
                 if change.op is not Op.SNAPSHOT and seen.sent_at_us is not None and not self._sent_away(seen):
                     latency_us = change.received_ns // 1000 - seen.sent_at_us
                 if change.op is not Op.SNAPSHOT and self.disconnects:
@@ -406,8 +416,11 @@ class ListenerTracker:
             )
         return None
 
-    def _check_values(self, seen: Seen, change: Change) -> list[Anomaly]:
-        """Every column the writer wrote, against what it wrote (the new row, or the delete's tombstone)."""
+    def _check_values(self, seen: Seen, change: Change, bump: bool = False) -> list[Anomaly]:
+        """Every column the writer wrote, against what it wrote (the new row, or the delete's tombstone).
+
+        A ``bump``'s content is that of its maker (writer, wseq), not of its (id, version).
+        """
         kind = Anomaly.DELETE_VALUE if change.op is Op.DELETE else Anomaly.NEW_VALUE
         view = self.plan_writers.get(seen.writer_id)
         wrong: list[tuple[str, Callable[[], str]]] = []
@@ -417,7 +430,11 @@ class ListenerTracker:
             wrong.append(("version 2 or more", lambda: f"version {seen.version}"))
         if seen.version < 1:
             wrong.append(("version 1 or more", lambda: f"version {seen.version}"))
-        elif seen.content != content(seen.rid, seen.version, self.payload_bytes):
+        elif seen.content != (
+            bump_content(seen.writer_id, seen.wseq, self.payload_bytes)
+            if bump
+            else content(seen.rid, seen.version, self.payload_bytes)
+        ):
             wrong.append((f"version {seen.version}'s content", lambda: f"content {_clip(seen.content)}"))
         if view is not None and seen.conversation_id != view.conversation_id:
             wrong.append((f"conversation {view.conversation_id}", lambda: f"conversation {seen.conversation_id}"))
@@ -434,9 +451,10 @@ class ListenerTracker:
         expected, observed = wrong[0]
         return [self._anomaly(kind, seen, change, expected, observed)]
 
-    def _check_write(self, state: _WriterState, seen: Seen, change: Change) -> list[Anomaly]:
+    def _check_write(self, state: _WriterState, seen: Seen, change: Change, bump: bool = False) -> list[Anomaly]:
+        """Old values (except a ``bump``'s, which the chain check judges), duplicates, order per writer."""
         found = []
-        if change.op is Op.UPDATE and seen.version >= 2:
+        if change.op is Op.UPDATE and seen.version >= 2 and not bump:
             if seen.old_version != seen.version - 1:
                 found.append(
                     self._anomaly(
@@ -592,6 +610,7 @@ class ListenerTracker:
             writers={wid: st.got.copy() for wid, st in sorted(self._writers.items())},
             latency=self._total_latency().encode(),
             deletes_without_latency=self.deletes_without_latency,
+            links=self.links.to_list() if self.links is not None else [],
         )
 
 

@@ -353,7 +353,8 @@ class ParseServer(LocalServer):
 
     def spec(self) -> TargetSpec:
         """How the ``parse`` driver reaches this server."""
-        return TargetSpec("parse", self.url, APP_ID, self.master_key)
+        options = {"database_url": self.cluster.uri} if self.cluster is not None else {}
+        return TargetSpec("parse", self.url, APP_ID, self.master_key, options)
 
     @property
     def pg_pid(self) -> int | None:
@@ -481,7 +482,9 @@ def recorded_spec(folder: Path) -> TargetSpec:
         raise HarnessError(
             f"the Parse server recorded in {folder} is not running: `lqharness target down --dir {folder}`"
         )
-    return TargetSpec("parse", str(state["url"]), str(state["app_id"]), str(state["master_key"]))
+    port = state.get("postgres_port")
+    options = {"database_url": f"postgres://postgres@127.0.0.1:{port}/postgres"} if port else {}
+    return TargetSpec("parse", str(state["url"]), str(state["app_id"]), str(state["master_key"]), options)
 
 
 def _is_launcher(pid: int) -> bool:

@@ -273,6 +273,8 @@ class Runner:
             admin = target.admin()
             try:
                 admin.setup(messages_schema(plan))
+                if plan.contended:
+                    admin.track_commits(messages_schema(plan))
             finally:
                 admin.close()
         except TargetError as exc:

@@ -63,6 +63,7 @@ class WriteResult:
     ack_ns: int
     error: str | None = None
     rows_affected: int | None = None
+    version: int | None = None  # a bump's server-assigned version, where the target returns it
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,20 @@ class Admin(Protocol):
         """Pid of the server process when it runs on this machine, else None."""
         ...
 
+    def track_commits(self, schema: Schema) -> bool:
+        """Start recording the commit order of the table's writes from the database's own log.
+
+        False when the target exposes no such log (then the server-assigned versions are the order).
+        """
+        ...
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        """The updates committed since ``track_commits``, in commit order, as (key, version, writer_id, wseq).
+
+        Reading ends the recording. None when nothing was recorded.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -218,6 +233,14 @@ class WriterSession(Protocol):
     def update(self, key: Any, changes: Row) -> WriteResult: ...
 
     def delete(self, key: Any) -> WriteResult: ...
+
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """Update row ``key`` with ``changes`` and ``counter = counter + 1`` atomically on the server.
+
+        Several writers may bump one row at once (docs/contention.md): the server, not the writer,
+        chooses the new ``counter``; ``WriteResult.version`` carries it where the target returns it.
+        """
+        ...
 
     def rows(self, filter: Eq | None = None, limit: int | None = None) -> list[Row]:
         """Read this session's user's rows back (matching ``filter``, at most ``limit``, else the target's cap)."""

@@ -73,6 +73,8 @@ def test_a_bad_scenario_is_a_one_line_error_at_load(change: str, words: str) -> 
         ("listeners = [{ reconnect", "listeners = [{ conversaton = 1, reconnect", "listener 1: unknown key"),
         ("away_seconds", "away_secs", "reconnect: unknown key 'away_secs'"),
         ('[scenario."t.one"]', 'titel = "x"\n[scenario."t.one"]', "defaults: unknown key 'titel'"),
+        ('op = "insert", count = 1 }], quick', 'op = "bump", count = 1 }], quick', "a bump step needs rows"),
+        ('op = "insert", count = 1 }], quick', 'op = "bump", rows = 0 }], quick', "rows must be an integer >= 1"),
     ],
 )  # fmt: skip
 def test_writer_listener_and_step_keys_are_checked(old: str, new: str, words: str) -> None:

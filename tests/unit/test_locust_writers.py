@@ -12,7 +12,7 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
-from harness.delivery.identity import content, row_id, split_id  # noqa: E402
+from harness.delivery.identity import bump_content, content, row_id, split_id  # noqa: E402
 from harness.plan import Step, WriterSpec  # noqa: E402
 from harness.targets.base import Outcome, Row, WriteResult  # noqa: E402
 from locustfiles.writers import LiveRows, WriterStream, run_streams  # noqa: E402
@@ -57,6 +57,18 @@ class MemoryTable:
             del self.rows[key]
         return res
 
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """The server's ``counter + 1`` with ``changes``; a missing row is an ack that changed nothing."""
+        self.log.append(("bump", key))
+        res = self._result()
+        if res.outcome is not Outcome.OK:
+            return res
+        if key not in self.rows:
+            return WriteResult(Outcome.OK, res.invoke_ns, res.ack_ns, None, 0)
+        row = self.rows[key]
+        row.update(changes, **{counter: row[counter] + 1})
+        return WriteResult(Outcome.OK, res.invoke_ns, res.ack_ns, None, 1, row[counter])
+
     def select(self, where: str | None = None, limit: int | None = None) -> list[Row]:
         return list(self.rows.values())
 
@@ -84,6 +96,25 @@ def test_inserts_updates_deletes_follow_the_program() -> None:
     assert stream.ledger.outcome_counts()["ok"] == {"insert": 4, "update": 6, "delete": 2}
     assert stream.ledger.written("ok").ranges() == [(1, 10)]
     assert stream.ledger.deleted("ok").ranges() == [(1, 2)]
+
+
+def test_bumps_spread_over_writer_1s_shared_rows_with_the_servers_versions() -> None:
+    table = MemoryTable()
+    _run((Step("insert", count=2),), table, writer_id=1)
+    stream = _run((Step("bump", count=20, rows=2),), table, writer_id=4)
+    assert {split_id(key) for op, key in table.log if op == "bump"} == {(1, 1), (1, 2)}  # seeded, both rows
+    row = table.rows[row_id(1, 1)]
+    assert (row["writer_id"], row["content"]) == (4, bump_content(4, row["wseq"], 40))
+    assert sum(r["version"] - 1 for r in table.rows.values()) == 20
+    assert stream.ledger.outcome_counts()["ok"]["update"] == 20
+    assert sorted(v for _, _, v in stream.ledger.bumps) == sorted(
+        v for rid in table.rows for v in range(2, table.rows[rid]["version"] + 1)
+    )
+
+
+def test_a_bump_of_a_row_not_there_yet_is_failed() -> None:
+    stream = _run((Step("bump", count=3, rows=1),), MemoryTable(), writer_id=2)
+    assert stream.ledger.outcome_counts()["failed"]["update"] == 3 and stream.ledger.bumps == []
 
 
 def test_indeterminate_update_retires_the_row() -> None:

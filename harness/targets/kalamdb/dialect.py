@@ -122,6 +122,13 @@ def update_sql(table: str, key: str, columns: Sequence[str]) -> str:
     return f"UPDATE {table} SET {sets} WHERE {identifier(key)} = ${len(columns) + 1}"
 
 
+def bump_sql(table: str, key: str, columns: Sequence[str], counter: str) -> str:
+    """An UPDATE that sets ``columns`` and increments ``counter`` in one statement (the server picks its value)."""
+    sets = ", ".join(f"{identifier(c)} = ${i}" for i, c in enumerate(columns, 1))
+    bumped = identifier(counter)
+    return f"UPDATE {table} SET {bumped} = {bumped} + 1, {sets} WHERE {identifier(key)} = ${len(columns) + 1}"
+
+
 def delete_sql(table: str, key: str) -> str:
     return f"DELETE FROM {table} WHERE {identifier(key)} = $1"
 

@@ -155,6 +155,13 @@ class KalamAdmin:
         except ValueError:
             return None
 
+    def track_commits(self, schema: Schema) -> bool:
+        """KalamDB exposes no commit log to read: the server-assigned versions are the order."""
+        return False
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        return None
+
     def close(self) -> None:
         self._sql.close()
 
@@ -192,6 +199,12 @@ class KalamWriter:
             now = time.time_ns()
             return WriteResult(Outcome.FAILED, now, now, "update without columns to change")
         return self._write(dialect.update_sql(self._table, self._key, cols), [changes[c] for c in cols] + [key])
+
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """``counter = counter + 1`` and ``changes`` in one UPDATE; KalamDB does not return the new value."""
+        cols = sorted(c for c in changes if c not in (self._key, counter))
+        sql = dialect.bump_sql(self._table, self._key, cols, counter)
+        return self._write(sql, [changes[c] for c in cols] + [key])
 
     def delete(self, key: Any) -> WriteResult:
         return self._write(dialect.delete_sql(self._table, self._key), [key])

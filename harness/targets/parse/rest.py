@@ -19,7 +19,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPParseError
 
 from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
-from harness.targets.parse import wire
+from harness.targets.parse import commitlog, wire
 
 __all__ = ["Endpoint", "Rest", "ParseAdmin", "ParseWriter", "TransportError"]
 
@@ -124,8 +124,9 @@ class Rest:
 class ParseAdmin:
     """Class setup and bounded reads. Parse has no changes counter, flush, jobs or statistics to read."""
 
-    def __init__(self, rest: Rest) -> None:
+    def __init__(self, rest: Rest, database_url: str | None = None) -> None:
         self._rest = rest
+        self._database_url = database_url  # Parse's PostgreSQL, when the harness runs it: the commit log
 
     def setup(self, schema: Schema) -> None:
         """Create the class with one field per column (idempotent: an existing class is kept)."""
@@ -156,6 +157,19 @@ class ParseAdmin:
 
     def live_subscriptions(self) -> dict[str, int] | None:
         return None
+
+    def track_commits(self, schema: Schema) -> bool:
+        """Open a logical decoding slot on the class's table (when the database is reachable)."""
+        if self._database_url is None:
+            return False
+        commitlog.start(self._database_url, wire.class_name(schema))
+        return True
+
+    def commits(self, schema: Schema) -> list[tuple[int, int, int, int]] | None:
+        """The class's committed updates in commit order, from the slot ``track_commits`` opened."""
+        if self._database_url is None:
+            return None
+        return commitlog.read(self._database_url, wire.class_name(schema))
 
     def flush(self, schema: Schema) -> str | None:
         return None
@@ -190,15 +204,19 @@ class ParseWriter:
         self._key = schema.key
 
     def _write(self, method: str, path: str, body: Any) -> WriteResult:
+        return self._exchange(method, path, body)[0]
+
+    def _exchange(self, method: str, path: str, body: Any) -> tuple[WriteResult, Any]:
+        """One write request: its result, and the reply body (None without an answer)."""
         invoke = time.time_ns()
         try:
             status, reply = self._rest.request(method, path, body)
         except TransportError as exc:
-            return WriteResult(Outcome.INDETERMINATE, invoke, time.time_ns(), str(exc))
+            return WriteResult(Outcome.INDETERMINATE, invoke, time.time_ns(), str(exc)), None
         ack = time.time_ns()
         outcome = _outcome(status)
         error = None if outcome is Outcome.OK else wire.error_text(status, reply)
-        return WriteResult(outcome, invoke, ack, error, 1 if outcome is Outcome.OK else None)
+        return WriteResult(outcome, invoke, ack, error, 1 if outcome is Outcome.OK else None), reply
 
     def insert(self, row: Row) -> WriteResult:
         return self._write("POST", f"/classes/{self._class}", wire.create_body(row, self._key))
@@ -209,6 +227,15 @@ class ParseWriter:
             now = time.time_ns()
             return WriteResult(Outcome.FAILED, now, now, "update without columns to change")
         return self._write("PUT", f"/classes/{self._class}/{quote(str(key))}", body)
+
+    def bump(self, key: Any, changes: Row, counter: str = "version") -> WriteResult:
+        """``changes`` with ``{"__op": "Increment"}`` on ``counter``; Parse answers with the counter's new value."""
+        body: dict[str, Any] = {k: v for k, v in changes.items() if k not in (self._key, counter)}
+        body[counter] = {"__op": "Increment", "amount": 1}
+        result, reply = self._exchange("PUT", f"/classes/{self._class}/{quote(str(key))}", body)
+        value = reply.get(counter) if isinstance(reply, dict) and result.outcome is Outcome.OK else None
+        version = value if isinstance(value, int) and not isinstance(value, bool) else None
+        return WriteResult(result.outcome, result.invoke_ns, result.ack_ns, result.error, result.rows_affected, version)
 
     def delete(self, key: Any) -> WriteResult:
         return self._write("DELETE", f"/classes/{self._class}/{quote(str(key))}", None)

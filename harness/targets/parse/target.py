@@ -40,11 +40,16 @@ class ParseTarget:
         self.endpoint = Endpoint(spec.url)
         self.timeout = float((spec.options or {}).get("timeout", DEFAULT_TIMEOUT))
 
+    @property
+    def protocol(self) -> str | None:
+        """None: Parse has no protocol generations for the harness to tell apart."""
+        return None
+
     def _rest(self) -> Rest:
         return Rest(self.endpoint, self.spec.user, self.spec.password, self.timeout)
 
     def admin(self) -> ParseAdmin:
-        return ParseAdmin(self._rest())
+        return ParseAdmin(self._rest(), (self.spec.options or {}).get("database_url"))
 
     def writer(self, schema: Schema, user: str | None = None) -> ParseWriter:
         """A writer session (every session uses the master key, whichever ``user`` is asked for)."""
