@@ -1,5 +1,6 @@
-"""The benchmark run behind ``make bench`` / ``lqharness bench``: the reference server's figures and
-the load generator's own per-notification cost (the listener tracker's checks), as Markdown.
+"""The benchmark run behind ``make bench`` / ``lqharness bench``: the reference server's figures,
+the load generator's own per-notification cost (the listener tracker's checks) and the harness
+section (``harnessbench``: the load generator's capacity beside its goals and ceilings), as Markdown.
 
 The server is started with the one launcher (``harness.orchestration.server``), exactly as
 ``lqharness run`` starts it; the load and the server measurements are the server's own
@@ -14,6 +15,7 @@ import os
 import platform
 import queue
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -78,8 +80,21 @@ def machine() -> dict[str, str]:
     }
 
 
-def run(repeats: int, seconds: float) -> dict[str, Any]:
-    """All measurements; bounded by ``repeats`` and ``seconds`` per run (about three minutes in all)."""
+def run(repeats: int, seconds: float, parts: tuple[str, ...] = ("server", "harness")) -> dict[str, Any]:
+    """The measurements of ``parts``; bounded by ``repeats`` and ``seconds`` per run (a few minutes each)."""
+    results: dict[str, Any] = {"machine": machine(), "seconds": seconds, "repeats": repeats}
+    if "server" in parts:
+        results.update(server_run(repeats, seconds))
+    if "harness" in parts:
+        from harness.orchestration.harnessbench import measure as harness_measure
+
+        results["harness"] = harness_measure(repeats, min(seconds, 3.0))
+    return results
+
+
+def server_run(repeats: int, seconds: float) -> dict[str, Any]:
+    """The reference server's figures and the tracker's CPU per notification."""
+    print("bench: reference server and tracker cost", file=sys.stderr, flush=True)
     with (
         tempfile.TemporaryDirectory(prefix="lqh-bench-") as tmp,
         start_local_server(Path(tmp), SERVER_ARGS, root_password=ROOT_PASSWORD, timeout=SERVER_START_SECONDS) as server,
@@ -90,24 +105,11 @@ def run(repeats: int, seconds: float) -> dict[str, Any]:
             raise HarnessError(f"bench: {exc} (server log: {server.log_path})") from exc
         except queue.Empty as exc:
             raise HarnessError(f"bench: a load process did not report in time (server log: {server.log_path})") from exc
-    return {
-        **server_results,
-        "machine": machine(),
-        "seconds": seconds,
-        "tracker": tracker_cost(repeats),
-        "repeats": repeats,
-    }
+    return {**server_results, "tracker": tracker_cost(repeats)}
 
 
 def report(results: dict[str, Any]) -> str:
-    """The Markdown report."""
-    ins = results["inserts"]
-    fixed = results["fixed"]
-    steps = results["steps"]
-    rate = statistics.median(r["sent"] / r["seconds"] for r in ins)
-    cpu_per_insert = statistics.median(r["server_cpu"] / max(r["sent"], 1) * 1e6 for r in ins)
-    cpu_per_note = statistics.median(r["server_cpu"] / max(r["delivered"], 1) * 1e6 for r in fixed)
-    good = [s for s in steps if s["good"]]
+    """The Markdown report: the machine, then the server's section and the harness's, as measured."""
     lines = [
         "# Benchmarks: the reference server and the load generator",
         "",
@@ -117,7 +119,27 @@ def report(results: dict[str, Any]) -> str:
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in results["machine"].items()]
-    lines += [
+    lines.append("")
+    if "inserts" in results:
+        lines += server_section(results)
+    if "harness" in results:
+        from harness.orchestration.harnessbench import section
+
+        lines += section(results["harness"], results["repeats"])
+    return "\n".join(lines)
+
+
+def server_section(results: dict[str, Any]) -> list[str]:
+    """The reference server's figures and the tracker's cost."""
+    ins = results["inserts"]
+    fixed = results["fixed"]
+    steps = results["steps"]
+    rate = statistics.median(r["sent"] / r["seconds"] for r in ins)
+    cpu_per_insert = statistics.median(r["server_cpu"] / max(r["sent"], 1) * 1e6 for r in ins)
+    cpu_per_note = statistics.median(r["server_cpu"] / max(r["delivered"], 1) * 1e6 for r in fixed)
+    good = [s for s in steps if s["good"]]
+    lines = [
+        "## The reference server",
         "",
         f"Server: `lqharness serve` as a subprocess; load in separate processes (1 writer with a keep-alive "
         f"connection, {SUBSCRIBERS} WebSocket subscribers in {SUBSCRIBER_PROCS} processes). Rows: the harness's "
@@ -182,4 +204,4 @@ def report(results: dict[str, Any]) -> str:
         "is saturated by HTTP handling plus fan-out, so the writer no longer reaches the asked rate.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
