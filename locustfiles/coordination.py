@@ -5,7 +5,8 @@ with the messages of ``locustfiles.messages``; in-process, Locust delivers them 
 calls, so both sides run unchanged in all three modes. :func:`install` (run from Locust's
 ``init`` event) sets up this process's side or sides: a ``UserLink`` (``locustfiles.link``)
 where users run, the ``Coordinator`` (``locustfiles.coordinator``) where the run is coordinated.
-The users then find the shared context and their link here.
+The users then find the shared context and their link here. Where users run, the event-loop
+lag sampler (``locustfiles.lag``) writes into the run folder's ``generator.jsonl``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from locustfiles import clock, messages
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
+from locustfiles.lag import install as install_lag
 from locustfiles.link import UserLink
 from locustfiles.loadgen import LoopLag
 
@@ -56,6 +58,9 @@ def install(
         link = UserLink(runner)
         link.register()
         _registry.link = link
+        lag = install_lag(context.plan.extra.run_dir, "worker" if isinstance(runner, WorkerRunner) else "local")
+        if lag is not None:
+            environment.events.quitting.add_listener(lambda **_: lag.stop())
         if isinstance(runner, WorkerRunner):
             lag = LoopLag()
             lag.start()

@@ -172,7 +172,8 @@ def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteri
         _run_facts(folder, document),
         "<h2>Verdict</h2>",
         f'<p class="note">Criteria from {escape(str(scenario.get("criteria_source")))}. Load generator: '
-        f"{escape(str(generator.get('state')))} — {escape(str(generator.get('evidence')))}</p>",
+        f"{escape(str(generator.get('state')))} — {escape(str(generator.get('evidence')))}; "
+        f"{escape(str((generator.get('lag') or {}).get('evidence', 'event-loop lag not assessed')))}</p>",
         _criteria_table(scenario),
         trend_section(trend, regression.get("metrics")),
         "<h2>Delivery</h2>",

@@ -29,7 +29,7 @@ from reports import rules_delivery, rules_server
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
 from reports.runfolder import RunFolder, load_run_folder
-from reports.saturation import UNKNOWN, Saturation, assess
+from reports.saturation import UNKNOWN, Lag, Saturation, assess, assess_lag
 from reports.verdict import (
     FAIL,
     INCONCLUSIVE,
@@ -85,6 +85,23 @@ def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
     return finding
 
 
+def _apply_lag(finding: Finding, lag: Lag, threshold_ms: float, fraction: float) -> Finding:
+    """A failing latency measured while the generator's loop lagged past ``fraction`` of the threshold: inconclusive."""
+    if lag.lag_ms is None or lag.lag_ms <= fraction * threshold_ms:
+        return finding
+    why = f"{lag.evidence}, above {fraction:.0%} of the {threshold_ms:g} ms threshold"
+    if finding.verdict == FAIL:
+        return replace(
+            finding,
+            verdict=INCONCLUSIVE,
+            evidence=f"load generator lagging ({why}), so the latency may be the generator's; "
+            f"measured: {finding.evidence}",
+        )
+    if finding.verdict == PASS:
+        return replace(finding, evidence=f"{finding.evidence}; note: load generator lagging ({why})")
+    return finding
+
+
 def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
     """One criterion's finding; missing data and malformed files give inconclusive, never an exception."""
     rule = RULES.get(cid)
@@ -118,6 +135,12 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         why = f"{GENERATOR} could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
         saturation = Saturation(UNKNOWN, why)
     affected = set(criteria["generator"]["affects"])
+    try:
+        lag = assess_lag(folder, criteria["generator"])
+    except Exception as exc:  # a malformed generator.jsonl leaves the lag unknown, never a traceback
+        lag = Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
+    lag_affected = set(criteria["generator"]["lag_affects"])
+    fraction = float(criteria["generator"]["max_lag_fraction"])
     results: list[CriterionResult] = []
     run_finding = rules_server.run_completed(folder)
     if run_finding is not None:
@@ -126,6 +149,8 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         finding = evaluate_one(cid, folder, criteria)
         if cid in affected and saturation.saturated:
             finding = _apply_saturation(finding, saturation)
+        if cid in lag_affected and cid in criteria.tables:
+            finding = _apply_lag(finding, lag, float(criteria[cid]["max_latency_ms"]), fraction)
         results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
     scenario: dict[str, Any] = {
         "name": folder.scenario,
@@ -133,7 +158,7 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "criteria": [r.to_dict() for r in results],
         "delivery": delivery_summary(folder),
         "criteria_source": source,
-        "generator": saturation.to_dict(),
+        "generator": {**saturation.to_dict(), "lag": lag.to_dict()},
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }
     curve = degradation(folder, criteria["report"])

@@ -82,3 +82,43 @@ def _first(samples: pd.DataFrame, column: str) -> Any:
         return None
     present = values.dropna()
     return present.iloc[0] if len(present) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """The generator's worst event-loop lag in the load phase (ms, None when not sampled) and its evidence."""
+
+    lag_ms: float | None
+    evidence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lag_ms": self.lag_ms, "evidence": self.evidence}
+
+
+def assess_lag(folder: RunFolder, cfg: dict[str, Any]) -> Lag:
+    """Per generator process, the ``lag_percentile`` of its per-interval worst timer lateness; the worst process.
+
+    The rows are the ``kind: "lag"`` rows the Locust processes append to generator.jsonl
+    (``loop_lag_ms``: the latest a 20 ms gevent timer woke in that interval).
+    """
+    frame = folder.generator
+    if frame.empty or "loop_lag_ms" not in frame:
+        return Lag(None, "event-loop lag not sampled (no loop_lag_ms rows in generator.jsonl)")
+    window = folder.load_window()
+    if window is None:
+        return Lag(None, "no load phase in run.json to check the event-loop lag against")
+    rows = frame[(frame["t"] >= window[0]) & (frame["t"] <= window[1]) & frame["loop_lag_ms"].notna()]
+    if rows.empty:
+        return Lag(None, "no event-loop lag sample during the load phase")
+    q = float(cfg["lag_percentile"])
+    per_process = [
+        (float(group["loop_lag_ms"].quantile(q / 100)), group) for _, group in rows.groupby(_process_key(rows))
+    ]
+    lag, group = max(per_process, key=lambda item: item[0])
+    role, pid = _first(group, "role"), _first(group, "pid")
+    who = f"generator {role or 'process'} pid {'unknown' if pid is None else int(pid)}"
+    text = (
+        f"{who} event-loop lag p{q:g} {lag:.1f} ms over {len(group)} load-phase intervals "
+        f"(worst {float(group['loop_lag_ms'].max()):.1f} ms)"
+    )
+    return Lag(lag, text)

@@ -1,0 +1,117 @@
+"""Event-loop lag of a Locust process: how late a gevent timer fires, the generator's own receive delay.
+
+A process whose greenlets queue behind each other delivers notifications late to its own
+listeners, and that lateness is counted as the server's latency. CPU share does not show it
+(one busy greenlet can hold the loop at 60% CPU); a timer's lateness does. ``LagSampler`` sleeps
+``period`` seconds in its own greenlet and records how much later than asked it woke. Every
+``report_every`` seconds ``rows()`` yields one summary (the worst and the mean lateness of the
+interval), which ``install`` appends to the run folder's ``generator.jsonl`` next to the
+generator monitor's CPU rows (``kind: "lag"``), so the judge reads both from one file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gevent
+import orjson
+
+from harness.runfolder import GENERATOR
+
+PERIOD = 0.02  # seconds between timer wake-ups
+REPORT_EVERY = 1.0  # seconds per generator.jsonl row
+
+
+class LagSampler:
+    """Measures a gevent timer's lateness; ``emit`` (if given) gets one row per ``report_every`` s."""
+
+    def __init__(
+        self,
+        period: float = PERIOD,
+        report_every: float = REPORT_EVERY,
+        emit: Callable[[dict[str, Any]], None] | None = None,
+        role: str = "local",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.period = period
+        self.report_every = report_every
+        self.emit = emit
+        self.role = role
+        self.clock = clock
+        self.worst_ms = 0.0  # over the sampler's whole life
+        self._interval: list[float] = []
+        self._interval_start: float | None = None
+        self._greenlet: gevent.Greenlet | None = None
+
+    def record(self, asked_at: float, woke_at: float) -> dict[str, Any] | None:
+        """Fold one wake-up in (``woke_at - asked_at - period`` is its lateness); a row when an interval ends."""
+        late_ms = max(0.0, (woke_at - asked_at - self.period) * 1000)
+        self.worst_ms = max(self.worst_ms, late_ms)
+        if self._interval_start is None:
+            self._interval_start = asked_at
+        self._interval.append(late_ms)
+        if woke_at - self._interval_start < self.report_every:
+            return None
+        row = {
+            "t": time.time(),
+            "kind": "lag",
+            "role": self.role,
+            "pid": os.getpid(),
+            "loop_lag_ms": round(max(self._interval), 3),
+            "loop_lag_mean_ms": round(sum(self._interval) / len(self._interval), 3),
+            "loop_ticks": len(self._interval),
+        }
+        self._interval = []
+        self._interval_start = woke_at
+        return row
+
+    def _run(self) -> None:
+        while True:
+            asked = self.clock()
+            gevent.sleep(self.period)
+            row = self.record(asked, self.clock())
+            if row is not None and self.emit is not None:
+                self.emit(row)
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+
+
+def appender(run_dir: str | Path) -> Callable[[dict[str, Any]], None]:
+    """Append rows to ``run_dir/generator.jsonl``, one ``write`` per line on an O_APPEND file.
+
+    The generator monitor appends to the same file from its own process; a single write of a
+    line on a file opened for appending lands whole, so the two never interleave inside a line.
+    """
+    path = Path(run_dir) / GENERATOR
+
+    def emit(row: dict[str, Any]) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, orjson.dumps(row) + b"\n")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # a run folder that vanished: the judge reports the lag as unknown
+
+    return emit
+
+
+def install(run_dir: str | None, role: str) -> LagSampler | None:
+    """Start this process's lag sampler writing into the run folder (nothing without one)."""
+    if not run_dir:
+        return None
+    sampler = LagSampler(emit=appender(run_dir), role=role)
+    sampler.start()
+    return sampler
