@@ -157,18 +157,28 @@ def cpu_at_rate(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> F
     target = float(folder.profile.get("target_insert_rate") or cfg["target_insert_rate"])
     rate, source = insert_rate(folder, end - start)
     evidence = (
-        f"average server CPU {avg:.1f}% of the machine (peak {float(cpu.max()):.1f}%, {len(cpu)} samples, "
-        f"limit {limit:g}%) at {rate:.0f} inserts/s ({source}; target {target:g}/s)"
+        f"average server CPU {avg:.1f}% of the machine{_core_share(frame, start, end)} (peak "
+        f"{float(cpu.max()):.1f}%, {len(cpu)} samples, limit {limit:g}%) at {rate:.0f} inserts/s "
+        f"({source}; target {target:g}/s, tolerance {1 - float(cfg['min_rate_fraction']):.0%})"
     )
     if avg >= limit:
         return Finding(FAIL, round(avg, 2), limit, evidence)
     if rate < float(cfg["min_rate_fraction"]) * target:
         return inconclusive(
-            f"the load reached only {rate / target:.0%} of the target insert rate; {evidence}",
+            f"the load reached only {rate:.0f} of the {target:g} inserts/s the criterion is about "
+            f"({rate / target:.0%}); {evidence}",
             round(avg, 2),
             limit,
         )
     return Finding(PASS, round(avg, 2), limit, evidence)
+
+
+def _core_share(frame: Any, start: float, end: float) -> str:
+    """``, X% of one core`` from the monitor's ``cpu_core_pct`` over the load phase ('' when absent)."""
+    if "cpu_core_pct" not in frame:
+        return ""
+    core = frame[frame["alive"] & (frame["t"] >= start) & (frame["t"] <= end)]["cpu_core_pct"].dropna()
+    return f", {float(core.mean()):.1f}% of one core" if len(core) else ""
 
 
 def _pick(record: dict[str, Any], moment: str, *names: str) -> int | None:
@@ -340,6 +350,19 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
         return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
+    fraction = float(cfg["min_rate_fraction"])
+    short = [
+        f"{p.name} reached {p.writes_per_s:.0f} of {float(p.rate):.0f} writes/s asked"
+        for p in curve.points
+        if isinstance(p.rate, int | float) and p.rate > 0 and not p.breaks_slo and p.writes_per_s < fraction * p.rate
+    ]
+    if short:
+        return inconclusive(
+            f"the generator fell short of the asked rate by more than {1 - fraction:.0%} while the SLO held "
+            f"({'; '.join(short)}), so the ramp did not test the load it names; {capacity}; {steps}",
+            value,
+            limits,
+        )
     if curve.first_break is None:
         # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
         return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
