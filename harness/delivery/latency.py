@@ -16,13 +16,26 @@ HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
 
 
-class LatencyHistogram:
-    """Latencies in microseconds; merge, encode to a compact string, read percentiles in ms."""
+# HDR's bucket layout for the range, used only to find a value's bucket; never recorded into.
+_LAYOUT = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+_bucket = _LAYOUT.get_lowest_equivalent_value
 
-    __slots__ = ("_h", "clamped", "negative")
+
+class LatencyHistogram:
+    """Latencies in microseconds; merge, encode to a compact string, read percentiles in ms.
+
+    Held sparse: a map from HDR bucket (its lowest equivalent value) to count, so a listener's
+    histogram costs memory per distinct bucket it saw rather than HDR's whole counts array
+    (about 190 KB at this range and precision, twice per listener). An HDR histogram is built
+    only to encode or to read percentiles; it holds the same buckets, so every figure is the
+    one HDR recording each value would give.
+    """
+
+    __slots__ = ("_buckets", "_count", "clamped", "negative")
 
     def __init__(self) -> None:
-        self._h = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self._buckets: dict[int, int] = {}
+        self._count = 0
         self.clamped = 0
         self.negative = 0
 
@@ -32,27 +45,39 @@ class LatencyHistogram:
             self.clamped += 1
         elif value_us < 0:
             self.negative += 1
-        self._h.record_value(min(max(int(value_us), LOWEST_US), HIGHEST_US))
+        key = _bucket(min(max(int(value_us), LOWEST_US), HIGHEST_US))
+        buckets = self._buckets
+        buckets[key] = buckets.get(key, 0) + 1
+        self._count += 1
 
     @property
     def count(self) -> int:
-        return int(self._h.get_total_count())
+        return self._count
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value of ``other`` into this histogram."""
-        if other.count:
-            self._h.add(other._h)
+        buckets = self._buckets
+        for key, n in other._buckets.items():
+            buckets[key] = buckets.get(key, 0) + n
+        self._count += other._count
         self.clamped += other.clamped
         self.negative += other.negative
 
     def reset(self) -> None:
-        self._h.reset()
+        self._buckets.clear()
+        self._count = 0
         self.clamped = 0
         self.negative = 0
 
+    def _hdr(self) -> HdrHistogram:
+        h = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        for key, n in self._buckets.items():
+            h.record_value(key, n)
+        return h
+
     def encode(self) -> str:
         """Compact transport form: ``clamped,negative:`` then HDR's compressed base64."""
-        body = self._h.encode().decode("ascii") if self.count else ""
+        body = self._hdr().encode().decode("ascii") if self.count else ""
         return f"{self.clamped},{self.negative}:{body}"
 
     @classmethod
@@ -63,14 +88,19 @@ class LatencyHistogram:
         out.clamped = int(clamped or 0)
         out.negative = int(negative or 0)
         if body:
-            out._h.decode_and_add(body.encode("ascii"))
+            h = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+            h.decode_and_add(body.encode("ascii"))
+            for item in h.get_recorded_iterator():
+                key = _bucket(item.value_iterated_to)
+                out._buckets[key] = out._buckets.get(key, 0) + item.count_at_value_iterated_to
+                out._count += item.count_at_value_iterated_to
         return out
 
     def percentiles_ms(self) -> dict[str, float | int | None]:
         """``p50``, ``p95``, ``p99``, ``max`` in milliseconds (None when empty), ``count`` and ``negative``."""
         if not self.count:
             return {"p50": None, "p95": None, "p99": None, "max": None, "count": 0, "negative": 0}
-        h = self._h
+        h = self._hdr()
         return {
             "p50": h.get_value_at_percentile(50) / 1000,
             "p95": h.get_value_at_percentile(95) / 1000,

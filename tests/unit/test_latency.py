@@ -39,3 +39,23 @@ def test_empty_and_out_of_range_values() -> None:
     assert h.count == 2 and h.clamped == 1 and h.negative == 1
     again = LatencyHistogram.decode(h.encode())
     assert (again.clamped, again.negative, again.percentiles_ms()["negative"]) == (1, 1, 1)
+
+
+def test_sparse_buckets_give_the_figures_hdr_recording_each_value_gives() -> None:
+    """The histogram holds bucket counts, not HDR's whole array; its percentiles are HDR's own."""
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from harness.delivery.latency import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+
+    rng = random.Random(7)
+    values = [int(rng.lognormvariate(8, 1.5)) + 1 for _ in range(5000)]
+    ours, hdr = LatencyHistogram(), HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    for v in values:
+        ours.record_us(v)
+        hdr.record_value(min(v, HIGHEST_US))
+    got = LatencyHistogram.decode(ours.encode()).percentiles_ms()
+    for q in (50, 95, 99):
+        assert got[f"p{q}"] == hdr.get_value_at_percentile(q) / 1000
+    assert got["max"] == hdr.get_max_value() / 1000 and got["count"] == len(values)
