@@ -24,7 +24,7 @@ from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
 from locustfiles.users import OneShotUser
 
-RECV_SLICE = 0.2  # seconds per recv call, so a stop is seen promptly
+RECV_SLICE = 1.0  # seconds per recv call: a stop is seen within it; each idle wake-up costs a timeout
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
 MAX_ATTEMPTS = 10_000  # subscribe attempts per (re)connection; time bounds them first
 
