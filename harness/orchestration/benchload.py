@@ -37,6 +37,7 @@ from locustfiles.listeners import RECV_SLICE  # noqa: E402
 
 PAYLOAD = 200
 DRAIN_NS = 3600 * 10**9
+OPENERS = 32  # capacity: subscriptions opened at once
 
 
 def _environment() -> Any:
@@ -232,17 +233,22 @@ def capacity(task: dict[str, Any]) -> dict[str, Any]:
     rss_before = _rss()
     subs: list[HarnessListener] = []
     until = time.monotonic() + task["seconds"]
-    error = None
+    errors: list[str] = []
     loops = []
-    while len(subs) < task["listeners"] and time.monotonic() < until:
-        sub = HarnessListener(settings, env, f"c{len(subs)}", False)
-        try:
-            sub.subscribe()
-        except Exception as exc:  # noqa: BLE001 - the limit reached (descriptors, memory): report it
-            error = f"{type(exc).__name__}: {exc}"
-            break
-        subs.append(sub)
-        loops.append(gevent.spawn(sub.run, 1, until + 5))
+
+    def opener() -> None:
+        while len(subs) < task["listeners"] and time.monotonic() < until and not errors:
+            sub = HarnessListener(settings, env, f"c{len(subs)}", False)
+            try:
+                sub.subscribe()
+            except Exception as exc:  # noqa: BLE001 - the limit reached (descriptors, memory): report it
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            subs.append(sub)
+            loops.append(gevent.spawn(sub.run, 1, until + 5))
+
+    gevent.joinall([gevent.spawn(opener) for _ in range(OPENERS)])
+    error = errors[0] if errors else None
     gevent.sleep(1.0)
     rss_after = _rss()
     held = len(subs)
