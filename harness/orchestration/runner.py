@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from harness.errors import HarnessError
+from harness.orchestration.layout import advise
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.record import RunRecord
 from harness.orchestration.server import LocalServer, start_local_server
@@ -219,13 +220,19 @@ class Runner:
             f"[{scenario.name}] {len(plan.listeners)} listener(s), {len(plan.writers)} writer stream(s), "
             f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
         )
+        layout = advise(plan, opts.workers, os.cpu_count() or 1)
+        for note in layout.notes:
+            opts.progress(f"[{scenario.name}] {note}")
+        record.record["workers"] = layout.workers
+        record.record["layout_notes"] = list(layout.notes)
+        record.save()
         started.callback(self._stop_children)
         watch = TargetWatch(
             spec, server, record.incident, interval=opts.watch_interval, limit=opts.unresponsive_limit
         )  # fmt: skip
         watch.start()
         started.callback(watch.stop)
-        self._run_locust(plan, plan_path, record, watch)
+        self._run_locust(plan, plan_path, record, watch, layout.workers)
         observe = float(record.profile.get("observe_seconds", 0) or 0)
         if observe > 0:
             opts.progress(f"[{scenario.name}] load stopped; observing the server for {observe:.0f} s")
@@ -294,7 +301,8 @@ class Runner:
             )  # fmt: skip
         started.callback(stop_monitor_process, monitor)
 
-    def _run_locust(self, plan: Plan, plan_path: Path, record: RunRecord, watch: TargetWatch) -> None:
+    def _run_locust(self, plan: Plan, plan_path: Path, record: RunRecord, watch: TargetWatch, count: int) -> None:
+        """Start Locust (in-process with ``count`` 0, else a master and ``count`` workers) and wait for it."""
         opts = self.options
         run_dir = record.path
         # Locust must run gevent-patched whatever the caller's environment says.
@@ -302,11 +310,11 @@ class Runner:
         env.update({PLAN_ENV: str(plan_path), "PYTHONUNBUFFERED": "1", **plan.secret_env()})
         bound = _run_time_bound(plan)
         port = _free_port()
-        role = "master" if opts.workers > 0 else "local"
+        role = "master" if count > 0 else "local"
         log = (run_dir / LOCUST_OUT).open("ab")
         t0 = time.time()
         main_proc = subprocess.Popen(
-            _locust_cmd(plan, run_dir, bound, role, port, opts.workers),
+            _locust_cmd(plan, run_dir, bound, role, port, count),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -314,12 +322,12 @@ class Runner:
         self.children.append(main_proc)
         workers = [
             subprocess.Popen(
-                _locust_cmd(plan, run_dir, bound, "worker", port, opts.workers),
+                _locust_cmd(plan, run_dir, bound, "worker", port, count),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-            for _ in range(opts.workers)
+            for _ in range(count)
         ]
         self.children.extend(workers)
         log.close()
