@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
-from harness.delivery.identity import COLUMNS, content, row_id
-from harness.targets.base import Schema, TableKind
+from harness.delivery.identity import COLUMNS, insert_row
+from harness.targets.base import ColumnType, Schema, TableKind
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SEQ_EPOCH_MS = 1_704_067_200_000
@@ -36,6 +36,7 @@ TOKEN = "bench-token"
 LOGIN_BODY = orjson.dumps({"access_token": TOKEN, "expires_at": "2099-01-01T00:00:00+00:00"})
 SQL_BODY = orjson.dumps({"status": "success", "results": [{"row_count": 1}], "took": 0.1})
 SCHEMA = Schema("bench", "messages", COLUMNS, TableKind.SHARED)  # the table the fed rows belong to
+BIGINT_COLUMNS = frozenset(c.name for c in COLUMNS if c.type is ColumnType.INT64)
 HIGH_WATER = 1 << 20  # bytes buffered per socket before the feed waits for it to drain
 
 
@@ -65,17 +66,11 @@ def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 
 def change_frame(sub_id: str, writer: int, wseq: int, sent_at_us: int, payload_bytes: int, seq: int) -> bytes:
     """One ``change`` insert of the harness's message row, BIGINTs as JSON strings as KalamDB sends them."""
-    rid = row_id(writer, wseq)
-    row = {
-        "id": str(rid),
-        "conversation_id": "1",
-        "writer_id": str(writer),
-        "wseq": str(wseq),
-        "version": 1,
-        "content": content(rid, 1, payload_bytes),
-        "sent_at": str(sent_at_us),
-        "_seq": str(seq),
+    row: dict[str, Any] = {
+        k: str(v) if k in BIGINT_COLUMNS else v
+        for k, v in insert_row(writer, 1, wseq, wseq, sent_at_us, payload_bytes).items()
     }
+    row["_seq"] = str(seq)
     msg = {"type": "change", "subscription_id": sub_id, "change_type": "insert", "rows": [row]}
     return server_frame(orjson.dumps(msg))
 
