@@ -350,6 +350,9 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
         return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
+    if curve.first_break is None:
+        # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
+        return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
     fraction = float(cfg["min_rate_fraction"])
     short = [
         f"{p.name} reached {p.writes_per_s:.0f} of {float(p.rate):.0f} writes/s asked"
@@ -363,7 +366,4 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
             value,
             limits,
         )
-    if curve.first_break is None:
-        # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
-        return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
     return Finding(PASS, value, limits, f"{capacity}; {steps}")

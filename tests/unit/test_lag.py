@@ -48,7 +48,10 @@ def test_appender_adds_whole_lines_after_the_monitors_rows(tmp_path: Path) -> No
 
 def _with_lag(root: Path, lag_ms: float, p99_ms: float) -> Path:
     """A synthetic run whose SC-054 p99 is ``p99_ms`` and whose one Locust process lagged ``lag_ms`` every second."""
-    s = Synthetic(criteria=["SC-054"], totals={"latency_ms": {"p50": 4.0, "p95": 12.0, "p99": p99_ms, "max": 90.0}})
+    s = Synthetic(
+        criteria=["SC-054"],
+        totals={"latency_ms": {"p50": 4.0, "p95": 12.0, "p99": p99_ms, "max": 90.0, "count": 100_000}},
+    )
     folder = write_run(root, s)
     rows = b"".join(
         orjson.dumps({"t": T0 + t, "kind": "lag", "role": "local", "pid": 5001, "loop_lag_ms": lag_ms}) + b"\n"
