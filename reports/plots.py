@@ -150,6 +150,7 @@ def cpu_plot(folder: RunFolder, criteria: Criteria) -> str:
             ax.plot(x, frame[column], label=label, lw=1.3)
     gen = folder.generator
     if not gen.empty and "cpu_core_pct" in gen:
+        gen = gen[gen["cpu_core_pct"].notna()]  # the Locust processes' lag rows carry no CPU
         for (pid, role), group in gen.groupby(["pid", "role"]):
             ax.plot(
                 _seconds(folder, group["t"]),

@@ -194,7 +194,7 @@ def _generator_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame.from_records(rows)
-    for col in ("t", "pid", "cpu_core_pct", "rss"):
+    for col in ("t", "pid", "cpu_core_pct", "rss", "loop_lag_ms"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "t" not in frame:

@@ -235,10 +235,12 @@ def capacity(task: dict[str, Any]) -> dict[str, Any]:
     until = time.monotonic() + task["seconds"]
     errors: list[str] = []
     loops = []
+    claimed = [0]  # subscriptions started, so the openers stop at exactly the number asked
 
     def opener() -> None:
-        while len(subs) < task["listeners"] and time.monotonic() < until and not errors:
-            sub = HarnessListener(settings, env, f"c{len(subs)}", False)
+        while claimed[0] < task["listeners"] and time.monotonic() < until and not errors:
+            claimed[0] += 1
+            sub = HarnessListener(settings, env, f"c{claimed[0]}", False)
             try:
                 sub.subscribe()
             except Exception as exc:  # noqa: BLE001 - the limit reached (descriptors, memory): report it
