@@ -58,9 +58,9 @@ def install(
         link = UserLink(runner)
         link.register()
         _registry.link = link
-        lag = install_lag(context.plan.extra.run_dir, "worker" if isinstance(runner, WorkerRunner) else "local")
-        if lag is not None:
-            environment.events.quitting.add_listener(lambda **_: lag.stop())
+        recorder = install_lag(context.plan.extra.run_dir, "worker" if isinstance(runner, WorkerRunner) else "local")
+        if recorder is not None:  # the judge's record of the lag; LoopLag below is the live view's
+            environment.events.quitting.add_listener(lambda **_: recorder.stop())
         if isinstance(runner, WorkerRunner):
             lag = LoopLag()
             lag.start()
