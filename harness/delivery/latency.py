@@ -9,6 +9,7 @@ negative ones (a receive clock behind the sender's) recorded as 1 µs and counte
 
 from __future__ import annotations
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -90,10 +91,14 @@ class LatencyHistogram:
         if body:
             h = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
             h.decode_and_add(body.encode("ascii"))
-            for item in h.get_recorded_iterator():
-                key = _bucket(item.value_iterated_to)
-                out._buckets[key] = out._buckets.get(key, 0) + item.count_at_value_iterated_to
-                out._count += item.count_at_value_iterated_to
+            # the non-zero counts straight from HDR's array: its Python iterators cost ~1 s per
+            # hundred decodes, which stalled the coordinator's live view
+            array = np.ctypeslib.as_array(h.counts)
+            for index in np.flatnonzero(array).tolist():
+                n = int(array[index])
+                key = _bucket(h.get_value_from_index(index))
+                out._buckets[key] = out._buckets.get(key, 0) + n
+                out._count += n
         return out
 
     def percentiles_ms(self) -> dict[str, float | int | None]:
