@@ -42,6 +42,7 @@ from locustfiles.messages import (
 from locustfiles.phases import PhaseLog
 
 POLL_SECONDS = 0.1
+LIVE_VIEW_SECONDS = 1.0  # how often the in-process live view takes this process's listener deltas
 
 
 class Coordinator:
@@ -213,11 +214,16 @@ class Coordinator:
         return self._started + max(self.context.max_seconds - reserve, 1.0)
 
     def _wait(self, done: Callable[[], bool], until: float) -> bool:
+        next_view = 0.0
         while not done():
-            if time.monotonic() >= until:
+            now = time.monotonic()
+            if now >= until:
                 return False
-            if self.local_link is not None:
+            if self.local_link is not None and now >= next_view:
+                # every listener's delta encodes and decodes its latency histogram (a few ms each):
+                # pulled every poll it held the in-process loop most of the time
                 self.live_view.add(self.local_link.delta())
+                next_view = now + LIVE_VIEW_SECONDS
             if self._clock is not None:
                 self._clock.tick(time.time())
             gevent.sleep(POLL_SECONDS)
