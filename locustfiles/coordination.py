@@ -23,9 +23,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from locustfiles import clock, messages
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
+from locustfiles.lag import LagSampler
 from locustfiles.lag import install as install_lag
 from locustfiles.link import UserLink
-from locustfiles.loadgen import LoopLag
 
 
 @dataclass(slots=True)
@@ -35,6 +35,7 @@ class Registry:
     context: RunContext | None = None
     link: UserLink | None = None
     coordinator: Coordinator | None = None
+    lag: LagSampler | None = None
 
 
 _registry = Registry()
@@ -54,16 +55,16 @@ def install(
         raise RuntimeError("coordination.install needs the environment's runner (Locust's init event has it)")
     _registry.context = context
     _registry.link = _registry.coordinator = None
+    role = "worker" if isinstance(runner, WorkerRunner) else "local" if has_users(runner) else "master"
+    if _registry.lag is not None:  # one sampler per process, whatever installed it before
+        _registry.lag.stop()
+    lag = _registry.lag = install_lag(context.plan.extra.run_dir, role, record=has_users(runner))
+    environment.events.quitting.add_listener(lambda **_: lag.stop())
     if has_users(runner):
         link = UserLink(runner)
         link.register()
         _registry.link = link
-        recorder = install_lag(context.plan.extra.run_dir, "worker" if isinstance(runner, WorkerRunner) else "local")
-        if recorder is not None:  # the judge's record of the lag; LoopLag below is the live view's
-            environment.events.quitting.add_listener(lambda **_: recorder.stop())
         if isinstance(runner, WorkerRunner):
-            lag = LoopLag()
-            lag.start()
 
             def report(client_id: str, data: dict[str, Any], **_: Any) -> None:
                 data["lqh"] = link.delta()
@@ -72,7 +73,7 @@ def install(
             environment.events.report_to_master.add_listener(report)
             gevent.spawn(_send_clock_offset, runner)
     if is_coordinator(runner):
-        coordinator = Coordinator(environment, context, _registry.link, on_finished)
+        coordinator = Coordinator(environment, context, lag, _registry.link, on_finished)
         coordinator.register()
         _registry.coordinator = coordinator
         environment.events.test_start.add_listener(lambda **_: coordinator.start())

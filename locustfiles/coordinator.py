@@ -24,8 +24,8 @@ from harness.targets.base import TargetError
 from locustfiles import clock, messages, ramp
 from locustfiles.aggregation import LiveView, write_outputs
 from locustfiles.context import END_MARGIN_SECONDS, RunContext
+from locustfiles.lag import LagSampler
 from locustfiles.link import UserLink
-from locustfiles.loadgen import LoopLag
 from locustfiles.messages import (
     ChurnFinal,
     Claim,
@@ -52,6 +52,7 @@ class Coordinator:
         self,
         environment: Environment,
         context: RunContext,
+        lag: LagSampler,
         local_link: UserLink | None = None,
         on_finished: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -63,7 +64,7 @@ class Coordinator:
         self.on_finished = on_finished  # called with the checker's delivery once the run folder files are written
         self.delivery: dict[str, Any] | None = None  # the checker's output, once the run ended
         self.clocks: dict[str, dict[str, Any]] = {}  # each worker's ClockOffset, by node id
-        self.lag = LoopLag()  # this process's event-loop lag (the Delivery tab shows it)
+        self.lag = lag  # this process's event-loop lag (the Delivery tab shows it)
         self.worker_lag_ms: dict[str, float] = {}  # each worker's last reported loop lag
         self._stop_asked = False
         self._user_counts: list[tuple[float, int]] = []  # (unix time, Locust user count) at each spawn's end
@@ -122,7 +123,6 @@ class Coordinator:
         """Begin the run's end-to-end sequence (once; later test starts are ignored)."""
         if self._greenlet is None:
             self._started = time.monotonic()
-            self.lag.start()
             self._greenlet = gevent.spawn(self._run)
 
     def stop_requested(self) -> None:

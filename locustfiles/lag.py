@@ -7,12 +7,15 @@ listeners, and that lateness is counted as the server's latency. CPU share does 
 ``report_every`` seconds ``rows()`` yields one summary (the worst and the mean lateness of the
 interval), which ``install`` appends to the run folder's ``generator.jsonl`` next to the
 generator monitor's CPU rows (``kind: "lag"``), so the judge reads both from one file.
+``recent_ms()`` is the live view's figure (the Delivery tab, workers' reports): the worst
+lateness of the last few seconds. One sampler serves both, so a process samples its loop once.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from harness.runfolder import GENERATOR
 
 PERIOD = 0.02  # seconds between timer wake-ups
 REPORT_EVERY = 1.0  # seconds per generator.jsonl row
+RECENT_SECONDS = 5.0  # the live view's window
 
 
 class LagSampler:
@@ -44,6 +48,7 @@ class LagSampler:
         self.clock = clock
         self.worst_ms = 0.0  # over the sampler's whole life
         self._interval: list[float] = []
+        self._recent: deque[float] = deque(maxlen=max(1, round(RECENT_SECONDS / period)))
         self._interval_start: float | None = None
         self._greenlet: gevent.Greenlet | None = None
 
@@ -54,6 +59,7 @@ class LagSampler:
         if self._interval_start is None:
             self._interval_start = asked_at
         self._interval.append(late_ms)
+        self._recent.append(late_ms)
         if woke_at - self._interval_start < self.report_every:
             return None
         row = {
@@ -76,6 +82,10 @@ class LagSampler:
             row = self.record(asked, self.clock())
             if row is not None and self.emit is not None:
                 self.emit(row)
+
+    def recent_ms(self) -> float:
+        """The worst lateness of the last ``RECENT_SECONDS`` s, in ms (0 before the first wake-up)."""
+        return round(max(self._recent, default=0.0), 1)
 
     def start(self) -> None:
         if self._greenlet is None:
@@ -108,10 +118,9 @@ def appender(run_dir: str | Path) -> Callable[[dict[str, Any]], None]:
     return emit
 
 
-def install(run_dir: str | None, role: str) -> LagSampler | None:
-    """Start this process's lag sampler writing into the run folder (nothing without one)."""
-    if not run_dir:
-        return None
-    sampler = LagSampler(emit=appender(run_dir), role=role)
+def install(run_dir: str | None, role: str, record: bool) -> LagSampler:
+    """Start this process's lag sampler; with ``record`` and a run folder its rows go to ``generator.jsonl``
+    (processes that run users: their lag is added to the latency they measure)."""
+    sampler = LagSampler(emit=appender(run_dir) if record and run_dir else None, role=role)
     sampler.start()
     return sampler
