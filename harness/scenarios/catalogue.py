@@ -37,7 +37,7 @@ from harness.plan import (
 )
 from harness.targets.base import TableKind
 
-CATALOGUE_FILES = ("live.toml", "stress.toml")
+CATALOGUE_FILES = ("live.toml", "stress.toml", "nemesis.toml")
 APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
