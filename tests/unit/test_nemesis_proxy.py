@@ -188,8 +188,13 @@ def test_unknown_route_is_a_one_line_error(proxy: FaultProxy) -> None:
 
 
 def test_a_target_that_is_not_there_resets_the_client(proxy: FaultProxy) -> None:
-    with FaultProxy("127.0.0.1", _closed_port(), ["L1"]) as nowhere, _connect(nowhere) as sock:
-        assert _dead(sock)
+    with FaultProxy("127.0.0.1", _closed_port(), ["L1"]) as nowhere:
+        try:
+            sock = _connect(nowhere)
+        except ConnectionResetError:
+            return  # reset before the handshake was even seen as done: as good
+        with sock:
+            assert _dead(sock)
 
 
 def _closed_port() -> int:
