@@ -230,14 +230,15 @@ def _network_latency(folder: RunFolder, net: Network, key: str, value: float, li
     faults = "; ".join(w.label(folder.t0) for w in net.delaying) or "no delaying fault"
     share = (
         f"the network (nemesis: {faults}) added {least:.1f} to {most:.1f} ms to each notification, "
-        f"so the target's {key} is {max(0.0, value - most):.1f} to {max(0.0, value - least):.1f} ms"
+        f"so without the network the {key} (target and clients) is {max(0.0, value - most):.1f} to "
+        f"{max(0.0, value - least):.1f} ms"
     )
     if value - least <= limit:
         return Finding(PASS, value, limit, f"{evidence}; {share}")
     if value - most > limit:
         return Finding(FAIL, value, limit, f"{evidence}; even so, {share}")
     return inconclusive(
-        f"the target's share of the latency cannot be separated from the network's: {share}; {evidence}",
+        f"the latency's share outside the network cannot be told apart from the network's: {share}; {evidence}",
         value,
         limit,
     )

@@ -140,16 +140,26 @@ def _server_witness(case: Case, run_dir: Path) -> str:
 
 
 def _network_witness(case: Case, run_dir: Path) -> str:
-    """What the proxy did in the case's windows (the witness count, summed over windows; holds: the longest)."""
+    """What the proxy did in the case's windows (the witness count, summed over windows; holds: the longest).
+
+    A hold is taken from the ``summary`` line's routes (those of the windows): chunks a half-open
+    window held are forwarded once it has closed, so the window's own counts never see them.
+    """
     total, longest, windows = 0, 0.0, 0
+    routes: set[str] = set()
     for line in (run_dir / NEMESIS).read_bytes().splitlines() if (run_dir / NEMESIS).exists() else []:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
+        if record.get("kind") == "summary":
+            for name, flows in (record.get("routes") or {}).items():
+                if name in routes:
+                    longest = max(longest, float((flows.get("s2c") or {}).get("max_hold_ms", 0.0)))
         if record.get("kind") != "window":
             continue
         windows += 1
+        routes.update(record.get("routes") or ())
         counts = record.get("counts") or {}
         if case.witness == "max_hold_ms":
             longest = max(longest, float((counts.get("s2c") or {}).get("max_hold_ms", 0.0)))

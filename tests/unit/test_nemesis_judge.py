@@ -91,7 +91,10 @@ def test_latency_covering_the_load_is_subtracted_before_the_limit(tmp_path: Path
     folder = _run(tmp_path, latency, held, criteria=["SC-054"], totals=slow)
     found = _judged(folder, "SC-054")
     assert found["verdict"] == "pass", found
-    assert "added 140.0 to 165.0 ms" in found["evidence"] and "p99 is 15.0 to 40.0 ms" in found["evidence"]
+    assert (
+        "added 140.0 to 165.0 ms" in found["evidence"]
+        and "p99 (target and clients) is 15.0 to 40.0 ms" in found["evidence"]
+    )
     assert _judged(undeclared_copy(folder, tmp_path / "copy"), "SC-054")["verdict"] == "fail"
 
 
@@ -102,7 +105,7 @@ def test_a_delay_the_network_may_or_may_not_explain_is_inconclusive_and_one_it_c
     held = {"L1": {"s2c": {"max_hold_ms": 1900.0}}}
     late = {"latency_ms": {"p50": 5.0, "p95": 900.0, "p99": 1800.0, "max": 1950.0, "count": 9000}}
     found = _judged(_run(tmp_path / "a", cap, held, criteria=["SC-054"], totals=late), "SC-054")
-    assert found["verdict"] == "inconclusive" and "cannot be separated" in found["evidence"]
+    assert found["verdict"] == "inconclusive" and "cannot be told apart" in found["evidence"]
     little = {"L1": {"s2c": {"max_hold_ms": 20.0}}}
     found = _judged(_run(tmp_path / "b", cap, little, criteria=["SC-054"], totals=late), "SC-054")
     assert found["verdict"] == "fail" and "even so" in found["evidence"]
