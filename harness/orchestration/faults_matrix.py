@@ -191,11 +191,22 @@ class Matrix:
         self.out_dir = out_dir
         self.runs = runs
         self.progress = progress
+        self._count = 0
 
     def _run(self, scenario: str, where: str, server_args: tuple[str, ...] = ()) -> Path:
-        runner = Runner(
-            RunOptions(quick=True, out_dir=self.out_dir / where, server_args=server_args, progress=lambda _m: None)
-        )
+        """One quick run into ``out_dir/where``, with a run history of its own.
+
+        Each run's history is its own, so REGRESSION is n/a: a run compared with the matrix's other
+        runs (the same scenario with and without faults, minutes apart) would measure the matrix.
+        """
+        self._count += 1
+        history = self.out_dir / "histories" / f"{self._count}.sqlite"
+        history.parent.mkdir(parents=True, exist_ok=True)
+        options = RunOptions(
+            quick=True, out_dir=self.out_dir / where, server_args=server_args, history=str(history),
+            progress=lambda _m: None,
+        )  # fmt: skip
+        runner = Runner(options)
         with contextlib.redirect_stdout(io.StringIO()):  # the judge's table of each run: the matrix prints its own
             runner.run(resolve([scenario], RULES)[0])
         return runner.run_dirs[-1]
@@ -210,7 +221,7 @@ class Matrix:
         declared = _verdict(run_dir)
         failed = _failed(run_dir)
         copy = undeclared_copy(run_dir, self.out_dir / "undeclared")
-        judge_run(copy, quiet=True, report=False)
+        judge_run(copy, quiet=True, report=False, history=self.out_dir / "histories" / f"{copy.name}.sqlite")
         caught = _criteria(copy).get(case.criterion, {}).get("verdict") == FAIL and not failed
         note = f"declared run failed {', '.join(failed)}" if failed else ""
         return Outcome(case, caught, _network_witness(case, run_dir), run_dir, declared, note)
