@@ -166,7 +166,13 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     negative = count(latency, "negative")
     if negative:
         evidence += f"; {negative} arrived before they were sent by the clocks (recorded as 0 ms)"
-    if value >= limit:
+    net = network(folder)
+    if net is not None:  # the network's delay is not the target's: judge what is left of the latency
+        through = _network_latency(folder, net, key, value, limit, evidence)
+        if through.verdict != PASS:
+            return through
+        evidence = through.evidence
+    elif value >= limit:
         return Finding(FAIL, value, limit, evidence)
     gap = aggregation_gap(folder)
     if gap:
@@ -175,7 +181,6 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
         return inconclusive(
             f"sender and receiver clocks disagree, so latency is not measured; {evidence}", value, limit
         )
-<<<<<<< HEAD
     small = _below_concurrent_load(folder, cfg, n)
     if small:
         return inconclusive(f"{small}; {evidence}", value, limit)
@@ -204,12 +209,6 @@ def _acknowledged(ok: object) -> int:
     if not isinstance(ok, dict):
         return 0
     return sum(v for v in ok.values() if isinstance(v, int) and not isinstance(v, bool))
-=======
-    net = network(folder)
-    if net is not None:
-        return _network_latency(folder, net, key, value, limit, evidence)
-    return Finding(PASS if value <= limit else FAIL, value, limit, evidence)
->>>>>>> 2c5cb11 (Nemesis in the run: the runner routes each listener (and optionally the writers) through the proxy and plays the schedule into nemesis.jsonl; the judge excuses network-caused disconnects the listeners recovered from and bounds the target's share of latency; the report hatches fault windows; live.outage, live.double-outage, live.staggered-outages, stress.impairments)
 
 
 def _network_latency(folder: RunFolder, net: Network, key: str, value: float, limit: float, evidence: str) -> Finding:
@@ -349,15 +348,12 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     if gap or never:
         why = gap or "the uptime of a listener that never subscribed cannot be measured"
         return inconclusive(f"{why}; {evidence}", value, limits)
-<<<<<<< HEAD
     delivered, need = count(delivery_totals(folder), "delivered"), int(cfg["min_notifications"])
     if delivered < need:
         return inconclusive(
             f"only {delivered:,} notifications delivered (the criterion needs {need:,}); {evidence}", value, limits
         )
     return Finding(PASS, value, limits, evidence)
-=======
-    return Finding(PASS if ok else FAIL, value, limits, evidence)
 
 
 def _network_disconnects(folder: RunFolder, conns: dict[str, Any], cfg: dict[str, Any]) -> tuple[int, float, str]:
@@ -399,4 +395,3 @@ def _network_disconnects(folder: RunFolder, conns: dict[str, Any], cfg: dict[str
     if stayed:
         note += f"; not recovered within {recover:g} s: {'; '.join(stayed[:3])}"
     return excused, down, note
->>>>>>> 2c5cb11 (Nemesis in the run: the runner routes each listener (and optionally the writers) through the proxy and plays the schedule into nemesis.jsonl; the judge excuses network-caused disconnects the listeners recovered from and bounds the target's share of latency; the report hatches fault windows; live.outage, live.double-outage, live.staggered-outages, stress.impairments)

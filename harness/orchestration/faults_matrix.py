@@ -65,6 +65,8 @@ MATRIX: tuple[Case, ...] = (
     Case(SERVER, "corrupt-new:every=4", "live.updates", "SC-052", "new_value_errors"),
     Case(SERVER, "no-deleted", "live.deletes", "SC-053", "delete_flag_errors"),
     Case(SERVER, "skew-changes:by=3", "live.changes-counter", "SC-055"),
+    Case(SERVER, "malformed-row:every=60", "live.inserts", "SC-051", "malformed"),
+    Case(SERVER, "mutate:column=content,action=drop,op=update,every=10", "live.updates", "SC-052", "new_value_errors"),
     Case(SERVER, "crash:after=4", "live.reconnect", "RUN"),
     Case(SERVER, "leak:bytes=200000", "stress.memory-write", "SC-056"),
     Case(SERVER, "keep-closed", "stress.ws-leak", "CONN-RELEASE"),

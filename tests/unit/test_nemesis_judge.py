@@ -17,6 +17,7 @@ from reports.judge import judge_run
 from tests.support.synthetic import T0, Synthetic, write_run
 
 LOAD = (T0 + 10.0, T0 + 110.0)  # the synthetic run's load phase; drain to T0 + 115
+MANY = {"delivered": 100_000}  # enough notifications for a passing SC-057 to count (min_notifications)
 
 
 def _window(fault: str, start: float, end: float | None, routes: list[str], **what: Any) -> list[dict[str, Any]]:
@@ -58,7 +59,7 @@ def _disconnect(down: float, up: float | None) -> dict[str, Any]:
 
 def test_a_disconnect_in_an_outage_the_listener_recovered_from_is_excused(tmp_path: Path) -> None:
     outage = _window("outage", T0 + 40.0, T0 + 42.0, ["L1", "L2"], disruptive=True, connections_cut=2)
-    folder = _run(tmp_path, outage, criteria=["SC-057"], connections=_disconnect(T0 + 40.01, T0 + 43.5))
+    folder = _run(tmp_path, outage, criteria=["SC-057"], connections=_disconnect(T0 + 40.01, T0 + 43.5), totals=MANY)
     found = _judged(folder, "SC-057")
     assert found["verdict"] == "pass", found
     assert found["value"]["network_disconnects"] == 1 and found["value"]["unexpected_disconnects"] == 0
@@ -118,7 +119,7 @@ def test_scheduled_faults_without_their_record_are_inconclusive(tmp_path: Path) 
     for cid in ("SC-054", "SC-057"):
         found = _judged(folder, cid)
         assert found["verdict"] == "inconclusive" and "nemesis.jsonl is missing" in found["evidence"], found
-    calm = write_run(tmp_path / "b", Synthetic(criteria=["SC-057"], profile=scheduled))
+    calm = write_run(tmp_path / "b", Synthetic(criteria=["SC-057"], profile=scheduled, totals=MANY))
     assert _judged(calm, "SC-057")["verdict"] == "pass"  # no disconnect: nothing to attribute
 
 
