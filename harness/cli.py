@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("harness.commands.history", "list the recorded runs, or render a scenario's trend (--html)"),
     "baseline": ("harness.commands.baseline", "pin a recorded run as the baseline of its scenario and machine"),
     "compare": ("harness.commands.compare", "compare a run folder with its baseline (the REGRESSION criterion)"),
+    "faults": ("harness.commands.faults", "run the fault matrix: each fault caught by its criterion, no false alarms"),
 }
 
 

@@ -92,6 +92,7 @@ class ListenerSpec:
     conversation_id: int | None = None  # None: every row; else only the rows of conversation N
     user: str | None = None
     reconnect: ReconnectSpec | None = None
+    url: str | None = None  # the target URL this listener uses (its nemesis route); None: the plan's target
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ LOCUST_OUT = "locust.out"  # Locust processes' stdout and stderr
 DELIVERY = "delivery.json"  # Locust coordinator: the checker's output
 WRITES = "writes.json"  # Locust coordinator: the writers' ledger summary
 TARGET = "target.json"  # Locust coordinator: target-side counters at the end of the load
+NEMESIS = "nemesis.jsonl"  # runner (nemesis hook): each network fault window and the proxy's traffic
 VERDICT = "verdict.json"  # judge
 JUNIT = "junit.xml"  # judge: one testcase per criterion
 REPORT = "report.html"  # judge

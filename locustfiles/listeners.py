@@ -11,6 +11,7 @@ notification followed by a resume; a listener that ends before the stop says why
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import gevent
@@ -18,7 +19,8 @@ from gevent.event import Event
 
 from harness.delivery.tracker import ListenerTracker, WriterView
 from harness.plan import ListenerSpec, Plan
-from harness.targets.base import Disconnected, Eq, Listener, Op, ProtocolError, TableKind, TargetError
+from harness.targets import create_target
+from harness.targets.base import Disconnected, Eq, Listener, Op, ProtocolError, TableKind, Target, TargetError
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
@@ -42,6 +44,10 @@ class Subscription:
         self._stop = stop  # set once the run is ending
         self.deadline = deadline
         self.filter = None if spec.conversation_id is None else Eq("conversation_id", spec.conversation_id)
+        # a listener with a URL of its own (its nemesis route) reaches the target through it
+        self.target: Target = (
+            context.target if spec.url is None else create_target(replace(context.plan.target, url=spec.url))
+        )
         self.current: Listener | None = None
         self.received: dict[str, int] = {}  # subscription id -> change notifications received on it
         self.last_seq: int | None = None
@@ -63,7 +69,7 @@ class Subscription:
     def open(self, resume_from: int | None, until: float) -> bool:
         """Subscribe, retrying until ``until`` (monotonic) or stop; True once subscribed."""
         for attempt in range(MAX_ATTEMPTS):
-            listener = self.context.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
+            listener = self.target.listener(self.context.schema, self.spec.user or self.context.plan.app_user)
             self.requested_ns = time.time_ns()
             try:
                 listener.subscribe(self.filter, resume_from=resume_from)

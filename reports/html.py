@@ -7,11 +7,12 @@ from html import escape
 from typing import Any
 
 from reports.criteria import Criteria
+from reports.network import network
 from reports.plots import render_plots
 from reports.regression import CRITERION, Trend
 from reports.runfolder import RunFolder
 from reports.trends import trend_section
-from reports.verdict import brief
+from reports.verdict import Unsupported, brief
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif; margin: 24px; color: #222;
@@ -151,6 +152,28 @@ def _phase_rows(folder: RunFolder) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def _network_section(folder: RunFolder) -> str:
+    """The nemesis fault windows (the figures hatch them in red), or nothing when the run had none."""
+    try:
+        net = network(folder)
+    except Unsupported as exc:
+        return f"<h2>Network faults</h2><p class='note'>{escape(str(exc))}</p>"
+    if net is None:
+        return ""
+    t0 = folder.t0 or 0.0
+    rows = [
+        [
+            escape(w.fault), f"{w.start - t0:.1f}", f"{w.end - t0:.1f}" + (" (run end)" if w.until_end else ""),
+            escape(", ".join(sorted(w.routes, key=lambda r: (len(r), r)))),
+            escape(" ".join(f"{k}={v:g}" for k, v in (w.params or {}).items())),
+            escape(", ".join(f"{k} {v}" for k, v in w.counts.items() if isinstance(v, int) and v)),
+        ]
+        for w in net.windows
+    ]  # fmt: skip
+    table = _table(["fault", "start s", "end s", "routes", "params", "did"], rows)
+    return f"<h2>Network faults</h2><p class='note'>nemesis.jsonl; hatched in red in the figures.</p>{table}"
+
+
 def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteria, trend: Trend | None = None) -> str:
     """The whole report page as a string; ``trend`` is the comparable history behind REGRESSION."""
     scenario = document["scenarios"][0]
@@ -185,6 +208,7 @@ def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteri
         _table(["phase", "start s", "end s", "duration s", "settings"], phase_rows)
         if phase_rows
         else '<p class="note">run.json records no phases.</p>',
+        _network_section(folder),
         "<h2>Inputs</h2>",
         _inputs(scenario),
         "<h2>Over time</h2>",

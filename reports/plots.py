@@ -19,7 +19,9 @@ from matplotlib.figure import Figure
 from reports.criteria import Criteria
 from reports.degradation import Degradation, degradation
 from reports.measures import MIB
+from reports.network import Network, network
 from reports.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, RunFolder
+from reports.verdict import Unsupported
 
 WIDTH, HEIGHT, DPI = 10.0, 3.6, 90
 PHASE_COLOURS = {
@@ -27,6 +29,7 @@ PHASE_COLOURS = {
     "locust": "#fdf1c8",
 }  # fmt: skip
 STEP_COLOURS = ("#fde2c8", "#fbd0a6")
+NETWORK_COLOUR = "#d62728"  # network fault windows: hatched over the phases
 TYPE_COLOURS = {"NOTIFY": "#1f77b4", "SQL": "#d62728", "QUERY": "#2ca02c", "Aggregated": "#7f7f7f"}
 
 
@@ -87,11 +90,38 @@ def _shade_phases(ax: Axes, folder: RunFolder) -> None:
         )  # fmt: skip
 
 
+def _network(folder: RunFolder) -> Network | None:
+    try:
+        return network(folder)
+    except Unsupported:
+        return None
+
+
+def _shade_network(ax: Axes, folder: RunFolder) -> None:
+    """Hatch every nemesis fault window over the phases and name its fault at the bottom of the axes."""
+    net = _network(folder)
+    if net is None:
+        return
+    t0 = folder.t0 or 0.0
+    for i, w in enumerate(net.windows):
+        ax.axvspan(
+            w.start - t0, w.end - t0, facecolor="none", edgecolor=NETWORK_COLOUR, hatch="//", alpha=0.35, lw=0,
+            zorder=1,
+        )  # fmt: skip
+        ax.text(
+            w.start - t0, 0.02 + 0.08 * (i % 3),
+            f"{w.fault} {next(iter(w.routes))}" if len(w.routes) == 1 else f"{w.fault} ({len(w.routes)} routes)",
+            transform=ax.get_xaxis_transform(),
+            ha="left", va="bottom", fontsize=7, color=NETWORK_COLOUR, clip_on=True,
+        )  # fmt: skip
+
+
 def _axes(folder: RunFolder, ylabel: str, shade: bool = True) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(WIDTH, HEIGHT))
     ax = fig.add_subplot()
     if shade:
         _shade_phases(ax, folder)
+        _shade_network(ax, folder)
     ax.set_xlabel("seconds since run start")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

@@ -15,6 +15,7 @@ from reports.measures import (
     witnesses,
     write_counts,
 )
+from reports.network import Network, network
 from reports.runfolder import RunFolder
 from reports.verdict import FAIL, PASS, Finding, Unsupported, inconclusive, not_applicable
 
@@ -165,7 +166,13 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     negative = count(latency, "negative")
     if negative:
         evidence += f"; {negative} arrived before they were sent by the clocks (recorded as 0 ms)"
-    if value >= limit:
+    net = network(folder)
+    if net is not None:  # the network's delay is not the target's: judge what is left of the latency
+        through = _network_latency(folder, net, key, value, limit, evidence)
+        if through.verdict != PASS:
+            return through
+        evidence = through.evidence
+    elif value >= limit:
         return Finding(FAIL, value, limit, evidence)
     gap = aggregation_gap(folder)
     if gap:
@@ -202,6 +209,38 @@ def _acknowledged(ok: object) -> int:
     if not isinstance(ok, dict):
         return 0
     return sum(v for v in ok.values() if isinstance(v, int) and not isinstance(v, bool))
+
+
+def _network_latency(folder: RunFolder, net: Network, key: str, value: float, limit: float, evidence: str) -> Finding:
+    """SC-054 through a nemesis: the target's share of the latency is ``value`` less what the proxy added.
+
+    Each notification's network delay lies between ``least`` (what windows covering the whole load
+    added to every chunk) and ``most`` (the longest the proxy held any chunk on the way), so the
+    target's percentile lies between ``value - most`` and ``value - least``: it passes when even the
+    upper end is within the limit, fails when even the lower end is over, and is inconclusive between.
+    """
+    rows = (folder.delivery or {}).get("listeners")
+    listeners = {str(r["listener"]) for r in rows if isinstance(r, dict) and "listener" in r} if rows else set()
+    span = folder.load_window()
+    phases = folder.phases
+    end = max((p.end for p in phases), default=span[1]) if span else None
+    least = net.least_added_ms(listeners, span[0], end) if span and end is not None else 0.0
+    most = max(net.held_ms(listeners), least)
+    faults = "; ".join(w.label(folder.t0) for w in net.delaying) or "no delaying fault"
+    share = (
+        f"the network (nemesis: {faults}) added {least:.1f} to {most:.1f} ms to each notification, "
+        f"so without the network the {key} (target and clients) is {max(0.0, value - most):.1f} to "
+        f"{max(0.0, value - least):.1f} ms"
+    )
+    if value - least <= limit:
+        return Finding(PASS, value, limit, f"{evidence}; {share}")
+    if value - most > limit:
+        return Finding(FAIL, value, limit, f"{evidence}; even so, {share}")
+    return inconclusive(
+        f"the latency's share outside the network cannot be told apart from the network's: {share}; {evidence}",
+        value,
+        limit,
+    )
 
 
 def _received_by_subscription(target: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
@@ -280,21 +319,26 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
         ready_total = conns.get("listener_seconds_since_ready")
         if isinstance(ready_total, int | float) and ready_total > 0:
             total, since = ready_total, "first ready"
-    uptime = min(100.0, 100.0 * float(up) / float(total))
     drops = count(conns, "unexpected_disconnects")
+    excused, excused_s, network_note = _network_disconnects(folder, conns, cfg) if drops else (0, 0.0, "")
+    drops -= excused
+    total = max(float(total) - excused_s, 1e-9)
+    uptime = min(100.0, 100.0 * float(up) / total)
     value = {"uptime_pct": round(uptime, 4), "unexpected_disconnects": drops}
+    if excused:
+        value["network_disconnects"] = excused
     limits = {
         "min_uptime_pct": cfg["min_uptime_pct"],
         "max_unexpected_disconnects": cfg["max_unexpected_disconnects"],
     }
     evidence = (
         f"listeners up {float(up):.1f} of {float(total):.1f} s since {since} ({uptime:.3f}%), "
-        f"{drops} unexpected disconnect(s)"
+        f"{drops} unexpected disconnect(s){network_note}"
     )
     never = count(conns, "listeners_never_ready")
     if never:
         evidence += f", {never} listener(s) never subscribed"
-    shown = [w for w in conns.get("disconnect_witnesses") or [] if isinstance(w, dict)][:3]
+    shown = [w for w in conns.get("disconnect_witnesses") or [] if isinstance(w, dict)][:3] if drops else []
     if shown:
         evidence += "; " + " | ".join(", ".join(f"{k} {v}" for k, v in w.items()) for w in shown)
     ok = uptime >= float(cfg["min_uptime_pct"]) and drops <= int(cfg["max_unexpected_disconnects"])
@@ -310,3 +354,44 @@ def websocket_uptime(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
             f"only {delivered:,} notifications delivered (the criterion needs {need:,}); {evidence}", value, limits
         )
     return Finding(PASS, value, limits, evidence)
+
+
+def _network_disconnects(folder: RunFolder, conns: dict[str, Any], cfg: dict[str, Any]) -> tuple[int, float, str]:
+    """Disconnects a network fault caused and the listener recovered from: (count, seconds down, evidence).
+
+    A disconnect is the network's when it happens in a disruptive nemesis window on the listener's
+    route (or within ``network_grace_seconds`` after it: a cut is noticed when the window ends), and
+    it is excused when the listener was back within ``recover_seconds`` of the window's end. One
+    that stayed down longer remains unexpected: reconnecting after the network heals is the client's job.
+    """
+    net = network(folder)
+    if net is None:
+        return 0, 0.0, ""
+    records = conns.get("disconnects")
+    if not isinstance(records, list) or conns.get("disconnects_truncated"):
+        raise Unsupported("delivery.json does not list every disconnect, so those the network caused cannot be told")
+    grace, recover = float(cfg["network_grace_seconds"]), float(cfg["recover_seconds"])
+    excused, down = 0, 0.0
+    windows: dict[int, str] = {}
+    stayed: list[str] = []
+    for d in records:
+        if not isinstance(d, dict) or not isinstance(d.get("down_at"), int | float):
+            continue
+        w = net.disrupting(str(d.get("listener")), float(d["down_at"]), grace)
+        if w is None:
+            continue
+        up_at = d.get("up_at")
+        if isinstance(up_at, int | float) and up_at <= w.end + recover:
+            excused += 1
+            down += float(up_at) - float(d["down_at"])
+            windows[w.id] = w.label(folder.t0)
+        else:
+            back = "never came back" if not isinstance(up_at, int | float) else f"came back {up_at - w.end:.1f} s after"
+            stayed.append(f"listener {d.get('listener')} {back} the end of {w.label(folder.t0)}")
+    note = ""
+    if excused:
+        note += f"; {excused} disconnect(s) caused by network faults and recovered within {recover:g} s excused " \
+                f"({'; '.join(windows.values())})"  # fmt: skip
+    if stayed:
+        note += f"; not recovered within {recover:g} s: {'; '.join(stayed[:3])}"
+    return excused, down, note

@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, RUN_JSON, STATS, TARGET, WRITES
+from harness.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, NEMESIS, RUN_JSON, STATS, TARGET, WRITES
 
 LOAD_PHASES = ("load", "step-*")  # phases that make up the load (stress) window
 FALLBACK_LOAD_PHASES = ("locust",)  # used when a run recorded no load phase of its own
@@ -51,6 +51,7 @@ class RunFolder:
     delivery: dict[str, Any] | None = None
     writes: dict[str, Any] | None = None
     target: dict[str, Any] | None = None
+    nemesis: list[dict[str, Any]] = field(default_factory=list)  # nemesis.jsonl: network fault windows, if any
     problems: dict[str, str] = field(default_factory=dict)  # file -> why it cannot be used
     notes: dict[str, str] = field(default_factory=dict)  # file -> damage that was worked around
 
@@ -241,4 +242,6 @@ def load_run_folder(path: Path) -> RunFolder:
     folder.delivery = _read_json(folder, DELIVERY)
     folder.writes = _read_json(folder, WRITES)
     folder.target = _read_json(folder, TARGET)
+    if (path / NEMESIS).exists() or folder.profile.get("nemesis"):
+        folder.nemesis = _read_jsonl(folder, NEMESIS)
     return folder

@@ -37,6 +37,7 @@ from harness.delivery.tracker import Delivered, Disconnect, ListenerSummary
 
 COUNTS = ("expected", "may", "delivered")
 MAX_WITNESSES_PER_KIND = 10
+MAX_DISCONNECT_RECORDS = 1000  # unexpected disconnects kept whole, so the judge can match them to network faults
 MAX_WITNESSES = 5  # per listener, writer and kind found at the end
 RESUME_CURRENT_ROWS = "resume"
 """Target feature: a resume sends the current version of every row changed since the last seen sequence."""
@@ -412,10 +413,13 @@ def connections(summaries: Iterable[ListenerSummary]) -> dict[str, Any]:
     Planned time away (a scenario's reconnect) counts in neither; unexpected gaps count as down.
     ``listener_seconds_since_ready`` is the same total counted from each listener's ready time;
     listeners that never became ready are counted in ``listeners_never_ready`` instead.
+    ``disconnects`` lists every unexpected disconnect (up to ``MAX_DISCONNECT_RECORDS``) with its
+    listener and times, so the judge can tell those a network fault caused.
     """
     up = total = planned_total = since_ready = 0.0
     unexpected = never_ready = 0
     witnesses: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     for s in summaries:
         created, ready, end = s.created_ns, s.ready_ns, s.end_ns
         if created is None or end is None:
@@ -434,16 +438,17 @@ def connections(summaries: Iterable[ListenerSummary]) -> dict[str, Any]:
             if d.expected:
                 continue
             unexpected += 1
+            record = {
+                "listener": s.listener_id,
+                "down_at": _secs(d.down_ns),
+                "up_at": _secs(d.up_ns),
+                "reason": d.reason,
+                "resumed": d.resumed,
+            }
             if len(witnesses) < MAX_WITNESSES_PER_KIND:
-                witnesses.append(
-                    {
-                        "listener": s.listener_id,
-                        "down_at": _secs(d.down_ns),
-                        "up_at": _secs(d.up_ns),
-                        "reason": d.reason,
-                        "resumed": d.resumed,
-                    }
-                )
+                witnesses.append(record)
+            if len(records) < MAX_DISCONNECT_RECORDS:
+                records.append(record)
     return {
         "listener_seconds_up": round(up, 3),
         "listener_seconds_total": round(total, 3),
@@ -452,6 +457,8 @@ def connections(summaries: Iterable[ListenerSummary]) -> dict[str, Any]:
         "unexpected_disconnects": unexpected,
         "listeners_never_ready": never_ready,
         "disconnect_witnesses": witnesses,
+        "disconnects": records,
+        "disconnects_truncated": unexpected > len(records),
     }
 
 

@@ -26,6 +26,7 @@ import orjson
 from harness.errors import HarnessError
 from harness.orchestration.layout import advise
 from harness.orchestration.limits import check_limits, serve_limits
+from harness.orchestration.nemesis import NemesisRun
 from harness.orchestration.record import RunRecord
 from harness.orchestration.server import LocalServer, start_local_server
 from harness.orchestration.watch import TargetWatch
@@ -210,9 +211,13 @@ class Runner:
         """Set the target up, start the monitor, run Locust and the observation window."""
         opts = self.options
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
+        protocol = self.ready_target(plan, record, server, spec)
+        if scenario.nemesis.faults:  # stopped after Locust (callbacks run last-registered first)
+            nemesis = NemesisRun(scenario.nemesis, plan, record.path, opts.progress)
+            plan = nemesis.start(plan)
+            started.callback(nemesis.stop)
         plan_path = record.path / PLAN_JSON
         plan.write(plan_path)
-        protocol = self.ready_target(plan, record, server, spec)
         record.phase("setup", t0, time.time())
         if server is not None:
             self.start_monitor(record.path, server, spec, started)

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.nemesis.schedule import Schedule, parse_schedule
 from harness.plan import (
     DEFAULT_JOB_TIMEOUT_SECONDS,
     DEFAULT_SETTLE_SECONDS,
@@ -36,12 +37,12 @@ from harness.plan import (
 )
 from harness.targets.base import TableKind
 
-CATALOGUE_FILES = ("live.toml", "stress.toml")
+CATALOGUE_FILES = ("live.toml", "stress.toml", "nemesis.toml")
 APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
     "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
-    "writers", "listeners", "quick",
+    "writers", "listeners", "quick", "nemesis",
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
@@ -78,6 +79,7 @@ class Scenario:
     quick: dict[str, Any] = field(default_factory=dict)
     full_extras: Extras = field(default_factory=Extras)  # ``settings`` parsed
     quick_extras: Extras = field(default_factory=Extras)  # ``settings`` with ``quick`` applied, parsed
+    nemesis: Schedule = field(default_factory=Schedule)  # network faults between the harness and the target
 
     def extras(self, quick: bool) -> Extras:
         """The typed settings of the full or the quick profile."""
@@ -96,6 +98,7 @@ class Scenario:
             "payload_bytes": self.payload_bytes,
             "drain_seconds": self.quick_drain_seconds if quick else self.drain_seconds,
             **settings,
+            **({"nemesis": self.nemesis.to_list()} if self.nemesis.faults else {}),
         }
 
 
@@ -309,7 +312,15 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
         quick=dict(quick),
         full_extras=parse_extras(where, settings, quick=False),
         quick_extras=parse_extras(f"{where} quick", {**settings, **quick}, quick=True),
+        nemesis=parse_schedule(where, merged.get("nemesis"), _listener_ids(merged)),
     )
+
+
+def _listener_ids(merged: dict[str, Any]) -> tuple[str, ...]:
+    """The listener ids ``build_plan`` gives a scenario's listeners: L1..Ln in order, copies expanded."""
+    listeners = merged.get("listeners", [])
+    n = sum(c if isinstance(c := raw.get("copies", 1), int) else 1 for raw in listeners if isinstance(raw, dict))
+    return tuple(f"L{i}" for i in range(1, n + 1))
 
 
 def parse_catalogue(text: str, filename: str, criterion_ids: Collection[str]) -> dict[str, Scenario]:

@@ -35,7 +35,7 @@ listeners = [{ reconnect = { after_changes = 1, away_seconds = 0.5 } }]
 
 def test_the_shipped_catalogue_loads_with_the_judges_criteria() -> None:
     scenarios = catalogue(RULES)
-    assert {s.group for s in scenarios.values()} == {"live", "stress"}
+    assert {s.group for s in scenarios.values()} == {"live", "stress", "nemesis"}
     assert all(set(s.criteria) <= set(RULES) for s in scenarios.values())
 
 
