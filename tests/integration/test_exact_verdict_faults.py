@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from tests.integration.test_fault_injection import criteria_of, run_with_fault
+from tests.support.runs import run_with_fault
+from tests.support.verdicts import SMALL_RUN_CRITERIA, criteria_of
 
 BIG = str(2**64)  # beyond the 64 bits of an int64 column
 ROW_0 = str(1 << 32)  # writer 1's row 0: a row id no writer ever makes
@@ -113,7 +114,7 @@ ANOMALY_KEYS = (
 def test_bad_frame_gives_fail_with_exact_counts_and_a_witness(
     tmp_path, fault: str, scenario: str, criterion: str, counts: dict[str, int], still_pass: list[str]
 ) -> None:
-    code, verdict, run_dir = run_with_fault(tmp_path, scenario, fault)
+    code, verdict, run_dir = run_with_fault(tmp_path, scenario, fault, criteria=SMALL_RUN_CRITERIA)
     found = criteria_of(verdict)
     assert code == 1 and verdict["verdict"] == "fail"
     assert found[criterion]["verdict"] == "fail", found[criterion]

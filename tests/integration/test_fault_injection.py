@@ -27,9 +27,7 @@ from pathlib import Path
 import pytest
 
 from harness.delivery.anomalies import LEGACY_PHANTOM, Anomaly
-from harness.orchestration.runner import Runner, RunOptions
-from harness.scenarios.catalogue import resolve
-from reports.judge import RULES
+from tests.support.runs import run_with_fault
 from tests.support.verdicts import SMALL_RUN_CRITERIA, criteria_of
 
 # every anomaly counter of delivery.json (late arrivals are no anomaly), and the phantom family's sum
@@ -50,25 +48,6 @@ CASES = [
     ("delay:ms=80,every=10", "live.inserts", "SC-054", {}, ["SC-051", "SC-055", "SC-057"]),
     ("skew-changes:by=3", "live.changes-counter", "SC-055", {}, ["SC-051", "SC-052", "SC-053", "SC-054", "SC-057"]),
 ]
-
-
-def run_with_fault(tmp_path: Path, scenario: str, *faults: str, criteria: str | None = None) -> tuple[int, dict, Path]:
-    """Run ``scenario``'s quick profile against a server with ``faults``; (exit code, verdict.json, run folder)."""
-    out = tmp_path / "runs"
-    criteria_file = None
-    if criteria is not None:
-        criteria_file = tmp_path / "criteria.toml"
-        criteria_file.write_text(criteria)
-    options = RunOptions(
-        quick=True,
-        out_dir=out,
-        progress=lambda _msg: None,
-        criteria=criteria_file,
-        server_args=tuple(a for f in faults for a in ("--fault", f)),
-    )
-    code = Runner(options).run(resolve([scenario], RULES)[0])
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # history.sqlite lies beside the run folders
-    return code, json.loads((run_dir / "verdict.json").read_text()), run_dir
 
 
 def junit_states(run_dir: Path) -> dict[str, tuple[str, str]]:

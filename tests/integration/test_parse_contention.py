@@ -20,7 +20,7 @@ from harness.orchestration import parse_process
 from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
-from tests.integration.test_parse_target import INSTALL_SECONDS, _require_parse
+from tests.support.parse import INSTALL_SECONDS, require_parse
 
 
 def _run(target: str, out: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
@@ -35,7 +35,7 @@ def _run(target: str, out: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
 
 def _require_wal2json() -> None:
     try:
-        _require_parse()
+        require_parse()
         lib = parse_process.pg_bindir().parent / "lib" / "wal2json.so"
         if not lib.exists():
             raise HarnessError(f"{lib} not found: install postgresql-<major>-wal2json (scripts/install-parse-deps.sh)")

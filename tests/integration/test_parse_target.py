@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from harness.delivery.identity import COLUMNS, insert_row, row_id, update_changes
-from harness.errors import HarnessError
 from harness.orchestration import parse_process
 from harness.orchestration.parse_process import ParseServer, start_parse
 from harness.orchestration.runner import Runner, RunOptions
@@ -28,28 +26,14 @@ from harness.scenarios.catalogue import resolve
 from harness.targets import create_target
 from harness.targets.base import Change, Eq, Listener, Op, Outcome, Schema
 from reports.judge import RULES
+from tests.support.parse import INSTALL_SECONDS, require_parse
 from tests.support.verdicts import small_run_criteria
-
-INSTALL_SECONDS = 600  # a cold install from the registry; a warm one takes no time
-
-
-def _require_parse() -> None:
-    """Skip (fail under CI=true) when node, npm or PostgreSQL is missing, with the one-line reason."""
-    try:
-        for tool, package in (("node", "nodejs"), ("npm", "npm")):
-            if shutil.which(tool) is None:
-                raise HarnessError(f"{tool} not found: install the Debian package {package}")
-        parse_process.pg_bindir()
-    except HarnessError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Parse prerequisites missing under CI: {exc}")
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
 def parse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParseServer]:
     """One Parse Server + PostgreSQL for the module's driver tests (installing first when not cached)."""
-    _require_parse()
+    require_parse()
     server = start_parse(tmp_path_factory.mktemp("parse"), progress=lambda _msg: None)
     try:
         yield server
@@ -66,7 +50,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.timeout(INSTALL_SECONDS + 60)
 def test_target_up_serves_health_and_target_down_stops_it_by_pid(tmp_path: Path) -> None:
-    _require_parse()
+    require_parse()
     folder = tmp_path / "target"
     cli = [sys.executable, "-m", "harness.cli", "target"]
     up = subprocess.run([*cli, "up", "parse", "--dir", str(folder)], capture_output=True, text=True, timeout=660)
@@ -145,7 +129,7 @@ def test_writes_single_and_batched_arrive_as_live_events_with_old_values(parse_s
 
 @pytest.mark.timeout(INSTALL_SECONDS + 120)
 def test_live_ordering_runs_to_a_verdict_on_parse_with_the_counter_criterion_not_applicable(tmp_path: Path) -> None:
-    _require_parse()
+    require_parse()
     out = tmp_path / "runs"
     (scenario,) = resolve(["live.ordering"], RULES)
     criteria = small_run_criteria(tmp_path)  # SC-057 on 4 notifications: plumbing, not the specification's size
