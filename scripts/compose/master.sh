@@ -15,12 +15,11 @@ scenarios="$(lqharness list ${LQH_SCENARIOS:-live stress} | awk 'NF {print $1}')
     exit 2
 }
 status=0
-first=1
 for scenario in $scenarios; do
-    # The workers quit with each scenario and rejoin: give them time to start before this master
-    # sends its plan (a worker still starting would miss it).
-    [ "$first" -eq 1 ] || sleep "${LQH_REJOIN_SECONDS:-5}"
-    first=0
+    # The workers start with (or, for a next scenario, rejoin after) this master: give them time to
+    # finish starting before it sends its plan. A Locust worker announces itself before its
+    # locustfile's init handlers run, and one still starting misses the plan.
+    sleep "${LQH_REJOIN_SECONDS:-5}"
     echo "master: $scenario with ${LQH_WORKERS:-2} workers"
     # LQH_RUN_ARGS is a list of options (e.g. --quick): split on purpose.
     # shellcheck disable=SC2086
