@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The compose `judge` service: wait (at most $LQH_JUDGE_WAIT seconds) until the master has finished,
 # then judge every run folder the master wrote in this run (newer than its master.started mark)
-# into the `runs` bind mount: verdict.json, junit.xml and report.html. Its exit code is the verdict
-# (0 pass, 1 fail, 2 inconclusive or error), which `docker wait` hands to the caller.
+# into the `runs` bind mount, with $LQH_CRITERIA when set: verdict.json, junit.xml and report.html.
+# Its exit code is the verdict (0 pass, 1 fail, 2 inconclusive or error), which `docker wait` hands
+# to the caller.
 set -uo pipefail
 
 dir="/runs/${LQH_RUN_ID:-nightly}"
@@ -21,4 +22,4 @@ if [ "${#folders[@]}" -eq 0 ]; then
     exit 2
 fi
 echo "judge: master exit $(cat "$dir/master.exit"); judging ${#folders[@]} run folder(s) in $dir"
-exec lqharness judge "${folders[@]}"
+exec lqharness judge ${LQH_CRITERIA:+--criteria "$LQH_CRITERIA"} "${folders[@]}"

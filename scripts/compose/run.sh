@@ -2,20 +2,23 @@
 # Run the compose topology once, to a verdict: refuse unless every service uses host networking and
 # no network is declared; `up -d` with --pull never; `docker wait` on the judge (its exit code is the
 # verdict); the services' logs into $dir/compose.log; check that verdict.json says pass in every run
-# folder; `down`. Defaults: one quick scenario (LQH_SCENARIOS, LQH_RUN_ARGS) with 2 workers, into
-# $LQH_RUNS (default ./runs) under a fresh LQH_RUN_ID. Exit code: the judge's.
+# folder; `down`. Defaults: one quick scenario (LQH_SCENARIOS, LQH_RUN_ARGS) with 2 workers, judged
+# with quick-criteria.toml (LQH_CRITERIA, a path in the image; empty: the defaults), into
+# $LQH_RUNS (default ./runs) under a fresh LQH_RUN_ID; LQH_COMPOSE_FILE names another compose file.
+# Exit code: the judge's.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 export LQH_SCENARIOS="${LQH_SCENARIOS:-live.multi-listener}"
 export LQH_RUN_ARGS="${LQH_RUN_ARGS---quick}"
+export LQH_CRITERIA="${LQH_CRITERIA-scripts/compose/quick-criteria.toml}"
 export LQH_WORKERS="${LQH_WORKERS:-2}"
 export LQH_RUN_ID="${LQH_RUN_ID:-compose-$(date -u +%Y%m%dT%H%M%SZ)}"
 export LQH_RUNS="${LQH_RUNS:-$ROOT/runs}"
 export COMPOSE_PROFILES="${COMPOSE_PROFILES:-ref}"
 dir="$LQH_RUNS/$LQH_RUN_ID"
 mkdir -p "$dir"
-compose=(docker_cli compose --project-directory "$ROOT" -f "$ROOT/docker-compose.yml")
+compose=(docker_cli compose --project-directory "$ROOT" -f "${LQH_COMPOSE_FILE:-$ROOT/docker-compose.yml}")
 
 # Host networking only: a service without it, or any network, would make compose create a bridge.
 "${compose[@]}" config --format json >"$dir/compose-config.json"

@@ -50,3 +50,24 @@ def test_make_compose_runs_the_topology_to_a_pass(tmp_path: Path) -> None:
     config = json.loads((run / "compose-config.json").read_text())
     assert {svc["network_mode"] for svc in config["services"].values()} == {"host"}
     assert not (Path(os.environ.get("LQH_COMPOSE_STATE", "/var/tmp/lqh-compose")) / "dockerd.pid").exists()
+
+
+def test_a_service_without_host_networking_is_refused(tmp_path: Path) -> None:
+    """run.sh reads the resolved configuration first and starts nothing when a service would get a bridge."""
+    state = Path(os.environ.get("LQH_COMPOSE_STATE", "/var/tmp/lqh-compose"))
+    if not (state / "config/cli-plugins/docker-compose").exists():
+        pytest.skip("Compose is not installed (scripts/compose/install.sh)")
+    bridged = tmp_path / "bridged.yml"
+    bridged.write_text(
+        "services:\n"
+        "  hostnet:\n    image: livequery-harness:local\n    network_mode: host\n"
+        "  bridged:\n    image: livequery-harness:local\n"
+    )
+    env = {**os.environ, "LQH_COMPOSE_FILE": str(bridged), "LQH_RUNS": str(tmp_path), "LQH_RUN_ID": "refused"}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/compose/run.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "services without network_mode host: ['bridged']" in proc.stderr
+    assert "refusing to start" in proc.stderr
+    assert not (tmp_path / "refused" / "compose-up.log").exists()
