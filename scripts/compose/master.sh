@@ -16,10 +16,6 @@ scenarios="$(lqharness list ${LQH_SCENARIOS:-live stress} | awk 'NF {print $1}')
 }
 status=0
 for scenario in $scenarios; do
-    # The workers start with (or, for a next scenario, rejoin after) this master: give them time to
-    # finish starting before it sends its plan. A Locust worker announces itself before its
-    # locustfile's init handlers run, and one still starting misses the plan.
-    sleep "${LQH_REJOIN_SECONDS:-5}"
     echo "master: $scenario with ${LQH_WORKERS:-2} workers"
     # LQH_RUN_ARGS is a list of options (e.g. --quick): split on purpose.
     # shellcheck disable=SC2086

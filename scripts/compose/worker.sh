@@ -2,8 +2,7 @@
 # A compose `worker` replica: join the master at 127.0.0.1:$LQH_MASTER_PORT as a Locust worker, and
 # join again at once for the master's next scenario, until the master writes master.exit after this
 # worker started (a mark left by an earlier run does not count). At most $LQH_WORKER_ROUNDS joins, so
-# a vanished master cannot keep it looping. Workers start before the master, which waits before each
-# scenario: a worker must have finished starting when the master sends it the plan (see master.sh).
+# a vanished master cannot keep it looping. The plan comes from the master (the worker asks for it).
 set -uo pipefail
 
 dir="/runs/${LQH_RUN_ID:-nightly}"
