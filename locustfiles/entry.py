@@ -187,7 +187,7 @@ class PlainRun:
 
     def _on_plan_wanted(self, _msg: PlanWanted, node_id: str) -> None:
         if self.plan is not None:
-            messages.send(self.runner, _wire_plan(self.plan), client_id=node_id)
+            messages.send(self.runner, _plan_message(self.plan), client_id=node_id)
 
     def _finished(self, delivery: dict[str, Any]) -> None:
         """The coordinator wrote the delivery files: judge the run, and let its verdict be Locust's exit code."""
