@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test nightly nightly-tests bench faults lint clean
+.PHONY: run test nightly nightly-tests bench faults lint clean compose compose-clean
 
 # `make nightly`: where the run folders go, and the run history they record into and compare with
 # (history.sqlite in NIGHTLY_OUT unless HISTORY names a database, e.g. HISTORY=postgresql://lqh@db/lqh).
@@ -52,6 +52,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+
+# The full topology under a real Docker engine (docker-compose.yml): installs docker.io and Compose,
+# starts a private dockerd, builds the images without any registry pull, runs one quick scenario to a
+# verdict, tears down and stops the daemon. Needs root. LQH_SCENARIOS, LQH_WORKERS, LQH_RUNS tune it.
+compose:
+	bash scripts/compose/all.sh
+
+# Remove what `make compose` keeps for a warm rerun: the daemon's images and state (about 1 GB).
+compose-clean:
+	bash scripts/compose/clean.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

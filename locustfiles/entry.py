@@ -35,7 +35,7 @@ from harness.targets import create_target
 from locustfiles import coordination, messages, options, population, webtab
 from locustfiles.context import RunContext
 from locustfiles.coordinator import Coordinator
-from locustfiles.messages import RunPlan
+from locustfiles.messages import PlanWanted, RunPlan
 
 if TYPE_CHECKING:
     from harness.orchestration.session import Session
@@ -88,11 +88,13 @@ class PlainRun:
         """Wire this process's side at Locust's init event."""
         if isinstance(self.runner, WorkerRunner):
             messages.on(self.runner, RunPlan, self._on_plan)
+            messages.send(self.runner, PlanWanted())
             return
         parsed = self.parsed
         web_ui: Any = self.environment.web_ui
         if isinstance(self.runner, MasterRunner):
             self.environment.events.worker_connect.add_listener(self._on_worker_connect)
+            messages.on(self.runner, PlanWanted, self._on_plan_wanted)
         self.environment.events.quitting.add_listener(self._on_quitting)
         if web_ui is not None:
             webtab.install(web_ui, lambda: webtab.delivery_view(self.coordinator, self.verdict))
@@ -182,6 +184,10 @@ class PlainRun:
             messages.send(
                 self.runner, RunPlan(orjson.loads(self.plan.to_json()), self.plan.secret_env()), client_id=client_id
             )
+
+    def _on_plan_wanted(self, _msg: PlanWanted, node_id: str) -> None:
+        if self.plan is not None:
+            messages.send(self.runner, _plan_message(self.plan), client_id=node_id)
 
     def _finished(self, delivery: dict[str, Any]) -> None:
         """The coordinator wrote the delivery files: judge the run, and let its verdict be Locust's exit code."""

@@ -36,6 +36,15 @@ class RunPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanWanted:
+    """Sent by a worker of a plain ``locust -f`` run once it can take the plan; the master answers with
+    ``RunPlan``. Locust connects a worker before its init handlers run, so a plan sent on connect alone
+    can arrive before the worker listens for it, and Locust drops it."""
+
+    TYPE: ClassVar[str] = "lqh_plan_wanted"
+
+
+@dataclass(frozen=True, slots=True)
 class ClockPing:
     """Sent by a worker to the master to estimate its clock offset (``locustfiles.clock``).
 
@@ -215,6 +224,7 @@ class FlushFinal:
 
 Message = (
     RunPlan
+    | PlanWanted
     | ClockPing
     | ClockPong
     | ClockOffset

@@ -45,6 +45,7 @@ from locustfiles.messages import (  # noqa: E402
     Go,
     ListenerFinal,
     LoadDone,
+    PlanWanted,
     Ready,
     RunPlan,
     Stop,
@@ -161,6 +162,7 @@ def test_stop_also_winds_extra_users_down() -> None:
 
 EVERY_MESSAGE = [
     RunPlan(orjson.loads(_plan().to_json()), _plan().secret_env()),
+    PlanWanted(),
     ClockPing(1.5),
     ClockPong(1.5, 1.75),
     ClockOffset(0.25, 0.001, 5),
