@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from reports.history import HistoryStore
+from tests.support.verdicts import SMALL_RUN_CRITERIA
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "live.high-frequency"
@@ -47,7 +48,8 @@ def criterion(folder: Path, cid: str) -> dict[str, Any]:
 def test_injected_delay_fails_regression_on_delivery_latency(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     loose = tmp_path / "loose.toml"
-    loose.write_text("[SC-054]\nmax_latency_ms = 60000.0\n")
+    # latency judged loosely (a busy machine must not stop the baselines passing) and on a quick run's size
+    loose.write_text(SMALL_RUN_CRITERIA.replace("[SC-054]\n", "[SC-054]\nmax_latency_ms = 60000.0\n"))
     passed: list[Path] = []
     for _ in range(MAX_ATTEMPTS):
         result = lqharness("run", SCENARIO, "--quick", "--out", str(out), "--criteria", str(loose))

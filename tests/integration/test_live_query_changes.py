@@ -44,6 +44,11 @@ def _run(tmp_path: Path, scenario_name: str, **options) -> tuple[int, dict, dict
     return code, verdict, delivery
 
 
+# Scenarios whose count depends on what the protocol generation's resume owes, so the catalogue
+# states none: here, on the embedded server's default generation (0.7), the replay owes every change.
+EXPECTED_ON_07 = {"live.replay-gap": 400}
+
+
 def _summary(verdict: dict) -> str:
     return "; ".join(
         f"{c['id']}={c['verdict']} ({c.get('evidence')})"
@@ -59,12 +64,13 @@ def test_live_scenario_passes_with_exact_counts(tmp_path: Path, scenario) -> Non
     code, verdict, delivery = _run(tmp_path, scenario.name)
     assert_passes(scenario.name, scenario.criteria, code, verdict, LIVE_ALLOWED)
     totals = delivery["totals"]
-    assert totals["expected"] == scenario.expected
-    assert totals["delivered"] == scenario.expected
+    expected = scenario.expected if scenario.expected is not None else EXPECTED_ON_07[scenario.name]
+    assert totals["expected"] == expected
+    assert totals["delivered"] == expected
     for key in ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors"):
         assert totals[key] == 0, key
     (scenario_verdict,) = verdict["scenarios"]
-    assert scenario_verdict["delivery"]["expected"] == scenario.expected
+    assert scenario_verdict["delivery"]["expected"] == expected
 
 
 @pytest.mark.timeout(120)
