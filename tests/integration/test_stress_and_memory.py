@@ -30,6 +30,9 @@ QUICK_ALLOWED: Allowances = {
     ("stress.writers-listeners", "SC-057"): FEW_NOTIFICATIONS,  # about 1,500 writes x 20 listeners
     ("stress.flush", "SC-056"): SHORT_LOAD,  # 15 s of inserts
     ("stress.actor-health", "SC-057"): FEW_NOTIFICATIONS,  # about 1,500 writes x 10 listeners
+    # one writer stream at 1,000 inserts/s reaches about 93% of it on this 2-core machine (issue 12, open);
+    # the criterion says so instead of passing on a lower rate
+    ("stress.cpu", "CPU-1000"): "the load reached only",
     # 3 steps of 6 s up to 1,200 writes/s hold the SLO here: no capacity found
     ("stress.degradation", "DEGRADATION"): "the ramp ended before the server reached capacity",
 }
