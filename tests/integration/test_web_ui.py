@@ -16,7 +16,7 @@ from tests.support.plain_locust import free_port, locust_cmd, locust_env, only_r
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-SCENARIO = "live.high-frequency"  # 1,000 inserts: long enough to be stopped from the UI while it runs
+SCENARIO = "live.replay-gap"  # about 6 s of paced writes by 1 writer to 1 listener: seen live, then stopped
 NUMBERS = {"Expected": "expected", "Delivered": "delivered", "Lost": "lost", "Duplicated": "duplicates",
            "Out of order": "out_of_order"}  # fmt: skip
 
