@@ -125,6 +125,18 @@ def test_a_regression_that_was_only_na_or_inconclusive_does_not_keep_a_run_out()
     assert not passing(HistoryRun(facts(2), FAIL, {"SC-054": PASS, CRITERION: FAIL}, {}))
 
 
+def test_runs_inconclusive_only_on_size_are_baselines_but_not_failed_crashed_or_saturated_ones() -> None:
+    """A quick profile is inconclusive on the specification's sizes while its measurements are sound:
+    three such runs make a baseline, so a slowed fourth fails; a failed, crashed or saturated run never does."""
+    sized = {"SC-051": PASS, "SC-054": INCONCLUSIVE, "SC-057": INCONCLUSIVE, "RUN": PASS}
+    runs = [HistoryRun(facts(i), INCONCLUSIVE, sized, {"delivery_p99_ms": 10.0}) for i in range(3)]
+    assert all(passing(r) for r in runs)
+    assert compare(current(20.0), runs, CFG).verdict == FAIL
+    assert not passing(HistoryRun(facts(7), FAIL, {**sized, "SC-051": FAIL}, {"delivery_p99_ms": 10.0}))
+    assert not passing(HistoryRun(facts(8), INCONCLUSIVE, {**sized, "RUN": INCONCLUSIVE}, {}))
+    assert not passing(HistoryRun(facts(9), INCONCLUSIVE, sized, {"generator_saturated_fraction": 0.2}))
+
+
 def test_only_earlier_runs_count() -> None:
     later = [HistoryRun(facts(200 + i), PASS, {}, {"delivery_p99_ms": 10.0}) for i in range(3)]
     assert compare(current(50.0), later, CFG).verdict == NA
