@@ -6,8 +6,9 @@ import pytest
 
 from harness.plan import TargetSpec
 from harness.targets.base import TargetError
+from harness.targets.http_session import describe
 from harness.targets.kalamdb import KalamTarget
-from harness.targets.kalamdb.transport import Endpoint, describe
+from harness.targets.kalamdb.transport import Endpoint
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,13 @@ import orjson
 import websocket
 
 from harness.targets.base import Change, Disconnected, Eq, Schema, TargetError
+from harness.targets.http_session import describe
 from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
 from harness.targets.kalamdb.generation import MEMORY
 from harness.targets.kalamdb.settings import Settings
 from harness.targets.kalamdb.sql import SqlSession, probe_generation
-from harness.targets.kalamdb.transport import Http, describe
+from harness.targets.kalamdb.transport import Http
 
 __all__ = ["KalamListener"]
 

@@ -10,31 +10,15 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
-import gevent
 import orjson
-from geventhttpclient import HTTPClient
-from geventhttpclient.response import HTTPParseError
 
 from harness.targets.base import TargetError
+from harness.targets.http_session import NO_ANSWER, HubSession, describe
 
 __all__ = ["Endpoint", "Http", "TransportError", "describe"]
 
 WS_PATH = "/v1/ws"
 DEFAULT_PORT = 2900  # KalamDB's since 0.7 (8080 before): a URL without a port means it
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a transport exception, without library internals."""
-    if isinstance(exc, TimeoutError | gevent.Timeout):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    if isinstance(exc, HTTPParseError):
-        return f"connection closed ({exc})"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class TransportError(TargetError):
@@ -72,29 +56,12 @@ class Endpoint:
 class Http:
     """One keep-alive HTTP connection posting JSON; returns (status, decoded body or None).
 
-    geventhttpclient sockets belong to the gevent hub of the thread that made them, so a
-    session used from another thread transparently opens its own connection there.
+    One connection per gevent hub (``harness.targets.http_session``).
     """
 
     def __init__(self, endpoint: Endpoint, timeout: float) -> None:
         self._endpoint = endpoint
-        self._timeout = timeout
-        self._client: HTTPClient | None = None
-        self._hub: Any = None
-
-    def _get(self) -> HTTPClient:
-        hub = gevent.get_hub()
-        if self._client is None or self._hub is not hub:
-            self._client = HTTPClient(
-                self._endpoint.host,
-                port=self._endpoint.port,
-                ssl=self._endpoint.secure,
-                concurrency=1,
-                connection_timeout=self._timeout,
-                network_timeout=self._timeout,
-            )
-            self._hub = hub
-        return self._client
+        self._session = HubSession(endpoint.host, endpoint.port, timeout, secure=endpoint.secure)
 
     def post(self, path: str, payload: Any, token: str | None = None) -> tuple[int, Any]:
         """POST ``payload`` as JSON to ``path``."""
@@ -106,14 +73,9 @@ class Http:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            with self._get().request(method, path, body=body, headers=headers) as resp:
-                status, data = resp.status_code, resp.read()
-        except (OSError, HTTPParseError, gevent.Timeout, RuntimeError) as exc:
+            return self._session.request(method, path, body, headers)
+        except NO_ANSWER as exc:
             raise TransportError(f"{self._endpoint.base_url}{path}: {describe(exc)}") from None
-        try:
-            return status, orjson.loads(data) if data else None
-        except orjson.JSONDecodeError:
-            return status, None
 
     @property
     def base_url(self) -> str:
@@ -121,6 +83,4 @@ class Http:
         return self._endpoint.base_url
 
     def close(self) -> None:
-        if self._client is not None and self._hub is gevent.get_hub():
-            self._client.close()
-        self._client = None
+        self._session.close()

@@ -13,12 +13,10 @@ import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import gevent
 import orjson
-from geventhttpclient import HTTPClient
-from geventhttpclient.response import HTTPParseError
 
 from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
+from harness.targets.http_session import NO_ANSWER, HubSession, describe
 from harness.targets.parse import commitlog, wire
 
 __all__ = ["Endpoint", "Rest", "ParseAdmin", "ParseWriter", "TransportError"]
@@ -29,17 +27,6 @@ ALREADY_EXISTS = 103  # Parse error code: the class (schema) exists
 
 class TransportError(TargetError):
     """The request got no answer (refused, reset, timed out): its effect is unknown."""
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | gevent.Timeout):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class Endpoint:
@@ -62,8 +49,7 @@ class Endpoint:
 class Rest:
     """One keep-alive HTTP connection to Parse with the app id and master key on every request.
 
-    geventhttpclient sockets belong to the gevent hub of the thread that made them, so a
-    session used from another thread opens its own connection there.
+    One connection per gevent hub (``harness.targets.http_session``).
     """
 
     def __init__(self, endpoint: Endpoint, app_id: str, master_key: str, timeout: float) -> None:
@@ -73,36 +59,16 @@ class Rest:
             "X-Parse-Master-Key": master_key,
             "Content-Type": "application/json",
         }
-        self._timeout = timeout
-        self._client: HTTPClient | None = None
-        self._hub: Any = None
-
-    def _get(self) -> HTTPClient:
-        hub = gevent.get_hub()
-        if self._client is None or self._hub is not hub:
-            self._client = HTTPClient(
-                self.endpoint.host,
-                port=self.endpoint.port,
-                concurrency=1,
-                connection_timeout=self._timeout,
-                network_timeout=self._timeout,
-            )
-            self._hub = hub
-        return self._client
+        self._session = HubSession(endpoint.host, endpoint.port, timeout)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """``method`` on ``<mount><path>``; (status, decoded JSON or None). TransportError when no answer came."""
         data = b"" if body is None else orjson.dumps(body)
         url = self.endpoint.mount + path
         try:
-            with self._get().request(method, url, body=data, headers=self._headers) as resp:
-                status, raw = resp.status_code, resp.read()
-        except (OSError, HTTPParseError, gevent.Timeout, RuntimeError) as exc:
-            raise TransportError(f"{method} {self.endpoint.url}{path}: {_describe(exc)}") from None
-        try:
-            return status, orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            return status, None
+            return self._session.request(method, url, data, self._headers)
+        except NO_ANSWER as exc:
+            raise TransportError(f"{method} {self.endpoint.url}{path}: {describe(exc)}") from None
 
     def query(self, schema: Schema, filter: Eq | None, limit: int, order: str | None = None) -> list[Row]:
         """``GET /classes/<class>`` with a ``where`` from ``filter``: the matching rows, at most ``limit``."""
@@ -116,9 +82,7 @@ class Rest:
         return [row for obj in body.get("results") or [] if (row := wire.row_of(obj, schema)) is not None]
 
     def close(self) -> None:
-        if self._client is not None and self._hub is gevent.get_hub():
-            self._client.close()
-        self._client = None
+        self._session.close()
 
 
 class ParseAdmin:
