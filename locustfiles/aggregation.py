@@ -88,7 +88,7 @@ def write_outputs(
         ledgers,
         [final.summary for final in listener_finals],
         drain_ns=int(plan.drain_seconds * 1e9),
-        plan_writers=[w.writer_id for w in plan.writers],
+        plan_writers=[w.writer_id for w in plan.writers] + list(aggregation.get("joined_writers") or ()),
         aggregation=aggregation,
         features=features,
         commit_log=commit_log,

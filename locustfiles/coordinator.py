@@ -21,7 +21,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner
 
 from harness.targets.base import TargetError
-from locustfiles import clock, messages, ramp
+from locustfiles import clock, joiners, messages, ramp
 from locustfiles.aggregation import LiveView, write_outputs
 from locustfiles.context import END_MARGIN_SECONDS, RunContext
 from locustfiles.lag import LagSampler
@@ -42,6 +42,7 @@ from locustfiles.messages import (
 from locustfiles.phases import PhaseLog
 
 POLL_SECONDS = 0.1
+USER_KINDS = {"ListenerUser": "listeners", "WriterUser": "writer_users"}  # shown by kind in a user-count step
 LIVE_VIEW_SECONDS = 1.0  # how often the in-process live view takes this process's listener deltas
 
 
@@ -67,18 +68,20 @@ class Coordinator:
         self.lag = lag  # this process's event-loop lag (the Delivery tab shows it)
         self.worker_lag_ms: dict[str, float] = {}  # each worker's last reported loop lag
         self._stop_asked = False
-        self._user_counts: list[tuple[float, int]] = []  # (unix time, Locust user count) at each spawn's end
+        # (unix time, Locust user count, users by kind) at each spawn's end
+        self._user_counts: list[tuple[float, int, dict[str, int]]] = []
         self.phases = PhaseLog(self.plan.extra.run_dir)
         self.ramp = self.plan.extra.ramp
         self._churn = self.plan.extra.churn is not None
         self._flush = self.plan.extra.flush is not None
-        self._totals = {
-            "listener": len(self.plan.listeners),
-            "writer": len(self.plan.writer_groups),
+        self._totals = {  # claims handed out at most: listeners and writers beyond the plan's are joiners
+            "listener": joiners.claimable(self.plan, "listener"),
+            "writer": joiners.claimable(self.plan, "writer"),
             "churn": int(self._churn),
             "flush": int(self._flush),
         }
         self._next = dict.fromkeys(self._totals, 0)
+        self._planned_listeners = frozenset(s.listener_id for s in self.plan.listeners)
         self._ready: dict[str, str | None] = {}
         self._ledgers: dict[int, dict[str, Any]] = {}
         self._groups_done: set[int] = set()
@@ -139,9 +142,14 @@ class Coordinator:
 
     # -- messages -------------------------------------------------------------------------------
 
+    def _planned(self, kind: str) -> int:
+        return len(self.plan.listeners) if kind == "listener" else len(self.plan.writer_groups)
+
     def _on_claim(self, msg: Claim, node_id: str) -> None:
         total = self._totals.get(msg.kind, 0)
         index = self._next[msg.kind] if msg.kind in self._next and self._next[msg.kind] < total else None
+        if index is not None and index >= self._planned(msg.kind) and self._load_logged:
+            index = None  # a user that joins once the load is over has nothing left to add
         if index is not None:
             self._next[msg.kind] += 1
             self._claims_by_node[node_id] = self._claims_by_node.get(node_id, 0) + 1
@@ -165,7 +173,7 @@ class Coordinator:
     def _on_listener_final(self, msg: ListenerFinal, node_id: str) -> None:
         self._count_final(node_id)
         self._listener_finals[msg.listener_id] = msg
-        if len(self._listener_finals) >= len(self.plan.listeners):
+        if self._claimed_listeners() <= set(self._listener_finals):
             self._listeners_stopped_at = time.time()
         if msg.error:
             self._errors.append(msg.error)
@@ -184,18 +192,35 @@ class Coordinator:
         self._target_side["flush"] = {"skipped": msg.skipped, "error": msg.error}
 
     def _on_spawned(self, user_count: int, **_: Any) -> None:
-        self._user_counts.append((time.time(), int(user_count)))
+        by_class = getattr(self.runner, "target_user_classes_count", None) or {}
+        kinds = {kind: int(by_class.get(cls, 0)) for cls, kind in USER_KINDS.items()}
+        self._user_counts.append((time.time(), int(user_count), kinds))
 
     def _write_user_steps(self, start: float, end: float) -> None:
         """An interactive ramp: when the user count changed during the load (web UI, or keys w/s), log each
-        count as a ``step-<n>`` phase with its ``users``, so the report draws the load against them."""
-        steps = [(max(t, start), n) for t, n in self._user_counts if t < end]
+        count as a ``step-<n>`` phase with its ``users`` (and of them ``listeners`` and ``writer_users``), so
+        the report draws the load against them."""
+        steps = [(max(t, start), n, kinds) for t, n, kinds in self._user_counts if t < end]
         steps = [step for i, step in enumerate(steps) if i == 0 or step[1] != steps[i - 1][1]]
         if len(steps) < 2:
             return
-        for i, (t, users) in enumerate(steps):
+        for i, (t, users, kinds) in enumerate(steps):
             until = steps[i + 1][0] if i + 1 < len(steps) else end
-            self.phases.write(f"step-{i + 1}", t, until, users=users)
+            self.phases.write(f"step-{i + 1}", t, until, users=users, **kinds)
+
+    def _claimed_listeners(self) -> set[str]:
+        """The listener ids handed out: the plan's (all of them are owed a final) and the joiners claimed."""
+        joined = range(len(self.plan.listeners), self._next["listener"])
+        return set(self._planned_listeners) | {joiners.listener_spec(self.plan, i).listener_id for i in joined}
+
+    def _claimed_groups(self) -> set[int]:
+        """The writer group indexes owed a final: the plan's and the joiners claimed."""
+        return set(range(max(len(self.plan.writer_groups), self._next["writer"])))
+
+    def joined_writers(self) -> list[int]:
+        """The writer ids of the joining writer groups claimed so far."""
+        joined = range(len(self.plan.writer_groups), self._next["writer"])
+        return [w.writer_id for i in joined for w in joiners.writer_specs(self.plan, i)]
 
     def _on_clock_offset(self, msg: ClockOffset, node_id: str) -> None:
         self.clocks[node_id] = asdict(msg)
@@ -240,15 +265,16 @@ class Coordinator:
         return {i for node in self._lost_nodes for k, i in self._claimed.get(node, []) if k == kind}
 
     def _load_over(self) -> bool:
-        """Every writer group reported or was lost with its worker, and the churn (part of the load) too."""
+        """Every writer group claimed (the plan's and the joiners) reported or was lost with its worker, and the
+        churn (part of the load) too: a joining writer's program extends the load, until the run's time bound."""
         groups = self._groups_done | self._lost("writer")
         churn_over = not self._churn or self._churn_final is not None or bool(self._lost("churn"))
-        return len(groups) >= len(self.plan.writer_groups) and churn_over
+        return self._claimed_groups() <= groups and churn_over
 
     def _all_final(self) -> bool:
-        lost = {self.plan.listeners[i].listener_id for i in self._lost("listener")}
+        lost = {joiners.listener_spec(self.plan, i).listener_id for i in self._lost("listener")}
         return (
-            len(set(self._listener_finals) | lost) >= len(self.plan.listeners)
+            self._claimed_listeners() <= set(self._listener_finals) | lost
             and self._load_over()
             and (not self._flush or self._flush_final is not None or bool(self._lost("flush")))
         )
@@ -274,9 +300,11 @@ class Coordinator:
         n_listeners = len(plan.listeners)
         subscribe_start = time.time()
         ready_by = min(time.monotonic() + plan.ready_timeout, self._deadline())
-        all_ready = self._wait(lambda: len(self._ready) >= n_listeners, ready_by)
-        self.phases.write("subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=len(self._ready))
-        failed = {lid: err for lid, err in self._ready.items() if err}
+        all_ready = self._wait(lambda: self._planned_listeners <= set(self._ready), ready_by)
+        ready = len(self._planned_listeners & set(self._ready))
+        self.phases.write("subscribe", subscribe_start, time.time(), listeners=n_listeners, ready=ready)
+        # a joiner that could not subscribe does not hold the writers back: its final names why
+        failed = {lid: err for lid, err in self._ready.items() if err and lid in self._planned_listeners}
         ok = all_ready and not failed
         if not all_ready:
             missing = sorted({s.listener_id for s in plan.listeners} - set(self._ready))
@@ -350,14 +378,15 @@ class Coordinator:
         if self._flush and self._flush_final is None:
             self._target_side["flush"] = {"skipped": None, "error": "the flush user sent no final report"}
         workers = self.runner.worker_count if isinstance(self.runner, MasterRunner) else 0
-        expected_ids = {s.listener_id for s in self.context.plan.listeners}
+        expected_ids = self._claimed_listeners()
         extra_expected = int(self._churn) + int(self._flush)
-        users_expected = len(expected_ids) + len(self.plan.writer_groups) + extra_expected
+        users_expected = len(expected_ids) + len(self._claimed_groups()) + extra_expected
         users_received = (
             len(self._listener_finals) + len(self._groups_done)
             + int(self._churn_final is not None) + int(self._flush_final is not None)
         )  # fmt: skip
         nodes_complete = [n for n, c in self._claims_by_node.items() if self._finals_by_node.get(n, 0) >= c]
+        joined = self.joined_writers()
         aggregation = {
             "workers_expected": workers,
             "summaries_expected": len(self._claims_by_node),
@@ -366,10 +395,12 @@ class Coordinator:
             "users_received": users_received,
             "timed_out": self._summary_timed_out or users_received < users_expected,
             "missing_listeners": sorted(expected_ids - set(self._listener_finals)),
-            "missing_writers": sorted({w.writer_id for w in self.plan.writers} - set(self._ledgers)),
+            "missing_writers": sorted({*(w.writer_id for w in self.plan.writers), *joined} - set(self._ledgers)),
             "lost_workers": sorted(self._lost_nodes),
             "live_view": self.live_view.totals(),
             "clocks": dict(sorted(self.clocks.items())),
+            "joined_listeners": sorted(expected_ids - self._planned_listeners),
+            "joined_writers": joined,
         }
         self.delivery = write_outputs(
             self.plan,

@@ -45,6 +45,7 @@ log = logging.getLogger("lqharness")
 # Locust user class name → the population.user_counts kind it runs
 KINDS = {"ListenerUser": "listeners", "WriterUser": "writers", "QueryUser": "queriers", "ChurnUser": "churn",
          "FlushUser": "flush"}  # fmt: skip
+JOINING = ("ListenerUser", "WriterUser")  # the kinds a user count above the plan's adds more of
 
 
 def _plan_message(plan: Plan) -> RunPlan:
@@ -129,7 +130,7 @@ class PlainRun:
         needed = sum(counts.values())
         if users is not None and users < needed:
             raise HarnessError(f"scenario {scenario} runs {needed} users (-u {needed}); {users} are too few")
-        if users is not None and users > needed and counts["listeners"] == 0:
+        if users is not None and users > needed and not any(counts[KINDS[name]] for name in JOINING):
             raise HarnessError(f"scenario {scenario} runs exactly {needed} users (-u {needed}), not {users}")
         plan = session.open()
         self.session, self.plan = session, plan
@@ -139,8 +140,12 @@ class PlainRun:
             count = counts[KINDS[name]]
             if count == 0:
                 continue
-            # listeners take any users beyond the plan's count (those find no spec and idle), the rest are fixed
-            cls.fixed_count = 0 if name == "ListenerUser" else count
+            if name in JOINING:
+                # weighted by the plan's counts: at the plan's user count Locust spawns exactly them, and the
+                # users beyond join as more listeners and writers in that proportion (locustfiles.joiners)
+                cls.fixed_count, cls.weight = 0, count
+            else:
+                cls.fixed_count = count
             chosen.append(cls)
         self.environment.user_classes = chosen
         context = RunContext(plan, messages_schema(plan), create_target(plan.target))

@@ -21,6 +21,7 @@ from harness.delivery.tracker import ListenerTracker, WriterView
 from harness.plan import ListenerSpec, Plan
 from harness.targets import create_target
 from harness.targets.base import Disconnected, Eq, Listener, Op, ProtocolError, TableKind, Target, TargetError
+from locustfiles import joiners
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
@@ -104,14 +105,18 @@ class Subscription:
 
 
 class ListenerUser(OneShotUser):
-    """Holds the subscription of ``plan.listeners[i]`` (i claimed from the coordinator) for the whole run."""
+    """Holds the subscription of ``plan.listeners[i]`` (i claimed from the coordinator) for the whole run.
+
+    A user beyond the plan's listeners holds a joining copy of one (``locustfiles.joiners``) from
+    when it joins; Locust may stop either before the run's stop (the user count lowered).
+    """
 
     def run_once(self, ctx: RunContext, link: UserLink) -> None:
         plan = ctx.plan
         index = link.claim("listener", timeout=plan.ready_timeout)
         if index is None:
             return
-        spec = plan.listeners[index]
+        spec = joiners.listener_spec(plan, index)
         tracker = _tracker(plan, spec)
         link.trackers.append(tracker)
         sub = Subscription(spec, ctx, link.stop, time.monotonic() + ctx.max_seconds)
@@ -184,7 +189,10 @@ class ListenerUser(OneShotUser):
 
 def _tracker(plan: Plan, spec: ListenerSpec) -> ListenerTracker:
     """The listener's tracker, knowing the plan's writers (conversation, user) and whom it may see."""
-    writers = {w.writer_id: WriterView(w.conversation_id, w.user or plan.app_user) for w in plan.writers}
+    writers = {
+        w.writer_id: WriterView(w.conversation_id, w.user or plan.app_user)
+        for w in (*plan.writers, *joiners.joiner_writers(plan))
+    }
     return ListenerTracker(
         spec.listener_id,
         spec.conversation_id,

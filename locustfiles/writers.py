@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,8 +19,9 @@ import gevent
 
 from harness.delivery.identity import bump_changes, insert_row, row_id, update_changes
 from harness.delivery.ledger import WriterLedger
-from harness.plan import Plan, Step, WriterSpec
+from harness.plan import Step, WriterSpec
 from harness.targets.base import Outcome, TargetError, WriteResult, WriterSession
+from locustfiles import joiners
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import WriterFinal
@@ -94,6 +96,7 @@ class WriterStream:
         self.wseq = 0
         self.n = 0
         self.skipped = 0  # update/delete steps with no live row to act on
+        self.stopped = False  # Locust stopped the user during a write
         self.last_delete = 0  # row number of the last delete attempted: every later write carries it
         self._rng = random.Random(spec.writer_id)
         self._step = -1
@@ -143,7 +146,26 @@ class WriterStream:
         return self._next_at
 
     def act(self, session: WriterSession) -> tuple[str, WriteResult] | None:
-        """Do the current step's next operation if it is due; return (op, result), None if nothing done."""
+        """Do the current step's next operation if it is due; return (op, result), None if nothing done.
+
+        Locust stopping the user mid-write (``GreenletExit``) leaves that write indeterminate in the
+        ledger, since it may have committed, and then stops the user.
+        """
+        acted = self._act(session)
+        if self.stopped:
+            raise gevent.GreenletExit
+        return acted
+
+    def _call(self, write: Callable[[], WriteResult]) -> WriteResult:
+        """``write()``, or an indeterminate result when Locust stops the user while it waits for the answer."""
+        invoked = time.time_ns()
+        try:
+            return write()
+        except gevent.GreenletExit:
+            self.stopped = True
+            return WriteResult(Outcome.INDETERMINATE, invoked, time.time_ns(), "writer stopped by Locust mid-write")
+
+    def _act(self, session: WriterSession) -> tuple[str, WriteResult] | None:
         now = time.monotonic()
         step = self._current(now)
         if step is None or step.op == "pause" or now < self._next_at or now >= self.deadline:
@@ -174,7 +196,7 @@ class WriterStream:
         row = insert_row(
             spec.writer_id, spec.conversation_id, self.n, self.wseq, _now_us(), self.payload_bytes, self.last_delete
         )
-        result = session.insert(row)
+        result = self._call(lambda: session.insert(row))
         self.ledger.record("insert", self.wseq, result)
         if result.outcome is Outcome.OK:
             self.rows.add(self.n, self.wseq)
@@ -185,7 +207,7 @@ class WriterStream:
         rid = row_id(self.spec.writer_id, n)
         version = self.rows.versions[n] + 1
         changes = update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes, self.last_delete)
-        result = session.update(rid, changes)
+        result = self._call(lambda: session.update(rid, changes))
         self.ledger.record("update", self.wseq, result, supersedes=self.rows.wseqs[n])
         if result.outcome is Outcome.OK:
             self.rows.versions[n] = version
@@ -201,7 +223,8 @@ class WriterStream:
         """
         self.wseq += 1
         rid = row_id(SHARED_OWNER, n)
-        result = session.bump(rid, bump_changes(self.spec.writer_id, self.wseq, _now_us(), self.payload_bytes))
+        changes = bump_changes(self.spec.writer_id, self.wseq, _now_us(), self.payload_bytes)
+        result = self._call(lambda: session.bump(rid, changes))
         if result.outcome is Outcome.OK and result.rows_affected == 0:
             result = replace(result, outcome=Outcome.FAILED, error=f"bump of row {n}: no such row")
         self.ledger.record_bump(self.wseq, rid, result)
@@ -209,7 +232,7 @@ class WriterStream:
 
     def _delete(self, session: WriterSession, n: int) -> WriteResult:
         self.last_delete = n
-        result = session.delete(row_id(self.spec.writer_id, n))
+        result = self._call(lambda: session.delete(row_id(self.spec.writer_id, n)))
         self.ledger.record("delete", n, result, supersedes=self.rows.wseqs[n])
         self.rows.remove(n)  # deleted, or unknown: either way deletes stay in increasing row order
         return result
@@ -241,13 +264,13 @@ def run_streams(
             gevent.sleep(0)
 
 
-def group_specs(plan: Plan, index: int) -> list[WriterSpec]:
-    by_id = {w.writer_id: w for w in plan.writers}
-    return [by_id[wid] for wid in plan.writer_groups[index]]
-
-
 class WriterUser(OneShotUser):
-    """Drives ``plan.writer_groups[i]`` (i claimed from the coordinator) once, then idles until the end."""
+    """Drives ``plan.writer_groups[i]`` (i claimed from the coordinator) once, then idles until the end.
+
+    A user beyond the plan's groups drives a joining copy of one (``locustfiles.joiners``), its program
+    starting when it joins. Locust may stop the user before that (the user count lowered): the write in flight
+    is recorded as indeterminate and the ledger so far is sent, with no error: the writer left on purpose.
+    """
 
     def run_once(self, ctx: RunContext, link: UserLink) -> None:
         plan = ctx.plan
@@ -255,7 +278,7 @@ class WriterUser(OneShotUser):
         if index is None:
             return
         deadline = time.monotonic() + ctx.max_seconds
-        streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in group_specs(plan, index)]
+        streams = [WriterStream(spec, plan.payload_bytes, deadline) for spec in joiners.writer_specs(plan, index)]
         error: str | None = "writer stopped before its program ended"
         try:
             go = link.wait_go(ctx.go_timeout)
@@ -265,6 +288,9 @@ class WriterUser(OneShotUser):
                 error = None  # listeners never became ready: the coordinator records why; nothing is written
             else:
                 error = self._drive(ctx, streams, link.winding_down)
+        except gevent.GreenletExit:
+            error = None  # Locust stopped this user before the load ended: the user count went down
+            raise
         finally:  # also when Locust stops this user early: the ledger is what the checker needs
             link.send(WriterFinal(index, [s.ledger.to_dict() for s in streams], error))
 

@@ -6,6 +6,7 @@ import time
 from html import escape
 from typing import Any
 
+from reports.clocks import clock_threshold_ms, tolerance_ms, worker_clocks
 from reports.criteria import Criteria
 from reports.network import network
 from reports.plots import render_plots
@@ -152,6 +153,37 @@ def _phase_rows(folder: RunFolder) -> list[list[str]]:
     ]  # fmt: skip
 
 
+def _clocks_section(folder: RunFolder, criteria: Criteria) -> str:
+    """Each worker's clock offset to the master (run.json ``clocks``) and what the latency criteria tolerate."""
+    clocks = worker_clocks(folder)
+    if not clocks.recorded:
+        return "<h2>Clocks</h2><p class='note'>run.json records no clock offsets (a run from before they were).</p>"
+    if not clocks.workers and not clocks.estimates:
+        return "<h2>Clocks</h2><p class='note'>One Locust process: every time was taken on the master's clock.</p>"
+    fraction = float(criteria["clocks"]["max_offset_fraction"])
+    tolerances = {
+        cid: tolerance_ms(clock_threshold_ms(cid, criteria), fraction) for cid in criteria["clocks"]["affects"]
+    }
+    tightest = min(tolerances.values(), default=None)
+    rows = [
+        [
+            escape(c.node), f"{c.offset_s * 1000.0:+.3f}", f"{c.rtt_s * 1000.0:.3f}", str(c.samples),
+            f"{c.bound_ms:.3f}", _badge("fail" if tightest is not None and c.bound_ms > tightest else "pass"),
+        ]
+        for c in clocks.estimates
+    ]  # fmt: skip
+    note = (
+        f"Offset = master clock minus worker clock, from the ping with the shortest round trip; a worker's clock "
+        f"is off by up to |offset| + rtt/2. Latency criteria tolerate up to {fraction:.0%} of their threshold: "
+        + ", ".join(f"{escape(cid)} {t:g} ms" for cid, t in tolerances.items())
+        + "."
+    )
+    if clocks.unknown:
+        note += f" {clocks.unknown} of the run's {clocks.workers} worker(s) have no estimate."
+    table = _table(["worker", "offset ms", "rtt ms", "pings", "up to ms off", "within tolerance"], rows)
+    return f"<h2>Clocks</h2><p class='note'>{note}</p>{table if rows else ''}"
+
+
 def _network_section(folder: RunFolder) -> str:
     """The nemesis fault windows (the figures hatch them in red), or nothing when the run had none."""
     try:
@@ -208,6 +240,7 @@ def render_report(folder: RunFolder, document: dict[str, Any], criteria: Criteri
         _table(["phase", "start s", "end s", "duration s", "settings"], phase_rows)
         if phase_rows
         else '<p class="note">run.json records no phases.</p>',
+        _clocks_section(folder, criteria),
         _network_section(folder),
         "<h2>Inputs</h2>",
         _inputs(scenario),

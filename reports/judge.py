@@ -26,6 +26,7 @@ from harness.runfolder import (
     write_bytes_atomic,
 )
 from reports import rules_delivery, rules_server
+from reports.clocks import Clocks, clock_doubt, clock_threshold_ms, clocks_summary, worker_clocks
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
 from reports.runfolder import RunFolder, load_run_folder
@@ -102,6 +103,17 @@ def _apply_lag(finding: Finding, lag: Lag, threshold_ms: float, fraction: float)
     return finding
 
 
+def _apply_clocks(finding: Finding, clocks: Clocks, threshold_ms: float, fraction: float) -> Finding:
+    """A latency that passed or failed while a worker's clock may be off by more than the threshold tolerates:
+    inconclusive, with the worker, its offset and the tolerance."""
+    if finding.verdict not in (PASS, FAIL):
+        return finding
+    doubt = clock_doubt(clocks, threshold_ms, fraction)
+    if doubt is None:
+        return finding
+    return replace(finding, verdict=INCONCLUSIVE, evidence=f"{doubt}; measured: {finding.evidence}")
+
+
 def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
     """One criterion's finding; missing data and malformed files give inconclusive, never an exception."""
     rule = RULES.get(cid)
@@ -141,6 +153,9 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         lag = Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
     lag_affected = set(criteria["generator"]["lag_affects"])
     fraction = float(criteria["generator"]["max_lag_fraction"])
+    clocks = worker_clocks(folder)
+    clock_affected = set(criteria["clocks"]["affects"])
+    clock_fraction = float(criteria["clocks"]["max_offset_fraction"])
     results: list[CriterionResult] = []
     run_finding = rules_server.run_completed(folder)
     if run_finding is not None:
@@ -151,6 +166,8 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
             finding = _apply_saturation(finding, saturation)
         if cid in lag_affected and cid in criteria.tables:
             finding = _apply_lag(finding, lag, float(criteria[cid]["max_latency_ms"]), fraction)
+        if cid in clock_affected and cid in criteria.tables:
+            finding = _apply_clocks(finding, clocks, clock_threshold_ms(cid, criteria), clock_fraction)
         results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
     scenario: dict[str, Any] = {
         "name": folder.scenario,
@@ -159,6 +176,7 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "delivery": delivery_summary(folder),
         "criteria_source": source,
         "generator": {**saturation.to_dict(), "lag": lag.to_dict()},
+        "clocks": clocks_summary(clocks),
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }
     curve = degradation(folder, criteria["report"])

@@ -31,6 +31,25 @@ def _row(cells: tuple[str, ...]) -> str:
     return "  " + "  ".join(_cut(v, w).ljust(w) for v, w in zip(cells, WIDTHS, strict=True)).rstrip()
 
 
+def _clocks_line(clocks: Any) -> str | None:
+    """The workers' clock offsets in one line (None for a single process, whose only clock is the master's)."""
+    if not isinstance(clocks, dict):
+        return None
+    found = clocks.get("workers")
+    workers: dict[str, Any] = found if isinstance(found, dict) else {}
+    shown = [
+        f"{node} {float(c['offset_ms']):+.3f} ms (rtt {float(c['rtt_ms']):.3f}, {c.get('samples')} pings)"
+        for node, c in workers.items()
+        if isinstance(c, dict)
+        and isinstance(c.get("offset_ms"), int | float)
+        and isinstance(c.get("rtt_ms"), int | float)
+    ]
+    unknown = clocks.get("unknown")
+    if isinstance(unknown, int) and unknown:
+        shown.append(f"{unknown} worker(s) unknown")
+    return f"clocks: {'; '.join(shown)}" if shown else None
+
+
 def summary_table(document: dict[str, Any]) -> str:
     """A column header, then per scenario its verdict and one row per criterion (criterion, verdict, value,
     threshold); failed and inconclusive ones get a reason line while the scenario stays within 15 lines.
@@ -45,6 +64,10 @@ def summary_table(document: dict[str, Any]) -> str:
             head += f"  (n/a: {', '.join(skipped)})"
         lines.append(head)
         spare = MAX_LINES - 1 - len(criteria)
+        clocks = _clocks_line(scenario.get("clocks"))
+        if clocks and spare > 0:
+            lines.append("    " + _cut(clocks, REASON_WIDTH))
+            spare -= 1
         for c in criteria:
             cells = (
                 str(c.get("id")),

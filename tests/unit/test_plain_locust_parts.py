@@ -113,16 +113,19 @@ def test_a_saturated_generator_gets_a_warning_row() -> None:
 def test_user_count_changes_during_the_load_become_steps(tmp_path: Path) -> None:
     phases: list[tuple[str, float, float, dict[str, Any]]] = []
     fake = SimpleNamespace(
-        _user_counts=[(5.0, 4), (12.0, 8), (12.5, 8), (20.0, 2), (40.0, 9)],
+        _user_counts=[
+            (t, n, {"listeners": n - 1, "writer_users": 1})
+            for t, n in [(5.0, 4), (12.0, 8), (12.5, 8), (20.0, 2), (40.0, 9)]
+        ],
         phases=SimpleNamespace(write=lambda name, start, end, **extra: phases.append((name, start, end, extra))),
     )
     Coordinator._write_user_steps(fake, 10.0, 30.0)  # type: ignore[arg-type]
     assert phases == [
-        ("step-1", 10.0, 12.0, {"users": 4}),
-        ("step-2", 12.0, 20.0, {"users": 8}),
-        ("step-3", 20.0, 30.0, {"users": 2}),
+        ("step-1", 10.0, 12.0, {"users": 4, "listeners": 3, "writer_users": 1}),
+        ("step-2", 12.0, 20.0, {"users": 8, "listeners": 7, "writer_users": 1}),
+        ("step-3", 20.0, 30.0, {"users": 2, "listeners": 1, "writer_users": 1}),
     ]
     phases.clear()
-    fake._user_counts = [(5.0, 4)]  # one count all along: not a ramp
+    fake._user_counts = [(5.0, 4, {})]  # one count all along: not a ramp
     Coordinator._write_user_steps(fake, 10.0, 30.0)  # type: ignore[arg-type]
     assert phases == []
