@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test nightly nightly-tests bench faults lint clean compose compose-clean
+.PHONY: run test test-durations nightly nightly-tests bench faults lint clean compose compose-clean
 
 # `make nightly`: where the run folders go, and the run history they record into and compare with
 # (history.sqlite in NIGHTLY_OUT unless HISTORY names a database, e.g. HISTORY=postgresql://lqh@db/lqh).
 NIGHTLY_OUT ?= runs
 HISTORY ?=
 HISTORY_ARGS = $(if $(HISTORY),--history '$(HISTORY)')
+
+# `make test` runs the tests that do not measure the machine as TEST_JOBS pytest processes at once (most
+# of their time is waiting on short runs), then the `serial` ones alone (scripts/run-tests.sh).
+TEST_JOBS ?= 3
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +29,11 @@ test: lint
 	@bash scripts/install-chromium.sh || echo "no browser installed: the report render test will skip (and fail when CI is set)"
 	@bash scripts/install-postgresql.sh || echo "postgresql not installed: the shared-history test will skip"
 	@bash scripts/install-parse-deps.sh || echo "node or npm not installed: the Parse tests will skip (fail under CI=true)"
-	$(BIN)/python -m pytest -q
+	TEST_JOBS=$(TEST_JOBS) bash scripts/run-tests.sh
+
+# Record each test's duration into tests/durations.json, which `make test` splits its parallel part by.
+test-durations: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --store-durations --durations-path tests/durations.json
 
 # Every scenario at full length; each run is recorded in the history and judged against its baseline
 # (REGRESSION). The history table follows; the exit code is the runs' (0 pass, 1 fail, 2 inconclusive).

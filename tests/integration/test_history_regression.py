@@ -45,6 +45,7 @@ def criterion(folder: Path, cid: str) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.serial
 def test_injected_delay_fails_regression_on_delivery_latency(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     loose = tmp_path / "loose.toml"

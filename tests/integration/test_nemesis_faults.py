@@ -15,6 +15,8 @@ import pytest
 
 from harness.orchestration.faults_matrix import NETWORK, Matrix, exit_code, select, table
 
+pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
+
 
 @pytest.mark.timeout(240)
 def test_quick_matrix_catches_each_fault_with_no_false_alarm(tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from harness.scenarios.catalogue import Scenario, resolve
 from reports.judge import RULES
 from tests.support.verdicts import Allowances, assert_passes
 
+pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
+
 STRESS = resolve(["stress"], RULES)
 
 SHORT_LOAD = "s of load (the criterion needs 300 s)"
