@@ -61,3 +61,5 @@ def test_live_contention_on_parse_is_judged_against_the_postgresql_commit_log(
     target = json.loads((run_dir / "target.json").read_text())
     assert target["commit_log_updates"] == 200  # every acked bump, once, in the log
     assert totals["version_conflicts"] == 0  # the log, the writers' acks and the events agree on every version
+    state = json.loads((parse_up / parse_process.STATE_FILE).read_text())
+    assert json.loads((run_dir / "run.json").read_text())["target"]["url"] == state["url"]  # the shared server
