@@ -234,8 +234,10 @@ def database_plot(folder: RunFolder, criteria: Criteria) -> str:
     name = next((str(n) for n in frame.get("name", pd.Series(dtype=object)).dropna()), "database")
     fig, ax = _axes(folder, "MiB")
     x = _seconds(folder, frame["t"])
+    count = frame["processes"].max() if "processes" in frame else None
+    over = f" over up to {int(count)} processes" if count is not None and pd.notna(count) else ""
     for column, label, style in (
-        ("pss", f"{name}: PSS summed (its memory)", "-"),
+        ("pss", f"{name}: PSS summed{over} (its memory)", "-"),
         ("rss", f"{name}: RSS summed (shared pages counted in each process)", ":"),
     ):
         if column in frame and frame[column].notna().any():
@@ -244,8 +246,6 @@ def database_plot(folder: RunFolder, criteria: Criteria) -> str:
     if "cpu_core_pct" in frame and frame["cpu_core_pct"].notna().any():
         right.plot(x, frame["cpu_core_pct"], color="#2ca02c", lw=1, label=f"{name}: CPU, % of one core")
     right.set_ylabel("CPU %")
-    if "processes" in frame and frame["processes"].notna().any():
-        ax.set_title(f"{name}: {int(frame['processes'].max())} processes at most", fontsize=8)
     _mark_deaths(ax, folder, frame, f"{name} gone")
     handles, labels = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
