@@ -24,6 +24,7 @@ PHASES = "phases.jsonl"  # Locust coordinator: phases as they end; the runner fo
 MONITOR = "monitor.jsonl"  # monitor: one server sample per line
 MONITOR_LOG = "monitor.log"  # monitor: its stderr
 GENERATOR = "generator.jsonl"  # monitor: the load generator's own processes
+DATABASE = "database.jsonl"  # monitor: the target's database process tree (Parse's PostgreSQL), summed per sample
 LOCUST_CSV_PREFIX = "locust"  # Locust's --csv prefix: it writes <prefix>_stats.csv and the others
 STATS = f"{LOCUST_CSV_PREFIX}_stats.csv"
 HISTORY = f"{LOCUST_CSV_PREFIX}_stats_history.csv"

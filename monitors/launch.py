@@ -14,7 +14,7 @@ from typing import IO
 
 from harness.plan import TARGET_PASSWORD_ENV, TargetSpec
 from harness.processes import terminate
-from harness.runfolder import GENERATOR, MONITOR
+from harness.runfolder import DATABASE, GENERATOR, MONITOR
 
 
 def start_monitor_process(
@@ -27,6 +27,7 @@ def start_monitor_process(
     uss: bool = False,
     duration: float | None = None,
     generator_in_process: bool = False,
+    database_pid: int | None = None,
     stderr: IO[bytes] | int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Launch the monitor on ``server_pid``, writing ``out_dir/monitor.jsonl``.
@@ -35,7 +36,8 @@ def start_monitor_process(
     under that pid whose command line mentions ``locust`` (roles from ``--master`` /
     ``--worker``), and with ``generator_in_process`` the parent itself too, as ``local``.
     With ``target_spec`` it polls the target's statistics (the password goes through the
-    environment, not the command line). Stop it with ``stop_monitor_process``; it exits 0
+    environment, not the command line). With ``database_pid`` it also writes ``out_dir/database.jsonl``:
+    that process and its descendants summed (the target's PostgreSQL). Stop it with ``stop_monitor_process``; it exits 0
     by itself when the server process dies, after writing a last ``alive: false`` row.
     A bad pid makes it exit 2 at once.
     """
@@ -60,6 +62,8 @@ def start_monitor_process(
         ]
         if generator_in_process:
             cmd.append("--generator-include-parent")
+    if database_pid is not None:
+        cmd += ["--database-pid", str(database_pid), "--database-out", str(out_dir / DATABASE)]
     if target_spec is not None:
         cmd += [
             "--target-url",

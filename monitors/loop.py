@@ -15,6 +15,7 @@ from monitors.generator import GeneratorSampler
 from monitors.jsonl import JsonlWriter
 from monitors.sampler import ProcessSampler
 from monitors.stats import StatsPoller
+from monitors.tree import ProcessTreeSampler
 
 
 class StopReason(enum.StrEnum):
@@ -34,8 +35,11 @@ def run_monitor(
     stats: StatsPoller | None = None,
     generator: GeneratorSampler | None = None,
     generator_out: JsonlWriter | None = None,
+    database: ProcessTreeSampler | None = None,
+    database_out: JsonlWriter | None = None,
 ) -> StopReason:
-    """Sample every ``interval`` seconds into ``out`` (and the generator into ``generator_out``)."""
+    """Sample every ``interval`` seconds into ``out`` (the generator into ``generator_out``, the target's
+    database tree into ``database_out``, until that tree is gone: its last row says ``alive: false``)."""
     start = time.monotonic()
     deadline = start + duration if duration is not None else math.inf
     tick = 0
@@ -47,6 +51,8 @@ def run_monitor(
         if generator is not None and generator_out is not None:
             for row in generator.sample():
                 generator_out.write(row)
+        if database is not None and database_out is not None and not database.gone:
+            database_out.write(database.sample())
         if not record["alive"]:
             return StopReason.DIED
         now = time.monotonic()

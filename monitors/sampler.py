@@ -16,7 +16,7 @@ import psutil
 T = TypeVar("T")
 
 
-def _or_none(read: Callable[[], T]) -> T | None:
+def or_none(read: Callable[[], T]) -> T | None:
     """``read()``, or None where the platform or permissions do not provide the value."""
     try:
         return read()
@@ -39,21 +39,25 @@ class ProcessSampler:
         self.ports: frozenset[int] = self._fixed_ports or frozenset()
         self._cpu_count = psutil.cpu_count() or 1
         self._cpu_primed = False
+        try:
+            self.name: str | None = proc.name()  # names the judged process in the verdict (node, postgres)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            self.name = None
 
     def sample(self) -> dict[str, Any]:
         """Read the process now; a vanished or zombie process gives ``alive: false``."""
         t = time.time()
-        conns = self._connections()
+        conns = self.connections()
         try:
             with self.proc.oneshot():
                 if not self.proc.is_running() or self.proc.status() == psutil.STATUS_ZOMBIE:
                     return self._dead(t, conns)
                 rss = self.proc.memory_info().rss
-                uss = _or_none(lambda: self.proc.memory_full_info().uss) if self.uss else None
+                uss = or_none(lambda: self.proc.memory_full_info().uss) if self.uss else None
                 cpu = self.proc.cpu_percent(None)
                 threads = self.proc.num_threads()
-                fds = _or_none(self.proc.num_fds)
-                io = _or_none(self.proc.io_counters)
+                fds = or_none(self.proc.num_fds)
+                io = or_none(self.proc.io_counters)
         except psutil.NoSuchProcess:
             return self._dead(t, conns)
         cpu_core = cpu if self._cpu_primed else None
@@ -61,6 +65,7 @@ class ProcessSampler:
         return {
             "t": t,
             "pid": self.proc.pid,
+            "name": self.name,
             "alive": True,
             "rss": rss,
             "uss": uss,
@@ -80,6 +85,7 @@ class ProcessSampler:
         return {
             "t": t,
             "pid": self.proc.pid,
+            "name": self.name,
             "alive": False,
             "rss": None,
             "uss": None,
@@ -94,7 +100,7 @@ class ProcessSampler:
             "live_count": None,
         }
 
-    def _connections(self) -> dict[str, int] | None:
+    def connections(self) -> dict[str, int] | None:
         """Server-side TCP sockets (local port = a listening port) counted by state, LISTEN excluded."""
         try:
             conns = psutil.net_connections(kind="tcp")

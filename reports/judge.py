@@ -34,11 +34,13 @@ from reports.saturation import UNKNOWN, Lag, Saturation, assess, assess_lag
 from reports.verdict import (
     FAIL,
     INCONCLUSIVE,
+    NA,
     PASS,
     CriterionResult,
     Finding,
     Unsupported,
     inconclusive,
+    not_applicable,
     worst,
 )
 
@@ -160,7 +162,11 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
     run_finding = rules_server.run_completed(folder)
     if run_finding is not None:
         results.append(CriterionResult("RUN", "Run completed", **_fields(run_finding)))
+    lacking = _lacking(folder)
     for cid in ids:
+        if lacking:
+            results.append(CriterionResult(cid, criteria.title(cid), **_fields(not_applicable(lacking))))
+            continue
         finding = evaluate_one(cid, folder, criteria)
         if cid in affected and saturation.saturated:
             finding = _apply_saturation(finding, saturation)
@@ -171,7 +177,9 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
     scenario: dict[str, Any] = {
         "name": folder.scenario,
-        "verdict": worst(r.verdict for r in results),
+        # a scenario about a feature the target lacks is n/a as a whole (others with only n/a criteria are not:
+        # nothing applicable was checked, so they stay inconclusive)
+        "verdict": NA if lacking else worst(r.verdict for r in results),
         "criteria": [r.to_dict() for r in results],
         "delivery": delivery_summary(folder),
         "criteria_source": source,
@@ -179,10 +187,28 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "clocks": clocks_summary(clocks),
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }
+    if lacking:
+        scenario["not_applicable"] = lacking
     curve = degradation(folder, criteria["report"])
     if curve is not None:
         scenario["degradation"] = curve.to_dict()
     return scenario
+
+
+def _lacking(folder: RunFolder) -> str | None:
+    """Why the scenario does not apply to the target, or None: it requires (run.json ``profile.requires``)
+    target features that run.json ``target.features`` does not list."""
+    required = folder.profile.get("requires")
+    features = folder.features
+    if not isinstance(required, list) or features is None:
+        return None
+    lacking = sorted({str(f) for f in required} - features)
+    if not lacking:
+        return None
+    return (
+        f"the scenario is about the target's {', '.join(lacking)}, which this target lacks "
+        f"(features: {', '.join(sorted(features)) or 'none'})"
+    )
 
 
 def _fields(finding: Finding) -> dict[str, Any]:
@@ -196,7 +222,9 @@ def _fields(finding: Finding) -> dict[str, Any]:
 
 def verdict_document(folder: RunFolder, criteria: Criteria, scenarios: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "verdict": worst(s["verdict"] for s in scenarios),
+        "verdict": NA
+        if scenarios and all(s["verdict"] == NA for s in scenarios)
+        else worst(s["verdict"] for s in scenarios),
         "run_id": (folder.run or {}).get("run_id"),
         "run_dir": str(folder.path),
         "judged_at": time.time(),

@@ -139,6 +139,20 @@ def attempted(counts: Counter[tuple[str, str]], op: str) -> int:
 # --- monitor.jsonl ---------------------------------------------------------------------------------
 
 
+def judged_process(folder: RunFolder) -> str:
+    """Which process the monitor-based criteria judge, for their evidence: the server process of
+    ``monitor.jsonl`` (for ``--target parse`` the Node process), named as the monitor saw it.
+
+    The target's database (``database.jsonl``, Parse's PostgreSQL) is shown in the report but not judged.
+    """
+    frame = folder.monitor
+    if frame.empty or "pid" not in frame or frame["pid"].dropna().empty:
+        return "server process"
+    pid = int(frame["pid"].dropna().iloc[0])
+    names = frame["name"].dropna() if "name" in frame else pd.Series(dtype=object)
+    return f"server process {names.iloc[0]} pid {pid}" if len(names) else f"server process pid {pid}"
+
+
 def live_samples(folder: RunFolder) -> pd.DataFrame:
     """Monitor samples of the live server process with an RSS reading."""
     frame = folder.monitor

@@ -20,7 +20,7 @@ from reports.criteria import Criteria
 from reports.degradation import Degradation, degradation
 from reports.measures import MIB
 from reports.network import Network, network
-from reports.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, RunFolder
+from reports.runfolder import DATABASE, DELIVERY, GENERATOR, HISTORY, MONITOR, RunFolder
 from reports.verdict import Unsupported
 
 WIDTH, HEIGHT, DPI = 10.0, 3.6, 90
@@ -162,10 +162,10 @@ def memory_plot(folder: RunFolder, criteria: Criteria) -> str:
     return _finish(fig, ax)
 
 
-def _mark_deaths(ax: Axes, folder: RunFolder, frame: pd.DataFrame) -> None:
+def _mark_deaths(ax: Axes, folder: RunFolder, frame: pd.DataFrame, label: str = "server gone") -> None:
     dead = frame[frame["dead"]]
     if len(dead):
-        ax.axvline(float(dead["t"].iloc[0]) - (folder.t0 or 0.0), color="black", lw=1.5, label="server gone")
+        ax.axvline(float(dead["t"].iloc[0]) - (folder.t0 or 0.0), color="black", lw=1.5, label=label)
 
 
 def cpu_plot(folder: RunFolder, criteria: Criteria) -> str:
@@ -223,6 +223,34 @@ def connections_plot(folder: RunFolder, criteria: Criteria) -> str:
     elif not columns:
         raise NoData("monitor samples carry no connection counts")
     return _finish(fig, ax)
+
+
+def database_plot(folder: RunFolder, criteria: Criteria) -> str:
+    """The target's database process tree (database.jsonl): summed PSS and RSS, and its CPU on a second axis."""
+    frame = folder.database
+    if frame.empty:
+        why = folder.why_missing(DATABASE)
+        raise NoData(f"no database samples ({why})" if why else "the target runs no database the harness started")
+    name = next((str(n) for n in frame.get("name", pd.Series(dtype=object)).dropna()), "database")
+    fig, ax = _axes(folder, "MiB")
+    x = _seconds(folder, frame["t"])
+    count = frame["processes"].max() if "processes" in frame else None
+    over = f" over up to {int(count)} processes" if count is not None and pd.notna(count) else ""
+    for column, label, style in (
+        ("pss", f"{name}: PSS summed{over} (its memory)", "-"),
+        ("rss", f"{name}: RSS summed (shared pages counted in each process)", ":"),
+    ):
+        if column in frame and frame[column].notna().any():
+            ax.plot(x, frame[column] / MIB, label=label, lw=1.3, ls=style)
+    right = ax.twinx()
+    if "cpu_core_pct" in frame and frame["cpu_core_pct"].notna().any():
+        right.plot(x, frame["cpu_core_pct"], color="#2ca02c", lw=1, label=f"{name}: CPU, % of one core")
+    right.set_ylabel("CPU %")
+    _mark_deaths(ax, folder, frame, f"{name} gone")
+    handles, labels = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles + more[0], labels + more[1], loc="upper left", fontsize=7, framealpha=0.8)
+    return _png(fig)
 
 
 def _history(folder: RunFolder) -> pd.DataFrame:
@@ -328,6 +356,7 @@ FIGURES: tuple[tuple[str, str, Callable[[RunFolder, Criteria], str]], ...] = (
     ("fig-cpu", "CPU: server and load generator", cpu_plot),
     ("fig-fds", "Open file descriptors and threads", fds_plot),
     ("fig-connections", "Connections on the server port and live subscriptions", connections_plot),
+    ("fig-database", "The target's database (PostgreSQL for Parse): memory and CPU", database_plot),
     ("fig-throughput", "Throughput by request type", throughput_plot),
     ("fig-latency", "Latency percentiles by request type", latency_plot),
     ("fig-anomalies", "Delivery anomalies over time", anomalies_plot),

@@ -350,4 +350,5 @@ def _saturated(comparison: Comparison, scenario: dict[str, Any]) -> Comparison:
 
 def _append(scenario: dict[str, Any], comparison: Comparison, criteria: Criteria) -> None:
     scenario["criteria"].append(comparison.to_criterion(criteria))
-    scenario["verdict"] = worst(str(c["verdict"]) for c in scenario["criteria"])
+    if not scenario.get("not_applicable"):  # a scenario that does not apply to the target stays n/a
+        scenario["verdict"] = worst(str(c["verdict"]) for c in scenario["criteria"])

@@ -15,6 +15,7 @@ from reports.measures import (
     crash_signs,
     error_ratio,
     insert_rate,
+    judged_process,
     live_samples,
     load_window,
     locust_rows,
@@ -39,7 +40,7 @@ def memory_growth(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) ->
     slope = slope_mib_per_min(inside)
     limit = float(cfg["max_growth_pct"])
     evidence = (
-        f"RSS baseline {base.median_mib:.1f} MiB (median of {base.samples} samples "
+        f"{judged_process(folder)}: RSS baseline {base.median_mib:.1f} MiB (median of {base.samples} samples "
         f"{rel(folder, base.start)}..{rel(folder, base.end)}), end {last.median_mib:.1f} MiB (median of "
         f"{last.samples} samples {rel(folder, last.start)}..{rel(folder, last.end)}): growth {growth:+.1f}% "
         f"(limit {limit:g}%), slope {slope:+.2f} MiB/min over {len(inside)} samples"
@@ -79,7 +80,7 @@ def memory_recovery(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) 
     above = 100.0 * (after.median_mib - base.median_mib) / base.median_mib
     limit = float(cfg["max_above_baseline_pct"])
     evidence = (
-        f"{label} baseline {base.median_mib:.1f} MiB (median of {base.samples} samples), "
+        f"{judged_process(folder)}: {label} baseline {base.median_mib:.1f} MiB (median of {base.samples} samples), "
         f"{settle:g} s after load {after.median_mib:.1f} MiB (median of {after.samples} samples "
         f"{rel(folder, after.start)}..{rel(folder, after.end)}): {above:+.1f}% vs baseline (limit {limit:g}%)"
     )
@@ -135,7 +136,7 @@ def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Find
     steps = step_error_ratios(folder)
     worst_step = max(steps, key=lambda s: s[1]) if steps else None
     value = {"alive_to_end": True, "error_ratio": round(ratio, 6)}
-    evidence = f"server alive to the end; {failed} of {total} requests failed ({ratio:.2%}, {source})"
+    evidence = f"{judged_process(folder)} alive to the end; {failed} of {total} requests failed ({ratio:.2%}, {source})"
     if worst_step:
         value["worst_step_error_ratio"] = round(worst_step[1], 6)
         evidence += f"; worst step {worst_step[0]}: {worst_step[1]:.2%} of {worst_step[2]}"
@@ -157,7 +158,7 @@ def cpu_at_rate(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> F
     target = float(folder.profile.get("target_insert_rate") or cfg["target_insert_rate"])
     rate, source = insert_rate(folder, end - start)
     evidence = (
-        f"average server CPU {avg:.1f}% of the machine{_core_share(frame, start, end)} (peak "
+        f"{judged_process(folder)}: average CPU {avg:.1f}% of the machine{_core_share(frame, start, end)} (peak "
         f"{float(cpu.max()):.1f}%, {len(cpu)} samples, limit {limit:g}%) at {rate:.0f} inserts/s "
         f"({source}; target {target:g}/s, tolerance {1 - float(cfg['min_rate_fraction']):.0%})"
     )
@@ -280,7 +281,8 @@ def memory_bound(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> 
     peak = samples.loc[samples["rss"].idxmax()]
     value = round(float(peak["rss"]) / MIB, 1)
     evidence = (
-        f"max RSS {value:.1f} MiB at {rel(folder, float(peak['t']))} over {len(samples)} samples (limit {limit:g} MiB)"
+        f"{judged_process(folder)}: max RSS {value:.1f} MiB at {rel(folder, float(peak['t']))} over "
+        f"{len(samples)} samples (limit {limit:g} MiB)"
     )
     if value > limit:
         return Finding(FAIL, value, limit, evidence)

@@ -17,13 +17,25 @@ import orjson
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.runfolder import DELIVERY, GENERATOR, HISTORY, MONITOR, NEMESIS, RUN_JSON, STATS, TARGET, WRITES
+from harness.runfolder import (
+    DATABASE,
+    DELIVERY,
+    GENERATOR,
+    HISTORY,
+    MONITOR,
+    NEMESIS,
+    RUN_JSON,
+    STATS,
+    TARGET,
+    WRITES,
+)
 
 LOAD_PHASES = ("load", "step-*")  # phases that make up the load (stress) window
 FALLBACK_LOAD_PHASES = ("locust",)  # used when a run recorded no load phase of its own
+# monitor.jsonl's numeric fields; database.jsonl rows share them and add pss and processes
 MONITOR_NUMERIC = (
     "t", "rss", "uss", "cpu_core_pct", "cpu_machine_pct", "threads", "fds",
-    "io_read_bytes", "io_write_bytes", "live_count",
+    "io_read_bytes", "io_write_bytes", "live_count", "pss", "processes",
 )  # fmt: skip
 STATS_TEXT_COLUMNS = ("Type", "Name")
 
@@ -46,6 +58,7 @@ class RunFolder:
     run: dict[str, Any] | None = None
     monitor: pd.DataFrame = field(default_factory=pd.DataFrame)
     generator: pd.DataFrame = field(default_factory=pd.DataFrame)
+    database: pd.DataFrame = field(default_factory=pd.DataFrame)  # the target's database tree (database.jsonl)
     stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
     delivery: dict[str, Any] | None = None
@@ -72,6 +85,13 @@ class RunFolder:
         if not isinstance(target, dict) or not isinstance(target.get("features"), list):
             return None
         return {str(f) for f in target["features"]}
+
+    @property
+    def database_pid(self) -> int | None:
+        """The pid of the target's database the run recorded (Parse's postmaster), or None."""
+        target = (self.run or {}).get("target")
+        pid = target.get("database_pid") if isinstance(target, dict) else None
+        return pid if isinstance(pid, int) and not isinstance(pid, bool) else None
 
     @property
     def phases(self) -> list[Phase]:
@@ -237,6 +257,8 @@ def load_run_folder(path: Path) -> RunFolder:
     if MONITOR not in folder.problems and folder.monitor.empty:
         folder.problems[MONITOR] = "no samples with a time stamp"
     folder.generator = _generator_frame(_read_jsonl(folder, GENERATOR))
+    if (path / DATABASE).exists() or folder.database_pid is not None:  # only a target with a database has one
+        folder.database = _monitor_frame(_read_jsonl(folder, DATABASE))
     folder.stats = _read_csv(folder, STATS)
     folder.history = _read_csv(folder, HISTORY)
     folder.delivery = _read_json(folder, DELIVERY)

@@ -2,7 +2,9 @@
 
 The server is chosen by --pid, by the TCP --port it listens on, or by a --name substring
 of its command line. One ``monitor.jsonl`` row is appended per --interval; when the
-process exits a last row with ``alive: false`` is written and the monitor exits 0.
+process exits a last row with ``alive: false`` is written and the monitor exits 0. With
+--database-pid it also samples the target's database (the process and all its descendants, summed:
+PostgreSQL's postmaster and backends) into ``database.jsonl``.
 SIGTERM, SIGINT or --duration end it cleanly. The target password may come from the
 environment variable LQH_TARGET_PASSWORD instead of the command line.
 """
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.plan import TARGET_PASSWORD_ENV as PASSWORD_ENV
-from harness.runfolder import GENERATOR, MONITOR
+from harness.runfolder import DATABASE, GENERATOR, MONITOR
 
 if TYPE_CHECKING:
     from harness.targets.base import Admin
@@ -50,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help=f"generator samples (default: {GENERATOR} beside --out)",
     )
+    parser.add_argument(
+        "--database-pid",
+        type=int,
+        metavar="PID",
+        help="also sample the target's database: PID and its descendants, summed (PostgreSQL's postmaster)",
+    )
+    parser.add_argument(
+        "--database-out", type=Path, metavar="FILE", help=f"database samples (default: {DATABASE} beside --out)"
+    )
     parser.add_argument("--target-url", help="poll statistics of the target at this URL")
     parser.add_argument("--target-name", default="kalamdb", help="target driver for --target-url (default kalamdb)")
     parser.add_argument("--target-user", default="root", help="target admin user (default root)")
@@ -63,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     from monitors.jsonl import JsonlWriter
     from monitors.loop import StopReason, run_monitor
     from monitors.sampler import ProcessSampler
+    from monitors.tree import ProcessTreeSampler
 
     if not args.interval > 0:
         raise HarnessError(f"--interval must be positive, got {args.interval}")
@@ -78,12 +90,16 @@ def main(args: argparse.Namespace) -> int:
     if args.generator_parent is not None:
         process_by_pid(args.generator_parent)
         generator = GeneratorSampler(args.generator_parent, args.generator_include_parent)
+    database = None
+    if args.database_pid is not None:
+        database = ProcessTreeSampler(process_by_pid(args.database_pid))
     stats = _stats_poller(args) if args.target_url else None
 
     sampler = ProcessSampler(proc, uss=args.uss, ports=[args.port] if args.port is not None else None)
     try:
         out = JsonlWriter(args.out)
         generator_out = JsonlWriter(args.generator_out or args.out.with_name(GENERATOR)) if generator else None
+        database_out = JsonlWriter(args.database_out or args.out.with_name(DATABASE)) if database else None
     except OSError as exc:
         raise HarnessError(f"cannot write samples: {exc}") from None
 
@@ -92,13 +108,16 @@ def main(args: argparse.Namespace) -> int:
     if stats is not None:
         stats.start()
     try:
-        reason = run_monitor(sampler, out, args.interval, stop, args.duration, stats, generator, generator_out)
+        reason = run_monitor(
+            sampler, out, args.interval, stop, args.duration, stats, generator, generator_out, database, database_out
+        )
     finally:
         if stats is not None:
             stats.stop()
         out.close()
-        if generator_out is not None:
-            generator_out.close()
+        for extra in (generator_out, database_out):
+            if extra is not None:
+                extra.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if reason is StopReason.DIED:

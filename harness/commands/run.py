@@ -89,12 +89,25 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _verdict(run_dir: Path) -> str | None:
+    """The overall verdict in a run folder's verdict.json, or None when it has none."""
+    import orjson
+
+    from harness.runfolder import VERDICT
+
+    try:
+        document = orjson.loads((run_dir / VERDICT).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return str(document.get("verdict")) if isinstance(document, dict) else None
+
+
 def main(args: argparse.Namespace) -> int:
     from harness import exitcodes
     from harness.credentials import read_password_file
     from harness.errors import HarnessError
     from harness.orchestration.runner import Runner, RunOptions
-    from harness.runfolder import REPORT
+    from harness.runfolder import REPORT, Verdict
     from harness.scenarios.catalogue import resolve
     from reports.criteria import load_criteria
     from reports.judge import RULES
@@ -157,15 +170,20 @@ def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run the same way: stop, mark, judge, exit 130
         signal.signal(sig, _interrupt)
     codes = [runner.run(s) for s in scenarios]
-    code = exitcodes.combine(codes)
+    words = {exitcodes.PASS: "pass", exitcodes.FAIL: "FAIL"}
+    shown = [
+        "n/a" if _verdict(run_dir) == Verdict.NA else words.get(one, "inconclusive")
+        for run_dir, one in zip(runner.run_dirs, codes, strict=True)
+    ]
+    # a scenario that does not apply to the target (n/a) is left out of the group's verdict, as n/a criteria are
+    code = exitcodes.combine(one for one, word in zip(codes, shown, strict=True) if word != "n/a")
     if len(scenarios) > 1:
-        words = {exitcodes.PASS: "pass", exitcodes.FAIL: "FAIL"}
         print("\nreports:")
-        for scenario, run_dir, one in zip(scenarios, runner.run_dirs, codes, strict=True):
-            print(f"  {words.get(one, 'inconclusive'):<12} {scenario.name:<28} {run_dir / REPORT}")
-        passed, failed = codes.count(exitcodes.PASS), codes.count(exitcodes.FAIL)
+        for scenario, run_dir, word in zip(scenarios, runner.run_dirs, shown, strict=True):
+            print(f"  {word:<12} {scenario.name:<28} {run_dir / REPORT}")
+        passed, failed, na = shown.count("pass"), shown.count("FAIL"), shown.count("n/a")
         print(
-            f"{len(scenarios)} scenarios: {passed} passed, {failed} failed, "
-            f"{len(codes) - passed - failed} inconclusive -> {words.get(code, 'inconclusive').upper()}"
+            f"{len(scenarios)} scenarios: {passed} passed, {failed} failed, {len(shown) - passed - failed - na} "
+            f"inconclusive, {na} n/a -> {words.get(code, 'inconclusive').upper()}"
         )
     return code

@@ -360,6 +360,11 @@ class ParseServer(LocalServer):
     def pg_pid(self) -> int | None:
         return self.cluster.pid if self.cluster else None
 
+    @property
+    def database_pid(self) -> int | None:
+        """PostgreSQL's postmaster: the monitor samples it and its backends (``database.jsonl``)."""
+        return self.pg_pid
+
     def stop(self, timeout: float = STOP_GRACE) -> int:
         """Stop Node (SIGTERM, then SIGKILL), then PostgreSQL, and remove the cluster; Node's exit code."""
         code = terminate(self.proc, timeout)

@@ -97,9 +97,19 @@ class RunRecord:
         except OSError as exc:
             raise HarnessError(f"cannot write {self.path / RUN_JSON}: {exc.strerror or exc}") from exc
 
-    def target_ready(self, url: str, features: frozenset[str], pid: int | None, protocol: str | None = None) -> None:
-        """Record where the target listens, its protocol generation, what it promises and (when local) its pid."""
-        self.record["target"].update({"url": url, "protocol": protocol, "features": sorted(features), "pid": pid})
+    def target_ready(
+        self,
+        url: str,
+        features: frozenset[str],
+        pid: int | None,
+        protocol: str | None = None,
+        database_pid: int | None = None,
+    ) -> None:
+        """Record where the target listens, its protocol generation, what it promises and (when local) its pid
+        and its database's (Parse's PostgreSQL postmaster)."""
+        self.record["target"].update(
+            {"url": url, "protocol": protocol, "features": sorted(features), "pid": pid, "database_pid": database_pid}
+        )
         self.save()
 
     def phase(self, name: str, start: float, end: float, **extra: Any) -> None:

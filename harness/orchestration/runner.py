@@ -271,7 +271,9 @@ class Runner:
         """Check the plan against the server's limits, set the target up, record it; return its protocol."""
         check_limits(plan, self._limits)
         features, protocol = self._setup_target(plan)
-        record.target_ready(spec.url, features, server.pid if server else None, protocol)
+        record.target_ready(
+            spec.url, features, server.pid if server else None, protocol, server.database_pid if server else None
+        )
         return protocol
 
     def _setup_target(self, plan: Plan) -> tuple[frozenset[str], str | None]:
@@ -302,7 +304,7 @@ class Runner:
         with (run_dir / MONITOR_LOG).open("ab") as log:
             monitor = start_monitor_process(
                 server.pid, run_dir, generator_parent=os.getpid(), target_spec=spec,
-                interval=0.5 if self.options.quick else 1.0, stderr=log,
+                interval=0.5 if self.options.quick else 1.0, database_pid=server.database_pid, stderr=log,
             )  # fmt: skip
         started.callback(stop_monitor_process, monitor)
 

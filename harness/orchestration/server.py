@@ -38,6 +38,11 @@ class LocalServer:
         return self.proc.pid
 
     @property
+    def database_pid(self) -> int | None:
+        """The root process of a database the server runs on, which the monitor samples as a second series."""
+        return None
+
+    @property
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://", 1) + "/v1/ws"
 

@@ -42,7 +42,7 @@ APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
     "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
-    "writers", "listeners", "quick", "nemesis",
+    "writers", "listeners", "quick", "nemesis", "requires",
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
@@ -80,6 +80,7 @@ class Scenario:
     full_extras: Extras = field(default_factory=Extras)  # ``settings`` parsed
     quick_extras: Extras = field(default_factory=Extras)  # ``settings`` with ``quick`` applied, parsed
     nemesis: Schedule = field(default_factory=Schedule)  # network faults between the harness and the target
+    requires: tuple[str, ...] = ()  # target features the scenario is about: without one, the judge says n/a
 
     def extras(self, quick: bool) -> Extras:
         """The typed settings of the full or the quick profile."""
@@ -99,6 +100,7 @@ class Scenario:
             "drain_seconds": self.quick_drain_seconds if quick else self.drain_seconds,
             **settings,
             **({"nemesis": self.nemesis.to_list()} if self.nemesis.faults else {}),
+            **({"requires": list(self.requires)} if self.requires else {}),
         }
 
 
@@ -289,6 +291,12 @@ def _criteria(where: str, raw: Any, criterion_ids: Collection[str]) -> tuple[str
     return tuple(raw)
 
 
+def _requires(where: str, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(f, str) and f for f in raw):
+        raise HarnessError(f"{where}: requires must be a list of target feature names, got {raw!r}")
+    return tuple(raw)
+
+
 def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str], filename: str) -> Scenario:
     where = f"scenario {name} ({filename})"
     if not isinstance(merged.get("title"), str):
@@ -313,6 +321,7 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
         full_extras=parse_extras(where, settings, quick=False),
         quick_extras=parse_extras(f"{where} quick", {**settings, **quick}, quick=True),
         nemesis=parse_schedule(where, merged.get("nemesis"), _listener_ids(merged)),
+        requires=_requires(where, merged.get("requires", [])),
     )
 
 

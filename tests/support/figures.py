@@ -2,6 +2,6 @@
 disappears from the code must turn the report tests red (audit M6)."""
 
 FIGURE_IDS = [
-    "fig-memory", "fig-cpu", "fig-fds", "fig-connections", "fig-throughput", "fig-latency", "fig-anomalies",
-    "fig-degradation",
+    "fig-memory", "fig-cpu", "fig-fds", "fig-connections", "fig-database", "fig-throughput", "fig-latency",
+    "fig-anomalies", "fig-degradation",
 ]  # fmt: skip

@@ -52,6 +52,11 @@ class ParseListener:
         """Always None: LiveQuery events carry no sequence number to resume from."""
         return None
 
+    @property
+    def replayed(self) -> bool:
+        """Always False: a subscription never resumes, so nothing missed is replayed."""
+        return False
+
     def subscribe(self, filter: Eq | None = None, resume_from: int | None = None, snapshot: bool = False) -> None:
         """Connect and subscribe to the rows matching ``filter``; returns once the server says ``subscribed``.
 
