@@ -52,11 +52,11 @@ EXTRAS_KEYS = (
 ALL_KEYS = (*SCENARIO_KEYS, *EXTRAS_KEYS)
 WRITER_KEYS = ("copies", "conversation", "group", "program", "user", "quick")
 LISTENER_KEYS = ("copies", "conversation", "user", "reconnect")
-STEP_KEYS = ("op", "count", "seconds", "rate", "weights", "rows")
+STEP_KEYS = ("op", "count", "seconds", "rate", "weights", "rows", "to")
 RECONNECT_KEYS = ("after_changes", "away_seconds", "resume")
 QUERIER_KEYS = ("count", "rate")
 CHURN_KEYS = ("open", "close", "settle_seconds")
-STEP_OPS = ("insert", "update", "delete", "mix", "pause", "bump")
+STEP_OPS = ("insert", "update", "delete", "mix", "pause", "bump", "move")
 RAMP_KEYS = ("steps", "seconds", "writers_per_step", "rate_per_writer")
 
 
@@ -221,10 +221,13 @@ def _check_step(where: str, step: dict[str, Any]) -> None:
             "seconds": lambda k, v: _number(where, k, v, 0),
             "rate": lambda k, v: _number(where, k, v, 0.001),
             "rows": lambda k, v: _number(where, k, v, 1, integer=True),
+            "to": lambda k, v: _number(where, k, v, 0, integer=True),
         },
     )
     if step["op"] == "bump" and "rows" not in step:
         raise HarnessError(f"{where}: a bump step needs rows (how many shared rows it spreads over)")
+    if (step["op"] == "move") != ("to" in step):
+        raise HarnessError(f"{where}: `to` (the conversation a row moves to) belongs to a move step, and only to one")
 
 
 def _check_program(where: str, program: Any) -> None:
