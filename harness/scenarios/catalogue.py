@@ -42,7 +42,7 @@ APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
     "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
-    "writers", "listeners", "quick", "nemesis",
+    "writers", "listeners", "quick", "nemesis", "server_restart",
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
@@ -80,6 +80,7 @@ class Scenario:
     full_extras: Extras = field(default_factory=Extras)  # ``settings`` parsed
     quick_extras: Extras = field(default_factory=Extras)  # ``settings`` with ``quick`` applied, parsed
     nemesis: Schedule = field(default_factory=Schedule)  # network faults between the harness and the target
+    server_restart: float | None = None  # seconds after the listeners are ready the embedded server restarts
 
     def extras(self, quick: bool) -> Extras:
         """The typed settings of the full or the quick profile."""
@@ -99,6 +100,7 @@ class Scenario:
             "drain_seconds": self.quick_drain_seconds if quick else self.drain_seconds,
             **settings,
             **({"nemesis": self.nemesis.to_list()} if self.nemesis.faults else {}),
+            **({"server_restart": {"at": self.server_restart}} if self.server_restart is not None else {}),
         }
 
 
@@ -316,7 +318,18 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
         full_extras=parse_extras(where, settings, quick=False),
         quick_extras=parse_extras(f"{where} quick", {**settings, **quick}, quick=True),
         nemesis=parse_schedule(where, merged.get("nemesis"), _listener_ids(merged)),
+        server_restart=_server_restart(where, merged.get("server_restart")),
     )
+
+
+def _server_restart(where: str, raw: Any) -> float | None:
+    """``server_restart = { at = S }``: restart the embedded server S seconds after the listeners are ready."""
+    if raw is None:
+        return None
+    table = _check_keys(f"{where}: server_restart", raw, ("at",))
+    if "at" not in table:
+        raise HarnessError(f"{where}: server_restart needs at (seconds after the listeners are ready)")
+    return float(_number(f"{where}: server_restart", "at", table["at"], 0))
 
 
 def _listener_ids(merged: dict[str, Any]) -> tuple[str, ...]:
