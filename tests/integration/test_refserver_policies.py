@@ -8,13 +8,18 @@ the subscriber; dba and system see every row. Raw HTTP and WebSocket, no driver 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import websocket
 
+from harness.delivery.identity import COLUMNS
 from harness.orchestration.server import LocalServer
+from harness.plan import TargetSpec
+from harness.targets import create_target
+from harness.targets.base import Outcome, Schema, TableKind
 from tests.support.refserver import Http, WsClient, start_refserver
 
 pytestmark = pytest.mark.timeout(60)
@@ -125,3 +130,31 @@ def test_04_has_no_policies_and_admits_by_access_level(tmp_path) -> None:
             assert error["type"] == "error" and error["code"] == "UNAUTHORIZED"  # PRIVATE by default
         finally:
             ws.close()
+
+
+def test_the_driver_gives_its_shared_table_a_read_policy_under_07(tmp_path) -> None:
+    """``Admin.setup`` of a SHARED table on 0.7 creates ``lqh_read`` (once): the harness's user listeners see rows."""
+    with start_refserver(tmp_path, protocol="0.7") as srv:
+        target = create_target(TargetSpec("kalamdb", srv.url, "root", srv.root_password or "", {"timeout": 5}))
+        schema = Schema("shared_t", "messages", COLUMNS, table_type=TableKind.SHARED, users={"app": PASSWORD})
+        admin = target.admin()
+        try:
+            admin.setup(schema)
+            admin.setup(schema)  # idempotent: the policy exists already
+        finally:
+            admin.close()
+        listener = target.listener(schema, "app")
+        writer = target.writer(schema)
+        try:
+            listener.subscribe()
+            row = {"id": 1, "conversation_id": 1, "writer_id": 1, "wseq": 1, "version": 1, "content": "c",
+                   "sent_at": 1, "last_delete": 0}  # fmt: skip
+            assert writer.insert(row).outcome is Outcome.OK
+            deadline = time.monotonic() + 5
+            change = None
+            while change is None and time.monotonic() < deadline:
+                change = listener.recv(0.5)
+            assert change is not None and change.row is not None and change.row["id"] == 1
+        finally:
+            writer.close()
+            listener.close()
