@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness.delivery import tracker as tracker_module
 from harness.delivery.checker import check
 from harness.delivery.tracker import ListenerTracker, WriterView
 from harness.errors import HarnessError
@@ -202,3 +203,11 @@ def test_a_row_leaves_each_conversation_at_most_once() -> None:
     # rows 1 and 2 leave 1, then leave 2 back to 1; then no row may leave 1 again but row 3
     assert picked == [1, 2, 1, 2, 3]
     assert rows.next_to_move(1, 2) is None
+
+
+def test_delete_receipts_past_the_cap_count_as_without_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener keeps the first ``MAX_RECEIPTS`` delete receipts, so its summary stays small; the rest are counted."""
+    monkeypatch.setattr(tracker_module, "MAX_RECEIPTS", 1)
+    report = _run(_world(), "0.7")
+    c2 = next(r for r in report["listeners"] if r["listener"] == "c2")  # 1 leave, then 1 delete
+    assert c2["latency_sources"].get("writer_send_time") == 1 and c2["deletes_without_latency"] == 1
