@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -213,6 +213,9 @@ class Runner:
         opts = self.options
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         protocol = self.ready_target(plan, record, server, spec)
+        if protocol is not None and spec.name == "kalamdb" and "protocol" not in spec.options:
+            # every Locust process (the master too, which never subscribes) then knows the generation's promises
+            plan = replace(plan, target=replace(plan.target, options={**plan.target.options, "protocol": protocol}))
         if scenario.nemesis.faults:  # stopped after Locust (callbacks run last-registered first)
             nemesis = NemesisRun(scenario.nemesis, plan, record.path, opts.progress)
             plan = nemesis.start(plan)

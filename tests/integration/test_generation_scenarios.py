@@ -72,6 +72,8 @@ def test_scenario_passes_on_each_generation_with_what_it_owes(tmp_path: Path, na
     assert_passes(name, scenario.criteria, code, verdict, ALLOWED)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["target"]["protocol"] == generation
+    # the plan carries the detected generation, so every Locust process (a master too) judges by its promises
+    assert json.loads((run_dir / "plan.json").read_text())["target"]["options"]["protocol"] == generation
     delivery = json.loads((run_dir / "delivery.json").read_text())
     for key in ("lost", "duplicates", "out_of_order", "phantom", "old_value_errors", "delete_flag_errors"):
         assert delivery["totals"][key] == 0, key
