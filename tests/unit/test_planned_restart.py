@@ -8,10 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness.cli import main as cli_main
+from harness.commands.run import _embedded_only
 from harness.errors import HarnessError
 from harness.orchestration.record import RunRecord
 from harness.orchestration.runner import Runner, RunOptions
-from harness.scenarios.catalogue import catalogue, parse_catalogue
+from harness.scenarios.catalogue import catalogue, parse_catalogue, resolve
 from reports.judge import RULES, judge_run
 from tests.support.synthetic import T0, Synthetic, write_run
 
@@ -62,3 +64,25 @@ def test_the_stopped_process_of_a_planned_restart_is_no_crash(tmp_path: Path, de
     assert found["SC-060"]["verdict"] == verdict
     if declared:
         assert found["RUN"]["verdict"] == "pass" and "server_restart" in found["RUN"]["evidence"]
+
+
+def test_named_alone_against_a_target_url_it_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KALAMDB_PASSWORD", "x")
+    assert cli_main(["run", "live.restart-resume", "--target-url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "restarts the embedded reference server" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_in_a_group_against_another_target_it_is_skipped_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    group = resolve(["live"], RULES)
+    kept = _embedded_only(group, "kalamdb")
+    assert [s.name for s in group if s not in kept] == ["live.restart-resume"]
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "skipped: live.restart-resume (restarts the embedded reference server (server_restart), "
+        "which --target ref alone can do)"
+    ]
+    assert _embedded_only(group, "ref") == group
