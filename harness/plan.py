@@ -49,8 +49,10 @@ class Step:
     ``op`` is ``insert``, ``update`` (the writer's oldest live row not yet updated in
     this round, cycling), ``delete`` (the writer's oldest live row), ``mix`` (random ops
     by ``weights``), ``bump`` (a shared row, one of writer 1's first ``rows`` rows chosen at
-    random, updated with the version incremented by the server: docs/contention.md), or
-    ``pause`` (sleep ``seconds``). ``count`` bounds the operations
+    random, updated with the version incremented by the server: docs/contention.md), ``move``
+    (an update that also moves a row to conversation ``to``: the writer's next live row, cycling
+    as updates do, that is not in ``to`` and has never left the conversation it is in, so a row
+    leaves each conversation at most once), or ``pause`` (sleep ``seconds``). ``count`` bounds the operations
     of the step; ``seconds`` bounds its duration; either may be None but not both
     (except for ``pause``). ``rate`` caps operations per second for this writer.
     """
@@ -61,6 +63,7 @@ class Step:
     rate: float | None = None
     weights: dict[str, float] | None = None
     rows: int | None = None  # ``bump``: how many shared rows (writer 1's first rows) it spreads over
+    to: int | None = None  # ``move``: the conversation the row moves to
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,11 @@ class WriterSpec:
     conversation_id: int
     program: tuple[Step, ...]
     user: str | None = None  # target user the writer logs in as (USER tables are per user)
+
+    @property
+    def conversations(self) -> frozenset[int]:
+        """Every conversation this writer's rows may be in: its own and those its ``move`` steps go to."""
+        return frozenset({self.conversation_id, *(s.to for s in self.program if s.op == "move" and s.to is not None)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ class Incident(StrEnum):
     TARGET_UNRESPONSIVE = "target_unresponsive"
     TARGET_RESPONSIVE = "target_responsive"  # it answers again after being unresponsive
     TARGET_RESTARTED = "target_restarted"  # its uptime fell: it lost its in-memory state mid-run
+    SERVER_RESTART = "server_restart"  # the scenario restarted the embedded server (``server_restart``): planned
     WORKER_LOST = "worker_lost"  # a Locust worker ended before its master
     INTERRUPTED = "interrupted"  # SIGINT or SIGTERM to the runner
 

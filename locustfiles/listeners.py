@@ -124,6 +124,7 @@ class ListenerUser(OneShotUser):
         early: str | None = "the listener's receive loop raised"
         try:
             if sub.open(None, time.monotonic() + plan.ready_timeout):
+                tracker.transitions = "filter_transitions" in ctx.target.features  # the generation is known now
                 tracker.mark_ready(time.time_ns())
                 link.send(Ready(spec.listener_id))
                 try:
@@ -190,7 +191,7 @@ class ListenerUser(OneShotUser):
 def _tracker(plan: Plan, spec: ListenerSpec) -> ListenerTracker:
     """The listener's tracker, knowing the plan's writers (conversation, user) and whom it may see."""
     writers = {
-        w.writer_id: WriterView(w.conversation_id, w.user or plan.app_user)
+        w.writer_id: WriterView(w.conversation_id, w.user or plan.app_user, w.conversations)
         for w in (*plan.writers, *joiners.joiner_writers(plan))
     }
     return ListenerTracker(

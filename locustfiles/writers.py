@@ -45,6 +45,8 @@ class LiveRows:
         self._cursor = 0
         self.versions: dict[int, int] = {}
         self.wseqs: dict[int, int] = {}  # row -> wseq of its current version
+        self.moved: dict[int, int] = {}  # row -> its conversation, for rows moved out of the writer's own
+        self.left: dict[int, set[int]] = {}  # row -> the conversations it has left
 
     def __len__(self) -> int:
         return len(self._rows) - self._head
@@ -66,10 +68,27 @@ class LiveRows:
         self._cursor += 1
         return n
 
+    def next_to_move(self, home: int, to: int) -> int | None:
+        """The next row, cycling as updates do, that is not in ``to`` and has never left the conversation it is in.
+
+        A row then leaves each conversation at most once, so the checker can pair every filter-leave a
+        listener receives with the move that made it (``WriterLedger.left``).
+        """
+        for _ in range(len(self)):
+            n = self.next_to_update()
+            if n is None:
+                return None
+            where = self.moved.get(n, home)
+            if where != to and where not in self.left.get(n, ()):
+                return n
+        return None
+
     def remove(self, n: int) -> None:
         """Forget row ``n`` (deleted or retired)."""
         self.versions.pop(n, None)
         self.wseqs.pop(n, None)
+        self.moved.pop(n, None)
+        self.left.pop(n, None)
         if len(self) and self._rows[self._head] == n:
             self._head += 1
         else:
@@ -177,6 +196,13 @@ class WriterStream:
             return op, self._insert(session)
         if op == "bump":
             return "update", self._bump(session, self._rng.randint(1, step.rows or 1))
+        if op == "move":
+            to = int(step.to or 0)
+            moving = self.rows.next_to_move(self.spec.conversation_id, to)
+            if moving is None:
+                self.skipped += 1
+                return None
+            return "update", self._update(session, moving, to)
         target = self.rows.oldest() if op == "delete" else self.rows.next_to_update()
         if target is None:
             self.skipped += 1
@@ -202,16 +228,30 @@ class WriterStream:
             self.rows.add(self.n, self.wseq)
         return result
 
-    def _update(self, session: WriterSession, n: int) -> WriteResult:
+    def _update(self, session: WriterSession, n: int, to: int | None = None) -> WriteResult:
+        """Update row ``n`` to its next version; with ``to``, also move it to conversation ``to``."""
         self.wseq += 1
         rid = row_id(self.spec.writer_id, n)
         version = self.rows.versions[n] + 1
+        home = self.spec.conversation_id
+        where = self.rows.moved.get(n, home)
         changes = update_changes(rid, version, self.wseq, _now_us(), self.payload_bytes, self.last_delete)
+        if to is not None:
+            changes["conversation_id"] = to
         result = self._call(lambda: session.update(rid, changes))
-        self.ledger.record("update", self.wseq, result, supersedes=self.rows.wseqs[n])
+        after = where if to is None else to
+        self.ledger.record("update", self.wseq, result, supersedes=self.rows.wseqs[n], conversation=after)
+        if to is not None:
+            self.ledger.record_move(self.wseq, n, where, to, result)
+            if result.outcome is not Outcome.FAILED:
+                self.rows.left.setdefault(n, set()).add(where)
         if result.outcome is Outcome.OK:
             self.rows.versions[n] = version
             self.rows.wseqs[n] = self.wseq
+            if after == home:
+                self.rows.moved.pop(n, None)
+            else:
+                self.rows.moved[n] = after
         elif result.outcome is Outcome.INDETERMINATE:
             self.rows.remove(n)  # its version is unknown now: never touch it again
         return result
@@ -232,8 +272,9 @@ class WriterStream:
 
     def _delete(self, session: WriterSession, n: int) -> WriteResult:
         self.last_delete = n
+        where = self.rows.moved.get(n)
         result = self._call(lambda: session.delete(row_id(self.spec.writer_id, n)))
-        self.ledger.record("delete", n, result, supersedes=self.rows.wseqs[n])
+        self.ledger.record("delete", n, result, supersedes=self.rows.wseqs[n], conversation=where)
         self.rows.remove(n)  # deleted, or unknown: either way deletes stay in increasing row order
         return result
 

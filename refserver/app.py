@@ -88,7 +88,15 @@ class RefServer:
             config.block_timeout,
             self.generation,
         )
-        self.engine = Engine(self.store, self.ids, self, config.node_id, self.versions, self.generation.version_column)
+        self.engine = Engine(
+            self.store,
+            self.ids,
+            self,
+            config.node_id,
+            self.versions,
+            self.generation.version_column,
+            row_policies=self.generation.row_policies,
+        )
         self.stats = SystemStats(
             StatsSources(
                 self.live,
@@ -113,6 +121,7 @@ class RefServer:
                 config.max_subscriptions_per_connection,
             ),
             self.stopping,
+            self.store.table_policies,
         )
         self.app: web.Application | None = None
         self.accounts.ensure_root(config.root_password)

@@ -279,7 +279,15 @@ def parse_statement(sql: str) -> Stmt:
             return _create_user(sql, tokens)
         if words[1] == "NAMESPACE":
             return _namespace(sql, tokens, create=True)
+        if words[1] == "POLICY":
+            from refserver.policies import parse_create_policy  # policies builds on this module's plans
+
+            return parse_create_policy(sql)
     if head == "DROP" and len(words) > 1:
+        if words[1] == "POLICY":
+            from refserver.policies import parse_drop_policy
+
+            return parse_drop_policy(sql)
         if words[1] == "USER" and (len(words) < 3 or words[2] != "TABLE"):
             return _drop_user(sql, tokens)
         if words[1] == "NAMESPACE":

@@ -36,6 +36,7 @@ from refserver.dialect import (
 )
 from refserver.errors import SqlError, denied, not_found
 from refserver.exprs import EvalContext
+from refserver.policies import CreatePolicy, DropPolicy, Policy
 from refserver.snowflake import IdSource, Snowflake
 from refserver.sqlite_compile import (
     ModifyPlan,
@@ -122,8 +123,10 @@ class Engine:
         node_id: int,
         versions: IdSource | None = None,
         version_column: str = "_seq",
+        row_policies: bool = False,
     ) -> None:
         self.store = store
+        self.row_policies = row_policies  # 0.7: CREATE / DROP POLICY on SHARED tables (refserver.policies)
         self.db = store.db
         self.ids = ids  # SNOWFLAKE_ID() values
         self.versions: IdSource = versions or ids  # row versions (``_seq``; 0.7 shows them as ``_version``)
@@ -574,6 +577,49 @@ class Engine:
             raise SqlError("SQL_EXECUTION_ERROR", f"Live query not found: {stmt.live_id}")
         return f"Live query killed: {stmt.live_id}"
 
+    def _policy_table(self, stmt: CreatePolicy | DropPolicy, principal: Principal, namespace: str) -> TableDef:
+        """The SHARED table a policy statement names, once the generation and the role allow it."""
+        if not self.row_policies:
+            raise SqlError("INVALID_SQL", f"Unsupported statement: {stmt.sql.strip()[:60]}")
+        if principal.role not in ("service", "dba", "system"):
+            raise denied("Policies may be changed by System, DBA, or Service roles only")
+        key = f"{stmt.namespace or namespace}.{stmt.table}"
+        table = self.store.tables.get(key)
+        if table is None:
+            raise not_found(key)
+        if table.kind != "SHARED":
+            raise SqlError("SQL_EXECUTION_ERROR", f"Policies apply to SHARED tables; '{key}' is {table.kind}")
+        return table
+
+    def _create_policy(self, stmt: CreatePolicy, principal: Principal, namespace: str) -> str:
+        table = self._policy_table(stmt, principal, namespace)
+        if stmt.name in self.store.policies.get(table.key, {}):
+            raise SqlError("SQL_EXECUTION_ERROR", f"Policy '{stmt.name}' already exists on '{table.key}'")
+        for clause in (stmt.using_sql, stmt.check_sql):
+            if clause is not None:
+                self._check_policy_clause(clause, table)
+        policy = Policy(stmt.name, table.key, stmt.command, stmt.targets, stmt.using_sql, stmt.check_sql)
+        self.store.put_policy(policy)
+        return f"Policy '{stmt.name}' created on '{table.key}'"
+
+    def _check_policy_clause(self, clause: str, table: TableDef) -> None:
+        """A policy's expression must compile against its table, as a subscription's WHERE does."""
+        from refserver.live_query import LiveQueryError, compile_live_query
+
+        try:
+            compile_live_query(f"SELECT * FROM {table.key} WHERE {clause}", self.store.tables)
+        except LiveQueryError as exc:
+            raise SqlError("INVALID_SQL", f"Invalid policy expression: {exc.message}") from None
+
+    def _drop_policy(self, stmt: DropPolicy, principal: Principal, namespace: str) -> str:
+        table = self._policy_table(stmt, principal, namespace)
+        if stmt.name not in self.store.policies.get(table.key, {}):
+            if stmt.if_exists:
+                return f"Policy '{stmt.name}' does not exist on '{table.key}'"
+            raise SqlError("SQL_EXECUTION_ERROR", f"Policy '{stmt.name}' not found on '{table.key}'")
+        self.store.drop_policy(table.key, stmt.name)
+        return f"Policy '{stmt.name}' dropped from '{table.key}'"
+
     def _kill_job(self, stmt: KillJob, principal: Principal, namespace: str) -> str:
         self._require(principal, ("dba", "system"), "kill jobs")
         if not self.hooks.kill_job(stmt.job_id):
@@ -592,4 +638,6 @@ _DDL: dict[type, Callable[[Engine, Any, Principal, str], str]] = {
     StorageFlush: Engine._storage_flush,
     KillLiveQuery: Engine._kill_live,
     KillJob: Engine._kill_job,
+    CreatePolicy: Engine._create_policy,
+    DropPolicy: Engine._drop_policy,
 }

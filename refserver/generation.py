@@ -4,7 +4,8 @@
 cursors, a resume that re-reads current rows, the filter checked on the new row only. 0.7 is
 KalamDB 0.7.1 (section 8 there, and ``docs/kalamdb-0.7.md`` here): ``_version`` ids that are not
 timestamps, string cursors, a bounded server-side replay log, filter enter/leave as insert/delete,
-``batch_size`` clamped to 1..1000, absent cursors omitted, SHARED tables echoing a version domain.
+``batch_size`` clamped to 1..1000, absent cursors omitted, SHARED tables echoing a version domain
+and their subscriptions governed by row-level policies (``CREATE POLICY``).
 Storage keeps the one ``_seq`` column either way; only what clients see is renamed.
 """
 
@@ -33,6 +34,7 @@ class Generation:
     version_domain: bool  # SHARED tables: batch_control.version_domain, echoed with ``from``
     jwt_subprotocol: bool  # the JWT may come as the ``kalamdb.jwt.<token>`` WebSocket subprotocol
     default_port: int
+    row_policies: bool = False  # SHARED subscriptions under CREATE POLICY, not ACCESS_LEVEL (refserver.policies)
 
     def version_ids(self, node_id: int) -> IdSource:
         """The generator of row versions: Snowflake ids (0.4) or log-index ids (0.7)."""
@@ -41,7 +43,7 @@ class Generation:
 
 GENERATIONS: dict[str, Generation] = {
     "0.4": Generation("0.4", "_seq", False, False, False, False, False, False, False, 8080),
-    "0.7": Generation("0.7", "_version", True, True, True, True, True, True, True, 2900),
+    "0.7": Generation("0.7", "_version", True, True, True, True, True, True, True, 2900, row_policies=True),
 }
 
 

@@ -6,7 +6,7 @@ snapshots, so both see the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,10 +77,17 @@ class LiveQuery:
         return [*self.projection, (self.version_key, self.table.by_name["_seq"])]
 
 
-def compile_live_query(sql: str, tables: Mapping[str, TableDef], version_key: str = "_seq") -> LiveQuery:
+def compile_live_query(
+    sql: str,
+    tables: Mapping[str, TableDef],
+    version_key: str = "_seq",
+    policy: Callable[[TableDef], str | None] | None = None,
+) -> LiveQuery:
     """Parse and validate a subscription's SQL; raises ``LiveQueryError`` with KalamDB's code.
 
-    ``version_key`` names the row-version column in the rows and schema clients get.
+    ``version_key`` names the row-version column in the rows and schema clients get. ``policy``
+    gives, for the subscribed table, a condition the subscriber's rows must also meet (0.7's
+    row-level policies, ``refserver.policies``), or None.
     """
     try:
         tree = sqlglot.parse_one(sql, read=READ)
@@ -122,11 +129,16 @@ def compile_live_query(sql: str, tables: Mapping[str, TableDef], version_key: st
     if star and projection:
         raise LiveQueryError("INVALID_SQL", "Mix of * and columns is not supported in live queries")
     where = tree.args.get("where")
+    cond: exp.Expression | None = where.this if where is not None else None
+    rule = policy(table) if policy is not None else None
+    if rule is not None:
+        extra = exp.Paren(this=sqlglot.parse_one(rule, read=READ))
+        cond = extra if cond is None else exp.And(this=exp.Paren(this=cond), expression=extra)
     names: list[str] = []
     compiler = Compiler({c.name: c.ktype for c in table.columns})
     try:
-        filter_fn = compiler.compile(where.this) if where is not None else None
-        condition = to_sqlite(where.this, table, names).sql(dialect="sqlite") if where is not None else "1 = 1"
+        filter_fn = compiler.compile(cond) if cond is not None else None
+        condition = to_sqlite(cond, table, names).sql(dialect="sqlite") if cond is not None else "1 = 1"
     except SqlError as exc:
         raise LiveQueryError("INVALID_SQL", exc.message) from None
     live = LiveQuery(
@@ -134,7 +146,7 @@ def compile_live_query(sql: str, tables: Mapping[str, TableDef], version_key: st
         star,
         projection,
         filter_fn,
-        where.this.sql() if where else "",
+        cond.sql() if cond is not None else "",
         "__user" in names,
         "",
         "",

@@ -15,6 +15,7 @@ from typing import Any
 
 from refserver.catalog import OWNER, TableDef
 from refserver.dialect import CreateTable, parse_statement
+from refserver.policies import Policy
 
 _INTERNAL = """
 CREATE TABLE IF NOT EXISTS __namespaces (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
@@ -24,6 +25,9 @@ CREATE TABLE IF NOT EXISTS __tables (
 CREATE TABLE IF NOT EXISTS __users (
     user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL, email TEXT,
     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_seen INTEGER);
+CREATE TABLE IF NOT EXISTS __policies (
+    table_key TEXT NOT NULL, name TEXT NOT NULL, command TEXT NOT NULL, targets TEXT NOT NULL,
+    using_sql TEXT, check_sql TEXT, created_at INTEGER NOT NULL, PRIMARY KEY (table_key, name));
 CREATE TABLE IF NOT EXISTS __jobs (
     job_id TEXT PRIMARY KEY, job_type TEXT NOT NULL, status TEXT NOT NULL, message TEXT,
     exception_trace TEXT, retry_count INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,
@@ -88,6 +92,12 @@ class Store:
             self.create_namespace("default")
         self.tables: dict[str, TableDef] = {}
         self._load_tables()
+        self.policies: dict[str, dict[str, Policy]] = {}
+        for key, name, command, targets, using_sql, check_sql in self.db.execute(
+            "SELECT table_key, name, command, targets, using_sql, check_sql FROM __policies"
+        ):
+            policy = Policy(name, key, command, tuple(targets.split(",")), using_sql, check_sql)
+            self.policies.setdefault(key, {})[name] = policy
 
     def _load_tables(self) -> None:
         from refserver.catalog import build_table
@@ -156,11 +166,39 @@ class Store:
         try:
             self.db.execute(f"DROP TABLE IF EXISTS {quote(table.key)}")
             self.db.execute("DELETE FROM __tables WHERE key = ?", (table.key,))
+            self.db.execute("DELETE FROM __policies WHERE table_key = ?", (table.key,))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.tables.pop(table.key, None)
+        self.policies.pop(table.key, None)
+
+    # -- row-level policies (0.7)
+
+    def put_policy(self, policy: Policy) -> None:
+        """Store a new policy of its table."""
+        self.db.execute(
+            "INSERT INTO __policies VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                policy.table_key,
+                policy.name,
+                policy.command,
+                ",".join(policy.targets),
+                policy.using_sql,
+                policy.check_sql,
+                now_us(),
+            ),
+        )
+        self.policies.setdefault(policy.table_key, {})[policy.name] = policy
+
+    def drop_policy(self, table_key: str, name: str) -> None:
+        self.db.execute("DELETE FROM __policies WHERE table_key = ? AND name = ?", (table_key, name))
+        self.policies.get(table_key, {}).pop(name, None)
+
+    def table_policies(self, table_key: str) -> list[Policy]:
+        """The policies of a table, by name."""
+        return [p for _, p in sorted(self.policies.get(table_key, {}).items())]
 
     # -- users
 

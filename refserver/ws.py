@@ -23,6 +23,7 @@ from refserver.engine import Principal
 from refserver.generation import GENERATIONS, Generation
 from refserver.live import MAX_SUBS_PER_CONNECTION, Connection, LiveManager, Subscription
 from refserver.live_query import LiveQueryError, compile_live_query
+from refserver.policies import Policy, visible_rows
 
 log = logging.getLogger("lqrefserver.ws")
 
@@ -74,13 +75,23 @@ class WsEndpoint:
         tables: Mapping[str, TableDef],
         settings: WsSettings,
         stopping: asyncio.Event,
+        policies: Callable[[str], list[Policy]] | None = None,
     ) -> None:
         self.live = live
         self.principal_for = principal_for
         self.tables = tables
+        self.policies = policies or (lambda _key: [])  # a table's row-level policies (0.7)
         self.cfg = settings
         self.stopping = stopping
         self._auth_window: tuple[int, dict[str, int]] = (0, {})  # (second, attempts per IP in it)
+
+    def _policy(self, role: str) -> Callable[[TableDef], str | None]:
+        """0.7: the rows of a SHARED table a subscriber of ``role`` may see, under the table's policies."""
+
+        def rows(table: TableDef) -> str | None:
+            return visible_rows(self.policies(table.key), role) if table.kind == "SHARED" else None
+
+        return rows
 
     async def watchdog(self) -> None:
         """Close sockets that did not authenticate in time or went quiet (checked 4× per timeout)."""
@@ -326,12 +337,14 @@ class WsEndpoint:
         if problem:
             conn.send_control(_error(sub_id, "UNSUPPORTED", problem))
             return
+        role = conn.role or "user"
+        policy = self._policy(role) if generation.row_policies else None
         try:
-            query = compile_live_query(sql, self.tables, generation.version_column)
+            query = compile_live_query(sql, self.tables, generation.version_column, policy)
         except LiveQueryError as exc:
             conn.send_control(_error(sub_id, exc.code, exc.message))
             return
-        if not query.table.readable_by(conn.role or "user"):
+        if not generation.row_policies and not query.table.readable_by(role):
             conn.send_control(_error(sub_id, "UNAUTHORIZED", f"Access denied to table '{query.table.key}'"))
             return
         sub = self.live.subscribe(conn, sub_id, sql, query, options)

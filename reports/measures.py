@@ -231,7 +231,11 @@ def run_end(folder: RunFolder) -> float | None:
 
 
 def crash_signs(folder: RunFolder) -> str | None:
-    """Hard signs the server died before the run ended: status ``target_crashed`` or an ``alive: false`` sample."""
+    """Hard signs the server died before the run ended: status ``target_crashed`` or an ``alive: false`` sample.
+
+    The process a restart the scenario planned stopped (``run.json`` ``server_restarts``, pid before) is
+    no sign: it was meant to end, and the monitor followed its successor.
+    """
     signs = []
     run = folder.run or {}
     if run.get("status") == RunStatus.TARGET_CRASHED:
@@ -240,6 +244,9 @@ def crash_signs(folder: RunFolder) -> str | None:
     if not frame.empty:
         end = run_end(folder)
         dead = frame[frame["dead"]]
+        restarted = planned_restart_pids(folder)
+        if restarted and "pid" in dead.columns:
+            dead = dead[~dead["pid"].isin(restarted)]
         if end is not None:
             dead = dead[dead["t"] <= end]
         if len(dead):
@@ -252,6 +259,14 @@ def crash_signs(folder: RunFolder) -> str | None:
         if gap:
             signs.append(gap)
     return "; ".join(signs) if signs else None
+
+
+def planned_restart_pids(folder: RunFolder) -> set[int]:
+    """The server pids that planned restarts stopped (``run.json`` ``server_restarts``)."""
+    raw = (folder.run or {}).get("server_restarts")
+    if not isinstance(raw, list):
+        return set()
+    return {int(r["pid_before"]) for r in raw if isinstance(r, dict) and isinstance(r.get("pid_before"), int)}
 
 
 def sample_gap(folder: RunFolder, max_gap: float) -> str | None:

@@ -163,6 +163,9 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
         f"{k} {float(latency[k]):.1f}" for k in ("p50", "p95", "p99", "max") if isinstance(latency.get(k), int | float)
     )
     evidence = f"{key} {value:.1f} ms (limit {limit:g}); {parts} ms over {n if n is not None else '?'} notifications"
+    sources = _latency_sources(totals)
+    if sources:
+        evidence += f" ({sources})"
     negative = count(latency, "negative")
     if negative:
         evidence += f"; {negative} arrived before they were sent by the clocks (recorded as 0 ms)"
@@ -185,6 +188,25 @@ def delivery_latency(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria)
     if small:
         return inconclusive(f"{small}; {evidence}", value, limit)
     return Finding(PASS, value, limit, evidence)
+
+
+LATENCY_SOURCES = {
+    "sent_at": "from the row's client send time",
+    "commit_time": "deletes from the server's commit time",
+    "writer_send_time": "deletes and filter-leaves from the writers' send times",
+}
+
+
+def _latency_sources(totals: dict[str, Any]) -> str:
+    """Where the latency samples came from (delivery.json ``latency_sources``), as evidence text; '' if not said."""
+    sources = totals.get("latency_sources")
+    if not isinstance(sources, dict):
+        return ""
+    return ", ".join(
+        f"{n:,} {LATENCY_SOURCES.get(str(k), str(k))}"
+        for k, n in sources.items()
+        if isinstance(n, int) and not isinstance(n, bool) and n
+    )
 
 
 def _below_concurrent_load(folder: RunFolder, cfg: dict[str, Any], samples: object) -> str | None:

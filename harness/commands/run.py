@@ -14,8 +14,12 @@ import os
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from harness.commands.history import add_history_option
+
+if TYPE_CHECKING:
+    from harness.scenarios.catalogue import Scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +106,25 @@ def _verdict(run_dir: Path) -> str | None:
     return str(document.get("verdict")) if isinstance(document, dict) else None
 
 
+def _embedded_only(scenarios: list[Scenario], target: str) -> list[Scenario]:
+    """Leave out, with one line, the scenarios that restart the embedded server when the target is another one.
+
+    Named alone, such a scenario is a one-line error instead: nothing of it could run.
+    """
+    from harness.errors import HarnessError
+
+    if target == "ref":
+        return scenarios
+    restarting = [s.name for s in scenarios if s.server_restart is not None]
+    if not restarting:
+        return scenarios
+    why = "restarts the embedded reference server (server_restart), which --target ref alone can do"
+    if len(restarting) == len(scenarios):
+        raise HarnessError(f"scenario {', '.join(restarting)} {why}")
+    print(f"skipped: {', '.join(restarting)} ({why})")
+    return [s for s in scenarios if s.server_restart is None]
+
+
 def main(args: argparse.Namespace) -> int:
     from harness import exitcodes
     from harness.credentials import read_password_file
@@ -166,6 +189,7 @@ def main(args: argparse.Namespace) -> int:
         ),
         history=args.history,
     )
+    scenarios = _embedded_only(scenarios, options.target)
     runner = Runner(options)
     for sig in (signal.SIGINT, signal.SIGTERM):  # both end the run the same way: stop, mark, judge, exit 130
         signal.signal(sig, _interrupt)

@@ -18,6 +18,17 @@ reconnect without resume excuses everything above the marks made before the new
 subscription was ready, and a live change of a write acked before it was requested is
 ``stale``.
 
+Rows a writer ``move``s between conversations: a filtered listener is owed the versions and
+deletes its writer made while the row was in its conversation (the ledger's ``placed``). Where the
+target promises filter transitions (``filter_transitions``, KalamDB 0.7) it is also owed one
+filter-leave per move out of its conversation, a third stream keyed by the move's wseq; elsewhere
+(0.4) a move out of the filter sends nothing, so nothing is owed and a leave would be malformed.
+
+Delete latency: where a delete carries the server's commit time (0.4's Snowflake ``_seq``) the
+tracker measures it on arrival; otherwise (0.7) the tracker keeps the receipt and the checker joins
+it with the writer's send time of that delete (or of the move, for a filter-leave) from the ledger.
+``latency_sources`` in ``delivery.json`` says how many samples came from where.
+
 Each anomaly class has its own function; ``check_listener`` returns a ``ListenerReport``.
 """
 
@@ -43,6 +54,9 @@ RESUME_CURRENT_ROWS = "resume"
 """Target feature: a resume sends the current version of every row changed since the last seen sequence."""
 RESUME_REPLAYS_CHANGES = "resume_replays_changes"
 """Target feature: a resume replays every change since the last seen sequence, deletes included."""
+FILTER_TRANSITIONS = "filter_transitions"
+"""Target feature: an update entering a filter is an insert, one leaving it a delete of the key (KalamDB 0.7)."""
+SOURCE_LEDGER = "writer_send_time"  # delete, filter-leave: receipt - the writer's send time in its ledger
 
 
 @dataclass
@@ -60,6 +74,7 @@ class ListenerReport:
     end_ns: int | None
     witnesses: list[Witness] = field(default_factory=list)
     timeline: dict[tuple[int, Anomaly], int] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)  # latency samples by source (SOURCE_*)
 
     def add(self, kind: Anomaly | str, n: int) -> None:
         self.counts[str(kind)] = self.counts.get(str(kind), 0) + n
@@ -73,6 +88,7 @@ class ListenerReport:
             "received_by_op": dict(self.received_by_op),
             "latency_ms": self.latency.percentiles_ms(),
             "deletes_without_latency": self.deletes_without_latency,
+            "latency_sources": dict(self.sources),
             "ready_at": _secs(self.ready_ns),
             "end_at": _secs(self.end_ns),
         }
@@ -107,8 +123,9 @@ def listener_windows(summary: ListenerSummary, drain_ns: int) -> Windows:
 class Stream:
     """One writer's stream as one listener sees it: its keys by outcome, times, and what was delivered.
 
-    ``deletes`` streams are keyed by row number, the others by wseq. ``current`` are the
-    keys still their row's version at the end (none for deletes); ``owed`` the keys the
+    ``deletes`` streams are keyed by row number, the others by wseq (``leaves``: the wseqs of
+    the moves that took a row out of the listener's filter). ``current`` are the keys still
+    their row's version at the end (none for deletes and leaves); ``owed`` the keys the
     tracker proved a resume owed; ``marks`` the stream's mark at each disconnect.
     """
 
@@ -122,6 +139,7 @@ class Stream:
     current: RangeSet
     owed: RangeSet
     marks: tuple[int, ...]
+    leaves: bool = False
 
 
 def effective_marks(led: WriterLedger, gap: Disconnect) -> tuple[int, int]:
@@ -141,33 +159,79 @@ def effective_marks(led: WriterLedger, gap: Disconnect) -> tuple[int, int]:
     return wseq, deleted
 
 
-def _streams(led: WriterLedger, got: Delivered, gaps: list[Disconnect]) -> tuple[Stream, Stream]:
+def _streams(
+    led: WriterLedger, got: Delivered, gaps: list[Disconnect], conversation: int | None, transitions: bool
+) -> list[Stream]:
+    """The writer's streams as a listener filtered to ``conversation`` (None: unfiltered) sees them."""
     marks = [effective_marks(led, gap) for gap in gaps]
-    writes = Stream(
-        led.writer_id,
-        False,
-        led.written("ok"),
-        led.written("ok", "indeterminate"),
-        led.written("failed"),
-        led.times,
-        got.delivered,
-        led.current,
-        got.owed,
-        tuple(m[0] for m in marks),
-    )
-    deletes = Stream(
-        led.writer_id,
-        True,
-        led.deleted("ok"),
-        led.deleted("ok", "indeterminate"),
-        led.deleted("failed"),
-        led.delete_times,
-        got.deleted,
-        RangeSet(),
-        RangeSet(),
-        tuple(m[1] for m in marks),
-    )
-    return writes, deletes
+    writes_seen = led.visible_writes(conversation) if conversation is not None else None
+    deletes_seen = led.visible_deletes(conversation) if conversation is not None else None
+
+    def only(keys: RangeSet, seen: RangeSet | None) -> RangeSet:
+        return keys if seen is None else keys.intersection(seen)
+
+    streams = [
+        Stream(
+            led.writer_id,
+            False,
+            only(led.written("ok"), writes_seen),
+            only(led.written("ok", "indeterminate"), writes_seen),
+            only(led.written("failed"), writes_seen),
+            led.times,
+            got.delivered,
+            led.current,
+            got.owed,
+            tuple(m[0] for m in marks),
+        ),
+        Stream(
+            led.writer_id,
+            True,
+            only(led.deleted("ok"), deletes_seen),
+            only(led.deleted("ok", "indeterminate"), deletes_seen),
+            only(led.deleted("failed"), deletes_seen),
+            led.delete_times,
+            got.deleted,
+            RangeSet(),
+            RangeSet(),
+            tuple(m[1] for m in marks),
+        ),
+    ]
+    if conversation is not None and transitions and led.moves:
+        left = led.left(conversation)
+        moved_out = RangeSet()
+        for wseq in left.values():
+            moved_out.add(wseq)
+        streams.append(
+            Stream(
+                led.writer_id,
+                False,
+                led.written("ok").intersection(moved_out),
+                led.written("ok", "indeterminate").intersection(moved_out),
+                led.written("failed").intersection(moved_out),
+                led.times,
+                _left_wseqs(got.left, left),
+                RangeSet(),
+                RangeSet(),
+                tuple(m[0] for m in marks),
+                leaves=True,
+            )
+        )
+    return streams
+
+
+def _left_wseqs(rows: RangeSet, left: dict[int, int]) -> RangeSet:
+    """The wseqs of the moves whose filter-leaves arrived (``rows``); a leave no move made maps to none."""
+    out = RangeSet()
+    for first, last in rows.ranges():
+        for n in range(first, last + 1):
+            if n in left:
+                out.add(left[n])
+    return out
+
+
+def _unpaired_leaves(rows: RangeSet, left: dict[int, int]) -> list[int]:
+    """Rows whose filter-leave arrived with no move out of the listener's conversation to pair it with."""
+    return [n for first, last in rows.ranges() for n in range(first, last + 1) if n not in left]
 
 
 def _touching(times: TimeIndex, start: int, stop: int) -> RangeSet:
@@ -239,7 +303,7 @@ def _foreign_reason(
     if wid in summary.hidden_writers:
         return Anomaly.OTHER_USER, f"writer {wid} writes as another user than {summary.user}"
     cid = summary.conversation_id
-    if cid is not None and led.conversation_id != cid:
+    if cid is not None and cid not in led.conversations:
         return Anomaly.OUTSIDE_FILTER, f"writer {wid} writes conversation {led.conversation_id}, outside filter {cid}"
     return None
 
@@ -272,9 +336,9 @@ def _per_second(times: TimeIndex, keys: RangeSet) -> dict[int, int]:
 
 def _witnesses_for(kind: Anomaly, lid: str, stream: Stream, keys: RangeSet) -> list[Witness]:
     """The first few witnesses of ``keys`` (of one writer stream) found at the end of the run."""
-    what = "delete" if stream.deletes else "write"
+    what = "delete" if stream.deletes else "filter-leave" if stream.leaves else "write"
     texts = {
-        Anomaly.LOST: ("delivery of a write acked ok", "never delivered"),
+        Anomaly.LOST: (f"delivery of a {what} acked ok", "never delivered"),
         Anomaly.UNEXPECTED: ("no delivery (never attempted)", f"{what} delivered"),
         Anomaly.ABORTED: ("no delivery (the write failed)", f"{what} delivered"),
         Anomaly.STALE: ("no live change of a write acked before the subscription", "one"),
@@ -292,7 +356,7 @@ def _witnesses_for(kind: Anomaly, lid: str, stream: Stream, keys: RangeSet) -> l
                 writer=stream.writer,
                 wseq=None if stream.deletes else key,
                 row=key if stream.deletes else None,
-                op="delete" if stream.deletes else None,
+                op="delete" if stream.deletes or stream.leaves else None,
                 acked_at=_secs(ack),
             )
         )
@@ -340,10 +404,12 @@ def check_listener(
     plan_writers: set[int],
     drain_ns: int,
     replays: bool = False,
+    transitions: bool = False,
 ) -> ListenerReport:
     """Counts, witnesses and timeline of one listener (``ledgers``: the writers that arrived).
 
-    ``replays``: the target's resume replays every change (nothing above a mark is excused).
+    ``replays``: the target's resume replays every change (nothing above a mark is excused);
+    ``transitions``: the target sends a filtered listener a leave per row moved out of its filter.
     """
     report = ListenerReport(
         listener=summary.listener_id,
@@ -369,11 +435,12 @@ def check_listener(
     watched = {
         led.writer_id
         for led in ledgers.values()
-        if (cid is None or led.conversation_id == cid) and led.writer_id not in summary.hidden_writers
+        if (cid is None or cid in led.conversations) and led.writer_id not in summary.hidden_writers
     }
+    report.sources.update(summary.latency_sources)
     for wid in sorted(set(summary.writers) | watched):
         got = summary.writers.get(wid, Delivered())
-        report.add("delivered", len(got.delivered) + len(got.deleted))
+        report.add("delivered", len(got.delivered) + len(got.deleted) + len(got.left))
         led = ledgers.get(wid)
         foreign = _foreign_reason(wid, led, plan_writers, summary)
         if foreign is not None:
@@ -393,9 +460,62 @@ def check_listener(
             continue
         if led is None:  # its ledger never arrived: neither expected nor unexpected
             continue
-        for stream in _streams(led, got, summary.disconnects):
+        for stream in _streams(led, got, summary.disconnects, cid, transitions):
             _check_stream(report, stream, summary, windows, replays)
+        if cid is not None and got.left:
+            _unexpected_leaves(report, wid, _unpaired_leaves(got.left, led.left(cid)))
+    _delete_latency(report, summary, ledgers)
     return report
+
+
+def _unexpected_leaves(report: ListenerReport, wid: int, rows: list[int]) -> None:
+    report.add(Anomaly.UNEXPECTED, len(rows))
+    for n in rows[:MAX_WITNESSES]:
+        report.witnesses.append(
+            Witness(
+                Anomaly.UNEXPECTED,
+                report.listener,
+                "no filter-leave (no move took the row out of this conversation)",
+                "a filter-leave delivered",
+                writer=wid,
+                row=n,
+                op="delete",
+            )
+        )
+
+
+def _delete_latency(report: ListenerReport, summary: ListenerSummary, ledgers: Mapping[int, WriterLedger]) -> None:
+    """Join delete and filter-leave receipts with the writers' send times: one latency sample each.
+
+    The ledger holds the exact send time of the deletes its time checkpoints keep (the first, then
+    one per 50 ms, and the last): those deletes are the samples, every move out of the listener's
+    conversation is one. A delete sent before a resubscription that came before its receipt is left
+    out (it would measure the absence, as replayed writes do); any other receipt without a send
+    time counts in ``deletes_without_latency``. Samples of commit-time deletes (0.4) are the tracker's.
+    """
+    sent: dict[tuple[int, int, int], int] = {}
+    for wid in {r[0] for r in summary.receipts}:
+        led = ledgers.get(wid)
+        if led is None:
+            continue
+        for n, at_ns, _ in led.delete_times.points():
+            sent[(wid, n, 0)] = at_ns
+        if summary.conversation_id is not None:
+            for _, n, source, _, at_ns in led.moves:
+                if source == summary.conversation_id:
+                    sent[(wid, n, 1)] = at_ns
+    joined = 0
+    for wid, n, received_ns, leave in summary.receipts:
+        invoke_ns = sent.get((wid, n, leave))
+        if invoke_ns is None:
+            report.deletes_without_latency += 1
+            continue
+        if any(g.requested_ns is not None and invoke_ns < g.requested_ns <= received_ns for g in summary.disconnects):
+            continue
+        report.latency.record_us((received_ns - invoke_ns) // 1000)
+        joined += 1
+    if joined:
+        report.sources[SOURCE_LEDGER] = joined
 
 
 def _first(keys: RangeSet) -> int | None:
@@ -526,11 +646,12 @@ def check(
         by_id[led.writer_id] = led
     known = set(plan_writers) if plan_writers is not None else set(by_id)
     replays = RESUME_REPLAYS_CHANGES in set(features)
+    transitions = FILTER_TRANSITIONS in set(features)
     summaries = sorted(
         (s if isinstance(s, ListenerSummary) else ListenerSummary.from_dict(s) for s in listener_summaries),
         key=lambda s: s.listener_id,
     )
-    reports = [check_listener(s, by_id, known, drain_ns, replays) for s in summaries]
+    reports = [check_listener(s, by_id, known, drain_ns, replays, transitions) for s in summaries]
     chains = _check_chains(list(by_id.values()), summaries, reports, commit_log)
     counts = _zero_counts()
     merged = LatencyHistogram()
@@ -555,6 +676,11 @@ def check(
         witnesses[Anomaly.VERSION_CONFLICT] = [w.to_dict() for w in conflicts[:MAX_WITNESSES_PER_KIND]]
     totals: dict[str, Any] = _with_phantom(counts)
     totals["latency_ms"] = merged.percentiles_ms()
+    sources: dict[str, int] = {}
+    for r in reports:
+        for name, n in r.sources.items():
+            sources[name] = sources.get(name, 0) + n
+    totals["latency_sources"] = dict(sorted(sources.items()))
     totals["received"] = sum(r.received for r in reports)
     totals["received_by_op"] = by_op
     if chains is not None:
@@ -563,12 +689,19 @@ def check(
     notes = [
         "late: notifications received in a listener's last drain window; they count as delivered "
         "and their latency is in latency_ms",
-        "latency_ms covers inserts and updates (receive time - sent_at); resume snapshot rows, and changes of "
-        "writes sent before a reconnect was requested (replays), are excluded",
+        "latency_ms covers inserts and updates (receive time - the row's sent_at), deletes (receive time - "
+        "the server's commit time where the row's version is one, as 0.4's _seq; else the writer's send time "
+        "of the delete from its ledger's time checkpoints, a sample of one delete per 50 ms per writer) "
+        "and filter-leaves (the writer's send time of the move); "
+        "latency_sources counts the samples of each source; resume snapshot rows, and changes of writes "
+        "sent before a reconnect was requested (replays), are excluded",
         f"phantom: the sum of {', '.join(str(a) for a in Anomaly if a in PHANTOM)}",
     ]
     if deletes_without:
-        notes.append(f"{deletes_without} delete notifications carried no commit time and are not in latency_ms")
+        notes.append(
+            f"{deletes_without} delete notifications carried no commit time and had no send time in the "
+            "writers' ledgers: they are not in latency_ms"
+        )
     return {
         "totals": totals,
         "listeners": [r.to_dict() for r in reports],

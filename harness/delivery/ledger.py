@@ -5,7 +5,14 @@ range sets of deleted row numbers per outcome, the wseqs that are their row's cu
 version (never replaced by an update or delete), counts by kind, and coarse time indexes
 (checkpoints of invoke/ack times) from which the checker bounds when any operation
 happened. Memory grows with outcome changes, run time and the writer's live rows (as the
-writer's own state does), never with one entry per operation.
+writer's own state does), never with one entry per operation, with one exception: ``moves``
+(one entry per ``move`` a program makes, a scenario-sized count). The time checkpoints hold the
+exact send time of the operations they keep: where a target's deletes carry no commit time, the
+checker takes those deletes' latency from there.
+
+Rows normally stay in their writer's conversation; ``placed`` and ``deleted_placed`` hold the
+wseqs and deleted rows whose row was in another conversation (after a ``move``), so the
+checker knows which versions and deletes a filtered listener is owed.
 """
 
 from __future__ import annotations
@@ -145,6 +152,39 @@ class WriterLedger:
     bumps: list[list[int]] = field(
         default_factory=list
     )  # [wseq, row id, version] of acked bumps whose version is known
+    placed: dict[int, RangeSet] = field(default_factory=dict)  # conversation -> wseqs whose row was there, not home
+    deleted_placed: dict[int, RangeSet] = field(default_factory=dict)  # conversation -> rows deleted there, not home
+    moves: list[list[int]] = field(default_factory=list)  # [wseq, row, from, to, invoke_ns] of moves not failed
+
+    def record_move(self, wseq: int, n: int, source: int, to: int, result: WriteResult) -> None:
+        """Record a move of row ``n`` from conversation ``source`` to ``to`` (an update, see ``record``)."""
+        if str(Outcome(result.outcome)) != Outcome.FAILED:
+            self.moves.append([wseq, n, source, to, result.invoke_ns])
+
+    def visible_writes(self, conversation: int) -> RangeSet:
+        """Wseqs whose row version was in ``conversation`` (everything but the moved-away ones for home)."""
+        return self._visible(conversation, self.placed, self.written("ok", "indeterminate", "failed"))
+
+    def visible_deletes(self, conversation: int) -> RangeSet:
+        """Rows deleted while in ``conversation``."""
+        return self._visible(conversation, self.deleted_placed, self.deleted("ok", "indeterminate", "failed"))
+
+    def _visible(self, conversation: int, placed: dict[int, RangeSet], every: RangeSet) -> RangeSet:
+        if conversation != self.conversation_id:
+            return placed.get(conversation, RangeSet())
+        elsewhere = RangeSet()
+        for keys in placed.values():
+            elsewhere = elsewhere.union(keys)
+        return every.difference(elsewhere)
+
+    def left(self, conversation: int) -> dict[int, int]:
+        """Row -> wseq of the moves that took a row out of ``conversation`` (a row leaves one at most once)."""
+        return {n: wseq for wseq, n, source, _, _ in self.moves if source == conversation}
+
+    @property
+    def conversations(self) -> frozenset[int]:
+        """Every conversation this writer's rows were in."""
+        return frozenset({self.conversation_id, *self.placed, *self.deleted_placed})
 
     def record_bump(self, wseq: int, rid: int, result: WriteResult) -> None:
         """Record a bump of shared row ``rid`` (an update whose version the server chose) and the version it got."""
@@ -152,12 +192,20 @@ class WriterLedger:
         if result.outcome is Outcome.OK and result.version is not None:
             self.bumps.append([wseq, rid, result.version])
 
-    def record(self, kind: str, key: int, result: WriteResult, supersedes: int | None = None) -> None:
+    def record(
+        self,
+        kind: str,
+        key: int,
+        result: WriteResult,
+        supersedes: int | None = None,
+        conversation: int | None = None,
+    ) -> None:
         """Record one operation: ``key`` is the wseq of an insert/update, the row number of a delete.
 
         ``supersedes`` is the wseq of the row version an update or delete replaces: that version
         stops being current (a resume sends current rows only). An indeterminate update's new
         version is not known to be current, nor is the version it may have replaced.
+        ``conversation`` is the row's conversation after the operation (None: the writer's own).
         """
         if kind not in KINDS:
             raise ValueError(f"unknown op kind {kind!r}")
@@ -166,12 +214,17 @@ class WriterLedger:
             self.current.discard(supersedes)
         if kind != "delete" and outcome == Outcome.OK:
             self.current.add(key)
+        away = conversation is not None and conversation != self.conversation_id
         if kind == "delete":
             self.deleted_rows.setdefault(outcome, RangeSet()).add(key)
             self.delete_times.add(key, result.invoke_ns, result.ack_ns)
+            if away:
+                self.deleted_placed.setdefault(int(conversation or 0), RangeSet()).add(key)
         else:
             self.wseqs.setdefault(outcome, RangeSet()).add(key)
             self.times.add(key, result.invoke_ns, result.ack_ns)
+            if away:
+                self.placed.setdefault(int(conversation or 0), RangeSet()).add(key)
         by_kind = self.counts.setdefault(outcome, dict.fromkeys(KINDS, 0))
         by_kind[kind] += 1
         if outcome != Outcome.OK and len(self.errors) < MAX_ERRORS:
@@ -203,6 +256,9 @@ class WriterLedger:
             "delete_times": self.delete_times.to_list(),
             "errors": list(self.errors),
             "bumps": [list(b) for b in self.bumps],
+            "placed": {str(c): rs.to_list() for c, rs in sorted(self.placed.items())},
+            "deleted_placed": {str(c): rs.to_list() for c, rs in sorted(self.deleted_placed.items())},
+            "moves": [list(m) for m in self.moves],
         }
 
     @classmethod
@@ -218,6 +274,9 @@ class WriterLedger:
             delete_times=TimeIndex.from_list(data["delete_times"]),
             errors=list(data.get("errors", [])),
             bumps=[[int(x) for x in b] for b in data.get("bumps") or ()],
+            placed={int(c): RangeSet.from_list(r) for c, r in (data.get("placed") or {}).items()},
+            deleted_placed={int(c): RangeSet.from_list(r) for c, r in (data.get("deleted_placed") or {}).items()},
+            moves=[[int(x) for x in m] for m in data.get("moves") or ()],
         )
 
 

@@ -7,6 +7,12 @@ messages. At each disconnect it marks, per writer, the highest sequence and dele
 delivered so far: the checker's excuse rule (docs/excuse-rule.md) works from those marks.
 Anomalies (``harness.delivery.anomalies``) are counted per kind, bucketed per second and
 keep a few witnesses. ``summary()`` is the ``ListenerSummary`` the checker reads.
+
+Rows may move between conversations (a writer's ``move``). Where the target promises filter
+transitions (feature ``filter_transitions``, KalamDB 0.7) a filtered listener gets a row entering
+its filter as an insert at its current version, and one leaving it as a delete whose old values
+are only the key and system columns (``_deleted`` false): the tracker counts those leaves per
+writer by row, and the checker pairs them with the writers' moves.
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from typing import Any
 
 from harness.delivery.anomalies import ON_ARRIVAL, Anomaly, Witness, parse
 from harness.delivery.contention import LinkLog
-from harness.delivery.identity import Seen, bump_content, content, read_change
+from harness.delivery.identity import Seen, bump_content, content, read_change, split_id
 from harness.delivery.latency import LatencyHistogram
 from harness.delivery.rangeset import RangeSet
 from harness.targets.base import Change, Op
 
 MAX_WITNESSES = 5
+SOURCE_SENT_AT = "sent_at"  # insert and update latency: receipt - the row's client send time
+SOURCE_COMMIT = "commit_time"  # delete latency: receipt - the server's commit time in the row's version (0.4's _seq)
+MAX_RECEIPTS = 256  # delete receipts per listener for the send-time join: a summary stays small with many listeners
+_DELIVERED_KEYS = ("delivered", "deleted", "owed", "left")
 LATE_BUCKETS = 100  # the drain window is watched in this many buckets to count late arrivals
 
 
@@ -43,6 +53,11 @@ class WriterView:
 
     conversation_id: int
     user: str | None = None
+    conversations: frozenset[int] = frozenset()  # every conversation its rows may be in (empty: its own only)
+
+    def writes_into(self, conversation: int | None) -> bool:
+        """Whether this writer's rows may be in ``conversation``."""
+        return conversation == self.conversation_id or conversation in self.conversations
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +123,20 @@ class Delivered:
 
     ``owed`` holds wseqs a resume owed and did not send: versions never received, replaced by
     a change that arrived live after the resume, so they were current when the resume was made.
-    It grows only with such losses.
+    It grows only with such losses. ``left`` holds the rows whose filter-leave arrived (0.7).
     """
 
     delivered: RangeSet = field(default_factory=RangeSet)
     deleted: RangeSet = field(default_factory=RangeSet)
     owed: RangeSet = field(default_factory=RangeSet)
+    left: RangeSet = field(default_factory=RangeSet)
 
     def to_dict(self) -> dict[str, list[list[int]]]:
-        return {"delivered": self.delivered.to_list(), "deleted": self.deleted.to_list(), "owed": self.owed.to_list()}
+        return {k: getattr(self, k).to_list() for k in _DELIVERED_KEYS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Delivered:
-        return cls(*(RangeSet.from_list(data.get(k) or []) for k in ("delivered", "deleted", "owed")))
+        return cls(*(RangeSet.from_list(data.get(k) or []) for k in _DELIVERED_KEYS))
 
     def copy(self) -> Delivered:
         return Delivered.from_dict(self.to_dict())
@@ -154,6 +170,8 @@ class ListenerSummary:
     latency: str = "0:"
     deletes_without_latency: int = 0
     links: list[list[int]] = field(default_factory=list)  # contention: shared-row update links (contention.Link)
+    receipts: list[list[int]] = field(default_factory=list)  # [writer, row, received_ns, leave] of deletes
+    latency_sources: dict[str, int] = field(default_factory=dict)  # latency samples by source (SOURCE_*)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,6 +194,8 @@ class ListenerSummary:
             "latency": self.latency,
             "deletes_without_latency": self.deletes_without_latency,
             "links": self.links,
+            "receipts": self.receipts,
+            "latency_sources": dict(self.latency_sources),
         }
 
     @classmethod
@@ -205,6 +225,8 @@ class ListenerSummary:
             latency=str(data.get("latency", "0:")),
             deletes_without_latency=int(data.get("deletes_without_latency", 0)),
             links=[list(link) for link in data.get("links") or ()],
+            receipts=[[int(x) for x in r] for r in data.get("receipts") or ()],
+            latency_sources={str(k): int(v) for k, v in (data.get("latency_sources") or {}).items()},
         )
 
 
@@ -237,7 +259,10 @@ class ListenerTracker:
     of writers not in it are checked by the checker at the end. ``user`` is the user the
     listener subscribes as and ``per_user`` whether the table shows each user only its own
     rows. With ``contention`` every update is a bump of a shared row (docs/contention.md): its
-    content names its maker, and its link goes to ``links`` for the chain check.
+    content names its maker, and its link goes to ``links`` for the chain check. ``transitions``
+    (set once the target's generation is known) says the target sends filter enters and leaves.
+    Deletes without a commit time are kept as ``receipts`` (the first ``MAX_RECEIPTS``), which the
+    checker joins with the writers' send times for their latency.
     """
 
     def __init__(
@@ -274,6 +299,9 @@ class ListenerTracker:
         self.late = 0
         self._writers: dict[int, _WriterState] = {}
         self.links = LinkLog(payload_bytes) if contention else None
+        self.transitions = False
+        self.receipts: list[list[int]] = []
+        self.latency_sources: dict[str, int] = {}
         self._latency = LatencyHistogram()
         self._latency_delta = LatencyHistogram()
         self._late_buckets: deque[list[int]] = deque()  # [bucket index, count]
@@ -344,6 +372,8 @@ class ListenerTracker:
         op = str(change.op.value)
         self.by_op[op] = self.by_op.get(op, 0) + 1
         bump = self.links is not None and change.op is Op.UPDATE
+        if change.op is Op.DELETE and self._leave_shape(change):
+            return self._observe_leave(change)
         seen = read_change(change, shared=bump)
         found: list[Anomaly] = []
         latency_us: int | None = None
@@ -363,20 +393,76 @@ class ListenerTracker:
                 found.extend(self._check_delete(state, seen, change))
                 if change.committed_ns is not None:
                     latency_us = (change.received_ns - change.committed_ns) // 1000
+                    self.latency_sources[SOURCE_COMMIT] = self.latency_sources.get(SOURCE_COMMIT, 0) + 1
                 else:
-                    self.deletes_without_latency += 1
+                    self._receipt(seen.writer_id, seen.n, change.received_ns, leave=False)
             else:
                 found.extend(self._check_write(state, seen, change, bump))
                 if bump and self.links is not None:
                     self.links.record(seen, change.received_ns)
                 if change.op is not Op.SNAPSHOT and seen.sent_at_us is not None and not self._sent_away(seen):
                     latency_us = change.received_ns // 1000 - seen.sent_at_us
+                    self.latency_sources[SOURCE_SENT_AT] = self.latency_sources.get(SOURCE_SENT_AT, 0) + 1
                 if change.op is not Op.SNAPSHOT and self.disconnects:
                     self.disconnects[-1].first_live.setdefault(seen.writer_id, seen.wseq)
         if latency_us is not None:
             self._latency_delta.record_us(latency_us)
         self._watch_late(change, seen, latency_us)
         return Observation(None if latency_us is None else latency_us / 1000, tuple(found), op)
+
+    def _receipt(self, writer_id: int, n: int, received_ns: int, leave: bool) -> None:
+        """Keep a delete's receipt for the send-time join; past ``MAX_RECEIPTS`` it counts as without latency."""
+        if len(self.receipts) < MAX_RECEIPTS:
+            self.receipts.append([writer_id, n, received_ns, int(leave)])
+        else:
+            self.deletes_without_latency += 1
+
+    def _leave_shape(self, change: Change) -> bool:
+        """Whether a delete is a filter-leave: old values of the key and system columns only, ``_deleted`` false."""
+        old = change.old_row
+        return (
+            isinstance(old, dict)
+            and change.deleted is False
+            and "writer_id" not in old
+            and isinstance(old.get("id"), int)
+            and not isinstance(old.get("id"), bool)
+            and all(k == "id" or k.startswith("_") for k in old)
+        )
+
+    def _observe_leave(self, change: Change) -> Observation:
+        """A row leaving this listener's filter (0.7): owed where a move took it out, a duplicate the second time."""
+        rid = int((change.old_row or {})["id"])
+        writer_id, n = split_id(rid)
+        seen = Seen(Op.DELETE, rid, writer_id, n, None, 0, 0, None, None)
+        view = self.plan_writers.get(writer_id)
+        found: list[Anomaly] = []
+        if not self.transitions or self.conversation_id is None:
+            why = "no filter transitions from this target" if not self.transitions else "a listener without filter"
+            found.append(self._anomaly(Anomaly.MALFORMED, seen, change, "a tombstone of every column", lambda: why))
+        elif writer_id in self.hidden or (view is not None and not view.writes_into(self.conversation_id)):
+            outside = self._outside_writer(writer_id, view)
+            found.append(self._anomaly(outside[0], seen, change, outside[1], lambda: outside[2]))
+        else:
+            state = self._writers.get(writer_id)
+            if state is None:
+                state = self._writers[writer_id] = _WriterState()
+            if n in state.got.left:
+                found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one filter-leave", lambda: "a second one"))
+            else:
+                state.got.left.add(n)
+                self._receipt(writer_id, n, change.received_ns, leave=True)
+        self._watch_late(change, seen, None)
+        return Observation(None, tuple(found), str(change.op.value))
+
+    def _outside_writer(self, writer_id: int, view: WriterView | None) -> tuple[Anomaly, str, str]:
+        if writer_id in self.hidden:
+            return Anomaly.OTHER_USER, f"rows of user {self.user}", f"writer {writer_id}'s (user {view and view.user})"
+        where = view.conversation_id if view is not None else None
+        return (
+            Anomaly.OUTSIDE_FILTER,
+            f"conversation {self.conversation_id}",
+            f"conversation {where} (writer {writer_id})",
+        )
 
     def _sent_away(self, seen: Seen) -> bool:
         """Whether the write was sent before the current subscription was requested: a replayed change's
@@ -407,7 +493,9 @@ class ListenerTracker:
                 f"rows of user {self.user}",
                 f"writer {seen.writer_id}'s (user {view and view.user})",
             )
-        conversation = view.conversation_id if view is not None else seen.conversation_id
+        conversation = seen.conversation_id
+        if view is not None and not view.writes_into(conversation):
+            conversation = view.conversation_id  # a conversation its writer never wrote: a value error, checked later
         if self.conversation_id is not None and conversation != self.conversation_id:
             return (
                 Anomaly.OUTSIDE_FILTER,
@@ -424,7 +512,8 @@ class ListenerTracker:
         kind = Anomaly.DELETE_VALUE if change.op is Op.DELETE else Anomaly.NEW_VALUE
         view = self.plan_writers.get(seen.writer_id)
         wrong: list[tuple[str, Callable[[], str]]] = []
-        if change.op is Op.INSERT and seen.version != 1:
+        entering = self.transitions and self.conversation_id is not None  # a filter-enter is an insert (0.7)
+        if change.op is Op.INSERT and seen.version != 1 and not (entering and seen.version > 1):
             wrong.append(("version 1", lambda: f"version {seen.version}"))
         if change.op is Op.UPDATE and seen.version < 2:
             wrong.append(("version 2 or more", lambda: f"version {seen.version}"))
@@ -436,7 +525,7 @@ class ListenerTracker:
             else content(seen.rid, seen.version, self.payload_bytes)
         ):
             wrong.append((f"version {seen.version}'s content", lambda: f"content {_clip(seen.content)}"))
-        if view is not None and seen.conversation_id != view.conversation_id:
+        if view is not None and not view.writes_into(seen.conversation_id):
             wrong.append((f"conversation {view.conversation_id}", lambda: f"conversation {seen.conversation_id}"))
         elif seen.conversation_id is None:
             wrong.append(("an integer conversation_id", lambda: "none"))
@@ -611,6 +700,8 @@ class ListenerTracker:
             latency=self._total_latency().encode(),
             deletes_without_latency=self.deletes_without_latency,
             links=self.links.to_list() if self.links is not None else [],
+            receipts=[list(r) for r in self.receipts],
+            latency_sources=dict(self.latency_sources),
         )
 
 

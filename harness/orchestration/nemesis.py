@@ -59,7 +59,7 @@ def _upstream(url: str) -> tuple[str, int, str]:
     return parts.hostname, port, parts.scheme or "http"
 
 
-def _subscribed_at(run_dir: Path) -> float | None:
+def subscribed_at(run_dir: Path) -> float | None:
     """The end of the ``subscribe`` phase in ``phases.jsonl``, once the coordinator has logged it."""
     path = run_dir / PHASES
     try:
@@ -124,7 +124,7 @@ class NemesisRun:
             while events and events[0][0] == 0 and events[0][3]:  # faults at 0 s open before the listeners subscribe
                 _, window, spec, _ = events.pop(0)
                 self._begin(window, spec)
-        while (origin := _subscribed_at(self.run_dir)) is None:
+        while (origin := subscribed_at(self.run_dir)) is None:
             if self._stop.wait(POLL_SECONDS):
                 return
         self.origin = origin

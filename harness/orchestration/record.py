@@ -141,6 +141,14 @@ class RunRecord:
             self.record.setdefault("incidents", []).append({"kind": kind, "t": t, "detail": detail})
         self.save()
 
+    def server_restart(self, down: float, up: float | None, pid_before: int, pid_after: int | None, at: float) -> None:
+        """Record a restart the scenario planned: a ``server_restarts`` entry (times, pids) and an incident."""
+        entry = {"at": at, "down": down, "up": up, "pid_before": pid_before, "pid_after": pid_after}
+        with self._lock:
+            self.record.setdefault("server_restarts", []).append(entry)
+        took = f"up again after {up - down:.1f} s as pid {pid_after}" if up is not None else "did not come back"
+        self.incident(Incident.SERVER_RESTART, down, f"planned by the scenario at {at:g} s: pid {pid_before} {took}")
+
     def outcome(self, status: RunStatus, error: str | None) -> None:
         """Record how the run ended (saved by ``finish``)."""
         self.record["status"] = status

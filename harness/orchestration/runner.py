@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from harness.orchestration.layout import advise
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.nemesis import NemesisRun
 from harness.orchestration.record import RunRecord
+from harness.orchestration.restart import PlannedRestart
 from harness.orchestration.server import LocalServer, start_local_server
 from harness.orchestration.watch import TargetWatch
 from harness.plan import PLAN_ENV, Plan, TargetSpec
@@ -212,6 +213,9 @@ class Runner:
         opts = self.options
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
         protocol = self.ready_target(plan, record, server, spec)
+        if protocol is not None and spec.name == "kalamdb" and "protocol" not in spec.options:
+            # every Locust process (the master too, which never subscribes) then knows the generation's promises
+            plan = replace(plan, target=replace(plan.target, options={**plan.target.options, "protocol": protocol}))
         if scenario.nemesis.faults:  # stopped after Locust (callbacks run last-registered first)
             nemesis = NemesisRun(scenario.nemesis, plan, record.path, opts.progress)
             plan = nemesis.start(plan)
@@ -237,6 +241,17 @@ class Runner:
         )  # fmt: skip
         watch.start()
         started.callback(watch.stop)
+        if scenario.server_restart is not None and server is not None:
+            restart = PlannedRestart(
+                scenario.server_restart,
+                server,
+                record,
+                watch,
+                lambda srv: self.start_monitor(record.path, srv, spec, started),
+                lambda text: opts.progress(f"[{scenario.name}] {text}"),
+            )
+            restart.start()
+            started.callback(restart.stop)
         self._run_locust(plan, plan_path, record, watch, layout.workers)
         observe = float(record.profile.get("observe_seconds", 0) or 0)
         if observe > 0:
@@ -248,6 +263,11 @@ class Runner:
     def target(self, record: RunRecord) -> tuple[LocalServer | None, TargetSpec]:
         """Start the reference server into ``record``'s folder, or check ``--target-url``; return it and its spec."""
         opts = self.options
+        if "server_restart" in record.profile and (opts.target_url or opts.target != "ref"):
+            raise HarnessError(
+                f"scenario {record.profile.get('name')} restarts the embedded reference server (server_restart): "
+                "it runs only with --target ref, not against --target-url or another target"
+            )
         if opts.target_url:
             if not opts.password:
                 raise HarnessError("--target-url needs a password: --password-file FILE or $KALAMDB_PASSWORD")

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -25,13 +26,19 @@ ROOT_PASSWORD_ENV = "KALAMDB_ROOT_PASSWORD"  # read by `lqharness serve`
 
 @dataclass
 class LocalServer:
-    """A running ``lqharness serve`` child: its URL, pid, root password and log file."""
+    """A running ``lqharness serve`` child: its URL, pid, root password and log file.
+
+    ``restart`` replaces ``proc`` by a new server on the same port, data and arguments, so whoever
+    holds this object (the run's watch, its end of run) follows the new process.
+    """
 
     proc: subprocess.Popen[bytes]
     url: str
     root_password: str | None
     log_path: Path
     args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    ready_path: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -57,6 +64,19 @@ class LocalServer:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
         return terminate(self.proc, timeout)
 
+    def restart(self, timeout: float = 20.0) -> float:
+        """Stop the server (SIGTERM) and start it again on its port and data; returns when it was up again.
+
+        The replay log and every connection are gone afterwards, as after any restart; the data is kept.
+        """
+        if self.ready_path is None:
+            raise HarnessError("this reference server cannot be restarted: no ready file")
+        port = urlsplit(self.url).port
+        self.stop()
+        args = [*self.args, "--port", str(port)]  # the last --port wins: the one it had
+        self.proc = _launch(args, self.env, self.log_path, self.ready_path, timeout)[0]
+        return time.time()
+
     def __enter__(self) -> LocalServer:
         return self
 
@@ -81,7 +101,6 @@ def start_local_server(
     work_dir.mkdir(parents=True, exist_ok=True)
     password = None if first_run else root_password or "Root-" + secrets.token_hex(8)
     ready = work_dir / f"{name}.ready.json"
-    ready.unlink(missing_ok=True)
     log_path = work_dir / f"{name}.log"
     args = [
         sys.executable, "-m", "harness.cli", "serve",
@@ -93,8 +112,20 @@ def start_local_server(
     env = {k: v for k, v in os.environ.items() if k != ROOT_PASSWORD_ENV}
     if password:
         env[ROOT_PASSWORD_ENV] = password  # by environment: a command line is visible to every user (ps)
+    env["PYTHONUNBUFFERED"] = "1"
+    proc, url = _launch(args, env, log_path, ready, timeout)
+    return LocalServer(
+        proc=proc, url=url, root_password=password, log_path=log_path, args=args, env=env, ready_path=ready
+    )
+
+
+def _launch(
+    args: list[str], env: dict[str, str], log_path: Path, ready: Path, timeout: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server process and wait for its ready file; returns the process and the URL it serves."""
+    ready.unlink(missing_ok=True)
     log = log_path.open("ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,8 +134,7 @@ def start_local_server(
             raise HarnessError(f"reference server exited with code {proc.returncode}: {tail[0]}")
         if ready.exists():
             try:
-                info = orjson.loads(ready.read_bytes())
-                return LocalServer(proc=proc, url=info["url"], root_password=password, log_path=log_path, args=args)
+                return proc, str(orjson.loads(ready.read_bytes())["url"])
             except (orjson.JSONDecodeError, KeyError):
                 pass  # half-written; read again
         time.sleep(0.05)

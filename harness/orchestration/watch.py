@@ -6,14 +6,18 @@ target once a ``interval`` through the target interface (``Admin.stats``, with a
 for the embedded server, looks at its process. Each change of state becomes an incident in
 ``run.json``; a target that stays unresponsive past ``limit`` seconds ends the run, so it ends in a
 verdict within a bounded wall time instead of waiting for every timeout of every user.
+
+A restart the scenario plans (``server_restart``) happens inside ``held()``: the watch does not look
+meanwhile, and forgets the old uptime after, so the planned restart is no incident of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -57,6 +61,16 @@ class TargetWatch:
         self._down_since: float | None = None
         self._stopped_since: float | None = None
         self._uptime: float | None = None
+        self._looking = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """No look at the target inside the block (a planned restart); afterwards its uptime starts anew."""
+        with self._looking:
+            yield
+            self._uptime = None
+            self._down_since = None
+            self._stopped_since = None
 
     def start(self) -> None:
         self._thread.start()
@@ -71,6 +85,10 @@ class TargetWatch:
 
     def check(self) -> None:
         """One look at the target: its process (when embedded), then one statistics probe."""
+        with self._looking:
+            self._check()
+
+    def _check(self) -> None:
         now = time.time()
         if self.server is not None and not self._process_ok(now):
             return

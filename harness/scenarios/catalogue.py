@@ -42,7 +42,7 @@ APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
     "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
-    "writers", "listeners", "quick", "nemesis", "requires",
+    "writers", "listeners", "quick", "nemesis", "requires", "server_restart",
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
@@ -52,11 +52,11 @@ EXTRAS_KEYS = (
 ALL_KEYS = (*SCENARIO_KEYS, *EXTRAS_KEYS)
 WRITER_KEYS = ("copies", "conversation", "group", "program", "user", "quick")
 LISTENER_KEYS = ("copies", "conversation", "user", "reconnect")
-STEP_KEYS = ("op", "count", "seconds", "rate", "weights", "rows")
+STEP_KEYS = ("op", "count", "seconds", "rate", "weights", "rows", "to")
 RECONNECT_KEYS = ("after_changes", "away_seconds", "resume")
 QUERIER_KEYS = ("count", "rate")
 CHURN_KEYS = ("open", "close", "settle_seconds")
-STEP_OPS = ("insert", "update", "delete", "mix", "pause", "bump")
+STEP_OPS = ("insert", "update", "delete", "mix", "pause", "bump", "move")
 RAMP_KEYS = ("steps", "seconds", "writers_per_step", "rate_per_writer")
 
 
@@ -81,6 +81,7 @@ class Scenario:
     quick_extras: Extras = field(default_factory=Extras)  # ``settings`` with ``quick`` applied, parsed
     nemesis: Schedule = field(default_factory=Schedule)  # network faults between the harness and the target
     requires: tuple[str, ...] = ()  # target features the scenario is about: without one, the judge says n/a
+    server_restart: float | None = None  # seconds after the listeners are ready the embedded server restarts
 
     def extras(self, quick: bool) -> Extras:
         """The typed settings of the full or the quick profile."""
@@ -101,6 +102,7 @@ class Scenario:
             **settings,
             **({"nemesis": self.nemesis.to_list()} if self.nemesis.faults else {}),
             **({"requires": list(self.requires)} if self.requires else {}),
+            **({"server_restart": {"at": self.server_restart}} if self.server_restart is not None else {}),
         }
 
 
@@ -223,10 +225,13 @@ def _check_step(where: str, step: dict[str, Any]) -> None:
             "seconds": lambda k, v: _number(where, k, v, 0),
             "rate": lambda k, v: _number(where, k, v, 0.001),
             "rows": lambda k, v: _number(where, k, v, 1, integer=True),
+            "to": lambda k, v: _number(where, k, v, 0, integer=True),
         },
     )
     if step["op"] == "bump" and "rows" not in step:
         raise HarnessError(f"{where}: a bump step needs rows (how many shared rows it spreads over)")
+    if (step["op"] == "move") != ("to" in step):
+        raise HarnessError(f"{where}: `to` (the conversation a row moves to) belongs to a move step, and only to one")
 
 
 def _check_program(where: str, program: Any) -> None:
@@ -322,7 +327,18 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
         quick_extras=parse_extras(f"{where} quick", {**settings, **quick}, quick=True),
         nemesis=parse_schedule(where, merged.get("nemesis"), _listener_ids(merged)),
         requires=_requires(where, merged.get("requires", [])),
+        server_restart=_server_restart(where, merged.get("server_restart")),
     )
+
+
+def _server_restart(where: str, raw: Any) -> float | None:
+    """``server_restart = { at = S }``: restart the embedded server S seconds after the listeners are ready."""
+    if raw is None:
+        return None
+    table = _check_keys(f"{where}: server_restart", raw, ("at",))
+    if "at" not in table:
+        raise HarnessError(f"{where}: server_restart needs at (seconds after the listeners are ready)")
+    return float(_number(f"{where}: server_restart", "at", table["at"], 0))
 
 
 def _listener_ids(merged: dict[str, Any]) -> tuple[str, ...]:

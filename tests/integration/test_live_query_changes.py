@@ -58,8 +58,13 @@ def _summary(verdict: dict) -> str:
     )
 
 
+# run on both protocol generations, with what each owes, by test_generation_scenarios.py
+BY_GENERATION = ("live.filter-move", "live.restart-resume")
+HERE = [s for s in LIVE if s.name not in BY_GENERATION]
+
+
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("scenario", LIVE, ids=[s.name for s in LIVE])
+@pytest.mark.parametrize("scenario", HERE, ids=[s.name for s in HERE])
 def test_live_scenario_passes_with_exact_counts(tmp_path: Path, scenario) -> None:
     code, verdict, delivery = _run(tmp_path, scenario.name)
     assert_passes(scenario.name, scenario.criteria, code, verdict, LIVE_ALLOWED)

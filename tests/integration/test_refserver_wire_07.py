@@ -28,6 +28,7 @@ def _setup(srv) -> None:
     http.ok(root, "CREATE NAMESPACE IF NOT EXISTS chat")
     http.ok(root, CREATE)
     http.ok(root, "CREATE SHARED TABLE chat.rooms (id TEXT PRIMARY KEY, title TEXT) WITH (ACCESS_LEVEL='PUBLIC')")
+    http.ok(root, "CREATE POLICY rooms_read ON chat.rooms FOR SELECT USING (true)")  # 0.7: rows need a policy
     for user in ("alice", "bob", "carol"):
         http.ok(root, f"CREATE USER '{user}' WITH PASSWORD 'Str0ngPass!' ROLE user")
     srv.http = http

@@ -66,24 +66,35 @@ class World:
             self._push(Op.INSERT, row, None, res)
         return w.n
 
-    def update(self, wid: int, n: int, outcome: Outcome = Outcome.OK) -> None:
+    def update(self, wid: int, n: int, outcome: Outcome = Outcome.OK, to: int | None = None) -> None:
         w = self.writers[wid]
         w.wseq += 1
         old = w.versions[n]
         res = self._result(outcome)
         rid = row_id(wid, n)
         new = {**old, **update_changes(rid, old["version"] + 1, w.wseq, res.invoke_ns // 1000, PAYLOAD, w.last_delete)}
-        w.ledger.record("update", w.wseq, res, supersedes=old["wseq"])
+        if to is not None:
+            new["conversation_id"] = to
+        w.ledger.record("update", w.wseq, res, supersedes=old["wseq"], conversation=new["conversation_id"])
+        if to is not None:
+            w.ledger.record_move(w.wseq, n, old["conversation_id"], to, res)
         if outcome is Outcome.OK:
             w.versions[n] = new
-            old_values = {"id": rid, **{k: old[k] for k in ("version", "wseq", "content", "sent_at", "last_delete")}}
+            changed = ("version", "wseq", "content", "sent_at", "last_delete") + (("conversation_id",) if to else ())
+            old_values = {"id": rid, **{k: old[k] for k in changed}}
             self._push(Op.UPDATE, new, old_values, res)
+
+    def move(self, wid: int, n: int, to: int) -> None:
+        """Update row ``n`` and move it to conversation ``to`` (as a writer's ``move`` does)."""
+        self.update(wid, n, to=to)
 
     def delete(self, wid: int, n: int, outcome: Outcome = Outcome.OK) -> None:
         w = self.writers[wid]
         w.last_delete = n
         res = self._result(outcome)
-        w.ledger.record("delete", n, res, supersedes=w.versions[n]["wseq"])
+        w.ledger.record(
+            "delete", n, res, supersedes=w.versions[n]["wseq"], conversation=w.versions[n]["conversation_id"]
+        )
         if outcome is Outcome.OK:
             self._push(Op.DELETE, None, {**w.versions.pop(n), "_deleted": True}, res, deleted=True)
 

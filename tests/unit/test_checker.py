@@ -30,7 +30,9 @@ def test_clean_stream_reports_nothing() -> None:
     rows = {r["listener"]: r for r in report["listeners"]}
     assert rows["l1"]["expected"] == rows["l1"]["delivered"] == 16
     assert rows["l2"]["expected"] == rows["l2"]["delivered"] == 8
-    assert report["totals"]["latency_ms"]["count"] == 21  # 14 + 7 inserts and updates; deletes carry no commit time
+    # 14 + 7 inserts and updates, and 3 deletes: they carry no commit time, their latency is from the ledger's send time
+    assert report["totals"]["latency_ms"]["count"] == 24
+    assert report["totals"]["latency_sources"] == {"sent_at": 21, "writer_send_time": 3}
     assert abs(report["totals"]["latency_ms"]["p50"] - 4.0) <= 0.004  # HDR: 3 significant digits
     assert report["witnesses"] == [] and report["timeline"] == []
     assert report["connections"]["unexpected_disconnects"] == 0

@@ -164,6 +164,14 @@ def create_table_sql(schema: Schema, options: Mapping[str, Any] | None = None) -
     return sql
 
 
+READ_POLICY = "lqh_read"
+
+
+def read_policy_sql(schema: Schema) -> str:
+    """0.7: the row-level policy that lets every role read (and subscribe to) the harness's SHARED table."""
+    return f"CREATE POLICY {READ_POLICY} ON {qualified(schema)} FOR SELECT TO PUBLIC USING (true)"
+
+
 def create_user_sql(user: str, password: str) -> str:
     return f"CREATE USER {quote_literal(user)} WITH PASSWORD {quote_literal(password)} ROLE user"
 

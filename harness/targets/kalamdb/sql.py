@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from harness.targets.base import Eq, Outcome, Row, Schema, TargetError, WriteResult
+from harness.targets.base import Eq, Outcome, Row, Schema, TableKind, TargetError, WriteResult
 from harness.targets.kalamdb import dialect, wire
 from harness.targets.kalamdb.auth import Credentials
 from harness.targets.kalamdb.generation import MEMORY
@@ -106,8 +106,18 @@ class KalamAdmin:
                     self._execute(dialect.set_password_sql(user, password))
                 except TargetError as exc:
                     raise TargetError(f"set the password of existing user {user!r}: {exc}") from None
-        if self._settings.protocol is None:
-            probe_generation(self._sql, schema)
+        generation = self._settings.protocol or probe_generation(self._sql, schema)
+        if generation == "0.7" and schema.table_type is TableKind.SHARED:
+            self._read_policy(schema)
+
+    def _read_policy(self, schema: Schema) -> None:
+        """0.7 governs SHARED subscriptions by row-level policies: without one a user's listener sees no row.
+        The harness's listeners are owed every row of its table, so it gives every role read access (once)."""
+        try:
+            self._execute(dialect.read_policy_sql(schema))
+        except TargetError as exc:
+            if "already exists" not in str(exc).lower():
+                raise TargetError(f"create the read policy of {schema.namespace}.{schema.table}: {exc}") from None
 
     def recent(self, schema: Schema, filter: Eq | None, limit: int, as_user: str | None = None) -> list[Row]:
         """The newest ``limit`` rows by key matching ``filter``; on USER tables as ``as_user`` (impersonated)."""
