@@ -213,6 +213,7 @@ class RampController:
         if self._finished:
             return
         self._finished = True
+        self.tick(now)  # a step whose end the load reached (writers whose programs end with it) is closed
         stop = self.stop or (RampStop.MAX_TIME if now >= self.deadline else RampStop.LOAD_ENDED)
         self.phases.write(
             "ramp", self.started_at, self.stopped_at or now, stop=stop.value, steps=len(self.states),

@@ -33,6 +33,7 @@ class StepPoint:
     state: StepState
     why: str
     recorded: bool  # figures from the step's own record (else from the Locust history)
+    server_cpu_pct: float  # median over the measurement window of the server's CPU (% of a core; NaN: unknown)
 
     @property
     def breaks_slo(self) -> bool:
@@ -57,9 +58,10 @@ class StepPoint:
         def ms(v: float) -> str:
             return "-" if math.isnan(v) else f"{v:.0f}"
 
+        cpu = "" if math.isnan(self.server_cpu_pct) else f", server CPU {self.server_cpu_pct:.0f}%"
         return (
             f"{self.name} {f.writes_per_s:.0f}/{f.asked:.0f} writes/s, write p95 {ms(f.write_p95_ms)} ms, "
-            f"delivery p95 {ms(f.notify_p95_ms)} ms, errors {f.error_ratio:.1%}: {self.state.value}"
+            f"delivery p95 {ms(f.notify_p95_ms)} ms, errors {f.error_ratio:.1%}{cpu}: {self.state.value}"
         )
 
 
@@ -95,6 +97,7 @@ class Degradation:
                     "notify_per_s": round(f.notify_per_s, 1), "p95_ms": clean(f.notify_p95_ms),
                     "write_p95_ms": clean(f.write_p95_ms), "error_ratio": round(f.error_ratio, 6),
                     "generator_lag_ms": f.generator_lag_ms, "generator_cpu_pct": f.generator_cpu_pct,
+                    "server_cpu_pct": clean(p.server_cpu_pct),
                     "state": p.state.value, "why": p.why, "breaks_slo": p.breaks_slo,
                 }
             )  # fmt: skip
@@ -156,6 +159,18 @@ def _from_history(folder: RunFolder, step: Phase, errors: dict[str, float]) -> S
     )
 
 
+def _server_cpu(folder: RunFolder, step: Phase) -> float:
+    """The server's median CPU (% of one core, monitor.jsonl) over the step's measurement window: a server
+    whose answers slow down while its CPU stays low is waiting, or not given the CPU, rather than busy."""
+    frame = folder.monitor
+    if frame.empty or "cpu_core_pct" not in frame:
+        return math.nan
+    start = step.extra.get("measured_from")
+    start = float(start) if isinstance(start, int | float) else step.start
+    cpu = frame[frame["alive"] & (frame["t"] >= start) & (frame["t"] <= step.end)]["cpu_core_pct"].dropna()
+    return float(cpu.median()) if len(cpu) else math.nan
+
+
 def degradation(folder: RunFolder, report_cfg: dict[str, Any]) -> Degradation | None:
     """The judged steps of a ramp run; None when the run has no ``step-<n>`` phases, or none with figures and
     no Locust history to measure them from."""
@@ -173,7 +188,8 @@ def degradation(folder: RunFolder, report_cfg: dict[str, Any]) -> Degradation | 
         own = figures is not None
         figures = figures if figures is not None else _from_history(folder, step, errors)
         state, why = judge_step(figures, slo)
-        points.append(StepPoint(step.name, step.extra.get("users"), figures, state, why, own))
+        cpu = _server_cpu(folder, step)
+        points.append(StepPoint(step.name, step.extra.get("users"), figures, state, why, own, cpu))
     first = next((i for i, p in enumerate(points) if p.breaks_slo), None)
     held = [p.writes_per_s for p in points[: len(points) if first is None else first] if p.state is StepState.HELD]
     capacity = None

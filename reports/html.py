@@ -115,7 +115,7 @@ def _degradation(scenario: dict[str, Any]) -> str:
             escape(brief(p.get("writes_per_s"))), escape(brief(p.get("write_p95_ms"))),
             escape(brief(p.get("notify_per_s"))), escape(brief(p.get("p95_ms"))),
             escape(brief(p.get("error_ratio"))), escape(brief(p.get("generator_lag_ms"))),
-            escape(brief(p.get("generator_cpu_pct"))),
+            escape(brief(p.get("generator_cpu_pct"))), escape(brief(p.get("server_cpu_pct"))),
             _badge(badge.get(str(p.get("state")), "inconclusive")) + " " + escape(str(p.get("state"))),
             escape(str(p.get("why") or "")),
         ]
@@ -144,6 +144,7 @@ def _degradation(scenario: dict[str, Any]) -> str:
                 "error ratio",
                 "generator lag ms",
                 "generator CPU %",
+                "server CPU %",
                 "state",
                 "why",
             ],

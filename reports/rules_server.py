@@ -385,39 +385,40 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
             FAIL, value, limits, f"the server stopped serving writes at {failed.name} ({failed.why}); {steps}"
         )
     held = "no step" if curve.held_writes_per_s is None else f"{curve.held_writes_per_s:.0f} writes/s"
-    unwatched = _liveness_unobserved(folder, criteria)
     before = curve.points if first is None else curve.points[:first]
     saturated = next((p for p in before if p.state is StepState.GENERATOR), None)
+    found: str | None = None  # the evidence of a pass, else None
     if saturated is not None:
-        return inconclusive(
+        text = (
             f"the ramp stopped before the server reached capacity: {saturated.why} at {saturated.name}, so its "
             f"latencies and rate are the generator's as much as the server's; the SLO held up to {held} "
-            f"(capacity >= that); {steps}",
-            value,
-            limits,
+            "(capacity >= that)"
         )
-    if first is None:
+    elif first is None:
         why = {
             RampStop.MAX_STEPS.value: "the ramp reached its last step with the SLO holding",
             RampStop.MAX_TIME.value: "the ramp ran out of time (the run's time bound) with the SLO holding",
         }.get(curve.stop or "", "the ramp ended with the SLO holding")
-        return inconclusive(f"{why}, before the server reached capacity: capacity >= {held}; {steps}", value, limits)
-    broke = curve.points[first]
-    if first == 0 or curve.capacity_writes_per_s is None:
-        return inconclusive(
+        text = f"{why}, before the server reached capacity: capacity >= {held}"
+    elif first == 0 or curve.capacity_writes_per_s is None:
+        broke = curve.points[first]
+        text = (
             f"the SLO broke at the first step ({broke.name}: {broke.why}): capacity is below its "
-            f"{broke.figures.asked:.0f} writes/s asked; start the ramp lower; {steps}",
-            value,
-            limits,
+            f"{broke.figures.asked:.0f} writes/s asked; start the ramp lower"
         )
-    past = curve.points[first + 1 :]
-    summary = (
-        f"capacity = {curve.capacity_writes_per_s:.0f} writes/s ({curve.points[first - 1].name}, the last step "
-        f"whose SLO held); the SLO broke at {broke.name} ({broke.why}); past it: {_degraded(broke, past)}"
-    )
+    else:
+        broke = curve.points[first]
+        found = text = (
+            f"capacity = {curve.capacity_writes_per_s:.0f} writes/s ({curve.points[first - 1].name}, the last step "
+            f"whose SLO held); the SLO broke at {broke.name} ({broke.why}); past it: "
+            f"{_degraded(broke, curve.points[first + 1 :])}"
+        )
+    unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
-        return inconclusive(f"{unwatched}; {summary}; {steps}", value, limits)
-    return Finding(PASS, value, limits, f"{summary}; {steps}")
+        return inconclusive(f"{unwatched}; {text}; {steps}", value, limits)
+    if found is None:
+        return inconclusive(f"{text}; {steps}", value, limits)
+    return Finding(PASS, value, limits, f"{found}; {steps}")
 
 
 def _degraded(broke: StepPoint, past: list[StepPoint]) -> str:
