@@ -391,8 +391,8 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     if saturated is not None:
         text = (
             f"the ramp stopped before the server reached capacity: {saturated.why} at {saturated.name}, so its "
-            f"latencies and rate are the generator's as much as the server's; the SLO held up to {held} "
-            "(capacity >= that)"
+            "latencies and rate are the generator's as much as the server's; "
+            + ("no step held the SLO before it" if curve.held_writes_per_s is None else f"capacity >= {held}")
         )
     elif first is None:
         why = {

@@ -58,11 +58,16 @@ def test_a_step_breaks_on_latency_errors_or_a_shortfall_with_a_healthy_generator
     assert judge_step(figures(**kw), SLO) == (BROKE, why)
 
 
-def test_a_saturated_generator_says_nothing_of_the_server_even_when_latency_is_over() -> None:
-    state, why = judge_step(figures(notify_p95_ms=300.0, generator_lag_ms=100.0), SLO)
-    assert state is GEN and why == "the generator was saturated: event-loop lag 100 ms >= 100 ms"
+def test_a_saturated_generator_makes_a_missed_slo_its_own_and_a_held_one_stands() -> None:
+    state, why = judge_step(figures(notify_p95_ms=300.0, generator_lag_ms=10.0), SLO)
+    assert (
+        state is GEN
+        and why == "delivery p95 300 ms > 50 ms, but the generator was saturated (event-loop lag 10 ms >= 10 ms)"
+    )
     state, why = judge_step(figures(per_s=100, generator_cpu_pct=95.0), SLO)
-    assert state is GEN and "CPU 95% >= 90% of a core" in why
+    assert state is GEN and why.endswith("(CPU 95% >= 90% of a core)") and why.startswith("100 of 200 writes/s")
+    # the lag only adds latency and takes rate away: a step that held anyway held
+    assert judge_step(figures(generator_lag_ms=80.0, generator_cpu_pct=99.0), SLO)[0] is HELD
     # a shortfall without the generator's health known cannot be the server's
     unknown = figures(per_s=100, generator_lag_ms=None, generator_cpu_pct=None)
     assert judge_step(unknown, SLO) == (GEN, "100 of 200 writes/s asked, and the generator's health is unknown")
@@ -210,7 +215,7 @@ def test_the_controller_records_each_step_and_stops_two_steps_past_the_break(tmp
 def test_the_controller_stops_when_the_generator_saturates_or_time_runs_out(tmp_path: Path) -> None:
     controller, meter, log = _controller(tmp_path / "gen")
     _drive(controller, meter, 1000.0 + 45, lambda k: 200.0 * 1.5**k)
-    meter.health = (150.0, 99.0)
+    meter.health, meter.notify_ms = (15.0, 60.0), 70  # slower deliveries, with the generator lagging
     _drive(controller, meter, 1000.0 + 300, lambda k: 200.0 * 1.5**k)
     assert controller.stop is RampStop.GENERATOR and controller.states == [HELD, HELD, GEN]
     timed, meter, log = _controller(tmp_path / "time", deadline=1000.0 + 50)
@@ -254,8 +259,9 @@ def test_the_slo_breaking_at_step_4_gives_step_3s_rate_as_the_capacity(tmp_path:
     assert found["value"]["capacity_writes_per_s"] == pytest.approx(400.0) and found["value"]["first_break"] == "step-4"
     assert found["evidence"].startswith(
         "capacity = 400 writes/s (step-3, the last step whose SLO held); the SLO broke at step-4 (delivery p95 "
-        "70 ms > 50 ms); past it: slower answers (write p95 30 -> 60 -> 120 ms, delivery p95 70 -> 10 -> 400 ms, "
-        "throughput 640 -> 650 -> 660 writes/s, no errors"
+        "70 ms > 50 ms, 640 of 700 writes/s asked: the server's answers held the writers back); past it: slower "
+        "answers (write p95 30 -> 60 -> 120 ms, delivery p95 70 -> 10 -> 400 ms, throughput 640 -> 650 -> 660 "
+        "writes/s, no errors"
     )
 
 
@@ -273,10 +279,10 @@ def test_a_generator_that_saturated_first_leaves_capacity_unknown(tmp_path: Path
     found = _ramp_run(tmp_path, steps, "generator-saturated")["DEGRADATION"]
     assert found["verdict"] == "inconclusive" and found["value"]["capacity_writes_per_s"] is None
     assert found["evidence"].startswith(
-        "the ramp stopped before the server reached capacity: the generator was saturated: CPU 97% >= 90% of a "
-        "core at step-4"
+        "the ramp stopped before the server reached capacity: 500 of 700 writes/s asked, but the generator was "
+        "saturated (CPU 97% >= 90% of a core) at step-4"
     )
-    assert "the SLO held up to 400 writes/s (capacity >= that)" in found["evidence"]
+    assert "the generator's as much as the server's; capacity >= 400 writes/s;" in found["evidence"]
 
 
 def test_max_steps_with_the_slo_holding_is_inconclusive_with_a_lower_bound(tmp_path: Path) -> None:
