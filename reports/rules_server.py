@@ -368,7 +368,8 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
         return Finding(FAIL, {"alive_to_end": False}, None, f"server crashed during the ramp{where}: {crash}")
     if curve is None:
         raise Unsupported("no step-<n> phases (with figures or Locust history): not a ramp run")
-    if len(curve.points) < int(cfg["min_steps"]):
+    stopped_early = any(p.state in (StepState.GENERATOR, StepState.SERVER_FAILED) for p in curve.points)
+    if len(curve.points) < int(cfg["min_steps"]) and not stopped_early:  # else the evidence says why it stopped
         raise Unsupported(f"only {len(curve.points)} ramp step(s) measured (need {cfg['min_steps']})")
     steps = "; ".join(p.line() for p in curve.points)
     first = next((i for i, p in enumerate(curve.points) if p.breaks_slo), None)

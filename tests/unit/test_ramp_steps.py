@@ -285,6 +285,14 @@ def test_a_generator_that_saturated_first_leaves_capacity_unknown(tmp_path: Path
     assert "the generator's as much as the server's; capacity >= 400 writes/s;" in found["evidence"]
 
 
+def test_a_ramp_that_stops_at_its_first_step_says_why(tmp_path: Path) -> None:
+    lagging = _ramp_run(tmp_path / "gen", [figures(200, 150, generator_lag_ms=30.0)], "generator-saturated")
+    assert lagging["DEGRADATION"]["verdict"] == "inconclusive"
+    assert "150 of 200 writes/s asked, but the generator was saturated" in lagging["DEGRADATION"]["evidence"]
+    one = _ramp_run(tmp_path / "one", [figures(200)], "load-ended")["DEGRADATION"]
+    assert one["verdict"] == "inconclusive" and one["evidence"].startswith("only 1 ramp step(s) measured (need 2)")
+
+
 def test_max_steps_with_the_slo_holding_is_inconclusive_with_a_lower_bound(tmp_path: Path) -> None:
     found = _ramp_run(tmp_path, [figures(a) for a in RATES], "max-steps")["DEGRADATION"]
     assert found["verdict"] == "inconclusive" and found["value"]["held_writes_per_s"] == pytest.approx(1500.0)
