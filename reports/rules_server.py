@@ -366,6 +366,13 @@ def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Crite
     if crash:
         where = _crash_step(folder, curve)
         return Finding(FAIL, {"alive_to_end": False}, None, f"server crashed during the ramp{where}: {crash}")
+    run = folder.run or {}
+    if run.get("status") == RunStatus.TARGET_UNRESPONSIVE:
+        where = _crash_step(folder, curve)
+        error = run.get("error") or "no error text"
+        return Finding(
+            FAIL, {"alive_to_end": True}, None, f"the server stopped answering during the ramp{where}: {error}"
+        )
     if curve is None:
         raise Unsupported("no step-<n> phases (with figures or Locust history): not a ramp run")
     stopped_early = any(p.state in (StepState.GENERATOR, StepState.SERVER_FAILED) for p in curve.points)

@@ -315,3 +315,11 @@ def test_a_server_that_stops_serving_or_crashes_fails(tmp_path: Path) -> None:
     crashed = _ramp_run(tmp_path / "crash", steps, "slo-broke", crash_at=95.0)
     assert crashed["DEGRADATION"]["verdict"] == "fail" and crashed["SC-060"]["verdict"] == "fail"
     assert "during or after step-5 (past capacity)" in crashed["DEGRADATION"]["evidence"]
+    unresponsive = _ramp_run(
+        tmp_path / "stall", steps, "load-ended", status="target_unresponsive", error="no answer for 31 s (limit 30 s)"
+    )["DEGRADATION"]
+    assert unresponsive["verdict"] == "fail"
+    assert unresponsive["evidence"] == (
+        "the server stopped answering during the ramp during or after step-5 (past capacity): no answer for 31 s "
+        "(limit 30 s)"
+    )
