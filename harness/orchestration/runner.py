@@ -196,6 +196,7 @@ class Runner:
             if failure is not None and interrupted is None:
                 opts.progress(f"[{scenario.name}] error: {record.error}")
             started.close()
+            record.merge_phases()  # a run cut short (the target failed) keeps the phases Locust logged
             code = self._judge(record)
         if interrupted is not None:
             raise interrupted
