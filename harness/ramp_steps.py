@@ -52,7 +52,8 @@ class StepSlo:
     write_p95_ms: float = 100.0
     max_error_ratio: float = 0.01
     min_rate_fraction: float = 0.95  # achieved / asked writes per second below this is a shortfall
-    generator_lag_ms: float = 10.0  # median event-loop lag of the worst generator process over the step
+    # the step's median of the busiest user process's worst event-loop lateness over the last 5 s (LagSampler)
+    generator_lag_ms: float = 10.0
     generator_cpu_pct: float = 90.0  # median CPU (% of one core) of the busiest generator process
 
     @classmethod

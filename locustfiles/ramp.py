@@ -119,7 +119,8 @@ class LocustMeter:
     def generator(self) -> tuple[float | None, float | None]:
         clients = getattr(self.runner, "clients", None)
         if clients is not None:  # a master: its workers run the users
-            cpus = [float(c.cpu_usage) for c in clients.values()]
+            # a worker's CPU is 0 until its first measurement (Locust takes one every 5 s): not a figure yet
+            cpus = [float(c.cpu_usage) for c in clients.values() if c.cpu_usage]
             lags = list(self.worker_lag.values())
             return (max(lags) if lags else None), (max(cpus) if cpus else None)
         lag = self.local_lag() if self.local_lag is not None else None
