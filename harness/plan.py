@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from harness.errors import HarnessError
+from harness.ramp_steps import StepSlo
 from harness.targets.base import TableKind
 
 PLAN_ENV = "LQH_PLAN"
@@ -131,12 +132,35 @@ class FlushSettings:
 
 @dataclass(frozen=True, slots=True)
 class RampSettings:
-    """``ramp``: ``steps`` steps of ``seconds``, each adding ``writers_per_step`` writers at ``rate_per_writer``."""
+    """``ramp``: an open-ended step load that grows until the SLO breaks, the server fails or the generator saturates.
 
-    steps: int
+    Step k (0-based) lasts ``seconds`` with ``writers_at(k)`` writers at ``rate_per_writer`` each: the
+    writer count grows by ``growth`` per step from ``writers``. At most ``max_steps`` steps may hold
+    the SLO; after the first break ``past_capacity_steps`` more run. Each step is measured after its
+    first ``settle_seconds``. ``slo`` is the judge's (the runner copies it from the criteria file).
+    """
+
+    max_steps: int
     seconds: float
-    writers_per_step: int
+    writers: int
+    growth: float
     rate_per_writer: float
+    past_capacity_steps: int = 2
+    settle_seconds: float = 5.0
+    slo: StepSlo = field(default_factory=StepSlo)
+
+    @property
+    def planned_steps(self) -> int:
+        """Every step a ramp can run: the ones that may hold the SLO and the ones past capacity."""
+        return self.max_steps + self.past_capacity_steps
+
+    def writers_at(self, step: int) -> int:
+        """Writers running during step ``step`` (0-based): ``writers`` x ``growth``^step, rounded, never fewer
+        than the step before plus one."""
+        count = self.writers
+        for k in range(1, step + 1):
+            count = max(count + 1, round(self.writers * self.growth**k))
+        return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +201,16 @@ class Extras:
                 "queriers": nested(QuerierSettings, "queriers"),
                 "churn": nested(ChurnSettings, "churn"),
                 "flush": nested(FlushSettings, "flush"),
-                "ramp": nested(RampSettings, "ramp"),
+                "ramp": _ramp(data.get("ramp")),
                 "server_args": tuple(data.get("server_args", ())),
             }
         )
+
+
+def _ramp(raw: dict[str, Any] | None) -> RampSettings | None:
+    if raw is None:
+        return None
+    return RampSettings(**{**raw, "slo": StepSlo(**raw.get("slo", {}))})
 
 
 @dataclass(frozen=True, slots=True)

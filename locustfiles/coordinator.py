@@ -6,7 +6,9 @@ writers (and the churn) done → queriers and flusher wind down → drain → ta
 stop listeners → final summaries → checker → run folder → ``on_finished`` → quit (headless) or stop (web UI,
 which stays up to show the result). A stop from Locust (``--run-time`` over, the web UI's stop button)
 ends the load early and runs the same end. It logs each phase to
-``phases.jsonl`` as it ends (``subscribe``, ``preload``, ``load``, ``step-<n>`` for ramps, ``drain``).
+``phases.jsonl`` as it ends (``subscribe``, ``preload``, ``load``, ``step-<n>`` and ``ramp`` for ramps, ``drain``).
+An open-ended ramp (``locustfiles.ramp``) ends the load itself when it stops: the writers get
+``LoadDone`` early and wind down.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class Coordinator:
         self._flush_final: FlushFinal | None = None
         self._load_started_at: float | None = None
         self._load_logged = False
-        self._clock: ramp.RampClock | None = None
+        self._clock: ramp.RampController | None = None
+        self._ramp_stop_sent = False
         self._claims_by_node: dict[str, int] = {}
         self._claimed: dict[str, list[tuple[str, int]]] = {}  # node id -> the (kind, index) it drives
         self._lost_nodes: set[str] = set()  # workers the master saw go missing
@@ -251,6 +254,7 @@ class Coordinator:
                 next_view = now + LIVE_VIEW_SECONDS
             if self._clock is not None:
                 self._clock.tick(time.time())
+                self._end_ramp()
             gevent.sleep(POLL_SECONDS)
         return True
 
@@ -279,13 +283,19 @@ class Coordinator:
             and (not self._flush or self._flush_final is not None or bool(self._lost("flush")))
         )
 
+    def _end_ramp(self) -> None:
+        """Once the ramp decided to stop, end the load: the writers wind down and send their ledgers."""
+        if self._clock is not None and self._clock.stop is not None and not self._ramp_stop_sent:
+            self._ramp_stop_sent = True
+            messages.send(self.runner, LoadDone(time.time()))
+
     def _end_load(self) -> float:
         """Log the ``load`` phase (and the ramp's last steps) once, ending now; return its end."""
         now = time.time()
         if self._load_started_at is not None and not self._load_logged:
             self._load_logged = True
             if self._clock is not None:
-                self._clock.tick(now, final=True)
+                self._clock.finish(now)
                 self._clock = None
             self.phases.write(
                 "load", self._load_started_at, now, writers=len(self.plan.writers),
@@ -322,7 +332,12 @@ class Coordinator:
         messages.send(self.runner, Go(ok))
         self._load_started_at = time.time()
         if self.ramp is not None and ok:
-            self._clock = ramp.RampClock(plan, self.ramp, self._load_started_at, self.phases)
+            meter = ramp.LocustMeter(
+                self.runner, self.lag.recent_ms if self.local_link is not None else None, self.worker_lag_ms
+            )
+            self._clock = ramp.RampController(
+                plan, self.ramp, self._load_started_at, self.phases, meter, ramp.unix_deadline(self._deadline())
+            )
         n_groups = len(plan.writer_groups)
         if not self._wait(lambda: self._load_over() or self._stop_asked, self._deadline()):
             churn = "" if not self._churn else f", churn {'done' if self._churn_final else 'not done'}"

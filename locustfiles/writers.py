@@ -190,7 +190,11 @@ class WriterStream:
         if step is None or step.op == "pause" or now < self._next_at or now >= self.deadline:
             return None
         self._step_ops += 1
-        self._next_at = now + (1.0 / step.rate if step.rate else 0.0)
+        interval = 1.0 / step.rate if step.rate else 0.0
+        # Due one interval after this operation was due, not after it ran: the loop's wake-up overshoot
+        # would otherwise slow every writer below its rate (a ramp reads a shortfall as the server's).
+        # A writer more than an interval behind restarts its schedule rather than bursting to catch up.
+        self._next_at = max(self._next_at, now - interval) + interval
         op = step.op if step.op != "mix" else self._pick(step.weights or {})
         if op == "insert":
             return op, self._insert(session)

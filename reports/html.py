@@ -108,27 +108,48 @@ def _degradation(scenario: dict[str, Any]) -> str:
     curve = scenario.get("degradation")
     if not curve:
         return ""
+    badge = {"held": "pass", "broke": "fail", "generator": "inconclusive", "server-failed": "fail"}
     rows = [
         [
             escape(str(p["name"])), escape(brief(p.get("users"))), escape(brief(p.get("rate"))),
-            escape(brief(p.get("writes_per_s"))), escape(brief(p.get("notify_per_s"))), escape(brief(p.get("p95_ms"))),
-            escape(brief(p.get("error_ratio"))), _badge("fail" if p.get("breaks_slo") else "pass"),
+            escape(brief(p.get("writes_per_s"))), escape(brief(p.get("write_p95_ms"))),
+            escape(brief(p.get("notify_per_s"))), escape(brief(p.get("p95_ms"))),
+            escape(brief(p.get("error_ratio"))), escape(brief(p.get("generator_lag_ms"))),
+            escape(brief(p.get("generator_cpu_pct"))), escape(brief(p.get("server_cpu_pct"))),
+            _badge(badge.get(str(p.get("state")), "inconclusive")) + " " + escape(str(p.get("state"))),
+            escape(str(p.get("why") or "")),
         ]
         for p in curve.get("steps", [])
     ]  # fmt: skip
-    capacity = brief(curve.get("capacity_writes_per_s"))
+    capacity = curve.get("capacity_writes_per_s")
+    held = curve.get("held_writes_per_s")
+    found = f"{brief(capacity)} writes/s" if capacity is not None else f"not found (held up to {brief(held)} writes/s)"
     head = (
-        f"<p>SLO: NOTIFY p95 &le; {escape(brief(curve.get('slo_p95_ms')))} ms and error ratio &le; "
-        f"{escape(brief(curve.get('slo_max_error_ratio')))}. First step breaking it: "
-        f"<b>{escape(str(curve.get('first_break') or 'none'))}</b>; capacity: <b>{escape(capacity)} writes/s</b>.</p>"
+        f"<p>SLO: {escape(str(curve.get('slo') or ''))}. First step breaking it: "
+        f"<b>{escape(str(curve.get('first_break') or 'none'))}</b>; capacity: <b>{escape(found)}</b>; "
+        f"the ramp stopped: <b>{escape(str(curve.get('stop') or 'unknown'))}</b>.</p>"
     )
     return (
         "<h2>Degradation per step</h2>"
         + head
         + _table(
-            ["step", "users", "rate", "writes/s", "notifications/s", "NOTIFY p95 ms", "error ratio", "SLO"],
+            [
+                "step",
+                "writers",
+                "asked/s",
+                "writes/s",
+                "write p95 ms",
+                "notifications/s",
+                "delivery p95 ms",
+                "error ratio",
+                "generator lag ms",
+                "generator CPU %",
+                "server CPU %",
+                "state",
+                "why",
+            ],
             rows,
-        )
+        )  # fmt: skip
     )
 
 

@@ -334,6 +334,7 @@ def degradation_plot(folder: RunFolder, criteria: Criteria) -> str:
     right = ax.twinx()
     p95 = [p.p95_ms for p in curve.points]
     right.plot(xs, p95, color="black", marker="o", label="NOTIFY p95 (ms)")
+    right.plot(xs, [p.figures.write_p95_ms for p in curve.points], color="#d62728", marker="s", label="write p95 (ms)")
     right.axhline(curve.slo_p95_ms, color="black", ls=":", lw=1, label=f"SLO p95 {curve.slo_p95_ms:g} ms")
     right.set_ylabel("p95 ms")
     if curve.first_break is not None:
@@ -342,7 +343,7 @@ def degradation_plot(folder: RunFolder, criteria: Criteria) -> str:
         capacity = "none" if curve.capacity_writes_per_s is None else f"{curve.capacity_writes_per_s:.0f} writes/s"
         ax.set_title(f"SLO breaks at {curve.first_break}; capacity before the break: {capacity}", fontsize=9)
     else:
-        ax.set_title("SLO held at every step", fontsize=9)
+        ax.set_title(f"SLO held at every judged step (ramp stop: {curve.stop or 'unknown'})", fontsize=9)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)

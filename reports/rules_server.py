@@ -5,11 +5,13 @@ They read the monitor samples, Locust's stats and the target's end-of-load count
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from harness.ramp_steps import RampStop, StepState
 from harness.runfolder import MONITOR, RUN_JSON, STATS, TARGET, Incident, RunStatus
 from reports.criteria import Criteria
-from reports.degradation import degradation
+from reports.degradation import Degradation, StepPoint, degradation
 from reports.measures import (
     MIB,
     crash_signs,
@@ -134,9 +136,23 @@ def no_crash(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Find
         raise Unsupported(f"run status {status!r}: {run.get('error') or 'the run did not complete'}")
     ratio, failed, total, source = error_ratio(folder)
     steps = step_error_ratios(folder)
+    # A ramp driven past its capacity on purpose (steps the coordinator marked past_capacity) may degrade
+    # with errors there: DEGRADATION reports them; SC-060 bounds the errors up to capacity.
+    past = {p.name for p in folder.steps() if p.extra.get("past_capacity") is True}
+    beyond = [s for s in steps if s[0] in past]
+    steps = [s for s in steps if s[0] not in past]
+    if beyond:
+        failed -= round(sum(r * n for _, r, n in beyond))
+        total -= sum(n for _, _, n in beyond)
+        ratio = failed / total if total > 0 else 0.0
     worst_step = max(steps, key=lambda s: s[1]) if steps else None
     value = {"alive_to_end": True, "error_ratio": round(ratio, 6)}
     evidence = f"{judged_process(folder)} alive to the end; {failed} of {total} requests failed ({ratio:.2%}, {source})"
+    if beyond:
+        evidence += (
+            f" up to capacity; past it ({', '.join(s[0] for s in beyond)}, DEGRADATION's to report) "
+            f"{max(r for _, r, _ in beyond):.2%} at worst"
+        )
     if worst_step:
         value["worst_step_error_ratio"] = round(worst_step[1], 6)
         evidence += f"; worst step {worst_step[0]}: {worst_step[1]:.2%} of {worst_step[2]}"
@@ -326,46 +342,114 @@ def _incidents(folder: RunFolder) -> tuple[set[str], str]:
     return {str(i.get("kind")) for i in items}, text
 
 
+def _crash_step(folder: RunFolder, curve: Degradation | None) -> str:
+    """Where in the ramp the server died: the last step that began before the first dead sample (or the run's
+    crash), and whether it was past capacity."""
+    if curve is None or not curve.points:
+        return ""
+    frame = folder.monitor
+    dead = [float(t) for t in frame[frame["dead"]]["t"]] if not frame.empty else []
+    steps = folder.steps()
+    at = dead[0] if dead else max(s.end for s in steps)
+    started = [i for i, s in enumerate(steps) if s.start <= at]
+    if not started:
+        return ""
+    i = started[-1]
+    first = next((k for k, p in enumerate(curve.points) if p.breaks_slo), None)
+    where = "past capacity" if first is not None and i > first else "within capacity"
+    return f" during or after {curve.points[i].name} ({where})"
+
+
 def degradation_capacity(folder: RunFolder, cfg: dict[str, Any], criteria: Criteria) -> Finding:
-    """DEGRADATION: through every ramp step the server stays up; the capacity where the SLO breaks is reported."""
+    """DEGRADATION: the ramp broke the SLO after holding it, the server degraded without falling over; the
+    capacity (last held step) and the degradation past it are reported."""
+    curve = degradation(folder, criteria["report"])
     crash = crash_signs(folder)
     if crash:
-        return Finding(FAIL, {"alive_to_end": False}, None, "server crashed during the ramp: " + crash)
-    curve = degradation(folder, criteria["report"])
+        where = _crash_step(folder, curve)
+        return Finding(FAIL, {"alive_to_end": False}, None, f"server crashed during the ramp{where}: {crash}")
+    run = folder.run or {}
+    if run.get("status") == RunStatus.TARGET_UNRESPONSIVE:
+        where = _crash_step(folder, curve)
+        error = run.get("error") or "no error text"
+        return Finding(
+            FAIL, {"alive_to_end": True}, None, f"the server stopped answering during the ramp{where}: {error}"
+        )
     if curve is None:
-        raise Unsupported("no step-<n> phases with Locust history: not a ramp run")
-    if len(curve.points) < int(cfg["min_steps"]):
+        raise Unsupported("no step-<n> phases (with figures or Locust history): not a ramp run")
+    stopped_early = any(p.state in (StepState.GENERATOR, StepState.SERVER_FAILED) for p in curve.points)
+    if len(curve.points) < int(cfg["min_steps"]) and not stopped_early:  # else the evidence says why it stopped
         raise Unsupported(f"only {len(curve.points)} ramp step(s) measured (need {cfg['min_steps']})")
-    steps = "; ".join(
-        f"{p.name} {p.writes_per_s:.0f} writes/s p95 {p.p95_ms:.0f} ms{' BREAKS' if p.breaks_slo else ''}"
-        for p in curve.points
-    )
-    slo = f"p95 <= {curve.slo_p95_ms:g} ms, errors <= {curve.slo_max_error_ratio:.0%}"
-    value = {"capacity_writes_per_s": curve.capacity_writes_per_s, "first_break": curve.first_break}
-    if curve.first_break is None:
-        capacity = f"the SLO held through the last step: capacity >= {curve.capacity_writes_per_s:.0f} writes/s"
-    elif curve.capacity_writes_per_s is None:
-        capacity = f"the SLO broke at the first step ({curve.first_break}): capacity below it"
+    steps = "; ".join(p.line() for p in curve.points)
+    first = next((i for i, p in enumerate(curve.points) if p.breaks_slo), None)
+    value = {
+        "capacity_writes_per_s": None if curve.capacity_writes_per_s is None else round(curve.capacity_writes_per_s, 1),
+        "held_writes_per_s": None if curve.held_writes_per_s is None else round(curve.held_writes_per_s, 1),
+        "first_break": curve.first_break,
+        "stop": curve.stop,
+    }
+    limits = {"slo": curve.slo.describe(), "min_steps": cfg["min_steps"]}
+    failed = next((p for p in curve.points if p.state is StepState.SERVER_FAILED), None)
+    if failed is not None:
+        return Finding(
+            FAIL, value, limits, f"the server stopped serving writes at {failed.name} ({failed.why}); {steps}"
+        )
+    held = "no step" if curve.held_writes_per_s is None else f"{curve.held_writes_per_s:.0f} writes/s"
+    before = curve.points if first is None else curve.points[:first]
+    saturated = next((p for p in before if p.state is StepState.GENERATOR), None)
+    found: str | None = None  # the evidence of a pass, else None
+    if saturated is not None:
+        text = (
+            f"the ramp stopped before the server reached capacity: {saturated.why} at {saturated.name}, so its "
+            "latencies and rate are the generator's as much as the server's; "
+            + ("no step held the SLO before it" if curve.held_writes_per_s is None else f"capacity >= {held}")
+        )
+    elif first is None:
+        why = {
+            RampStop.MAX_STEPS.value: "the ramp reached its last step with the SLO holding",
+            RampStop.MAX_TIME.value: "the ramp ran out of time (the run's time bound) with the SLO holding",
+        }.get(curve.stop or "", "the ramp ended with the SLO holding")
+        text = f"{why}, before the server reached capacity: capacity >= {held}"
+    elif first == 0 or curve.capacity_writes_per_s is None:
+        broke = curve.points[first]
+        text = (
+            f"the SLO broke at the first step ({broke.name}: {broke.why}): capacity is below its "
+            f"{broke.figures.asked:.0f} writes/s asked; start the ramp lower"
+        )
     else:
-        capacity = f"the SLO breaks at {curve.first_break}: capacity about {curve.capacity_writes_per_s:.0f} writes/s"
-    limits = {"slo": slo, "min_steps": cfg["min_steps"]}
+        broke = curve.points[first]
+        found = text = (
+            f"capacity = {curve.capacity_writes_per_s:.0f} writes/s ({curve.points[first - 1].name}, the last step "
+            f"whose SLO held); the SLO broke at {broke.name} ({broke.why}); past it: "
+            f"{_degraded(broke, curve.points[first + 1 :])}"
+        )
     unwatched = _liveness_unobserved(folder, criteria)
     if unwatched:
-        return inconclusive(f"{unwatched}; {capacity}; {steps}", value, limits)
-    if curve.first_break is None:
-        # The specification ramps "until the system reaches capacity": a ramp that ended first found none.
-        return inconclusive(f"the ramp ended before the server reached capacity: {capacity}; {steps}", value, limits)
-    fraction = float(cfg["min_rate_fraction"])
-    short = [
-        f"{p.name} reached {p.writes_per_s:.0f} of {float(p.rate):.0f} writes/s asked"
-        for p in curve.points
-        if isinstance(p.rate, int | float) and p.rate > 0 and not p.breaks_slo and p.writes_per_s < fraction * p.rate
-    ]
-    if short:
-        return inconclusive(
-            f"the generator fell short of the asked rate by more than {1 - fraction:.0%} while the SLO held "
-            f"({'; '.join(short)}), so the ramp did not test the load it names; {capacity}; {steps}",
-            value,
-            limits,
-        )
-    return Finding(PASS, value, limits, f"{capacity}; {steps}")
+        return inconclusive(f"{unwatched}; {text}; {steps}", value, limits)
+    if found is None:
+        return inconclusive(f"{text}; {steps}", value, limits)
+    return Finding(PASS, value, limits, f"{found}; {steps}")
+
+
+def _degraded(broke: StepPoint, past: list[StepPoint]) -> str:
+    """How the server degraded from the breaking step on: slower answers, errors, a generator that gave out."""
+    points = [broke, *past]
+    last = points[-1].figures
+    parts = []
+    for label, values in (
+        ("write p95", [p.figures.write_p95_ms for p in points]),
+        ("delivery p95", [p.figures.notify_p95_ms for p in points]),
+    ):
+        shown = [f"{v:.0f}" for v in values if not math.isnan(v)]
+        if shown:
+            parts.append(f"{label} {' -> '.join(shown)} ms")
+    parts.append(f"throughput {' -> '.join(f'{p.writes_per_s:.0f}' for p in points)} writes/s")
+    worst = max(p.figures.error_ratio for p in points)
+    parts.append(f"errors up to {worst:.1%}" if worst > 0 else "no errors")
+    gave_out = [p.name for p in past if p.state is StepState.GENERATOR]
+    if gave_out:
+        parts.append(f"the generator saturated at {gave_out[0]}, so the degradation beyond is unmeasured")
+    if not past:
+        parts.append("no step past it ran")
+    kind = "errors" if worst > 0 else "slower answers"
+    return f"{kind} ({', '.join(parts)}; last step asked {last.asked:.0f} writes/s)"

@@ -205,8 +205,10 @@ def _cpu_avg(folder: RunFolder, criteria: Criteria) -> float:
 
 def _capacity(folder: RunFolder, criteria: Criteria) -> float:
     curve = degradation(folder, criteria["report"])
-    if curve is None or curve.capacity_writes_per_s is None:
+    if curve is None:
         raise Unsupported("not a ramp run")
+    if curve.capacity_writes_per_s is None:
+        raise Unsupported("the ramp found no capacity (the SLO never broke after a step that held it)")
     return float(curve.capacity_writes_per_s)
 
 

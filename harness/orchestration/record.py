@@ -117,17 +117,23 @@ class RunRecord:
         self.save()
 
     def merge_phases(self) -> None:
-        """Fold the phases the Locust coordinator appended to ``phases.jsonl`` into the record, in time order."""
+        """Fold the phases the Locust coordinator appended to ``phases.jsonl`` into the record, in time order.
+
+        Called again after a run cut short (the target crashed mid-load) it adds only the phases not in the
+        record yet, so the steps a ramp finished before the crash are judged.
+        """
         path = self.path / PHASES
         if not path.exists():
             return
+        known = {(p.get("name"), p.get("start")) for p in self.record["phases"]}
         for line in path.read_bytes().splitlines():
             try:
                 phase = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue  # a line cut short by a dying process
             if isinstance(phase, dict) and {"name", "start", "end"} <= phase.keys():
-                self.record["phases"].append(phase)
+                if (phase["name"], phase["start"]) not in known:
+                    self.record["phases"].append(phase)
         self.record["phases"].sort(key=lambda p: p["start"])
         self.save()
 

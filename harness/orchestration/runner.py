@@ -8,6 +8,7 @@ the monitor can tell the load generator's processes apart from the server's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -33,6 +34,7 @@ from harness.orchestration.server import LocalServer, start_local_server
 from harness.orchestration.watch import TargetWatch
 from harness.plan import PLAN_ENV, Plan, TargetSpec
 from harness.processes import terminate
+from harness.ramp_steps import StepSlo
 from harness.runfolder import (
     DELIVERY,
     LOCUST_CSV_PREFIX,
@@ -195,6 +197,7 @@ class Runner:
             if failure is not None and interrupted is None:
                 opts.progress(f"[{scenario.name}] error: {record.error}")
             started.close()
+            record.merge_phases()  # a run cut short (the target failed) keeps the phases Locust logged
             code = self._judge(record)
         if interrupted is not None:
             raise interrupted
@@ -212,6 +215,7 @@ class Runner:
         """Set the target up, start the monitor, run Locust and the observation window."""
         opts = self.options
         plan = build_plan(scenario, quick=opts.quick, target=spec, run_id=record.run_id, run_dir=str(record.path))
+        plan = self._ramp_slo(plan)
         protocol = self.ready_target(plan, record, server, spec)
         if protocol is not None and spec.name == "kalamdb" and "protocol" not in spec.options:
             # every Locust process (the master too, which never subscribes) then knows the generation's promises
@@ -259,6 +263,16 @@ class Runner:
             t_obs = time.time()
             self.observe(observe, server)
             record.phase("observe", t_obs, time.time())
+
+    def _ramp_slo(self, plan: Plan) -> Plan:
+        """A ramp stops by the judge's SLO: the criteria file's (``--criteria``, else the defaults) goes in the plan."""
+        ramp = plan.extra.ramp
+        if ramp is None:
+            return plan
+        from reports.criteria import load_criteria
+
+        slo = StepSlo.from_report(load_criteria(self.options.criteria)["report"])
+        return dataclasses.replace(plan, extra=dataclasses.replace(plan.extra, ramp=dataclasses.replace(ramp, slo=slo)))
 
     def target(self, record: RunRecord) -> tuple[LocalServer | None, TargetSpec]:
         """Start the reference server into ``record``'s folder, or check ``--target-url``; return it and its spec."""

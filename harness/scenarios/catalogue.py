@@ -57,7 +57,8 @@ RECONNECT_KEYS = ("after_changes", "away_seconds", "resume")
 QUERIER_KEYS = ("count", "rate")
 CHURN_KEYS = ("open", "close", "settle_seconds")
 STEP_OPS = ("insert", "update", "delete", "mix", "pause", "bump", "move")
-RAMP_KEYS = ("steps", "seconds", "writers_per_step", "rate_per_writer")
+RAMP_KEYS = ("max_steps", "seconds", "writers", "growth", "rate_per_writer", "past_capacity_steps", "settle_seconds")
+RAMP_REQUIRED = RAMP_KEYS[:5]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +159,45 @@ def _flush(where: str, raw: dict[str, Any]) -> FlushSettings | None:
 
 def _ramp(where: str, raw: Any) -> RampSettings:
     table = _check_keys(f"{where}: ramp", raw, RAMP_KEYS)
-    missing = [key for key in RAMP_KEYS if key not in table]
+    missing = [key for key in RAMP_REQUIRED if key not in table]
     if missing:
-        raise HarnessError(f"{where}: ramp needs {', '.join(RAMP_KEYS)} (missing {', '.join(missing)})")
-    steps, writers = table["steps"], table["writers_per_step"]
-    numbers = [steps, table["seconds"], writers, table["rate_per_writer"]]
-    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (steps, writers))
-    if not integers or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in numbers):
-        raise HarnessError(f"{where}: ramp values must be positive (steps, writers_per_step integers), got {table!r}")
-    return RampSettings(int(steps), float(table["seconds"]), int(writers), float(table["rate_per_writer"]))
+        raise HarnessError(f"{where}: ramp needs {', '.join(RAMP_REQUIRED)} (missing {', '.join(missing)})")
+    label = f"{where}: ramp"
+    seconds = _number(label, "seconds", table["seconds"], 0.5)
+    settle = _number(label, "settle_seconds", table.get("settle_seconds", min(5.0, seconds / 3)), 0)
+    if settle >= seconds:
+        raise HarnessError(f"{label}: settle_seconds ({settle:g}) must be shorter than a step ({seconds:g} s)")
+    growth = _number(label, "growth", table["growth"], 1)
+    if growth <= 1:
+        raise HarnessError(f"{label}: growth must be above 1 (the offered rate grows every step), got {growth:g}")
+    return RampSettings(
+        max_steps=_number(label, "max_steps", table["max_steps"], 1, integer=True),
+        seconds=seconds,
+        writers=_number(label, "writers", table["writers"], 1, integer=True),
+        growth=growth,
+        rate_per_writer=_number(label, "rate_per_writer", table["rate_per_writer"], 0.001),
+        past_capacity_steps=_number(label, "past_capacity_steps", table.get("past_capacity_steps", 2), 0, integer=True),
+        settle_seconds=settle,
+    )
+
+
+def ramp_writers(ramp: RampSettings, first_id: int) -> list[WriterSpec]:
+    """The writer streams of a ramp, from writer id ``first_id``: the ones step k adds pause k steps, then
+    insert at ``rate_per_writer`` until the last planned step ends (the coordinator ends the load earlier
+    when the ramp stops). Every id is in the plan, so the checker sees every ledger."""
+    out: list[WriterSpec] = []
+    total = ramp.planned_steps * ramp.seconds
+    before = 0
+    for k in range(ramp.planned_steps):
+        now = ramp.writers_at(k)
+        start = k * ramp.seconds
+        insert = Step("insert", seconds=total - start, rate=ramp.rate_per_writer)
+        program = (insert,) if k == 0 else (Step("pause", seconds=start), insert)
+        for _ in range(now - before):
+            writer_id = first_id + len(out)
+            out.append(WriterSpec(writer_id=writer_id, conversation_id=writer_id, program=program))
+        before = now
+    return out
 
 
 def _server_args(where: str, raw: Any) -> tuple[str, ...]:
@@ -428,6 +459,11 @@ def build_plan(scenario: Scenario, *, quick: bool, target: TargetSpec, run_id: s
                 )
             )
             groups.setdefault(spec.get("group") or f"w{writer_id}", []).append(writer_id)
+    ramp = scenario.extras(quick).ramp
+    if ramp is not None:
+        for ramp_writer in ramp_writers(ramp, len(writers) + 1):
+            writers.append(ramp_writer)
+            groups[f"w{ramp_writer.writer_id}"] = [ramp_writer.writer_id]
     listeners: list[ListenerSpec] = []
     for raw in scenario.listeners:
         for _ in range(int(raw.get("copies", 1))):

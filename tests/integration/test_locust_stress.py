@@ -24,6 +24,7 @@ from harness.plan import (
     Step,
     WriterSpec,
 )
+from harness.ramp_steps import StepSlo
 from monitors.launch import start_monitor_process, stop_monitor_process
 from tests.support.locust_flow import ANOMALIES, flow_plan, run_locust
 from tests.support.refserver import start_refserver
@@ -140,14 +141,20 @@ def test_ramp_writes_one_phase_per_step(tmp_path: Path, refserver: Any) -> None:
         WriterSpec(1, 1, (Step("insert", seconds=3.0, rate=20.0),)),
         WriterSpec(2, 2, (Step("pause", seconds=1.5), Step("insert", seconds=1.5, rate=20.0))),
     )
-    plan = _plan(refserver, tmp_path, "ramp", writers, ramp=RampSettings(2, 1.5, 1, 20.0))
+    # an SLO no step can miss: what this test checks is the steps' record, not how this machine performs
+    loose = StepSlo(notify_p95_ms=1e6, write_p95_ms=1e6, min_rate_fraction=0.0, generator_lag_ms=1e6)
+    settings = RampSettings(2, 1.5, 1, 2.0, 20.0, past_capacity_steps=0, settle_seconds=0.5, slo=loose)
+    plan = _plan(refserver, tmp_path, "ramp", writers, ramp=settings)
     result = run_locust(plan, workers=0)
     _clean(result)
     phases = _phases(plan)
-    load, one, two = phases["load"], phases["step-1"], phases["step-2"]
+    load, one, two, ramp = phases["load"], phases["step-1"], phases["step-2"], phases["ramp"]
     assert (one["users"], one["rate"], two["users"], two["rate"]) == (1, 20.0, 2, 40.0)
-    assert one["start"] == load["start"] and one["end"] == two["start"] and two["end"] == load["end"]
+    assert one["start"] == load["start"] and one["end"] == two["start"] and two["end"] <= load["end"]
     assert one["end"] - one["start"] == pytest.approx(1.5)
+    # each step measured after its settle time from Locust's stats; the ramp stops after its two steps
+    assert one["measured_from"] - one["start"] >= 0.5 and one["writes"] > 0 and one["state"] == "held"
+    assert ramp["stop"] == "max-steps" and ramp["steps"] == 2
     ok = result["writes"]["writers"]
     # writer 2 paused half the load: 20/s for 1.5 s allows at most 31 (+1), and it wrote less than writer 1
     assert 1 <= ok["2"]["ok"]["insert"] <= 32 and ok["2"]["ok"]["insert"] < ok["1"]["ok"]["insert"]

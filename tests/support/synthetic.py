@@ -44,11 +44,13 @@ DEFAULT_PHASES: list[tuple[str, float, float, dict[str, Any]]] = [
 
 
 def ramp_phases(p95_per_step: list[float], seconds: float = 20.0) -> list[tuple[str, float, float, dict[str, Any]]]:
-    """setup/subscribe, then one ``step-<n>`` per entry (users 10, 20, ...), then drain."""
+    """setup/subscribe, then one ``step-<n>`` per entry (users 10, 20, ...), then drain. The steps carry no
+    figures of their own (the judge measures them from the history), and each asks 100 writes/s, which the
+    synthetic writers reach."""
     phases = DEFAULT_PHASES[:2]
     start = 10.0
     for i, _ in enumerate(p95_per_step, 1):
-        phases.append((f"step-{i}", start, start + seconds, {"users": 10 * i, "rate": 100 * i}))
+        phases.append((f"step-{i}", start, start + seconds, {"users": 10 * i, "rate": 100}))
         start += seconds
     phases.append(("drain", start, start + 5.0, {}))
     return phases

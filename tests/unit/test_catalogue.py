@@ -51,8 +51,12 @@ def test_a_good_file_loads() -> None:
         ('quick = { max_second = 2 }\n', "unknown key 'max_second'"),
         ('criteria = ["SC-051", "SC-999"]\n', "unknown criterion 'SC-999'"),
         ('criteria = "SC-051"\n', "criteria must be a list"),
-        ('ramp = { steps = 2, seconds = 1, writers_per_step = 1, rate_per_writer = 1, p95_slo_ms = 50 }\n',
+        ('ramp = { max_steps = 2, seconds = 1, writers = 1, growth = 2, rate_per_writer = 1, p95_slo_ms = 50 }\n',
          "unknown key 'p95_slo_ms'"),
+        ('ramp = { max_steps = 2, seconds = 1, writers = 1, growth = 1, rate_per_writer = 1 }\n',
+         "growth must be above 1"),
+        ('ramp = { max_steps = 2, seconds = 3, writers = 1, growth = 2, rate_per_writer = 1, settle_seconds = 3 }\n',
+         "settle_seconds"),
         ('churn = { open = 2, close = 1, settle = 1 }\n', "unknown key 'settle'"),
         ('server_args = "--fault x"\n', "server_args must be a list of strings"),
         ('max_seconds = 0\n', "max_seconds must be a number >= 1"),
@@ -85,14 +89,15 @@ def test_writer_listener_and_step_keys_are_checked(old: str, new: str, words: st
 def test_extras_are_typed_for_each_profile() -> None:
     text = GOOD + (
         "queriers = { count = 2, rate = 5 }\nchurn = { open = 4, close = 2 }\nflush_every_seconds = 10\n"
-        "ramp = { steps = 2, seconds = 3, writers_per_step = 1, rate_per_writer = 10 }\n"
+        "ramp = { max_steps = 2, seconds = 3, writers = 1, growth = 2, rate_per_writer = 10 }\n"
         "observe_seconds = 5\nserver_args = ['--memory-limit-mb', '256']\n"
         "quick = { flush_every_seconds = 2, max_seconds = 60 }\n"
     )
     (scenario,) = parse_catalogue(text, "t.toml", RULES).values()
     full, quick = scenario.extras(quick=False), scenario.extras(quick=True)
     assert full.queriers == QuerierSettings(2, 5.0) and full.churn == ChurnSettings(4, 2, 3.0)
-    assert full.ramp == RampSettings(2, 3.0, 1, 10.0) and full.server_args == ("--memory-limit-mb", "256")
+    assert full.ramp == RampSettings(2, 3.0, 1, 2.0, 10.0, settle_seconds=1.0)
+    assert full.server_args == ("--memory-limit-mb", "256")
     assert (full.flush, quick.flush) == (FlushSettings(10.0, 20.0), FlushSettings(2.0, 20.0))
     assert (full.max_seconds, quick.max_seconds, full.observe_seconds) == (MAX_SECONDS, 60.0, 5.0)
     assert scenario.profile(quick=True)["flush_every_seconds"] == 2  # run.json keeps the keys as written

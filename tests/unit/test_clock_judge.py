@@ -113,7 +113,7 @@ def test_degradation_tolerates_against_the_ramp_slo(tmp_path: Path) -> None:
     document = orjson.loads((run_dir / "verdict.json").read_bytes())
     found = document["scenarios"][0]["criteria"][0]
     assert found["id"] == "DEGRADATION" and found["verdict"] == "inconclusive"
-    assert "worker w1 offset +6.000 ms" in found["evidence"] and "breaks at step-3" in found["evidence"]
+    assert "worker w1 offset +6.000 ms" in found["evidence"] and "the SLO broke at step-3" in found["evidence"]
     shown = document["scenarios"][0]["clocks"]
     assert shown == {"workers": {"w1": {"offset_ms": 6.0, "rtt_ms": 0.2, "samples": 5, "bound_ms": 6.1}}, "unknown": 0}
 

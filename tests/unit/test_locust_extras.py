@@ -11,14 +11,12 @@ import orjson  # noqa: E402
 import pytest  # noqa: E402
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.plan import ChurnSettings, ListenerSpec, Plan, RampSettings, Step, TargetSpec, WriterSpec  # noqa: E402
-from harness.scenarios.catalogue import build_plan, parse_extras, resolve  # noqa: E402
+from harness.plan import ChurnSettings, ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
+from harness.scenarios.catalogue import parse_extras  # noqa: E402
 from harness.targets.base import Eq, TableKind  # noqa: E402
 from locustfiles import population, ramp, users_needed  # noqa: E402
 from locustfiles.churn import monitor_sockets  # noqa: E402
-from locustfiles.phases import PhaseLog  # noqa: E402
 from locustfiles.queriers import RECENT_LIMIT, ask, recent_problem  # noqa: E402
-from reports.judge import RULES  # noqa: E402
 
 if _PREVIOUS is None:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
@@ -67,8 +65,8 @@ def test_users_needed_counts_every_kind() -> None:
         ({"churn": {"open": 2, "close": 5}}, "exceeds churn.open"),
         ({"churn": {"open": True, "close": 0}}, "churn.open"),
         ({"flush_every_seconds": "often"}, "flush_every_seconds"),
-        ({"ramp": {"steps": 2}}, "ramp needs"),
-        ({"ramp": {"steps": 0, "seconds": 1, "writers_per_step": 1, "rate_per_writer": 1}}, "positive"),
+        ({"ramp": {"max_steps": 2}}, "ramp needs"),
+        ({"ramp": {"max_steps": 0, "seconds": 1, "writers": 1, "growth": 2, "rate_per_writer": 1}}, "max_steps must"),
     ],
 )
 def test_bad_settings_are_one_line_errors(extra: dict, words: str) -> None:
@@ -83,57 +81,6 @@ def test_rate_at_follows_pauses_counts_and_seconds() -> None:
     assert ramp.rate_at(program, 4.5) == 7.0
     assert ramp.rate_at(program, 7.5) is None
     assert ramp.rate_at((Step("insert", count=3),), 1e6) == 0.0  # unpaced and unbounded in time
-
-
-def test_ramp_clock_writes_each_step_once_it_ends(tmp_path) -> None:
-    writers = tuple(
-        WriterSpec(
-            k + 1,
-            1,
-            ((Step("pause", seconds=10.0 * k),) if k else ()) + (Step("insert", seconds=10.0 * (3 - k), rate=50),),
-        )
-        for k in range(3)
-    )
-    plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 50}}, writers)
-    log = PhaseLog(str(tmp_path))
-    assert plan.extra.ramp == RampSettings(3, 10.0, 1, 50.0)
-    clock = ramp.RampClock(plan, plan.extra.ramp, 1000.0, log)
-    clock.tick(1005.0)
-    assert log.written == []
-    clock.tick(1010.0)
-    clock.tick(1012.0)
-    clock.tick(1024.0, final=True)  # the load ended inside step 3: it ends there
-    lines = [orjson.loads(line) for line in (tmp_path / "phases.jsonl").read_bytes().splitlines()]
-    assert lines == [
-        {"name": "step-1", "start": 1000.0, "end": 1010.0, "users": 1, "rate": 50.0},
-        {"name": "step-2", "start": 1010.0, "end": 1020.0, "users": 2, "rate": 100.0},
-        {"name": "step-3", "start": 1020.0, "end": 1024.0, "users": 3, "rate": 150.0},
-    ]
-    clock.tick(1100.0, final=True)
-    assert len(log.written) == 3
-
-
-def test_ramp_clock_skips_steps_the_load_never_reached(tmp_path) -> None:
-    writers = (WriterSpec(1, 1, (Step("insert", seconds=30, rate=10),)),)
-    plan = _plan({"ramp": {"steps": 3, "seconds": 10, "writers_per_step": 1, "rate_per_writer": 10}}, writers)
-    log = PhaseLog(None)
-    assert plan.extra.ramp is not None
-    ramp.RampClock(plan, plan.extra.ramp, 0.0, log).tick(5.0, final=True)
-    assert [p["name"] for p in log.written] == ["step-1"] and log.written[0]["end"] == 5.0
-
-
-@pytest.mark.parametrize("quick", [True, False])
-def test_catalogue_degradation_writers_make_the_ramp_steps(quick: bool) -> None:
-    (scenario,) = resolve(["stress.degradation"], RULES)
-    plan = build_plan(scenario, quick=quick, target=TARGET, run_id="r", run_dir="")
-    settings = plan.extra.ramp
-    assert settings is not None
-    assert len(plan.writers) == settings.steps * settings.writers_per_step
-    for n in range(settings.steps):
-        users, rate = ramp.offered(plan, (n + 0.5) * settings.seconds)
-        assert users == (n + 1) * settings.writers_per_step
-        assert rate == users * settings.rate_per_writer
-    assert ramp.offered(plan, settings.steps * settings.seconds + 0.1) == (0, 0)
 
 
 class _Admin:

@@ -75,6 +75,20 @@ def test_run_json_is_written_at_start_and_folds_in_the_coordinators_phases(tmp_p
     assert saved["status"] == "completed" and saved["ended_at"] is not None
 
 
+def test_folding_the_phases_again_adds_only_the_new_ones(tmp_path: Path) -> None:
+    # the runner folds phases.jsonl once Locust ends, and again after a run cut short (the target crashed)
+    record = RunRecord.start(
+        tmp_path, resolve(["live.inserts"], RULES)[0], quick=True, target="ref", target_url=None, workers=0
+    )
+    (record.path / PHASES).write_bytes(b'{"name": "step-1", "start": 3, "end": 4}\n')
+    record.merge_phases()
+    with (record.path / PHASES).open("ab") as f:
+        f.write(b'{"name": "step-2", "start": 4, "end": 5}\n')
+    record.merge_phases()
+    saved = orjson.loads((record.path / RUN_JSON).read_bytes())
+    assert [p["name"] for p in saved["phases"]] == ["step-1", "step-2"]
+
+
 def test_an_unusable_out_dir_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     scenario = resolve(["live.inserts"], RULES)[0]
