@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
-
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_CANNOT_START = 3
 

@@ -113,7 +113,6 @@ def test_server_crash_fails_the_run_criterion(tmp_path: Path) -> None:
 
 # about 12 s: 3,000 notifications each keep 20 kB, about 60 MiB within the 6 s load
 @pytest.mark.timeout(180)
-@pytest.mark.serial
 def test_leak_fails_memory_growth_and_nothing_else(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "stress.memory-write", "leak:bytes=20000")
     found = assert_fails_only(run_dir, verdict, code, "SC-056", ["SC-051", "SC-060"])
@@ -123,7 +122,6 @@ def test_leak_fails_memory_growth_and_nothing_else(tmp_path: Path) -> None:
 # about 50 s (the quick profile observes 28 s after the load): 10 listeners see about 5,000 writes,
 # 2 kB kept per notification, never given back
 @pytest.mark.timeout(180)
-@pytest.mark.serial
 def test_leak_fails_memory_release(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "stress.memory-release", "leak:bytes=2000")
     found = assert_fails_only(run_dir, verdict, code, "SC-059", ["SC-060"])
@@ -132,7 +130,6 @@ def test_leak_fails_memory_release(tmp_path: Path) -> None:
 
 # about 18 s: the server exits 8 s after its start, during the ws-leak load
 @pytest.mark.timeout(180)
-@pytest.mark.serial
 def test_crash_during_a_stress_run_fails_sc060_with_the_death_in_its_evidence(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "stress.ws-leak", "crash:after=8")
     found = criteria_of(verdict)
@@ -146,7 +143,6 @@ def test_crash_during_a_stress_run_fails_sc060_with_the_death_in_its_evidence(tm
 
 # about 22 s: the server never releases the 25 subscriptions the churn user closes
 @pytest.mark.timeout(180)
-@pytest.mark.serial
 def test_kept_subscriptions_fail_conn_release_with_the_lingering_count(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "stress.ws-leak", "keep-closed")
     found = assert_fails_only(run_dir, verdict, code, "CONN-RELEASE", ["SC-060"])
@@ -156,7 +152,6 @@ def test_kept_subscriptions_fail_conn_release_with_the_lingering_count(tmp_path:
 # about 21 s: 5 listeners x up to 7,500 inserts, 25 kB kept per notification: past the scenario's 256 MiB
 # bound even when a busy machine lets the writers reach a third of their rate
 @pytest.mark.timeout(180)
-@pytest.mark.serial
 def test_leak_past_the_memory_limit_fails_mem_bound(tmp_path: Path) -> None:
     code, verdict, run_dir = run_with_fault(tmp_path, "stress.storage-bounds", "leak:bytes=25000")
     found = assert_fails_only(run_dir, verdict, code, "MEM-BOUND", ["SC-051", "SC-060"])

@@ -19,8 +19,6 @@ from tests.support.browser import chromium
 from tests.support.figures import FIGURE_IDS
 from tests.support.synthetic import T0, Synthetic, ramp_phases, write_run
 
-pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
-
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -20,9 +20,19 @@ from harness.scenarios.catalogue import Scenario, resolve
 from reports.judge import RULES
 from tests.support.verdicts import Allowances, assert_passes
 
-pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
-
 STRESS = resolve(["stress"], RULES)
+# criteria that measure the machine's speed: a scenario judging one runs alone (the `serial` marker),
+# the others (memory, connections, jobs, liveness) beside other tests
+TIMED = {"SC-054", "SC-058", "CPU-1000", "DEGRADATION"}
+
+
+def _cases() -> list:
+    """Each stress scenario as a test parameter, marked `serial` when it judges a timed criterion."""
+    return [
+        pytest.param(s, id=s.name, marks=[pytest.mark.serial] if TIMED & set(s.criteria) else [])
+        for s in STRESS
+    ]  # fmt: skip
+
 
 SHORT_LOAD = "s of load (the criterion needs 300 s)"
 FEW_NOTIFICATIONS = "notifications delivered (the criterion needs 100,000)"
@@ -55,7 +65,7 @@ def run_scenario(tmp_path: Path, scenario: Scenario, quick: bool) -> tuple[int, 
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("scenario", STRESS, ids=[s.name for s in STRESS])
+@pytest.mark.parametrize("scenario", _cases())
 def test_quick_stress_profile_passes_but_for_its_listed_inconclusives(tmp_path: Path, scenario: Scenario) -> None:
     code, verdict, run = run_scenario(tmp_path, scenario, quick=True)
     assert run["status"] == "completed", run["error"]
@@ -64,7 +74,7 @@ def test_quick_stress_profile_passes_but_for_its_listed_inconclusives(tmp_path: 
 
 @pytest.mark.nightly
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("scenario", STRESS, ids=[s.name for s in STRESS])
+@pytest.mark.parametrize("scenario", _cases())
 def test_full_stress_profile_passes_every_criterion(tmp_path: Path, scenario: Scenario) -> None:
     code, verdict, run = run_scenario(tmp_path, scenario, quick=False)
     assert run["status"] == "completed", run["error"]

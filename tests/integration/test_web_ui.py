@@ -14,8 +14,6 @@ import pytest
 from tests.support.chromium import FLAGS, chromium
 from tests.support.plain_locust import free_port, locust_cmd, locust_env, only_run, read_json
 
-pytestmark = pytest.mark.serial  # measures or loads the machine: run alone (pyproject.toml markers)
-
 playwright = pytest.importorskip("playwright.sync_api")
 
 SCENARIO = "live.replay-gap"  # about 6 s of paced writes by 1 writer to 1 listener: seen live, then stopped
