@@ -2,7 +2,8 @@
 
 A listener subscribes (filtered by conversation when its spec says so), reports ready,
 then receives until the coordinator says stop, feeding its ``ListenerTracker`` and
-firing one Locust ``NOTIFY`` request event per notification (anomalies as failures).
+recording one Locust ``NOTIFY`` request per notification (anomalies as failures; successes
+reach Locust's statistics in batches, ``locustfiles.notify``).
 It leaves and resumes per its ``ReconnectSpec``, and reconnects with resume after an
 unexpected disconnect (recorded as such). A frame the target cannot decode is a malformed
 notification followed by a resume; a listener that ends before the stop says why.
@@ -25,6 +26,7 @@ from locustfiles import joiners
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
+from locustfiles.notify import NotifyStats
 from locustfiles.users import OneShotUser
 
 RECV_SLICE = 1.0  # seconds per recv call: a stop is seen within it; each idle wake-up costs a timeout
@@ -139,6 +141,7 @@ class ListenerUser(OneShotUser):
                 error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"
                 link.send(Ready(spec.listener_id, sub.last_error))
         finally:
+            NotifyStats.of(self.environment).flush()
             tracker.mark_end(time.time_ns(), early=None if sub.stop() else early)
             current = sub.current.subscription_id if sub.current else None
             sub.close()

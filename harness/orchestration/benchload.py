@@ -2,7 +2,7 @@
 
 Run as ``python -m harness.orchestration.benchload '<json task>'`` against a ``benchfeed`` sender;
 prints one JSON result line. The harness's own pieces do the work: the KalamDB driver's
-listener and writer, the delivery tracker, and Locust's request event into Locust's statistics,
+listener and writer, the delivery tracker, and Locust's statistics (NOTIFY batched as the listeners do),
 with the event-loop lag sampler of ``locustfiles.lag`` running beside them. The ``bare`` tasks
 are the ceilings: websocket-client receive-and-parse loops with nothing else.
 """
@@ -34,6 +34,7 @@ from harness.targets.kalamdb.sql import KalamWriter  # noqa: E402
 from harness.targets.kalamdb.transport import Endpoint  # noqa: E402
 from locustfiles.lag import LagSampler  # noqa: E402
 from locustfiles.listeners import RECV_SLICE  # noqa: E402
+from locustfiles.notify import NotifyStats  # noqa: E402
 
 PAYLOAD = 200
 DRAIN_NS = 3600 * 10**9
@@ -67,7 +68,7 @@ class HarnessListener:
     def __init__(self, settings: Settings, env: Any, name: str, keep: bool) -> None:
         self.listener = _listener(settings)
         self.tracker = ListenerTracker(name, None, PAYLOAD, DRAIN_NS)
-        self.fire = env.events.request.fire
+        self.notify = NotifyStats.of(env)
         self.latencies: list[float] = []
         self.received: list[int] = []
         self.keep = keep
@@ -84,14 +85,11 @@ class HarnessListener:
             if change is None:
                 continue
             obs = self.tracker.observe(change)
-            self.fire(
-                request_type="NOTIFY",
-                name=obs.op,
-                response_time=obs.latency_ms if obs.latency_ms is not None else 0,
-                response_length=change.wire_bytes,
-                exception=RuntimeError(",".join(obs.anomalies)) if obs.anomalies else None,
-                context={},
-            )
+            latency = obs.latency_ms if obs.latency_ms is not None else 0
+            if obs.anomalies:
+                self.notify.failure(obs.op, latency, change.wire_bytes, RuntimeError(",".join(obs.anomalies)))
+            else:
+                self.notify.add(obs.op, latency, change.wire_bytes)
             self.count += 1
             self.last_ns = time.time_ns()
             if self.count == 1:
@@ -99,6 +97,7 @@ class HarnessListener:
             if self.keep:
                 self.latencies.append(obs.latency_ms if obs.latency_ms is not None else float("nan"))
                 self.received.append(change.received_ns)
+        self.notify.flush()
 
     def anomalies(self) -> int:
         return sum(self.tracker.anomalies.values())
