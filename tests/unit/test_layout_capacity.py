@@ -58,3 +58,11 @@ def test_listeners_are_spread_so_no_process_holds_more_than_measured_and_the_run
     assert len(layout.notes) == 1 and f"{listeners // 2:,} listeners (measured by `make bench` on d)" in layout.notes[0]
     short = advise(plan, 1, 8, tight)
     assert short.workers == 1 and "the plan needs 2" in short.notes[0] and "expect generator lag" in short.notes[0]
+
+
+def test_writers_are_spread_when_one_process_cannot_hold_the_asked_rate() -> None:
+    plan = _plan("stress.cpu")
+    writes = load_of(plan)[0]
+    assert advise(plan, 0, 8, Capacity(1e9, writes, 1000, "measured")).workers == 0
+    layout = advise(plan, 0, 8, Capacity(1e9, writes / 3, 1000, "measured"))
+    assert layout.workers == 3 and f"{writes:,.0f} writes/s" in layout.notes[0]
