@@ -684,14 +684,24 @@ class ListenerTracker:
         while buckets and buckets[0][0] < index - LATE_BUCKETS - 1:
             self._late_witness.pop(buckets.popleft()[0], None)
 
-    def delta(self) -> dict[str, Any]:
-        """Counters and latency since the previous call (for Locust's report cycle)."""
+    def delta(self, encode: bool = True) -> dict[str, Any]:
+        """Counters and latency since the previous call (for Locust's report cycle).
+
+        The latency is HDR-encoded for the wire (a worker's report); with ``encode`` False it is
+        the histogram itself, for a live view in this process (encoding and decoding cost about
+        2 ms per listener, which held the in-process loop for tens of ms each second).
+        """
         now = {"received": self.received, **{str(k): n for k, n in self.anomalies.items()}}
         out: dict[str, Any] = {key: n - self._last_delta.get(key, 0) for key, n in now.items()}
         self._last_delta = now
-        out["latency"] = self._latency_delta.encode()
-        self._latency.merge(self._latency_delta)
-        self._latency_delta.reset()
+        delta = self._latency_delta
+        self._latency.merge(delta)
+        if encode:
+            out["latency"] = delta.encode()
+            delta.reset()
+        else:
+            out["latency"] = delta
+            self._latency_delta = LatencyHistogram()
         return out
 
     def _total_latency(self) -> LatencyHistogram:
