@@ -42,6 +42,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("sent_at", ColumnType.INT64, not_null=True),
     Column("last_delete", ColumnType.INT64, not_null=True),
 )
+DIGEST_CHARS = 16  # hex characters of the 8-byte blake2b digest that pads a content
+_blake2b = hashlib.blake2b
 BIGINT_LIMIT = 1 << 63  # identity values are signed 64-bit; anything at or above cannot be a harness value
 
 
@@ -64,11 +66,11 @@ def content(rid: int, version: int, payload_bytes: int) -> str:
     and any old value is computable from the key alone.
     """
     head = f"r{rid}v{version}:"
-    digest = hashlib.blake2b(head.encode(), digest_size=8).hexdigest()
-    if payload_bytes <= len(head):
+    rest = payload_bytes - len(head)
+    if rest <= 0:
         return head
-    reps = (payload_bytes - len(head)) // len(digest) + 1
-    return head + (digest * reps)[: payload_bytes - len(head)]
+    digest = _blake2b(head.encode(), digest_size=8).hexdigest()
+    return head + (digest * (rest // DIGEST_CHARS + 1))[:rest]
 
 
 def bump_content(writer_id: int, wseq: int, payload_bytes: int) -> str:

@@ -367,8 +367,7 @@ class KalamListener:
                 self._pump(max(0.0, deadline - time.monotonic()))
                 if not buffer and time.monotonic() >= deadline:
                     return None
-        self._heartbeat()
-        change = buffer.popleft()
+        change = buffer.popleft()  # the heartbeat is checked before each socket read (``_pump``)
         seq = change.server_seq
         if seq is not None and (self._last_seq is None or seq > self._last_seq):
             self._last_seq = seq
