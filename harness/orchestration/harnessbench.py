@@ -291,42 +291,44 @@ NOTES = (
     "the frame reader 9% (its socket calls 2%), the listener's receive glue 10%, Locust's statistics 6%. "
     "Before, websocket-client read each frame with three socket calls (25%), and one request event per "
     "notification cost 11%; frames are now cut from one buffer filled by one read of what the socket holds "
-    "(`harness.targets.kalamdb.frames`), and NOTIFY successes are added to Locust's statistics in batches "
-    "of at most 0.2 s, rebuilt the way Locust's master adds a worker's report (`locustfiles.notify`; every "
+    "(`harness.targets.kalamdb.frames`), and NOTIFY successes are added to Locust's statistics in batches of "
+    "at most 0.2 s, rebuilt the way Locust's master adds a worker's report (`locustfiles.notify`; every "
     "figure Locust shows is the one per-notification events give, unit-tested). The bare loop on the same "
-    "frame reader parses a notification in under 8 µs, so 60% of it would leave the checks about 5 µs: not "
-    "reachable in Python with every check kept; against websocket-client's own frame reading the harness is "
-    "at 70%. Side by side (main's code and this, alternating, 3 runs each, one minute apart): 12,896/s "
-    "before, 49,791/s after, websocket-client's bare loop 78,226/s.",
+    "frame reader parses a notification in about 4 µs, so 60% of it would leave about 2.5 µs for decoding "
+    "and every check: not reachable in Python with the checks kept; against websocket-client's own frame "
+    "reading the harness is at about 70%, and 50,000/s is at the edge of what this VM gives. Side by side "
+    "(main's code and this, alternating, 3 runs each, one minute apart): 12,896/s before, 49,791/s after, "
+    "websocket-client's bare loop 78,226/s.",
     "- Added latency at 20,000/s: before, one process ingested less than 20,000/s and the notifications "
-    "queued for seconds (864 / 2,239 ms p50 / p99); now it keeps up and the p50 is tens of ms at most. In "
-    "the paced feed each notification arrives alone, so every one also costs its listener a full wake-up "
-    "(a greenlet switch, a socket read, the receive slice's timer) besides the checks, and the ten writers "
-    "share the process: at 20,000/s that is most of a core on this shared VM, and the p99 follows the "
-    "machine's scheduling (the bare loop's own p99 in the same run is in the table). p99 ≤ 1 ms is not "
-    "reached here; it needs a process with headroom (below figure 1's rate) on an otherwise idle core.",
+    "queued for seconds (864 / 2,239 ms p50 / p99); now it keeps up (17 / 127 ms in a run at load average 5, "
+    "the figures above at 2 to 3). In the paced feed each notification arrives alone, so every one also "
+    "costs its listener a full wake-up (a greenlet switch, a socket read, the receive slice's timer) besides "
+    "the checks, and the ten writers share the process: at 20,000/s that is most of a core on this shared "
+    "VM, and the p99 follows the machine's scheduling (the bare loop's own p99 in the same run is in the "
+    "table). p99 ≤ 1 ms is not reached here; it needs a process with headroom (below figure 1's rate) on an "
+    "otherwise idle core.",
     "- Fan-in: one change to L listeners of a process is read one listener after another, so the spread "
-    "grows by one notification's cost per listener; the limit is the step whose p99 spread stays within "
-    "5 ms. `lqharness run` spreads listeners over workers so that no process holds more than it (from "
+    "grows by one notification's cost per listener; the limit is the step whose p99 spread stays within 5 "
+    "ms. `lqharness run` spreads listeners over workers so that no process holds more than it (from "
     "`capacity.json`; without one, 10, and the layout note names the source).",
     "- In `lqharness run`'s in-process layout the coordinator took every listener's live-view delta once a "
     "second as an HDR histogram encoded and decoded (about 2 ms a listener, tens of ms of loop stall a "
     "second); it now takes the histograms as objects. `stress.writers-listeners --quick` stays far from the "
-    "bare subscribers: back to back, in-process both, main's code p50 10.7 / p99 48.0 ms, this code "
-    "16.8 / 50.8 ms (one run each), the server section's bare subscribers a minute later 2.36 / 8.95 ms. The "
-    "Locust process used about 30% of a core and its loop lag p99 was 30 ms in both runs, so the gap is "
-    "not the listeners' per-notification work: in the same run the inserts' own round trip (Locust's SQL "
-    "insert row) had a median of 12 ms against the notifications' 16 ms, so most of the latency is spent "
-    "before the server sends the change (its latency runs from the writer's send time, stamped before the "
-    "HTTP insert). Why an insert took 12 ms there, against well under 1 ms in the server section, is not "
-    "found yet.",
-    "- Generator writes: paced writer streams now keep their schedule (the next write is due one period after "
-    "the previous one was due, not after it was done), so the lateness of wake-ups and replies no longer "
-    "lowers the rate: quick `stress.cpu` reached 773 of 1,000 inserts/s before, 994 after, on this machine "
-    "under load.",
+    "bare subscribers: back to back, in-process both, main's code p50 10.7 / p99 48.0 ms, this code 16.8 / "
+    "50.8 ms (one run each), the server section's bare subscribers a minute later 2.36 / 8.95 ms. The Locust "
+    "process used about 30% of a core and its loop lag p99 was 30 ms in both runs, so the gap is not the "
+    "listeners' per-notification work: in the same run the inserts' own round trip (Locust's SQL insert row) "
+    "had a median of 12 ms against the notifications' 16 ms, so most of the latency is spent before the "
+    "server sends the change (its latency runs from the writer's send time, stamped before the HTTP insert). "
+    "Why an insert took 12 ms there, against well under 1 ms in the server section, is not found yet.",
+    "- Generator writes: paced writer streams now keep their schedule (the next write is due one period "
+    "after the previous one was due, not after it was done), so the lateness of wake-ups and replies no "
+    "longer lowers the rate: quick `stress.cpu` reached 773 of 1,000 inserts/s before, 994 after, on this "
+    "machine under load.",
     "- Connection capacity was bounded by two HDR latency histograms per listener (190 KB each); they are "
     "sparse (a few KB). Idle listeners wake once per receive slice (1 s) and send a heartbeat every 4 s.",
-    "- Other sessions shared this machine's two cores while these figures were taken (load average 3 to 6), "
-    "and the bench ran under `nice -n 10`; medians of repeated runs damp but do not remove that: figure 1's "
-    "harness loop measured 38,000 to 56,000/s across two invocations of the same code within ten minutes.",
+    "- Other sessions shared this machine's two cores while these figures were taken (load average 2 to 3 in "
+    "this run, 5 in one ten minutes before), and the bench ran under `nice -n 10`; medians of repeated runs "
+    "damp but do not remove that: figure 1's harness loop measured 38,236/s and 49,336/s in those two "
+    "invocations of the same code.",
 )
