@@ -313,18 +313,18 @@ NOTES = (
     "`capacity.json`; without one, 10, and the layout note names the source).",
     "- In `lqharness run`'s in-process layout the coordinator took every listener's live-view delta once a "
     "second as an HDR histogram encoded and decoded (about 2 ms a listener, tens of ms of loop stall a "
-    "second); it now takes the histograms as objects. `stress.writers-listeners --quick` stays far from the "
-    "bare subscribers: back to back, in-process both, main's code p50 10.7 / p99 48.0 ms, this code 16.8 / "
-    "50.8 ms (one run each), the server section's bare subscribers a minute later 2.36 / 8.95 ms. The Locust "
-    "process used about 30% of a core and its loop lag p99 was 30 ms in both runs, so the gap is not the "
-    "listeners' per-notification work: in the same run the inserts' own round trip (Locust's SQL insert row) "
-    "had a median of 12 ms against the notifications' 16 ms, so most of the latency is spent before the "
-    "server sends the change (its latency runs from the writer's send time, stamped before the HTTP insert). "
-    "Why an insert took 12 ms there, against well under 1 ms in the server section, is not found yet.",
+    "second); it now takes the histograms as objects. `stress.writers-listeners --quick` was far from the "
+    "bare subscribers (main's code p50 10.7 / p99 48.0 ms, in-process, beside the server section's bare "
+    "subscribers at 2.36 / 8.95 ms a minute later) although its Locust process used about 30% of a core: the "
+    "inserts' own round trip had a median of 9 to 12 ms, because its ten writers, started together at one "
+    "rate, sent their requests in one burst each period and queued at the server. Paced streams now start at "
+    "phases spread over the period (writer id times the golden ratio's fraction): insert round trip median 2 "
+    "ms, delivery latency p50 3.9 / 4.0 ms, p99 17.6 / 20.8 ms in two runs at load average 2. The remaining "
+    "p99 is the loop lag (15 to 20 ms in those runs, the machine's scheduling under `nice`).",
     "- Generator writes: paced writer streams now keep their schedule (the next write is due one period "
     "after the previous one was due, not after it was done), so the lateness of wake-ups and replies no "
     "longer lowers the rate: quick `stress.cpu` reached 773 of 1,000 inserts/s before, 994 after, on this "
-    "machine under load.",
+    "machine under load (996 with the phases).",
     "- Connection capacity was bounded by two HDR latency histograms per listener (190 KB each); they are "
     "sparse (a few KB). Idle listeners wake once per receive slice (1 s) and send a heartbeat every 4 s.",
     "- Other sessions shared this machine's two cores while these figures were taken (load average 2 to 3 in "
