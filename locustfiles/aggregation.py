@@ -31,9 +31,10 @@ class _Counts:
         self.latency = LatencyHistogram()
 
     def add(self, delta: dict[str, Any]) -> None:
+        """Fold in one delta; its latency is HDR-encoded (a worker's report) or a histogram (this process's)."""
         for key, value in delta.items():
             if key == "latency":
-                self.latency.merge(LatencyHistogram.decode(value))
+                self.latency.merge(value if isinstance(value, LatencyHistogram) else LatencyHistogram.decode(value))
             else:
                 self.counters[key] = self.counters.get(key, 0) + int(value)
 
@@ -63,7 +64,7 @@ class LiveView:
         """The counts of every listener summed, with the merged latency percentiles (ms)."""
         total = _Counts()
         for counts in self._listeners.values():
-            total.add({**counts.counters, "latency": counts.latency.encode()})
+            total.add({**counts.counters, "latency": counts.latency})
         return {**total.counters, "latency_ms": total.latency.percentiles_ms()}
 
 

@@ -248,9 +248,9 @@ class Coordinator:
             if now >= until:
                 return False
             if self.local_link is not None and now >= next_view:
-                # every listener's delta encodes and decodes its latency histogram (a few ms each):
-                # pulled every poll it held the in-process loop most of the time
-                self.live_view.add(self.local_link.delta())
+                # once a second, and the histograms as objects: encoding and decoding them (about 2 ms a
+                # listener) pulled every poll held the in-process loop most of the time
+                self.live_view.add(self.local_link.delta(encode=False))
                 next_view = now + LIVE_VIEW_SECONDS
             if self._clock is not None:
                 self._clock.tick(time.time())

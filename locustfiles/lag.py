@@ -9,16 +9,24 @@ interval), which ``install`` appends to the run folder's ``generator.jsonl`` nex
 generator monitor's CPU rows (``kind: "lag"``), so the judge reads both from one file.
 ``recent_ms()`` is the live view's figure (the Delivery tab, workers' reports): the worst
 lateness of the last few seconds. One sampler serves both, so a process samples its loop once.
+
+Beside the lag, each row carries the process's receive backlog where its listeners' client
+exposes one (``BACKLOG``: each listener registers itself; KalamDB's counts the bytes received and
+not yet processed, in its buffer and in the kernel's socket queue): ``recv_backlog_bytes`` is the
+largest single listener's, ``recv_backlog_total_bytes`` their sum, ``recv_backlog_listeners`` how
+many were sampled. Notifications waiting there have arrived and wait for the generator, so the
+judge treats a backlog past ``[generator] max_backlog_bytes`` as it treats lag.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import orjson
@@ -30,8 +38,44 @@ REPORT_EVERY = 1.0  # seconds per generator.jsonl row
 RECENT_SECONDS = 5.0  # the live view's window
 
 
+class Backlogged(Protocol):
+    """A listener whose client can say how much it has received and not yet processed (None: it cannot now)."""
+
+    def backlog(self) -> int | None: ...
+
+
+class Backlogs:
+    """The process's listeners that expose a receive backlog; sampled once per lag row."""
+
+    def __init__(self) -> None:
+        self._members: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def add(self, listener: Backlogged) -> None:
+        self._members.add(listener)
+
+    def discard(self, listener: Backlogged) -> None:
+        self._members.discard(listener)
+
+    def sample(self) -> dict[str, int] | None:
+        """The largest backlog, the sum and the count of listeners that gave one; None when none did."""
+        values = [v for v in (m.backlog() for m in list(self._members)) if v is not None]
+        if not values:
+            return None
+        return {
+            "recv_backlog_bytes": max(values),
+            "recv_backlog_total_bytes": sum(values),
+            "recv_backlog_listeners": len(values),
+        }
+
+
+BACKLOG = Backlogs()
+
+
 class LagSampler:
-    """Measures a gevent timer's lateness; ``emit`` (if given) gets one row per ``report_every`` s."""
+    """Measures a gevent timer's lateness; ``emit`` (if given) gets one row per ``report_every`` s.
+
+    ``backlogs`` (the process's ``BACKLOG`` unless given) adds the receive backlog to each row.
+    """
 
     def __init__(
         self,
@@ -40,7 +84,9 @@ class LagSampler:
         emit: Callable[[dict[str, Any]], None] | None = None,
         role: str = "local",
         clock: Callable[[], float] = time.monotonic,
+        backlogs: Backlogs | None = None,
     ) -> None:
+        self.backlogs = BACKLOG if backlogs is None else backlogs
         self.period = period
         self.report_every = report_every
         self.emit = emit
@@ -71,6 +117,9 @@ class LagSampler:
             "loop_lag_mean_ms": round(sum(self._interval) / len(self._interval), 3),
             "loop_ticks": len(self._interval),
         }
+        backlog = self.backlogs.sample()
+        if backlog is not None:
+            row.update(backlog)
         self._interval = []
         self._interval_start = woke_at
         return row

@@ -60,9 +60,10 @@ class UserLink:
             return None
         return self.go_ok
 
-    def delta(self) -> dict[str, dict[str, Any]]:
-        """Each of this process's listeners' tracker delta since the last call, by listener id."""
-        return {t.listener_id: t.delta() for t in self.trackers}
+    def delta(self, encode: bool = True) -> dict[str, dict[str, Any]]:
+        """Each of this process's listeners' tracker delta since the last call, by listener id
+        (``encode`` False: latency histograms as objects, for a live view in this process)."""
+        return {t.listener_id: t.delta(encode) for t in self.trackers}
 
     def winding_down(self) -> bool:
         """True once the load is over (or the run stops): extra users end their loops."""

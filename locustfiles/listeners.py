@@ -2,7 +2,8 @@
 
 A listener subscribes (filtered by conversation when its spec says so), reports ready,
 then receives until the coordinator says stop, feeding its ``ListenerTracker`` and
-firing one Locust ``NOTIFY`` request event per notification (anomalies as failures).
+recording one Locust ``NOTIFY`` request per notification (anomalies as failures; successes
+reach Locust's statistics in batches, ``locustfiles.notify``).
 It leaves and resumes per its ``ReconnectSpec``, and reconnects with resume after an
 unexpected disconnect (recorded as such). A frame the target cannot decode is a malformed
 notification followed by a resume; a listener that ends before the stop says why.
@@ -23,8 +24,10 @@ from harness.targets import create_target
 from harness.targets.base import Disconnected, Eq, Listener, Op, ProtocolError, TableKind, Target, TargetError
 from locustfiles import joiners
 from locustfiles.context import RunContext
+from locustfiles.lag import BACKLOG
 from locustfiles.link import UserLink
 from locustfiles.messages import ListenerFinal, Ready
+from locustfiles.notify import NotifyStats
 from locustfiles.users import OneShotUser
 
 RECV_SLICE = 1.0  # seconds per recv call: a stop is seen within it; each idle wake-up costs a timeout
@@ -98,6 +101,11 @@ class Subscription:
                 self.last_seq = self.current.last_seq
         return change
 
+    def backlog(self) -> int | None:
+        """Bytes the current connection has received and not yet handed out, where its client says (else None)."""
+        probe = getattr(self.current, "backlog_bytes", None)
+        return probe() if probe is not None else None
+
     def close(self) -> None:
         if self.current is not None:
             self.current.close()
@@ -120,6 +128,7 @@ class ListenerUser(OneShotUser):
         tracker = _tracker(plan, spec)
         link.trackers.append(tracker)
         sub = Subscription(spec, ctx, link.stop, time.monotonic() + ctx.max_seconds)
+        BACKLOG.add(sub)
         error = None
         early: str | None = "the listener's receive loop raised"
         try:
@@ -139,6 +148,8 @@ class ListenerUser(OneShotUser):
                 error = f"listener {spec.listener_id} could not subscribe: {sub.last_error}"
                 link.send(Ready(spec.listener_id, sub.last_error))
         finally:
+            BACKLOG.discard(sub)
+            NotifyStats.of(self.environment).flush()
             tracker.mark_end(time.time_ns(), early=None if sub.stop() else early)
             current = sub.current.subscription_id if sub.current else None
             sub.close()

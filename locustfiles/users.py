@@ -16,8 +16,11 @@ from locust import User, task
 from locustfiles import coordination
 from locustfiles.context import RunContext
 from locustfiles.link import UserLink
+from locustfiles.notify import REQUEST_TYPE as NOTIFY
+from locustfiles.notify import NotifyStats
 
 IDLE_SECONDS = 0.5  # how long a finished user sleeps per task call
+BATCHED = frozenset({NOTIFY})  # request types whose successes are added to Locust's statistics in batches
 
 
 class OneShotUser(User):
@@ -28,6 +31,7 @@ class OneShotUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self._finished = False
+        self._notify: NotifyStats | None = None
 
     @task
     def once(self) -> None:
@@ -45,7 +49,18 @@ class OneShotUser(User):
     def fire(
         self, request_type: str, name: str, response_time: float, exception: Exception | None, length: int = 0
     ) -> None:
-        """Report one request to Locust's statistics (``response_time`` in ms; ``exception`` marks a failure)."""
+        """Report one request to Locust's statistics (``response_time`` in ms; ``exception`` marks a failure).
+
+        Successes of the ``BATCHED`` request types (a listener's notifications, tens of thousands a
+        second) reach the statistics in batches (``locustfiles.notify``); everything else is one
+        request event.
+        """
+        if exception is None and request_type in BATCHED:
+            notify = self._notify
+            if notify is None:
+                notify = self._notify = NotifyStats.of(self.environment)
+            notify.add(name, response_time, length)
+            return
         self.environment.events.request.fire(
             request_type=request_type,
             name=name,

@@ -29,6 +29,7 @@ from locustfiles.users import OneShotUser
 
 MIX_OPS = ("insert", "update", "delete")
 SLEEP_SLICE_SECONDS = 0.5  # longest sleep of the stream loop, so a stop is seen promptly
+PHASE_STEP = 0.6180339887498949  # the golden ratio's fraction: writer ids 1, 2, 3, ... spread evenly over a period
 SHARED_OWNER = 1  # the writer whose first rows ``bump`` steps contend on
 
 
@@ -122,6 +123,9 @@ class WriterStream:
         self._step_ops = 0
         self._step_started = 0.0
         self._next_at = 0.0
+        # where in its period this stream's paced operations fall: spread over the writers, so streams of
+        # one rate that start together do not send their requests in one burst each period
+        self._phase = (spec.writer_id * PHASE_STEP) % 1.0
         self._advance(time.monotonic())
 
     def start(self) -> None:
@@ -137,7 +141,10 @@ class WriterStream:
         self._step += 1
         self._step_ops = 0
         self._step_started = now
-        self._next_at = now
+        program = self.spec.program
+        step = program[self._step] if self._step < len(program) else None
+        rate = step.rate if step is not None and step.op != "pause" else None
+        self._next_at = now + (self._phase / rate if rate else 0.0)
 
     def _current(self, now: float) -> Step | None:
         """The step in force at ``now``, moving past finished ones."""

@@ -30,7 +30,7 @@ from reports.clocks import Clocks, clock_doubt, clock_threshold_ms, clocks_summa
 from reports.criteria import Criteria, load_criteria
 from reports.degradation import degradation
 from reports.runfolder import RunFolder, load_run_folder
-from reports.saturation import UNKNOWN, Lag, Saturation, assess, assess_lag
+from reports.saturation import UNKNOWN, Backlog, Lag, Saturation, assess, assess_backlog, assess_lag
 from reports.verdict import (
     FAIL,
     INCONCLUSIVE,
@@ -116,6 +116,23 @@ def _apply_clocks(finding: Finding, clocks: Clocks, threshold_ms: float, fractio
     return replace(finding, verdict=INCONCLUSIVE, evidence=f"{doubt}; measured: {finding.evidence}")
 
 
+def _apply_backlog(finding: Finding, backlog: Backlog, limit_bytes: float) -> Finding:
+    """A failing latency measured while the generator held received notifications past ``limit_bytes``: inconclusive."""
+    if backlog.backlog_bytes is None or backlog.backlog_bytes <= limit_bytes:
+        return finding
+    why = f"{backlog.evidence}, above max_backlog_bytes {limit_bytes:,.0f}"
+    if finding.verdict == FAIL:
+        return replace(
+            finding,
+            verdict=INCONCLUSIVE,
+            evidence=f"load generator behind on what it received ({why}), so the latency may be the generator's; "
+            f"measured: {finding.evidence}",
+        )
+    if finding.verdict == PASS:
+        return replace(finding, evidence=f"{finding.evidence}; note: load generator behind on what it received ({why})")
+    return finding
+
+
 def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
     """One criterion's finding; missing data and malformed files give inconclusive, never an exception."""
     rule = RULES.get(cid)
@@ -158,6 +175,11 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
     clocks = worker_clocks(folder)
     clock_affected = set(criteria["clocks"]["affects"])
     clock_fraction = float(criteria["clocks"]["max_offset_fraction"])
+    try:
+        backlog = assess_backlog(folder, criteria["generator"])
+    except Exception as exc:  # a malformed generator.jsonl leaves the backlog unknown, never a traceback
+        backlog = Backlog(None, f"{GENERATOR} receive backlog could not be assessed ({type(exc).__name__}: {exc})")
+    backlog_limit = criteria["generator"].get("max_backlog_bytes")
     results: list[CriterionResult] = []
     run_finding = rules_server.run_completed(folder)
     if run_finding is not None:
@@ -172,6 +194,8 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
             finding = _apply_saturation(finding, saturation)
         if cid in lag_affected and cid in criteria.tables:
             finding = _apply_lag(finding, lag, float(criteria[cid]["max_latency_ms"]), fraction)
+            if backlog_limit is not None:
+                finding = _apply_backlog(finding, backlog, float(backlog_limit))
         if cid in clock_affected and cid in criteria.tables:
             finding = _apply_clocks(finding, clocks, clock_threshold_ms(cid, criteria), clock_fraction)
         results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
@@ -183,7 +207,7 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "criteria": [r.to_dict() for r in results],
         "delivery": delivery_summary(folder),
         "criteria_source": source,
-        "generator": {**saturation.to_dict(), "lag": lag.to_dict()},
+        "generator": {**saturation.to_dict(), "lag": lag.to_dict(), "backlog": backlog.to_dict()},
         "clocks": clocks_summary(clocks),
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }

@@ -122,3 +122,47 @@ def assess_lag(folder: RunFolder, cfg: dict[str, Any]) -> Lag:
         f"(worst {float(group['loop_lag_ms'].max()):.1f} ms)"
     )
     return Lag(lag, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The generator's receive backlog in the load phase (bytes, None when not sampled) and its evidence."""
+
+    backlog_bytes: float | None
+    evidence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backlog_bytes": self.backlog_bytes, "evidence": self.evidence}
+
+
+BACKLOG_COLUMN = "recv_backlog_bytes"
+
+
+def assess_backlog(folder: RunFolder, cfg: dict[str, Any]) -> Backlog:
+    """Per generator process, the ``lag_percentile`` of its sampled receive backlog (largest listener's); the worst.
+
+    The samples ride on the ``kind: "lag"`` rows (``recv_backlog_bytes``); a client that does
+    not expose its backlog leaves them out, and the backlog is then not sampled.
+    """
+    frame = folder.generator
+    if frame.empty or BACKLOG_COLUMN not in frame:
+        return Backlog(None, f"receive backlog not sampled (no {BACKLOG_COLUMN} in generator.jsonl)")
+    window = folder.load_window()
+    if window is None:
+        return Backlog(None, "no load phase in run.json to check the receive backlog against")
+    values = pd.to_numeric(frame[BACKLOG_COLUMN], errors="coerce")
+    rows = frame[(frame["t"] >= window[0]) & (frame["t"] <= window[1]) & values.notna()]
+    if rows.empty:
+        return Backlog(None, "no receive backlog sample during the load phase")
+    q = float(cfg["lag_percentile"])
+    per_process = [
+        (float(values[group.index].quantile(q / 100)), group) for _, group in rows.groupby(_process_key(rows))
+    ]
+    backlog, group = max(per_process, key=lambda item: item[0])
+    role, pid = _first(group, "role"), _first(group, "pid")
+    who = f"generator {role or 'process'} pid {'unknown' if pid is None else int(pid)}"
+    text = (
+        f"{who} receive backlog p{q:g} {backlog:,.0f} bytes (largest listener's) over {len(group)} load-phase "
+        f"intervals (worst {float(values[group.index].max()):,.0f} bytes)"
+    )
+    return Backlog(backlog, text)

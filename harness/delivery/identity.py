@@ -42,6 +42,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("sent_at", ColumnType.INT64, not_null=True),
     Column("last_delete", ColumnType.INT64, not_null=True),
 )
+DIGEST_CHARS = 16  # hex characters of the 8-byte blake2b digest that pads a content
+_blake2b = hashlib.blake2b
 BIGINT_LIMIT = 1 << 63  # identity values are signed 64-bit; anything at or above cannot be a harness value
 
 
@@ -64,11 +66,11 @@ def content(rid: int, version: int, payload_bytes: int) -> str:
     and any old value is computable from the key alone.
     """
     head = f"r{rid}v{version}:"
-    digest = hashlib.blake2b(head.encode(), digest_size=8).hexdigest()
-    if payload_bytes <= len(head):
+    rest = payload_bytes - len(head)
+    if rest <= 0:
         return head
-    reps = (payload_bytes - len(head)) // len(digest) + 1
-    return head + (digest * reps)[: payload_bytes - len(head)]
+    digest = _blake2b(head.encode(), digest_size=8).hexdigest()
+    return head + (digest * (rest // DIGEST_CHARS + 1))[:rest]
 
 
 def bump_content(writer_id: int, wseq: int, payload_bytes: int) -> str:
@@ -155,7 +157,7 @@ def messages_schema(plan: Plan) -> Schema:
     return Schema(namespace=plan.namespace, table=plan.table, columns=COLUMNS, table_type=plan.table_type, users=users)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Seen:
     """The identity a notification carries, read from its row (or tombstone for deletes).
 
@@ -163,7 +165,9 @@ class Seen:
     values (None when absent). ``error`` is set when the notification cannot be read as a harness row
     (then only ``op`` is meaningful). ``conversation_id``, ``sent_at_us`` and ``content``
     and ``last_delete`` are None when absent or of the wrong type; the tracker checks them
-    against what the writer wrote.
+    against what the writer wrote. Not frozen: one is built per notification, and a frozen
+    dataclass's constructor costs several times a plain one's; nothing changes it after
+    ``read_change``.
     """
 
     op: Op
@@ -188,6 +192,8 @@ def _int(value: Any) -> int | None:
     Anything else (a float, a bool, text, a value outside 64 bits) is None: it is not what the
     harness wrote, and must not reach the summaries, which carry 64-bit ints.
     """
+    if type(value) is int:  # the common case first: no bool, no subclass to rule out
+        return value if -BIGINT_LIMIT <= value < BIGINT_LIMIT else None
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if -BIGINT_LIMIT <= value < BIGINT_LIMIT else None
@@ -202,35 +208,56 @@ def read_change(change: Change, shared: bool = False) -> Seen:
 
     With ``shared`` (a bump of a shared row) the row's writer need not be the one its id names.
     """
-    row = change.old_row if change.op is Op.DELETE else change.row
-    old = change.old_row if change.op is Op.UPDATE else None
+    op = change.op
+    row = change.old_row if op is Op.DELETE else change.row
+    old = change.old_row if op is Op.UPDATE else None
     if not row:
-        return _unreadable(change.op, "notification carries no row")
+        return _unreadable(op, "notification carries no row")
     if not isinstance(row, dict) or (old is not None and not isinstance(old, dict)):
-        return _unreadable(change.op, f"row is a {type(row).__name__}, not an object of columns")
-    ids = {k: _int(row.get(k)) for k in ("id", "writer_id", "wseq", "version")}
-    bad = sorted(k for k, v in ids.items() if v is None or v < 0)
-    if bad:
-        shown = ", ".join(f"{k}={_clip(row.get(k))}" for k in bad)
-        return _unreadable(change.op, f"identity columns missing, not integers or out of range: {shown}")
-    rid, writer_id, wseq, version = (int(ids[k] or 0) for k in ("id", "writer_id", "wseq", "version"))
-    w, n = split_id(rid)
-    text = row.get("content")
+        return _unreadable(op, f"row is a {type(row).__name__}, not an object of columns")
+    get = row.get
+    rid, writer_id, wseq, version = get("id"), get("writer_id"), get("wseq"), get("version")
+    # the common case, plain ints in range, without a call per column; anything else takes _int's path
+    if not (
+        type(rid) is int
+        and type(writer_id) is int
+        and type(wseq) is int
+        and type(version) is int
+        and 0 <= rid < BIGINT_LIMIT
+        and 0 <= writer_id < BIGINT_LIMIT
+        and 0 <= wseq < BIGINT_LIMIT
+        and 0 <= version < BIGINT_LIMIT
+    ):
+        ids = {k: _int(get(k)) for k in ("id", "writer_id", "wseq", "version")}
+        bad = sorted(k for k, v in ids.items() if v is None or v < 0)
+        if bad:
+            shown = ", ".join(f"{k}={_clip(get(k))}" for k in bad)
+            return _unreadable(op, f"identity columns missing, not integers or out of range: {shown}")
+        rid, writer_id, wseq, version = (int(ids[k] or 0) for k in ("id", "writer_id", "wseq", "version"))
+    w = rid >> ROW_BITS
+    text = get("content")
+    if old:
+        old_text = old.get("content")
+        old_version, old_content, old_wseq = _int(old.get("version")), old_text, _int(old.get("wseq"))
+        if not isinstance(old_text, str):
+            old_content = None
+    else:
+        old_version = old_content = old_wseq = None
     return Seen(
-        op=change.op,
-        rid=rid,
-        writer_id=writer_id,
-        n=n,
-        conversation_id=_int(row.get("conversation_id")),
-        wseq=wseq,
-        version=version,
-        sent_at_us=_int(row.get("sent_at")),
-        content=text if isinstance(text, str) else None,
-        old_version=_int(old.get("version")) if old else None,
-        old_content=old.get("content") if old and isinstance(old.get("content"), str) else None,
-        old_wseq=_int(old.get("wseq")) if old else None,
-        last_delete=_int(row.get("last_delete")),
-        error=None if shared or w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
+        op,
+        rid,
+        writer_id,
+        rid & ROW_MASK,
+        _int(get("conversation_id")),
+        wseq,
+        version,
+        _int(get("sent_at")),
+        text if isinstance(text, str) else None,
+        old_version,
+        old_content,
+        old_wseq,
+        _int(get("last_delete")),
+        None if shared or w == writer_id else f"id {rid} belongs to writer {w}, row says writer {writer_id}",
     )
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import psutil
 
 from harness.errors import HarnessError
+from harness.orchestration.layout import from_bench
+from harness.orchestration.layout import save as save_capacity
 from harness.orchestration.server import start_local_server
 from refserver.bench import CONTENT, P99_LIMIT_MS, SUBSCRIBER_PROCS, SUBSCRIBERS, BenchError, measure
 
@@ -89,6 +91,8 @@ def run(repeats: int, seconds: float, parts: tuple[str, ...] = ("server", "harne
         from harness.orchestration.harnessbench import measure as harness_measure
 
         results["harness"] = harness_measure(repeats, min(seconds, 3.0))
+        saved = save_capacity(from_bench(results["harness"], results["machine"]["Date"]))
+        print(f"bench: per-process capacity for the runner written to {saved}", file=sys.stderr, flush=True)
     return results
 
 

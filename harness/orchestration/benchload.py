@@ -2,9 +2,10 @@
 
 Run as ``python -m harness.orchestration.benchload '<json task>'`` against a ``benchfeed`` sender;
 prints one JSON result line. The harness's own pieces do the work: the KalamDB driver's
-listener and writer, the delivery tracker, and Locust's request event into Locust's statistics,
+listener and writer, the delivery tracker, and Locust's statistics (NOTIFY batched as the listeners do),
 with the event-loop lag sampler of ``locustfiles.lag`` running beside them. The ``bare`` tasks
-are the ceilings: websocket-client receive-and-parse loops with nothing else.
+are the ceilings: receive-and-parse loops with nothing else, on websocket-client's own frame
+reading (``bare: true``) or on the harness's ``FrameReader`` over the same connection (``"frames"``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from harness.delivery.identity import insert_row  # noqa: E402
 from harness.delivery.tracker import ListenerTracker  # noqa: E402
 from harness.orchestration.benchfeed import SCHEMA  # noqa: E402
 from harness.targets.kalamdb.auth import Credentials  # noqa: E402
+from harness.targets.kalamdb.frames import FrameReader  # noqa: E402
 from harness.targets.kalamdb.listener import KalamListener  # noqa: E402
 from harness.targets.kalamdb.settings import Settings  # noqa: E402
 from harness.targets.kalamdb.sql import KalamWriter  # noqa: E402
 from harness.targets.kalamdb.transport import Endpoint  # noqa: E402
+from harness.targets.kalamdb.wire import MAX_FRAME_BYTES  # noqa: E402
 from locustfiles.lag import LagSampler  # noqa: E402
 from locustfiles.listeners import RECV_SLICE  # noqa: E402
+from locustfiles.notify import NotifyStats  # noqa: E402
 
 PAYLOAD = 200
 DRAIN_NS = 3600 * 10**9
@@ -67,7 +71,7 @@ class HarnessListener:
     def __init__(self, settings: Settings, env: Any, name: str, keep: bool) -> None:
         self.listener = _listener(settings)
         self.tracker = ListenerTracker(name, None, PAYLOAD, DRAIN_NS)
-        self.fire = env.events.request.fire
+        self.notify = NotifyStats.of(env)
         self.latencies: list[float] = []
         self.received: list[int] = []
         self.keep = keep
@@ -84,14 +88,11 @@ class HarnessListener:
             if change is None:
                 continue
             obs = self.tracker.observe(change)
-            self.fire(
-                request_type="NOTIFY",
-                name=obs.op,
-                response_time=obs.latency_ms if obs.latency_ms is not None else 0,
-                response_length=change.wire_bytes,
-                exception=RuntimeError(",".join(obs.anomalies)) if obs.anomalies else None,
-                context={},
-            )
+            latency = obs.latency_ms if obs.latency_ms is not None else 0
+            if obs.anomalies:
+                self.notify.failure(obs.op, latency, change.wire_bytes, RuntimeError(",".join(obs.anomalies)))
+            else:
+                self.notify.add(obs.op, latency, change.wire_bytes)
             self.count += 1
             self.last_ns = time.time_ns()
             if self.count == 1:
@@ -99,6 +100,7 @@ class HarnessListener:
             if self.keep:
                 self.latencies.append(obs.latency_ms if obs.latency_ms is not None else float("nan"))
                 self.received.append(change.received_ns)
+        self.notify.flush()
 
     def anomalies(self) -> int:
         return sum(self.tracker.anomalies.values())
@@ -144,10 +146,31 @@ class BareListener:
         return 0
 
 
+class BareFrames(BareListener):
+    """The second ceiling: the harness's own frame reader (``FrameReader``) and orjson's parse, nothing else."""
+
+    def run(self, expect: int, until: float) -> None:
+        reader = FrameReader(self.ws.sock, MAX_FRAME_BYTES)
+        while self.count < expect and time.monotonic() < until:
+            got = reader.read(RECV_SLICE)
+            if got is None:
+                continue
+            now = time.time_ns()
+            row = orjson.loads(got[1])["rows"][0]
+            self.count += 1
+            self.last_ns = now
+            if self.count == 1:
+                self.first_ns = now
+            if self.keep:
+                self.latencies.append((now / 1000 - int(row["sent_at"])) / 1000)
+                self.received.append(now)
+
+
 def _open(task: dict[str, Any], n: int, keep: bool, env: Any) -> list[Any]:
     settings = _settings(task["port"])
+    bare = {True: BareListener, "frames": BareFrames}.get(task["bare"])
     subs: list[Any] = [
-        BareListener(task["port"], keep) if task["bare"] else HarnessListener(settings, env, f"l{i}", keep)
+        bare(task["port"], keep) if bare is not None else HarnessListener(settings, env, f"l{i}", keep)
         for i in range(n)
     ]
     for sub in subs:

@@ -26,6 +26,7 @@ import orjson
 
 from harness.errors import HarnessError
 from harness.orchestration.layout import advise
+from harness.orchestration.layout import load as load_capacity
 from harness.orchestration.limits import check_limits, serve_limits
 from harness.orchestration.nemesis import NemesisRun
 from harness.orchestration.record import RunRecord
@@ -233,7 +234,7 @@ class Runner:
             f"[{scenario.name}] {len(plan.listeners)} listener(s), {len(plan.writers)} writer stream(s), "
             f"target {spec.url}{' (embedded)' if server else ''}, protocol {protocol or 'unknown'}"
         )
-        layout = advise(plan, opts.workers, os.cpu_count() or 1)
+        layout = advise(plan, opts.workers, os.cpu_count() or 1, load_capacity())
         for note in layout.notes:
             opts.progress(f"[{scenario.name}] {note}")
         record.record["workers"] = layout.workers

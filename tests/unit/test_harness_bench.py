@@ -73,3 +73,13 @@ def test_section_marks_a_missed_goal() -> None:
     results["capacity"] = {**results["capacity"], "held": 1_900, "error": "OSError: too many open files"}
     text = "\n".join(section(results, 3))
     assert "1,900 of 10,000" in text and "stopped by OSError" in text and "**not met**" in text
+
+
+def test_ingest_share_is_of_the_faster_bare_loop() -> None:
+    results = _results()
+    results["ingest"]["frames"] = {"rate": 120_000.0, "anomalies": 0}
+    text = "\n".join(section(results, 3))
+    assert "60,000/s (50% of bare)" in text
+    assert (
+        "bare loop 90,000/s (websocket-client's frames), 120,000/s (the harness's frame reader) | **not met**" in text
+    )

@@ -59,3 +59,13 @@ def test_sparse_buckets_give_the_figures_hdr_recording_each_value_gives() -> Non
     for q in (50, 95, 99):
         assert got[f"p{q}"] == hdr.get_value_at_percentile(q) / 1000
     assert got["max"] == hdr.get_max_value() / 1000 and got["count"] == len(values)
+
+
+def test_the_bucket_arithmetic_is_hdrs_lowest_equivalent_value() -> None:
+    from harness.delivery.latency import _LAYOUT, HIGHEST_US, LOWEST_US, _bucket
+
+    edges = [2**k + d for k in range(0, 32) for d in (-1, 0, 1)]
+    values = [
+        v for v in [*range(1, 5000), *edges, *range(10**6, 10**6 + 3000), HIGHEST_US] if LOWEST_US <= v <= HIGHEST_US
+    ]
+    assert [_bucket(v) for v in values] == [_LAYOUT.get_lowest_equivalent_value(v) for v in values]

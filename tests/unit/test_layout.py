@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.orchestration.layout import NOTIFICATIONS_PER_PROCESS, advise, load_of
+from harness.orchestration.layout import DEFAULT, advise, load_of
 from harness.plan import Plan, TargetSpec
 from harness.scenarios.catalogue import build_plan, resolve
 from reports.judge import RULES
@@ -25,7 +25,7 @@ def test_notifications_count_each_writer_once_per_listener_that_sees_it() -> Non
 
 def test_a_heavy_plan_is_spread_and_the_runner_says_why() -> None:
     plan = _plan("stress.degradation", quick=False)
-    assert load_of(plan)[1] > NOTIFICATIONS_PER_PROCESS
+    assert load_of(plan)[1] > DEFAULT.notifications
     layout = advise(plan, 0, 8)
     assert layout.workers >= 2 and "spreading the users over" in layout.notes[0]
 

@@ -1,7 +1,8 @@
 """One KalamDB live query on its own ``/v1/ws`` WebSocket: authentication, heartbeat, resume.
 
 websocket-client cooperates with gevent once the process is monkey-patched, so a listener
-blocks only its own greenlet. The connection is driven from ``recv``: the client pings when
+blocks only its own greenlet. websocket-client opens the socket and sends; frames are read by
+``frames.FrameReader``, many per socket call. The connection is driven from ``recv``: the client pings when
 it has been quiet for ``heartbeat`` seconds (KalamDB drops silent clients), snapshot batches
 are requested as they are consumed, and a lost socket surfaces as ``Disconnected``.
 
@@ -25,7 +26,7 @@ import websocket
 
 from harness.targets.base import Change, Disconnected, Eq, Schema, TargetError
 from harness.targets.http_session import describe
-from harness.targets.kalamdb import dialect, wire
+from harness.targets.kalamdb import dialect, frames, wire
 from harness.targets.kalamdb.auth import Credentials
 from harness.targets.kalamdb.generation import MEMORY
 from harness.targets.kalamdb.settings import Settings
@@ -54,6 +55,7 @@ class KalamListener:
         self._name = secrets.token_hex(6)
         self._count = 0
         self._ws: websocket.WebSocket | None = None
+        self._reader: frames.FrameReader | None = None  # owns the socket's receive side once open
         self._sub_id: str | None = None
         self._ready = False
         self._snapshot_wanted = False
@@ -133,6 +135,7 @@ class KalamListener:
         else the server's refusal text."""
         by_subprotocol = self._settings.ws_auth == "subprotocol"
         self._ws = self._open(token if by_subprotocol else None)
+        self._reader = frames.FrameReader(self._ws.sock, wire.MAX_FRAME_BYTES)
         self._dead = None
         if not by_subprotocol:  # with the subprotocol the server pushes its reply unprompted
             self._send(
@@ -194,33 +197,52 @@ class KalamListener:
             except (OSError, websocket.WebSocketException):
                 pass
 
-    def _read(self, timeout: float) -> tuple[dict[str, Any], int, int] | None:
-        """One server message (message, received_ns, payload bytes), or None after ``timeout``."""
+    def _read(self, timeout: float | None) -> tuple[dict[str, Any], int, int] | None:
+        """One server message (message, received_ns, payload bytes), or None after ``timeout``
+        (None: only a message already received, without a socket call)."""
         if self._dead is not None:
             raise self._dead
-        assert self._ws is not None
+        assert self._reader is not None
         try:
-            self._ws.settimeout(max(timeout, 0.001))
-            opcode, frame = self._ws.recv_data_frame(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            return None
-        except websocket.WebSocketConnectionClosedException:
+            got = self._reader.read(timeout)
+        except frames.ConnectionClosed:
             self._lost("connection closed without a close frame")
+            raise self._dead from None  # type: ignore[misc]
+        except frames.FrameError as exc:
+            self._lost(f"connection lost: bad frame: {exc}")
             raise self._dead from None  # type: ignore[misc]
         except (OSError, websocket.WebSocketException) as exc:
             self._lost(f"connection lost: {describe(exc)}")
             raise self._dead from None  # type: ignore[misc]
+        if got is None:
+            return None
         received = time.time_ns()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            data = frame.data or b""
+        opcode, data = got
+        if opcode == frames.OPCODE_TEXT or opcode == frames.OPCODE_BINARY:
+            return wire.decode_frame(data), received, len(data)
+        if opcode == frames.OPCODE_CLOSE:
             code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
             text = data[2:].decode("utf-8", "replace")
             self._lost(f"closed by server: {code} {text}".rstrip())
             raise self._dead from None  # type: ignore[misc]
-        if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+        if opcode == frames.OPCODE_PING:
+            self._pong(data)
+        return None
+
+    def _pong(self, data: bytes) -> None:
+        assert self._ws is not None
+        try:
+            self._ws.settimeout(self._settings.timeout)
+            self._ws.pong(data)
+        except (OSError, websocket.WebSocketException) as exc:
+            self._lost(f"pong failed: {describe(exc)}")
+            raise self._dead from None  # type: ignore[misc]
+
+    def backlog_bytes(self) -> int | None:
+        """Bytes received for this subscription and not yet handed out (buffered plus the socket's queue)."""
+        if self._reader is None or self._dead is not None:
             return None
-        data = frame.data
-        return wire.decode_frame(data), received, len(data)
+        return self._reader.backlog()
 
     # -- subscription -------------------------------------------------------------------------
 
@@ -332,17 +354,23 @@ class KalamListener:
         """Next change (snapshot rows first), None after ``timeout`` s, Disconnected when the socket ends."""
         if self._sub_id is None:
             raise TargetError("recv before subscribe")
-        deadline = time.monotonic() + timeout
-        while not self._buffer:
-            if self._dead is not None:
-                raise self._dead
-            self._pump(max(0.0, deadline - time.monotonic()))
-            if not self._buffer and time.monotonic() >= deadline:
-                return None
-        self._heartbeat()
-        change = self._buffer.popleft()
-        if change.server_seq is not None and (self._last_seq is None or change.server_seq > self._last_seq):
-            self._last_seq = change.server_seq
+        buffer = self._buffer
+        if not buffer:  # a message already received first: no clock, no socket call
+            got = self._read(None)
+            if got is not None:
+                self._handle(*got)
+        if not buffer:
+            deadline = time.monotonic() + timeout
+            while not buffer:
+                if self._dead is not None:
+                    raise self._dead
+                self._pump(max(0.0, deadline - time.monotonic()))
+                if not buffer and time.monotonic() >= deadline:
+                    return None
+        change = buffer.popleft()  # the heartbeat is checked before each socket read (``_pump``)
+        seq = change.server_seq
+        if seq is not None and (self._last_seq is None or seq > self._last_seq):
+            self._last_seq = seq
         return change
 
     def close(self) -> None:
@@ -350,8 +378,22 @@ class KalamListener:
         self._closed = True
         if self._ws is not None and self._dead is None:
             try:
-                self._ws.close(status=websocket.STATUS_NORMAL, timeout=CLOSE_TIMEOUT)
+                self._ws.settimeout(CLOSE_TIMEOUT)
+                self._ws.send_close(websocket.STATUS_NORMAL)
+                self._await_close_echo()
             except (OSError, websocket.WebSocketException):
                 pass
         self._lost("closed by client", expected=True)
         self._http.close()
+
+    def _await_close_echo(self) -> None:
+        """Read (and drop) what the server still sends until its close frame, for at most ``CLOSE_TIMEOUT``."""
+        assert self._reader is not None
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                got = self._reader.read(remaining)
+            except (frames.FrameError, frames.ConnectionClosed):
+                return
+            if got is None or got[0] == frames.OPCODE_CLOSE:
+                return

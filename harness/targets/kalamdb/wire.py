@@ -63,6 +63,8 @@ def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
     """``value`` as a list of JSON objects (None: none); a WireError names ``what`` otherwise."""
     if value is None:
         return []
+    if value.__class__ is list and len(value) == 1 and isinstance(value[0], dict):  # one row: no generator
+        return value
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise WireError(f"{what} is not a list of objects")
     return value
@@ -240,30 +242,51 @@ def _seq_of(row: Row | None) -> tuple[int | None, bool]:
     return (version, False) if isinstance(version, int) and not isinstance(version, bool) else (None, False)
 
 
+def _converted(row: Mapping[str, Any], bigints: frozenset[str]) -> Row:
+    """``convert_row`` for the notification path: a copy with only the BIGINT columns present looked at."""
+    out = dict(row)
+    for key in bigints:
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = int(value)
+            except ValueError:
+                pass
+    return out
+
+
 def _change(op: Op, row: Row | None, old: Row | None, sent: Mapping[str, Any], received_ns: int, size: int) -> Change:
-    seq, snowflake = _seq_of(row if row is not None else old)
+    source = row if row is not None else old
+    seq: Any = source.get("_seq") if source else None
+    if type(seq) is int:  # 0.4's Snowflake, the common case there: no call to tell it apart
+        committed = ((seq >> 22) + SEQ_EPOCH_MS) * 1_000_000 if seq > 0 else None
+    else:
+        seq, snowflake = _seq_of(source)
+        committed = committed_ns(seq) if snowflake and seq is not None and seq > 0 else None
     deleted = sent.get("_deleted")
-    return Change(
-        op=op,
-        row=row,
-        old_row=old,
-        server_seq=seq,
-        received_ns=received_ns,
-        wire_bytes=size,
-        deleted=deleted if isinstance(deleted, bool) else None,
-        committed_ns=committed_ns(seq) if snowflake and seq is not None and seq > 0 else None,
-    )
+    return Change(op, row, old, seq, received_ns, size, deleted if isinstance(deleted, bool) else None, committed)
 
 
 def change_events(msg: Mapping[str, Any], received_ns: int, wire_bytes: int, bigints: frozenset[str]) -> list[Change]:
     """The ``Change``s of one ``change`` message (one per row of ``rows`` / ``old_values``)."""
     kind = msg.get("change_type")
     rows = _objects(msg.get("rows"), "change `rows`")
+    if kind == "insert":  # the common case: old values are checked for shape only
+        if msg.get("old_values") is not None:
+            _objects(msg.get("old_values"), "change `old_values`")
+        if len(rows) <= 1:
+            return (
+                [_change(Op.INSERT, _converted(rows[0], bigints), None, rows[0], received_ns, wire_bytes)]
+                if rows
+                else []
+            )
+        return [
+            _change(Op.INSERT, _converted(r, bigints), None, r, received_ns, size)
+            for r, size in zip(rows, _split(wire_bytes, len(rows)), strict=True)
+        ]
     olds = _objects(msg.get("old_values"), "change `old_values`")
     pairs: list[tuple[Op, Mapping[str, Any] | None, Mapping[str, Any] | None, Mapping[str, Any]]]
-    if kind == "insert":
-        pairs = [(Op.INSERT, r, None, r) for r in rows]
-    elif kind == "update":
+    if kind == "update":
         pairs = [(Op.UPDATE, r, olds[i] if i < len(olds) else None, r) for i, r in enumerate(rows)]
     elif kind == "delete":
         pairs = [(Op.DELETE, None, o, o) for o in olds]
@@ -274,8 +297,8 @@ def change_events(msg: Mapping[str, Any], received_ns: int, wire_bytes: int, big
     return [
         _change(
             op,
-            convert_row(new, bigints) if new is not None else None,
-            convert_row(old, bigints) if old is not None else None,
+            _converted(new, bigints) if new is not None else None,
+            _converted(old, bigints) if old is not None else None,
             sent,
             received_ns,
             size,
@@ -290,6 +313,6 @@ def snapshot_events(rows: Any, received_ns: int, wire_bytes: int, bigints: froze
     if not rows:
         return []
     return [
-        _change(Op.SNAPSHOT, convert_row(r, bigints), None, r, received_ns, size)
+        _change(Op.SNAPSHOT, _converted(r, bigints), None, r, received_ns, size)
         for r, size in zip(rows, _split(wire_bytes, len(rows)), strict=True)
     ]
