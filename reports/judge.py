@@ -87,11 +87,24 @@ def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
 
 
 def _apply_lag(finding: Finding, lag: Lag, threshold_ms: float, fraction: float) -> Finding:
-    """A failing latency measured while the generator's loop lagged past ``fraction`` of the threshold: inconclusive."""
+    """A failing latency measured while the generator's loop lagged past ``fraction`` of the threshold.
+
+    The lag can have added at most its worst lateness to each sample, so the failure stands when the
+    latency the rule surely puts on the target (``floor``, else ``value``) less that worst is still over
+    the threshold; otherwise it is inconclusive (the lag, not the target, may make it fail).
+    """
     if lag.lag_ms is None or lag.lag_ms <= fraction * threshold_ms:
         return finding
     why = f"{lag.evidence}, above {fraction:.0%} of the {threshold_ms:g} ms threshold"
     if finding.verdict == FAIL:
+        floor = finding.floor if finding.floor is not None else finding.value
+        worst = lag.worst_ms if lag.worst_ms is not None else lag.lag_ms
+        if isinstance(floor, int | float) and not isinstance(floor, bool) and floor - worst > threshold_ms:
+            return replace(
+                finding,
+                evidence=f"{finding.evidence}; the load generator lagged ({why}), but even less its worst "
+                f"lateness ({worst:.1f} ms) the target's share ({floor - worst:.1f} ms) is over the threshold",
+            )
         return replace(
             finding,
             verdict=INCONCLUSIVE,
@@ -112,6 +125,14 @@ def _apply_clocks(finding: Finding, clocks: Clocks, threshold_ms: float, fractio
     if doubt is None:
         return finding
     return replace(finding, verdict=INCONCLUSIVE, evidence=f"{doubt}; measured: {finding.evidence}")
+
+
+def _lag(folder: RunFolder, cfg: dict[str, Any], through_drain: bool) -> Lag:
+    """The generator's event-loop lag (``assess_lag``); a malformed generator.jsonl leaves it unknown."""
+    try:
+        return assess_lag(folder, cfg, through_drain)
+    except Exception as exc:  # never a traceback
+        return Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
 
 
 def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
@@ -147,11 +168,9 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         why = f"{GENERATOR} could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
         saturation = Saturation(UNKNOWN, why)
     affected = set(criteria["generator"]["affects"])
-    try:
-        lag = assess_lag(folder, criteria["generator"])
-    except Exception as exc:  # a malformed generator.jsonl leaves the lag unknown, never a traceback
-        lag = Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
+    lag, delivery_lag = (_lag(folder, criteria["generator"], through_drain) for through_drain in (False, True))
     lag_affected = set(criteria["generator"]["lag_affects"])
+    through_drain = set(criteria["generator"]["lag_through_drain"])
     fraction = float(criteria["generator"]["max_lag_fraction"])
     clocks = worker_clocks(folder)
     clock_affected = set(criteria["clocks"]["affects"])
@@ -165,7 +184,8 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         if cid in affected and saturation.saturated:
             finding = _apply_saturation(finding, saturation)
         if cid in lag_affected and cid in criteria.tables:
-            finding = _apply_lag(finding, lag, float(criteria[cid]["max_latency_ms"]), fraction)
+            seen = delivery_lag if cid in through_drain else lag
+            finding = _apply_lag(finding, seen, float(criteria[cid]["max_latency_ms"]), fraction)
         if cid in clock_affected and cid in criteria.tables:
             finding = _apply_clocks(finding, clocks, clock_threshold_ms(cid, criteria), clock_fraction)
         results.append(CriterionResult(cid, criteria.title(cid), **_fields(finding)))
@@ -175,7 +195,7 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "criteria": [r.to_dict() for r in results],
         "delivery": delivery_summary(folder),
         "criteria_source": source,
-        "generator": {**saturation.to_dict(), "lag": lag.to_dict()},
+        "generator": {**saturation.to_dict(), "lag": lag.to_dict(), "lag_through_drain": delivery_lag.to_dict()},
         "clocks": clocks_summary(clocks),
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }
