@@ -8,6 +8,8 @@ import random
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from harness.delivery.anomalies import Anomaly
 from harness.delivery.rangeset import RunMap
 from harness.targets.base import Change, Op
@@ -103,3 +105,34 @@ def test_run_map_matches_a_dict_under_random_edits() -> None:
     runs = sorted(plain)
     breaks = sum(1 for a, b in zip(runs, runs[1:], strict=False) if b != a + 1 or plain[a] != plain[b])
     assert versions.runs() == (breaks + 1 if plain else 0)
+
+
+def _mixed_world(ops: int, weights: tuple[float, float, float]) -> World:
+    """One writer's mixed stream as its program runs it: updates cycle over live rows oldest first,
+    deletes take the oldest live row."""
+    world = World()
+    world.writer(1, 10)
+    rng = random.Random(3)
+    live: list[int] = []
+    cursor = 0
+    for _ in range(ops):
+        op = rng.choices(("insert", "update", "delete"), weights=weights)[0]
+        if op == "insert" or not live:
+            live.append(world.insert(1))
+        elif op == "update":
+            cursor = cursor if cursor < len(live) else 0
+            world.update(1, live[cursor])
+            cursor += 1
+        else:
+            world.delete(1, live.pop(0))
+            cursor = max(0, cursor - 1)
+    return world
+
+
+@pytest.mark.parametrize("weights", [(0.4, 0.2, 0.4), (0.6, 0.3, 0.1), (0.2, 0.6, 0.2)])
+def test_the_versions_a_tracker_keeps_stay_a_few_runs_however_long_the_stream(weights) -> None:
+    world = _mixed_world(4000, weights)
+    tracker = world.listen(world.changes)
+    assert _counts(world.check(tracker)) == {}
+    runs = tracker._writers[1].versions.runs()
+    assert runs <= 4, (weights, runs)
