@@ -91,7 +91,7 @@ def test_run_map_keeps_a_staircase_of_versions_in_few_runs() -> None:
 
 def test_run_map_matches_a_dict_under_random_edits() -> None:
     rng = random.Random(7)
-    versions, plain = RunMap(), {}
+    versions, plain = RunMap(), dict[int, int]()
     for _ in range(5000):
         key = rng.randint(1, 60)
         if rng.random() < 0.3:
