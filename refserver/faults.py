@@ -42,6 +42,7 @@ class Fault(StrEnum):
     REORDER = "reorder"
     DELAY = "delay"
     STALE_OLD = "stale-old"
+    STALE_DELETE = "stale-delete"
     CORRUPT_NEW = "corrupt-new"
     SUB_ERROR = "sub-error"
     NO_DELETED = "no-deleted"
@@ -135,6 +136,10 @@ _SPECS: dict[Fault, _Spec] = {
     Fault.REORDER: _Spec({"every": _EVERY, "op": _OP}, "send every Nth notification after the next one"),
     Fault.DELAY: _Spec({"ms": _Param(_count(True)), "every": _EVERY_1}, "send every Nth notification ms late"),
     Fault.STALE_OLD: _Spec({"every": _EVERY_1}, "old values of an update one version too old"),
+    Fault.STALE_DELETE: _Spec(
+        {"every": _EVERY_1},
+        "the tombstone of every Nth delete, when its row was updated, is the row's version before its last update",
+    ),
     Fault.CORRUPT_NEW: _Spec({"every": _EVERY_1}, "text values of an insert or update altered"),
     Fault.SUB_ERROR: _Spec({"every": _EVERY}, "a subscription error in place of every Nth notification"),
     Fault.NO_DELETED: _Spec({}, "delete tombstones without _deleted"),
@@ -379,22 +384,30 @@ class FaultStage:
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
         self.keep_closed = faults.on(Fault.KEEP_CLOSED)
-        self.sees_every_change = faults.on(Fault.STALE_OLD)
+        self.sees_every_change = faults.on(Fault.STALE_OLD) or faults.on(Fault.STALE_DELETE)
         self.live_changes_skew = faults.param(Fault.SKEW_CHANGES, "by") if faults.on(Fault.SKEW_CHANGES) else 0
         self._no_deleted = faults.on(Fault.NO_DELETED)
         self._leak = faults.param(Fault.LEAK, "bytes") if faults.on(Fault.LEAK) else 0
         self._stale_memory: dict[tuple[str, str, Any], dict[str, Any]] = {}
         self._stale: dict[str, Any] | None = None  # stale-old: the old values the current update pretends
+        self._stale_tombstone: dict[str, Any] | None = None  # stale-delete: the row the current delete pretends
         self._leak_pending = faults.on(Fault.FILTER_LEAK)  # filter-leak acts once
 
     def observe(self, change: CommittedChange) -> None:
-        """stale-old: remember each row's old values, so an update can show the version before them."""
-        self._stale = None
-        if self.sees_every_change and change.kind == "update":
-            assert change.new is not None and change.old is not None
-            key = (change.table.key, change.owner, change.new[change.table.pk.name])
+        """stale-old and stale-delete: remember each row's old values, so an update can show the version
+        before them, and a delete the version before the row's last."""
+        self._stale = self._stale_tombstone = None
+        if not self.sees_every_change or change.kind == "insert":
+            return
+        assert change.new is not None and change.old is not None
+        key = (change.table.key, change.owner, change.new[change.table.pk.name])
+        if change.kind == "update":
             self._stale = self._stale_memory.get(key) or change.new
             self._stale_memory[key] = dict(change.old)
+        elif (before := self._stale_memory.pop(key, None)) is not None:
+            # the older version, under the delete's own _seq and flag: a tombstone consistent with itself
+            system: dict[str, Any] = {k: change.new[k] for k in ("_seq", "_deleted") if k in change.new}
+            self._stale_tombstone = {**before, **system}
 
     def deliver(
         self, change: CommittedChange, group: Renderer, sub: Subscriber, n: int, body: bytes
@@ -430,6 +443,10 @@ class FaultStage:
             body = group.body(change, no_deleted=True)
         if self._stale is not None and faults.hits(Fault.STALE_OLD, n):
             body = group.body(change, stale=self._stale)
+        tombstone = self._stale_tombstone
+        if change.kind == "delete" and tombstone is not None and faults.hits(Fault.STALE_DELETE, nth):
+            log.warning("fault stale-delete: an older version of the row as tombstone of delete %d", change.seq)
+            body = group.body(replace(change, new=tombstone))
         if change.kind != "delete" and faults.hits(Fault.CORRUPT_NEW, n):
             body = group.body(_corrupted(change))
         mutate = faults.hits(Fault.MUTATE, n, change.kind, nth)

@@ -75,34 +75,44 @@ def criteria_ids(folder: RunFolder, criteria: Criteria) -> tuple[list[str], str]
     return list(criteria["judge"]["default_criteria"]), f"criteria file defaults ({RUN_JSON} lists none)"
 
 
-def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
+def _generator_doubt(finding: Finding, what: str, measured: str) -> Finding:
+    """A failure the load generator may have caused (``what`` it did) is inconclusive; a pass stands with it noted."""
     if finding.verdict == FAIL:
         return replace(
             finding,
             verdict=INCONCLUSIVE,
-            evidence=f"load generator saturated ({saturation.evidence}), so the failure may be the generator's; "
-            f"measured: {finding.evidence}",
+            evidence=f"{what}, so the {measured} may be the generator's; measured: {finding.evidence}",
         )
     if finding.verdict == PASS:
-        return replace(finding, evidence=f"{finding.evidence}; note: load generator saturated ({saturation.evidence})")
+        return replace(finding, evidence=f"{finding.evidence}; note: {what}")
     return finding
 
 
+def _apply_saturation(finding: Finding, saturation: Saturation) -> Finding:
+    """A failure measured while a generator process was saturated (CPU): inconclusive; a pass is noted."""
+    return _generator_doubt(finding, f"load generator saturated ({saturation.evidence})", "failure")
+
+
 def _apply_lag(finding: Finding, lag: Lag, threshold_ms: float, fraction: float) -> Finding:
-    """A failing latency measured while the generator's loop lagged past ``fraction`` of the threshold: inconclusive."""
+    """A failing latency measured while the generator's loop lagged past ``fraction`` of the threshold.
+
+    The lag can have added at most its worst lateness to each sample, so the failure stands when the
+    latency the rule surely puts on the target (``floor``, else ``value``) less that worst is still over
+    the threshold; otherwise it is inconclusive (the lag, not the target, may make it fail).
+    """
     if lag.lag_ms is None or lag.lag_ms <= fraction * threshold_ms:
         return finding
     why = f"{lag.evidence}, above {fraction:.0%} of the {threshold_ms:g} ms threshold"
     if finding.verdict == FAIL:
-        return replace(
-            finding,
-            verdict=INCONCLUSIVE,
-            evidence=f"load generator lagging ({why}), so the latency may be the generator's; "
-            f"measured: {finding.evidence}",
-        )
-    if finding.verdict == PASS:
-        return replace(finding, evidence=f"{finding.evidence}; note: load generator lagging ({why})")
-    return finding
+        floor = finding.floor if finding.floor is not None else finding.value
+        worst = lag.worst_ms if lag.worst_ms is not None else lag.lag_ms
+        if isinstance(floor, int | float) and not isinstance(floor, bool) and floor - worst > threshold_ms:
+            return replace(
+                finding,
+                evidence=f"{finding.evidence}; the load generator lagged ({why}), but even less its worst "
+                f"lateness ({worst:.1f} ms) the target's share ({floor - worst:.1f} ms) is over the threshold",
+            )
+    return _generator_doubt(finding, f"load generator lagging ({why})", "latency")
 
 
 def _apply_clocks(finding: Finding, clocks: Clocks, threshold_ms: float, fraction: float) -> Finding:
@@ -121,16 +131,15 @@ def _apply_backlog(finding: Finding, backlog: Backlog, limit_bytes: float) -> Fi
     if backlog.backlog_bytes is None or backlog.backlog_bytes <= limit_bytes:
         return finding
     why = f"{backlog.evidence}, above max_backlog_bytes {limit_bytes:,.0f}"
-    if finding.verdict == FAIL:
-        return replace(
-            finding,
-            verdict=INCONCLUSIVE,
-            evidence=f"load generator behind on what it received ({why}), so the latency may be the generator's; "
-            f"measured: {finding.evidence}",
-        )
-    if finding.verdict == PASS:
-        return replace(finding, evidence=f"{finding.evidence}; note: load generator behind on what it received ({why})")
-    return finding
+    return _generator_doubt(finding, f"load generator behind on what it received ({why})", "latency")
+
+
+def _lag(folder: RunFolder, cfg: dict[str, Any], through_drain: bool) -> Lag:
+    """The generator's event-loop lag (``assess_lag``); a malformed generator.jsonl leaves it unknown."""
+    try:
+        return assess_lag(folder, cfg, through_drain)
+    except Exception as exc:  # never a traceback
+        return Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
 
 
 def evaluate_one(cid: str, folder: RunFolder, criteria: Criteria) -> Finding:
@@ -166,11 +175,9 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         why = f"{GENERATOR} could not be assessed ({type(exc).__name__}: {exc}), saturation not checked"
         saturation = Saturation(UNKNOWN, why)
     affected = set(criteria["generator"]["affects"])
-    try:
-        lag = assess_lag(folder, criteria["generator"])
-    except Exception as exc:  # a malformed generator.jsonl leaves the lag unknown, never a traceback
-        lag = Lag(None, f"{GENERATOR} lag could not be assessed ({type(exc).__name__}: {exc})")
+    lag, delivery_lag = (_lag(folder, criteria["generator"], through_drain) for through_drain in (False, True))
     lag_affected = set(criteria["generator"]["lag_affects"])
+    through_drain = set(criteria["generator"]["lag_through_drain"])
     fraction = float(criteria["generator"]["max_lag_fraction"])
     clocks = worker_clocks(folder)
     clock_affected = set(criteria["clocks"]["affects"])
@@ -193,7 +200,8 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         if cid in affected and saturation.saturated:
             finding = _apply_saturation(finding, saturation)
         if cid in lag_affected and cid in criteria.tables:
-            finding = _apply_lag(finding, lag, float(criteria[cid]["max_latency_ms"]), fraction)
+            seen = delivery_lag if cid in through_drain else lag
+            finding = _apply_lag(finding, seen, float(criteria[cid]["max_latency_ms"]), fraction)
             if backlog_limit is not None:
                 finding = _apply_backlog(finding, backlog, float(backlog_limit))
         if cid in clock_affected and cid in criteria.tables:
@@ -207,7 +215,12 @@ def evaluate(folder: RunFolder, criteria: Criteria) -> dict[str, Any]:
         "criteria": [r.to_dict() for r in results],
         "delivery": delivery_summary(folder),
         "criteria_source": source,
-        "generator": {**saturation.to_dict(), "lag": lag.to_dict(), "backlog": backlog.to_dict()},
+        "generator": {
+            **saturation.to_dict(),
+            "lag": lag.to_dict(),
+            "lag_through_drain": delivery_lag.to_dict(),
+            "backlog": backlog.to_dict(),
+        },
         "clocks": clocks_summary(clocks),
         "inputs": {"problems": dict(folder.problems), "notes": dict(folder.notes)},
     }

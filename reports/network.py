@@ -50,6 +50,7 @@ class Network:
     windows: tuple[Window, ...]
     routes: dict[str, dict[str, Any]]
     run_end: float | None
+    loop_lag_ms: float = 0.0  # the proxy loop's worst lateness: how long a chunk may have waited to be read
 
     def disrupting(self, listener: str, at: float, grace: float) -> Window | None:
         """The disruptive window on ``listener``'s route open at ``at`` (or ended at most ``grace`` s before)."""
@@ -59,9 +60,14 @@ class Network:
         return None
 
     def held_ms(self, listeners: set[str]) -> float:
-        """The longest the proxy held a chunk on a notification's way: to a listener, plus from a writer."""
+        """The longest the proxy held a chunk on a notification's way: to a listener, plus from a writer.
+
+        A hold counts from the chunk's read; before it, the chunk may have waited up to the proxy loop's
+        worst lateness (on each proxied leg), which is the network's too.
+        """
         to_listener = max((self._max_hold(r, "s2c") for r in listeners), default=0.0)
-        return to_listener + self._max_hold(WRITERS_ROUTE, "c2s")
+        legs = 1 + (WRITERS_ROUTE in self.routes)
+        return to_listener + self._max_hold(WRITERS_ROUTE, "c2s") + legs * self.loop_lag_ms
 
     def _max_hold(self, route: str, direction: str) -> float:
         flow = (self.routes.get(route) or {}).get(direction)
@@ -133,4 +139,6 @@ def network(folder: RunFolder) -> Network | None:
     summary: dict[str, Any] = next((r for r in reversed(folder.nemesis) if r.get("kind") == "summary"), {})
     raw_routes = summary.get("routes")
     routes = {str(k): v for k, v in raw_routes.items() if isinstance(v, dict)} if isinstance(raw_routes, dict) else {}
-    return Network(tuple(w for w in windows if w is not None), routes, run_end)
+    lag = summary.get("loop_lag_ms")
+    loop_lag = float(lag) if isinstance(lag, int | float) and not isinstance(lag, bool) and lag > 0 else 0.0
+    return Network(tuple(w for w in windows if w is not None), routes, run_end, loop_lag)

@@ -90,16 +90,20 @@ class Lag:
 
     lag_ms: float | None
     evidence: str
+    worst_ms: float | None = None  # the worst lateness of any interval: the most it can have added to one sample
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lag_ms": self.lag_ms, "evidence": self.evidence}
+        return {"lag_ms": self.lag_ms, "worst_ms": self.worst_ms, "evidence": self.evidence}
 
 
-def assess_lag(folder: RunFolder, cfg: dict[str, Any]) -> Lag:
+def assess_lag(folder: RunFolder, cfg: dict[str, Any], through_drain: bool = False) -> Lag:
     """Per generator process, the ``lag_percentile`` of its per-interval worst timer lateness; the worst process.
 
     The rows are the ``kind: "lag"`` rows the Locust processes append to generator.jsonl
-    (``loop_lag_ms``: the latest a 20 ms gevent timer woke in that interval).
+    (``loop_lag_ms``: the latest a 20 ms gevent timer woke in that interval). A row covers the
+    interval since its process's previous row, and counts when that interval overlaps the window:
+    the load phase, and with ``through_drain`` the drain after it too, where notifications still
+    arrive (a live scenario's load can be shorter than one interval, and no row ends inside it).
     """
     frame = folder.generator
     if frame.empty or "loop_lag_ms" not in frame:
@@ -107,21 +111,30 @@ def assess_lag(folder: RunFolder, cfg: dict[str, Any]) -> Lag:
     window = folder.load_window()
     if window is None:
         return Lag(None, "no load phase in run.json to check the event-loop lag against")
-    rows = frame[(frame["t"] >= window[0]) & (frame["t"] <= window[1]) & frame["loop_lag_ms"].notna()]
+    drain = folder.phases_named("drain") if through_drain else []
+    start, end = window[0], max([window[1], *(p.end for p in drain)])
+    sampled = frame[frame["loop_lag_ms"].notna()].sort_values("t")
+    keys = _process_key(sampled)
+    began = sampled["t"].groupby(keys).shift(1)
+    spacing = sampled["t"].groupby(keys).diff().median()
+    began = began.fillna(sampled["t"] - (float(spacing) if pd.notna(spacing) else 1.0))
+    rows = sampled[(sampled["t"] >= start) & (began <= end)]
+    where = "load-phase" if not drain else "load and drain"
     if rows.empty:
-        return Lag(None, "no event-loop lag sample during the load phase")
+        return Lag(None, f"no event-loop lag sample during the {where}")
     q = float(cfg["lag_percentile"])
     per_process = [
         (float(group["loop_lag_ms"].quantile(q / 100)), group) for _, group in rows.groupby(_process_key(rows))
     ]
     lag, group = max(per_process, key=lambda item: item[0])
+    worst = float(rows["loop_lag_ms"].max())
     role, pid = _first(group, "role"), _first(group, "pid")
     who = f"generator {role or 'process'} pid {'unknown' if pid is None else int(pid)}"
     text = (
-        f"{who} event-loop lag p{q:g} {lag:.1f} ms over {len(group)} load-phase intervals "
+        f"{who} event-loop lag p{q:g} {lag:.1f} ms over {len(group)} {where} intervals "
         f"(worst {float(group['loop_lag_ms'].max()):.1f} ms)"
     )
-    return Lag(lag, text)
+    return Lag(lag, text, worst)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,9 @@ class Finding:
     value: Any = None
     threshold: Any = None
     evidence: str = ""
+    # A latency rule's least share of ``value`` that is surely the target's (what the declared network
+    # surely did not add); None: all of ``value``. The generator-lag rule subtracts its lag from it.
+    floor: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

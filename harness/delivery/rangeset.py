@@ -183,3 +183,70 @@ def _merge(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int
         else:
             out.append((lo, hi))
     return out
+
+
+class RunMap:
+    """Integer keys mapped to integer values, stored as runs of consecutive keys that share a value.
+
+    The tracker maps a writer's row numbers to the highest version it received of each: updates
+    cycle over a writer's rows oldest first and deletes take the oldest, so the versions of its
+    live rows form a few steps, a few runs, however many rows there are.
+    """
+
+    __slots__ = ("_lo", "_hi", "_value")
+
+    def __init__(self) -> None:
+        self._lo: list[int] = []
+        self._hi: list[int] = []
+        self._value: list[int] = []
+
+    def get(self, key: int) -> int | None:
+        """The value of ``key``, None when it has none."""
+        i = bisect_right(self._lo, key) - 1
+        return self._value[i] if i >= 0 and key <= self._hi[i] else None
+
+    def set(self, key: int, value: int) -> None:
+        """Give ``key`` the value ``value`` (merging it into the runs next to it that have that value)."""
+        if self.get(key) == value:
+            return
+        i = self._cut(key)
+        self._lo.insert(i, key)
+        self._hi.insert(i, key)
+        self._value.insert(i, value)
+        if i + 1 < len(self._lo) and self._lo[i + 1] == key + 1 and self._value[i + 1] == value:
+            self._hi[i] = self._hi[i + 1]
+            self._drop(i + 1)
+        if i > 0 and self._hi[i - 1] == key - 1 and self._value[i - 1] == value:
+            self._hi[i - 1] = self._hi[i]
+            self._drop(i)
+
+    def discard(self, key: int) -> None:
+        """Remove ``key`` (nothing when it has no value)."""
+        if self.get(key) is not None:
+            self._cut(key)
+
+    def runs(self) -> int:
+        """How many runs are stored (what the map's memory grows with)."""
+        return len(self._lo)
+
+    def _cut(self, key: int) -> int:
+        """Take ``key`` out of the run holding it (if any); return where a run starting at ``key`` belongs."""
+        i = bisect_right(self._lo, key) - 1
+        if i < 0 or key > self._hi[i]:
+            return i + 1
+        lo, hi, value = self._lo[i], self._hi[i], self._value[i]
+        self._drop(i)
+        at = i
+        if lo < key:
+            self._lo.insert(at, lo)
+            self._hi.insert(at, key - 1)
+            self._value.insert(at, value)
+            at += 1
+        if key < hi:
+            self._lo.insert(at, key + 1)
+            self._hi.insert(at, hi)
+            self._value.insert(at, value)
+        return at
+
+    def _drop(self, i: int) -> None:
+        del self._lo[i], self._hi[i], self._value[i]

@@ -27,7 +27,7 @@ from harness.delivery.anomalies import ON_ARRIVAL, Anomaly, Witness, parse
 from harness.delivery.contention import LinkLog
 from harness.delivery.identity import Seen, bump_content, content, read_change, split_id
 from harness.delivery.latency import LatencyHistogram
-from harness.delivery.rangeset import RangeSet
+from harness.delivery.rangeset import RangeSet, RunMap
 from harness.targets.base import Change, Op
 
 MAX_WITNESSES = 5
@@ -239,9 +239,20 @@ class _WriterState:
     Order compares each delivery with the previous one only, so one displaced message counts
     once, not for all that follow it. A write carrying ``last_delete`` r follows the delete of
     row r and precedes the delete of row r + 1 in its writer's order (see identity).
+
+    ``versions`` holds, per live row, the highest version received above 1 (an update or a
+    snapshot row): a delete's tombstone must be that version or a later one.
     """
 
-    __slots__ = ("got", "last_wseq", "last_deleted", "previous_delete", "previous_write_after", "max_last_delete")
+    __slots__ = (
+        "got",
+        "last_wseq",
+        "last_deleted",
+        "previous_delete",
+        "previous_write_after",
+        "max_last_delete",
+        "versions",
+    )
 
     def __init__(self) -> None:
         self.got = Delivered()
@@ -250,6 +261,7 @@ class _WriterState:
         self.previous_delete: int | None = None  # the previous delivery's row, when it was a delete
         self.previous_write_after: int | None = None  # the previous delivery's last_delete, when it was a write
         self.max_last_delete = 0  # the highest last_delete delivered: deletes up to it came before
+        self.versions = RunMap()  # row -> highest version above 1 received, until its delete
 
 
 class ListenerTracker:
@@ -390,10 +402,11 @@ class ListenerTracker:
             state = self._writers.get(seen.writer_id)
             if state is None:
                 state = self._writers[seen.writer_id] = _WriterState()
-            found.extend(self._check_values(seen, change, bump))
+            wrong = self._check_values(seen, change, bump)
+            found.extend(wrong)
             self._note_owed(state, seen, change)
             if change.op is Op.DELETE:
-                found.extend(self._check_delete(state, seen, change))
+                found.extend(self._check_delete(state, seen, change, check_version=not wrong))
                 if change.committed_ns is not None:
                     latency_us = (change.received_ns - change.committed_ns) // 1000
                     self.latency_sources[SOURCE_COMMIT] = self.latency_sources.get(SOURCE_COMMIT, 0) + 1
@@ -611,6 +624,8 @@ class ListenerTracker:
                 )
             )
         got.delivered.add(seen.wseq)
+        if not bump and self.links is None and seen.version > (state.versions.get(seen.n) or 1):
+            state.versions.set(seen.n, seen.version)
         state.last_wseq = seen.wseq
         state.previous_delete = None
         state.previous_write_after = after
@@ -618,7 +633,11 @@ class ListenerTracker:
             state.max_last_delete = max(state.max_last_delete, after)
         return found
 
-    def _check_delete(self, state: _WriterState, seen: Seen, change: Change) -> list[Anomaly]:
+    def _check_delete(
+        self, state: _WriterState, seen: Seen, change: Change, check_version: bool = True
+    ) -> list[Anomaly]:
+        """The delete flag, duplicates, order per writer and, with ``check_version`` (its values are
+        those of some version of the row), that the tombstone is not older than a version received."""
         found = []
         if change.deleted is not True:
             found.append(
@@ -630,6 +649,18 @@ class ListenerTracker:
         if seen.n in got.deleted:
             found.append(self._anomaly(Anomaly.DUPLICATE, seen, change, "one delete", lambda: "a second one"))
             return found
+        received = state.versions.get(seen.n)
+        state.versions.discard(seen.n)
+        if check_version and received is not None and seen.version < received:
+            found.append(
+                self._anomaly(
+                    Anomaly.DELETE_VALUE,
+                    seen,
+                    change,
+                    f"the row's last version as tombstone (version {received} or later, received before it)",
+                    lambda: f"version {seen.version} (wseq {seen.wseq}), a version the row had left",
+                )
+            )
         last, write_after = state.last_deleted, state.previous_write_after
         if last is not None and seen.n < last:
             found.append(

@@ -40,6 +40,7 @@ MAX_CONNECTIONS = 512
 CONNECT_TIMEOUT = 10.0
 CALL_TIMEOUT = 10.0
 PACE_SLICES = 20  # a paced chunk goes out in pieces of at most 1/PACE_SLICES s of the cap
+LAG_PERIOD = 0.02  # seconds between the wake-ups that measure the proxy's own loop lateness
 C2S, S2C = "c2s", "s2c"  # directions: client (harness) to server (target), and back
 
 
@@ -171,6 +172,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._worst_lag_ms = 0.0
 
     # -- life -------------------------------------------------------------------------------
 
@@ -194,11 +196,27 @@ class FaultProxy:
             loop.close()
             return
         self._ready.set()
+        watch = loop.create_task(self._watch_lag())
         try:
             loop.run_forever()
         finally:
+            watch.cancel()
             loop.run_until_complete(self._close_all())
             loop.close()
+
+    async def _watch_lag(self) -> None:
+        """How late the proxy's loop wakes from a short sleep, at worst: the longest a chunk that had arrived
+        can have waited to be read (its hold counts from the read), so the judge counts it as the network's."""
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(LAG_PERIOD)
+            late_ms = (time.monotonic() - asked - LAG_PERIOD) * 1000.0
+            self._worst_lag_ms = max(self._worst_lag_ms, late_ms)
+
+    @property
+    def worst_lag_ms(self) -> float:
+        """The worst lateness of the proxy's loop so far (ms)."""
+        return round(self._worst_lag_ms, 3)
 
     async def _bind_all(self) -> None:
         for name in self._names:

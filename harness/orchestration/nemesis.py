@@ -175,6 +175,9 @@ class NemesisRun:
             except HarnessError:
                 routes = {}
             self._write(
-                {"kind": "summary", "origin": self.origin, "schedule": self.schedule.to_list(), "routes": routes}
-            )
+                {
+                    "kind": "summary", "origin": self.origin, "schedule": self.schedule.to_list(), "routes": routes,
+                    "loop_lag_ms": self.proxy.worst_lag_ms,
+                }
+            )  # fmt: skip
         self.proxy.stop()

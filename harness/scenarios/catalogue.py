@@ -42,7 +42,7 @@ APP_USER = "lqh_app"
 
 SCENARIO_KEYS = (
     "title", "expected", "criteria", "table_type", "payload_bytes", "drain_seconds", "quick_drain_seconds",
-    "writers", "listeners", "quick", "nemesis", "requires", "server_restart",
+    "writers", "listeners", "quick", "nemesis", "requires", "server_restart", "size_minimums",
 )  # fmt: skip
 EXTRAS_KEYS = (
     "queriers", "churn", "flush_every_seconds", "job_timeout_seconds", "ramp", "preload_seconds", "observe_seconds",
@@ -83,6 +83,9 @@ class Scenario:
     nemesis: Schedule = field(default_factory=Schedule)  # network faults between the harness and the target
     requires: tuple[str, ...] = ()  # target features the scenario is about: without one, the judge says n/a
     server_restart: float | None = None  # seconds after the listeners are ready the embedded server restarts
+    # False: the scenario proves correctness or attribution at its own fixed size, so the judge does not
+    # apply the specification's size minimums (SC-054's samples and writers, SC-057's notifications)
+    size_minimums: bool = True
 
     def extras(self, quick: bool) -> Extras:
         """The typed settings of the full or the quick profile."""
@@ -104,6 +107,7 @@ class Scenario:
             **({"nemesis": self.nemesis.to_list()} if self.nemesis.faults else {}),
             **({"requires": list(self.requires)} if self.requires else {}),
             **({"server_restart": {"at": self.server_restart}} if self.server_restart is not None else {}),
+            **({} if self.size_minimums else {"size_minimums": False}),
         }
 
 
@@ -359,6 +363,7 @@ def _scenario(name: str, merged: dict[str, Any], criterion_ids: Collection[str],
         nemesis=parse_schedule(where, merged.get("nemesis"), _listener_ids(merged)),
         requires=_requires(where, merged.get("requires", [])),
         server_restart=_server_restart(where, merged.get("server_restart")),
+        size_minimums=_flag(where, "size_minimums", merged.get("size_minimums", True)),
     )
 
 
@@ -370,6 +375,12 @@ def _server_restart(where: str, raw: Any) -> float | None:
     if "at" not in table:
         raise HarnessError(f"{where}: server_restart needs at (seconds after the listeners are ready)")
     return float(_number(f"{where}: server_restart", "at", table["at"], 0))
+
+
+def _flag(where: str, label: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise HarnessError(f"{where}: {label} must be true or false, got {value!r}")
+    return value
 
 
 def _listener_ids(merged: dict[str, Any]) -> tuple[str, ...]:

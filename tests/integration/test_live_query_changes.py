@@ -26,7 +26,8 @@ LIVE = resolve(["live"], RULES)
 FEW_NOTIFICATIONS = "notifications delivered (the criterion needs 100,000)"
 FEW_SAMPLES = "latency samples (the criterion needs 1,000)"
 LIVE_ALLOWED: Allowances = {
-    **{(s.name, "SC-057"): FEW_NOTIFICATIONS for s in LIVE},
+    # the outage scenarios waive the size minimums (size_minimums = false): their SC-057 must pass
+    **{(s.name, "SC-057"): FEW_NOTIFICATIONS for s in LIVE if s.size_minimums},
     **{(s.name, "SC-054"): FEW_SAMPLES for s in LIVE if s.name != "live.high-frequency"},
     # 1,000 notifications are enough samples, but they come from a single writer
     ("live.high-frequency", "SC-054"): "only 1 writer(s) wrote, not concurrent load",

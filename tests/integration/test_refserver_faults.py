@@ -323,3 +323,20 @@ def test_drop_and_duplicate_with_op_count_only_that_change_type(tmp_path):
             ("delete", 1),
             ("delete", 3),
         ]
+
+
+def test_stale_delete_sends_the_version_before_the_rows_last_update_every_nth_delete(tmp_path):
+    with start_refserver(tmp_path, "--fault", "stale-delete:every=2") as srv:
+        http, token, ws = prepare(srv)
+        insert(http, token, 1, 2, 3, 4)
+        for _ in range(4):
+            ws.recv()
+        for key in (1, 2, 3):  # row 4 keeps its only version
+            http.ok(token, f"UPDATE app.items SET v = 'new{key}' WHERE id = {key}")
+            ws.recv()
+        tombs = []
+        for key in (1, 2, 3, 4):
+            http.ok(token, f"DELETE FROM app.items WHERE id = {key}")
+            tombs.append(ws.recv()["old_values"][0])
+        assert [t["v"] for t in tombs] == ["new1", "v2", "new3", "v4"]  # the 2nd delete: row 2 before its update
+        assert all(t["_deleted"] is True for t in tombs) and [t["id"] for t in tombs] == ["1", "2", "3", "4"]

@@ -18,7 +18,7 @@ import pytest
 from harness.orchestration.runner import Runner, RunOptions
 from harness.scenarios.catalogue import Scenario, resolve
 from reports.judge import RULES
-from tests.support.verdicts import Allowances, assert_passes
+from tests.support.verdicts import NETWORK_SHARE, Allowances, assert_passes
 
 STRESS = resolve(["stress"], RULES)
 # criteria that measure the machine's speed: a scenario judging one runs alone (the `serial` marker),
@@ -48,6 +48,9 @@ QUICK_ALLOWED: Allowances = {
     ("stress.impairments", "SC-056"): SHORT_LOAD,  # 20 s of load under latency, jitter and a bandwidth cap
     ("stress.impairments", "SC-057"): FEW_NOTIFICATIONS,  # about 1,600 notifications
     ("stress.interactive", "SC-054"): "latency samples (the criterion needs 1,000)",  # 5 s of 20 changes/s
+    # 100 +- 3 ms each way: it passes when the p99 less the 97 ms the network surely added is within 50 ms;
+    # on a loaded machine the proxy's own lateness (the network's) can leave the target's share undecided
+    ("stress.impairments", "SC-054"): NETWORK_SHARE,
     # 3 steps of 4 s at 50, 100, 200 writes/s hold the SLO: the ramp reaches its last step and finds no
     # capacity ("... with the SLO holding, before the server reached capacity"); on a loaded machine the
     # generator may give out first ("the ramp stopped before the server reached capacity: the generator ...")

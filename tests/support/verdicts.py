@@ -73,3 +73,16 @@ def assert_passes(
     """Fail the calling test with every problem ``verdict_problems`` finds."""
     problems = verdict_problems(scenario, listed, code, verdict, allowed or {})
     assert not problems, f"{scenario}: " + "; ".join(problems)
+
+
+# The nemesis scenarios waive the size minimums (size_minimums = false), so they pass on their own size.
+# half-open and bandwidth hold a listener's data back by more than any latency limit on purpose, and SC-054
+# says it cannot tell the target's share from the network's: what they prove is that it never fails.
+# nemesis.latency passes on a quiet machine; on a loaded one the proxy's own lateness (counted as the
+# network's) widens the network's share past the limit's margin, and SC-054 says so instead of passing.
+NETWORK_SHARE = "cannot be told apart from the network's"
+NEMESIS_ALLOWED: Allowances = {
+    ("nemesis.half-open", "SC-054"): NETWORK_SHARE,
+    ("nemesis.bandwidth", "SC-054"): NETWORK_SHARE,
+    ("nemesis.latency", "SC-054"): NETWORK_SHARE,
+}
