@@ -16,7 +16,7 @@ PHASES = [("setup", 0.0, 5.0, {}), ("subscribe", 5.0, 10.2, {}), ("load", 10.2, 
 
 
 def _run(root: Path, lags: dict[float, float], p99_ms: float = 71.0) -> Path:
-    latency = {"p50": 12.0, "p95": 46.8, "p99": p99_ms, "max": 71.4, "count": 100}
+    latency = {"p50": 12.0, "p95": 46.8, "p99": p99_ms, "max": max(71.4, p99_ms), "count": 100}
     folder = write_run(root, Synthetic(criteria=["SC-054"], phases=list(PHASES), totals={"latency_ms": latency}))
     rows = b"".join(
         orjson.dumps({"t": T0 + t, "kind": "lag", "role": "local", "pid": 5001, "loop_lag_ms": ms}) + b"\n"
@@ -75,3 +75,17 @@ def test_through_a_declared_network_the_lag_comes_off_what_the_network_surely_di
     found, _ = _judged(folder)
     assert found["verdict"] == "inconclusive", found
     assert "load generator lagging" in found["evidence"] and "even so" in found["evidence"]
+
+
+def test_a_failure_far_over_the_limit_stands_even_less_the_generators_worst_lag(tmp_path: Path) -> None:
+    """A lag of up to 64 ms cannot explain a p99 of 200 ms against 50: the target's share is still over the
+    threshold, so the failure stands (an unbounded lag rule would have hidden it as inconclusive)."""
+    found, _ = _judged(_run(tmp_path, {9.4: 2.0, 10.4: 2.0, 11.4: 64.0, 12.4: 3.0}, p99_ms=200.0))
+    assert found["verdict"] == "fail", found
+    assert "even less its worst lateness (64.0 ms)" in found["evidence"], found["evidence"]
+
+
+def test_a_failure_the_worst_lag_could_explain_is_inconclusive_at_the_boundary(tmp_path: Path) -> None:
+    """p99 114 ms less the worst lag 64 ms is exactly the 50 ms threshold: not surely over it, so inconclusive."""
+    found, _ = _judged(_run(tmp_path, {9.4: 2.0, 10.4: 2.0, 11.4: 64.0, 12.4: 3.0}, p99_ms=114.0))
+    assert found["verdict"] == "inconclusive", found
