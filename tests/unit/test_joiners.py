@@ -1,34 +1,22 @@
 """Users beyond the plan (locustfiles.joiners): the specs both sides derive from a claim index, the coordinator
 handing them out and waiting for them, and a writer that Locust stops in the middle of a write."""
 
-import os
+import time
+from types import SimpleNamespace
+from typing import Any
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched,
-# and the variable must not leak into Locust subprocesses that other tests start.
-_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+import gevent
+from locust.env import Environment
 
-import time  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gevent  # noqa: E402
-from locust.env import Environment  # noqa: E402
-
-from harness.delivery.identity import messages_schema  # noqa: E402
-from harness.delivery.ledger import WriterLedger  # noqa: E402
-from harness.plan import Extras, ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec  # noqa: E402
-from harness.targets.base import Outcome, Row, TableKind, WriteResult  # noqa: E402
-from locustfiles import coordination, joiners, messages  # noqa: E402
-from locustfiles.context import RunContext  # noqa: E402
-from locustfiles.listeners import _tracker  # noqa: E402
-from locustfiles.messages import ListenerFinal, WriterFinal  # noqa: E402
-from locustfiles.writers import WriterStream  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-else:
-    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+from harness.delivery.identity import messages_schema
+from harness.delivery.ledger import WriterLedger
+from harness.plan import Extras, ListenerSpec, Plan, ReconnectSpec, Step, TargetSpec, WriterSpec
+from harness.targets.base import Outcome, Row, TableKind, WriteResult
+from locustfiles import coordination, joiners, messages
+from locustfiles.context import RunContext
+from locustfiles.listeners import _tracker
+from locustfiles.messages import ListenerFinal, WriterFinal
+from locustfiles.writers import WriterStream
 
 PROGRAM = (Step("insert", seconds=5.0, rate=10.0),)
 

@@ -1,24 +1,17 @@
 """Coordination over Locust's in-process runner: unique spec claims, gate and stop messages, deltas."""
 
-import os
+from dataclasses import replace
 from types import SimpleNamespace
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched,
-# and the variable must not leak into Locust subprocesses that other tests start.
-_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+import orjson
+import pytest
+from locust.env import Environment
+from locust.rpc.protocol import Message as LocustMessage
 
-from dataclasses import replace  # noqa: E402
-
-import orjson  # noqa: E402
-import pytest  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from locust.rpc.protocol import Message as LocustMessage  # noqa: E402
-
-from harness.delivery.identity import messages_schema  # noqa: E402
-from harness.delivery.tracker import ListenerTracker  # noqa: E402
-from harness.orchestration.runner import _run_time_bound  # noqa: E402
-from harness.plan import (  # noqa: E402
+from harness.delivery.identity import messages_schema
+from harness.delivery.tracker import ListenerTracker
+from harness.orchestration.runner import _run_time_bound
+from harness.plan import (
     QUICK_MAX_SECONDS,
     ChurnSettings,
     Extras,
@@ -29,12 +22,12 @@ from harness.plan import (  # noqa: E402
     TargetSpec,
     WriterSpec,
 )
-from harness.scenarios.catalogue import build_plan, resolve  # noqa: E402
-from locustfiles import coordination, messages, users  # noqa: E402
-from locustfiles.aggregation import LiveView, write_outputs  # noqa: E402
-from locustfiles.context import RunContext  # noqa: E402
-from locustfiles.link import UserLink  # noqa: E402
-from locustfiles.messages import (  # noqa: E402
+from harness.scenarios.catalogue import build_plan, resolve
+from locustfiles import coordination, messages, users
+from locustfiles.aggregation import LiveView, write_outputs
+from locustfiles.context import RunContext
+from locustfiles.link import UserLink
+from locustfiles.messages import (
     ChurnFinal,
     Claim,
     Claimed,
@@ -51,13 +44,8 @@ from locustfiles.messages import (  # noqa: E402
     Stop,
     WriterFinal,
 )
-from reports.judge import RULES  # noqa: E402
-from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-else:
-    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+from reports.judge import RULES
+from tests.support.delivery_world import DRAIN_NS, PAYLOAD, World
 
 
 def _plan(run_dir: str = "") -> Plan:

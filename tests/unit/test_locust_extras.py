@@ -1,27 +1,15 @@
 """The extra users' pure parts: settings and user counts, ramp steps, the phase log, query checks, monitor reads."""
 
-import os
+import orjson
+import pytest
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched,
-# and the variable must not leak into Locust subprocesses that other tests start.
-_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-
-import orjson  # noqa: E402
-import pytest  # noqa: E402
-
-from harness.errors import HarnessError  # noqa: E402
-from harness.plan import ChurnSettings, ListenerSpec, Plan, Step, TargetSpec, WriterSpec  # noqa: E402
-from harness.scenarios.catalogue import parse_extras  # noqa: E402
-from harness.targets.base import Eq, TableKind  # noqa: E402
-from locustfiles import population, ramp, users_needed  # noqa: E402
-from locustfiles.churn import monitor_sockets  # noqa: E402
-from locustfiles.queriers import RECENT_LIMIT, ask, recent_problem  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-else:
-    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+from harness.errors import HarnessError
+from harness.plan import ChurnSettings, ListenerSpec, Plan, Step, TargetSpec, WriterSpec
+from harness.scenarios.catalogue import parse_extras
+from harness.targets.base import Eq, TableKind
+from locustfiles import population, ramp, users_needed
+from locustfiles.churn import monitor_sockets
+from locustfiles.queriers import RECENT_LIMIT, ask, recent_problem
 
 TARGET = TargetSpec("kalamdb", "http://127.0.0.1:1", "root", "pw")
 

@@ -1,26 +1,14 @@
 """Writer streams: programs, live-row choice, identity of the rows written, ledger outcomes."""
 
-import os
+import time
+from typing import Any
 
-# Locust patches the whole process with gevent on import; the test process must stay unpatched,
-# and the variable must not leak into Locust subprocesses that other tests start.
-_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
+import pytest
 
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import pytest  # noqa: E402
-
-from harness.delivery.identity import bump_content, content, row_id, split_id  # noqa: E402
-from harness.plan import Step, WriterSpec  # noqa: E402
-from harness.targets.base import Outcome, Row, WriteResult  # noqa: E402
-from locustfiles.writers import LiveRows, WriterStream, run_streams  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-else:
-    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+from harness.delivery.identity import bump_content, content, row_id, split_id
+from harness.plan import Step, WriterSpec
+from harness.targets.base import Outcome, Row, WriteResult
+from locustfiles.writers import LiveRows, WriterStream, run_streams
 
 
 class MemoryTable:

@@ -1,28 +1,18 @@
 """The parts of plain ``locust -f`` runs that need no Locust process: clock offsets, the harness's options,
 the Delivery tab's rows, interactive user-count steps and the generator's saturation warning."""
 
-import os
+from argparse import Namespace
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-_PREVIOUS = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"  # Locust must not patch the test process with gevent
+import orjson
+import pytest
 
-from argparse import Namespace  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-from typing import Any  # noqa: E402
-
-import orjson  # noqa: E402
-import pytest  # noqa: E402
-
-from harness.errors import HarnessError  # noqa: E402
-from locustfiles import clock, loadgen, options, webtab  # noqa: E402
-from locustfiles.aggregation import LiveView  # noqa: E402
-from locustfiles.coordinator import Coordinator  # noqa: E402
-
-if _PREVIOUS is None:
-    del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-else:
-    os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _PREVIOUS
+from harness.errors import HarnessError
+from locustfiles import clock, loadgen, options, webtab
+from locustfiles.aggregation import LiveView
+from locustfiles.coordinator import Coordinator
 
 
 def test_the_clock_offset_comes_from_the_shortest_round_trip() -> None:
