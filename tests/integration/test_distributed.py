@@ -4,10 +4,18 @@ run.json. About 30 s."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.support.plain_locust import delivery_totals, free_port, locust_cmd, locust_env, only_run, read_json, run
+from tests.support.plain_locust import (
+    delivery_totals,
+    free_port,
+    locust_cmd,
+    locust_env,
+    only_run,
+    read_json,
+    run,
+    run_together,
+)  # fmt: skip
 
 SCENARIO = "live.multi-listener"
 
@@ -27,17 +35,7 @@ def test_master_and_two_workers_match_an_in_process_run(tmp_path: Path) -> None:
         "--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
     )  # fmt: skip
     worker = locust_cmd("--worker", "--master-host", "127.0.0.1", "--master-port", str(port))
-    log = (dist / "locust.out").open("wb")
-    procs = [subprocess.Popen(cmd, cwd=dist, env=locust_env(), stdout=log, stderr=subprocess.STDOUT)
-             for cmd in (master, worker, worker)]  # fmt: skip
-    try:
-        codes = [proc.wait(120) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        log.close()
+    codes = run_together([master, worker, worker], locust_env(), dist / "locust.out", 120, cwd=dist)
     out = (dist / "locust.out").read_text(errors="replace")
     run_dir = only_run(dist / "runs")
     assert delivery_totals(run_dir) == in_process, out[-3000:] + result.stderr[-2000:]

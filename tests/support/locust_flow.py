@@ -7,7 +7,6 @@ starts Locust and returns the run folder's ``delivery.json``, ``writes.json`` an
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from harness.orchestration.runner import _free_port, _locust_cmd
 from harness.plan import PLAN_ENV, Extras, ListenerSpec, Plan, TargetSpec, WriterSpec
 from harness.targets import create_target
 from harness.targets.base import TableKind
+from tests.support.plain_locust import run_together
 from tests.support.refserver import ROOT_PASSWORD
 
 # every anomaly counter of delivery.json (late arrivals are no anomaly), and the phantom family's sum
@@ -60,18 +60,7 @@ def run_locust(plan: Plan, workers: int, setup: bool = True) -> dict[str, Any]:
     bound = int(plan.extra.max_seconds)
     main = _locust_cmd(plan, run_dir, bound, "master" if workers else "local", port, workers)
     worker = _locust_cmd(plan, run_dir, bound, "worker", port, workers)
-    log = (run_dir / "locust.out").open("wb")
-    procs = [subprocess.Popen(main, env=env, stdout=log, stderr=subprocess.STDOUT)]
-    procs += [subprocess.Popen(worker, env=env, stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)]
-    try:
-        for proc in procs:
-            proc.wait(90)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-        log.close()
+    run_together([main, *[worker] * workers], env, run_dir / "locust.out", 90)
     logs = [run_dir / name for name in ("locust.out", "locust.log") if (run_dir / name).exists()]
     out = "".join(path.read_text(errors="replace") for path in logs)
     assert (run_dir / "delivery.json").exists(), out[-2000:]

@@ -29,6 +29,22 @@ def locust_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", LOCUSTFILE, *args]
 
 
+def run_together(
+    cmds: list[list[str]], env: dict[str, str], log: Path, timeout: float, cwd: Path | None = None
+) -> list[int]:
+    """Start every command with one shared log, wait for each within ``timeout`` s, kill any still running
+    (a timeout raises after that); returns the exit codes in order."""
+    with log.open("wb") as out:
+        procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT) for cmd in cmds]
+        try:
+            return [proc.wait(timeout) for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(5)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as s:
