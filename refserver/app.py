@@ -56,6 +56,7 @@ class ServerConfig:
     header_timeout: float = 10.0  # seconds a new connection may take to send its first request head
     ready_file: Path | None = None
     memory_limit_mb: int | None = None
+    synchronous: str = "normal"  # SQLite's PRAGMA synchronous: normal or full (an fsync per commit)
     faults: Faults = field(default_factory=Faults)
     protocol: str = "0.7"  # the KalamDB protocol generation: 0.7 or 0.4 (refserver.generation)
     max_subscriptions_per_user: int = 0  # 0 = unlimited
@@ -70,7 +71,7 @@ class RefServer:
         self.faults = config.faults
         self.stage = config.faults.stage()
         limit = config.memory_limit_mb << 20 if config.memory_limit_mb else None
-        self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit)
+        self.store = Store(data_dir / "kalamdb.sqlite3", memory_limit_bytes=limit, synchronous=config.synchronous)
         self.generation = GENERATIONS[config.protocol]
         self.ids = Snowflake(config.node_id)
         self.versions = self.generation.version_ids(config.node_id)

@@ -71,11 +71,13 @@ def quote(name: str) -> str:
 class Store:
     """The SQLite database and the in-memory catalog loaded from it."""
 
-    def __init__(self, path: Path, memory_limit_bytes: int | None = None) -> None:
+    def __init__(self, path: Path, memory_limit_bytes: int | None = None, synchronous: str = "normal") -> None:
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be normal or full, not {synchronous!r}")
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=512)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.db.execute("PRAGMA temp_store=MEMORY")
         if memory_limit_bytes:
             # SQLite is the part of the server whose memory grows with the data: give its

@@ -146,6 +146,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run under a memory bound: SQLite's page cache and heap are sized from it and "
         "system.stats reports it as memory_limit_bytes (default: unbounded)",
     )
+    parser.add_argument(
+        "--synchronous",
+        default="normal",
+        choices=("normal", "full"),
+        help="SQLite's commit durability: normal (WAL, no sync per commit: fast, may lose the last "
+        "commits on power loss) or full (an fsync in every commit, which then bounds the server's "
+        "commit rate by the disk) (default: normal)",
+    )
     parser.add_argument("--fault", action="append", default=[], metavar="SPEC", help=FAULT_HELP)
     parser.add_argument(
         "--ready-file",
@@ -236,6 +244,7 @@ def main(args: argparse.Namespace) -> int:
         header_timeout=args.header_timeout,
         ready_file=args.ready_file,
         memory_limit_mb=args.memory_limit_mb,
+        synchronous=args.synchronous,
         faults=faults,
         protocol=args.protocol,
         max_subscriptions_per_user=args.max_subscriptions_per_user,

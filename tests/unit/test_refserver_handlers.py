@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -130,3 +131,12 @@ def test_system_stats_reads_only_its_sources(tmp_path: Path) -> None:
     assert rows["notifications_dropped"] == "7" and rows["slow_consumer_disconnects"] == "2"
     assert rows["plan_cache_size"] == "5" and rows["node_id"] == "9"
     assert rows["memory_limit_bytes"] == str(64 << 20) and rows["total_namespaces"] == "1"
+
+
+def test_store_commit_durability_is_sqlites_synchronous_setting(tmp_path: Path) -> None:
+    """`--synchronous full` makes every commit fsync (SQLite level 2); normal is level 1; others are refused."""
+    assert Store(tmp_path / "normal.sqlite3").db.execute("PRAGMA synchronous").fetchone() == (1,)
+    full = Store(tmp_path / "full.sqlite3", synchronous="full")
+    assert full.db.execute("PRAGMA synchronous").fetchone() == (2,)
+    with pytest.raises(ValueError, match="normal or full"):
+        Store(tmp_path / "off.sqlite3", synchronous="off")
