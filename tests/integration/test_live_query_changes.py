@@ -20,18 +20,10 @@ from harness.orchestration.runner import Runner, RunOptions
 from harness.orchestration.server import start_local_server
 from harness.scenarios.catalogue import resolve
 from reports.judge import RULES
-from tests.support.verdicts import Allowances, assert_passes
+from tests.support.verdicts import assert_passes, live_allowances
 
 LIVE = resolve(["live"], RULES)
-FEW_NOTIFICATIONS = "notifications delivered (the criterion needs 100,000)"
-FEW_SAMPLES = "latency samples (the criterion needs 1,000)"
-LIVE_ALLOWED: Allowances = {
-    # the outage scenarios waive the size minimums (size_minimums = false): their SC-057 must pass
-    **{(s.name, "SC-057"): FEW_NOTIFICATIONS for s in LIVE if s.size_minimums},
-    **{(s.name, "SC-054"): FEW_SAMPLES for s in LIVE if s.name != "live.high-frequency"},
-    # 1,000 notifications are enough samples, but they come from a single writer
-    ("live.high-frequency", "SC-054"): "only 1 writer(s) wrote, not concurrent load",
-}
+LIVE_ALLOWED = live_allowances(LIVE)
 
 
 def _run(tmp_path: Path, scenario_name: str, **options) -> tuple[int, dict, dict]:
