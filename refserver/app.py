@@ -26,6 +26,7 @@ from refserver.faults import Faults
 from refserver.generation import GENERATIONS
 from refserver.guard import HeadDeadline
 from refserver.http_api import MAX_BODY, HttpApi
+from refserver.idle import IdleRelease
 from refserver.jobs import Jobs
 from refserver.live import LiveManager
 from refserver.snowflake import Snowflake
@@ -179,6 +180,7 @@ class RefServer:
         self.live.start()
         watchdog = loop.create_task(self.ws_endpoint.watchdog())
         checkpoints = loop.create_task(self.jobs.checkpoint_loop())
+        idle = loop.create_task(IdleRelease(self.store, lambda: self.jobs.writes_total).loop())
         assert self.app is not None
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await runner.setup()
@@ -207,6 +209,7 @@ class RefServer:
             log.info("shutting down")
             watchdog.cancel()
             checkpoints.cancel()
+            idle.cancel()
             listener.close()
             await runner.cleanup()
             if self.live.dispatcher is not None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import sqlglot
+import sqlglot.dialects.postgres  # noqa: F401 - loaded at start, not by the first request (SC-059's baseline)
+import sqlglot.dialects.sqlite  # noqa: F401 - the dialect plans are compiled to
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Token, Tokenizer, TokenType

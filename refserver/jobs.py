@@ -26,11 +26,13 @@ class Jobs:
         self.pending_writes: dict[str, int] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.writes_since_checkpoint = 0
+        self.writes_total = 0  # every committed write since the start (the idle release watches it)
 
     def note_writes(self, table_key: str, count: int) -> None:
         """Remember that a table has writes not yet flushed."""
         self.pending_writes[table_key] = self.pending_writes.get(table_key, 0) + count
         self.writes_since_checkpoint += count
+        self.writes_total += count
 
     async def checkpoint_loop(self, interval: float = 1.0) -> None:
         """Background auto-flush: checkpoint the WAL in a worker thread once a second when there were writes."""
